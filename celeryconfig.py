@@ -1,0 +1,41 @@
+"""Celery's settings for dagflow (``celery -A dagflow worker`` reads this module).
+
+Only Celery's own keys live here; dagflow's environment variables are in
+``dagflow/settings.py``. The broker comes from ``DAGFLOW_BROKER_URL`` and the result backend
+from ``DAGFLOW_RESULT_BACKEND`` (default: the broker's Redis).
+"""
+
+from dagflow.settings import VISIBILITY_TIMEOUT_S, Settings
+
+_settings = Settings.from_env()
+
+broker_url = _settings.broker_url or "memory://"
+result_backend = _settings.result_backend
+
+# Security: JSON only, never pickle.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+
+# Reliability: a step is acknowledged only after it ran, and goes back to the queue if its
+# worker process dies; each worker process holds one message at a time.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+
+# Redis redelivers a message unacknowledged for longer than this; it must exceed the longest
+# retry delay (DAGFLOW_RETRY_MAX_S, checked at start-up) and any task's run time.
+broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+broker_connection_retry_on_startup = True
+result_expires = 24 * 3600
+
+timezone = "UTC"
+enable_utc = True
+
+# `celery -A dagflow beat` reads the schedules directory with dagflow's scheduler.
+beat_scheduler = "dagflow.beat:DagflowScheduler"
+
+worker_send_task_events = True
+task_send_sent_event = True

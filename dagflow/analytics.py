@@ -1,0 +1,278 @@
+"""Pure functions from events to the dashboard's tables.
+
+The API the original product had, with the same keys::
+
+    from dagflow.analytics import load_events, summarize_tasks, summarize_dags, per_tenant_load
+
+    events = load_events("logs/orchestrator_events.jsonl", limit=5000)
+    stats = summarize_tasks(events, window_hours=24)
+    print(f"Error rate: {stats['last_24h']['error_rate'] * 100:.1f}%")
+    for run in summarize_dags(events, limit=10):
+        print(f"{run['dag_name']}: {run['status']} ({run['duration']:.1f}s)")
+
+:func:`load_events` is the only I/O. Everything else takes events and returns plain dicts and
+lists, with the end of the time window passed in as ``now`` (it defaults to the clock only so
+the calls above keep working). Each function makes one pass over ``events``, so a caller that
+needs every table from a huge log can stream it once through :func:`summarize` instead of
+holding it in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dagflow.events import utc_now
+from dagflow.jsonl import ReadStats, iter_records
+from dagflow.rollup import EventRollup, parse_timestamp
+
+__all__ = [
+    "ReadStats",
+    "for_tenant",
+    "iter_events",
+    "load_events",
+    "parse_timestamp",
+    "per_tenant_load",
+    "schedule_by_run",
+    "summarize",
+    "summarize_dags",
+    "summarize_schedules",
+    "summarize_tasks",
+    "tail_offset",
+]
+
+Record = Mapping[str, Any]
+
+
+def iter_events(path: str | Path, stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
+    """Stream every event in ``path``; torn or corrupt lines are skipped, counted in ``stats``."""
+    return iter_records(Path(path), stats)
+
+
+def load_events(
+    path: str | Path, limit: int = 5000, stats: ReadStats | None = None
+) -> list[dict[str, Any]]:
+    """Return the last ``limit`` events of the log at ``path``, oldest first.
+
+    Only the tail of the file is read and parsed: the reader seeks back from the end to the
+    start of the last ``limit`` lines, so a dashboard over a huge log costs what its window
+    costs. Memory stays bounded by ``limit``. A missing file gives an empty list.
+
+    Args:
+        path: The JSONL event log.
+        limit: How many of the newest events to keep.
+        stats: Filled with the lines read (from the tail) and the corrupt lines skipped.
+    """
+    path = Path(path)
+    limit = max(limit, 0)
+    wanted = limit
+    while True:
+        attempt = ReadStats()
+        try:
+            offset = tail_offset(path, wanted)
+        except FileNotFoundError:
+            return []
+        events = deque(_records_from(path, offset, attempt), maxlen=limit)
+        # Corrupt or blank lines in the tail leave us short: reach further back, rarely.
+        if len(events) >= limit or offset == 0:
+            if stats is not None:
+                stats.lines, stats.skipped = attempt.lines, attempt.skipped
+            return list(events)
+        wanted += (limit - len(events)) * 2 + 16
+
+
+def tail_offset(path: Path, lines: int, block: int = 1 << 20) -> int:
+    """Return the byte offset where the last ``lines`` lines of ``path`` start (0 if fewer).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    with path.open("rb") as handle:
+        end = pos = handle.seek(0, 2)
+        if lines <= 0:
+            return end
+        handle.seek(end - 1 if end else 0)
+        # A torn last line has no newline of its own, so one fewer newline bounds the tail.
+        need = lines if handle.read(1) == b"\n" else lines - 1
+        count = 0
+        while pos > 0:
+            size = min(block, pos)
+            pos -= size
+            handle.seek(pos)
+            chunk = handle.read(size)
+            found = chunk.count(b"\n")
+            if count + found > need:
+                # The boundary is the newline with exactly ``need`` newlines after it.
+                index = -1
+                for _ in range(count + found - need):
+                    index = chunk.index(b"\n", index + 1)
+                return pos + index + 1
+            count += found
+        return 0
+
+
+def _records_from(path: Path, offset: int, stats: ReadStats) -> Iterator[dict[str, Any]]:
+    """Like :func:`dagflow.jsonl.iter_records`, from byte ``offset`` (a line start)."""
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        for raw in handle:
+            if not raw.strip():
+                continue
+            stats.lines += 1
+            try:
+                record = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                stats.skipped += 1
+                continue
+            if isinstance(record, dict):
+                yield record
+            else:
+                stats.skipped += 1
+
+
+def for_tenant(events: Iterable[Record], tenant: str | None) -> Iterator[Record]:
+    """Yield the events of ``tenant`` (all events when ``tenant`` is None or empty).
+
+    Lines without a ``tenant_id`` belong to the tenant ``"unknown"``, as in every table.
+    """
+    if not tenant:
+        yield from events
+        return
+    for event in events:
+        if (event.get("tenant_id") or "unknown") == tenant:
+            yield event
+
+
+def _fold(
+    events: Iterable[Record], window_hours: float, now: datetime | None, buckets: int = 24
+) -> EventRollup:
+    fold = EventRollup(now=now or utc_now(), window_hours=window_hours, buckets=buckets)
+    for event in events:
+        fold.add(event)
+    return fold
+
+
+def summarize_tasks(
+    events: Iterable[Record], window_hours: float = 24, now: datetime | None = None
+) -> dict[str, Any]:
+    """Count finished tasks in the window ``(now - window_hours, now]`` and over all events.
+
+    Returns:
+        ``{"last_24h": stats, "window": stats, "all_time": stats, "window_hours": 24}``, where
+        the ``last_<N>h`` key follows ``window_hours`` and each ``stats`` has ``ok``, ``failed``,
+        ``retries``, ``skipped``, ``total`` (ok + failed), ``avg_duration_s`` (over ok and
+        failed attempts, ``0.0`` when none) and ``error_rate`` (failed / total, 0..1).
+    """
+    return _fold(events, window_hours, now).task_summary()
+
+
+def summarize_dags(
+    events: Iterable[Record], limit: int = 15, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Return the ``limit`` most recently started runs, newest first.
+
+    Each run has ``run_id``, ``dag_name``, ``tenant``, ``status`` (``running``, ``success`` or
+    ``failed``), ``start`` and ``end`` (ISO 8601 UTC or None), ``duration`` (seconds; for a
+    running run, up to its last event), ``tasks``, ``tasks_ok``, ``tasks_failed``,
+    ``tasks_skipped`` and ``retries``. Lines from the original product that lack a
+    ``run_id`` are grouped into ``legacy-<n>`` runs, one per ``dag_start``.
+    """
+    return _fold(events, 24, now).runs(limit)
+
+
+def per_tenant_load(
+    events: Iterable[Record], window_hours: float = 24, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Return the load of each tenant in the window, busiest first.
+
+    Each row has ``tenant``, ``runs`` (started in the window), ``tasks`` (finished in the
+    window), ``tasks_failed``, ``error_rate`` (0..1) and ``avg_latency_s`` (mean task duration).
+    """
+    return _fold(events, window_hours, now).tenants()
+
+
+def summarize(
+    events: Iterable[Record],
+    window_hours: float = 24,
+    now: datetime | None = None,
+    runs_limit: int = 15,
+    buckets: int = 24,
+) -> dict[str, Any]:
+    """Compute every table the dashboard shows in one pass over ``events``.
+
+    Returns:
+        ``tasks`` (as :func:`summarize_tasks`), ``runs`` (as :func:`summarize_dags`),
+        ``tenants`` (as :func:`per_tenant_load`), ``run_counts`` (``running``, ``success``,
+        ``failed`` among runs started in the window), ``series`` (``buckets`` rows of runs
+        and task errors over the window, see :meth:`EventRollup.series`) and ``tenant_ids``
+        (every tenant seen, sorted).
+    """
+    fold = _fold(events, window_hours, now, buckets)
+    return {
+        "tasks": fold.task_summary(),
+        "runs": fold.runs(runs_limit),
+        "tenants": fold.tenants(),
+        "run_counts": fold.run_counts(),
+        "series": fold.series(),
+        "tenant_ids": sorted(fold.tenant_ids),
+    }
+
+
+def summarize_schedules(state_events: Iterable[Record]) -> list[dict[str, Any]]:
+    """Return one row per schedule from the scheduler's state store, sorted by id.
+
+    Each row has ``schedule_id``, ``tenant``, ``dag``, ``last_run`` (timestamp of the latest
+    ``run_started`` or ``run_finished``, or None), ``status`` (of the latest run: ``success``,
+    ``failed``, ``running``; ``enqueued`` if it never ran), ``last_duration_s``, and the counts
+    ``enqueued``, ``success`` and ``failed``. Records without a ``schedule_id`` are counted
+    under ``"unknown"``.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for record in state_events:
+        kind = record.get("event")
+        if kind not in ("schedule_enqueued", "run_started", "run_finished"):
+            continue
+        schedule_id = str(record.get("schedule_id") or "unknown")
+        row = rows.get(schedule_id)
+        if row is None:
+            row = rows[schedule_id] = {
+                "schedule_id": schedule_id,
+                "tenant": "unknown",
+                "dag": "",
+                "last_run": None,
+                "status": "enqueued",
+                "last_duration_s": None,
+                "enqueued": 0,
+                "success": 0,
+                "failed": 0,
+            }
+        if record.get("tenant_id"):
+            row["tenant"] = str(record["tenant_id"])
+        if record.get("dag"):
+            row["dag"] = str(record["dag"])
+        if kind == "schedule_enqueued":
+            row["enqueued"] += 1
+            continue
+        row["last_run"] = record.get("timestamp", row["last_run"])
+        if kind == "run_started":
+            row["status"] = "running"
+            continue
+        status = "success" if record.get("status") == "success" else "failed"
+        row["status"] = status
+        row[status] += 1
+        duration = record.get("duration_s")
+        row["last_duration_s"] = float(duration) if isinstance(duration, int | float) else None
+    return [rows[key] for key in sorted(rows)]
+
+
+def schedule_by_run(state_events: Iterable[Record]) -> dict[str, str]:
+    """Map each ``run_id`` in the state store to the ``schedule_id`` that enqueued it."""
+    return {
+        str(record["run_id"]): str(record["schedule_id"])
+        for record in state_events
+        if record.get("run_id") and record.get("schedule_id")
+    }

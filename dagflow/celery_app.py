@@ -1,0 +1,59 @@
+"""Building the Celery app: one factory used by workers, the CLI, the embedded mode and tests.
+
+``celery -A dagflow worker`` finds ``dagflow.app``, built from ``celeryconfig`` and the
+environment. Tests and the embedded mode build their own app with :func:`make_app`, so a
+process can hold apps for different brokers without global state.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from dagflow.settings import VISIBILITY_TIMEOUT_S, Settings
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+#: Poll the in-memory broker every millisecond; Celery's default (1 s) makes it unusable.
+MEMORY_POLLING_INTERVAL_S = 0.001
+
+
+def celery_settings(settings: Settings) -> dict[str, Any]:
+    """Celery keys from ``celeryconfig`` with the broker and backend taken from ``settings``."""
+    module = importlib.import_module("celeryconfig")
+    conf = {k: getattr(module, k) for k in dir(module) if k.islower() and not k.startswith("_")}
+    conf["broker_url"] = settings.broker_url or "memory://"
+    conf["result_backend"] = settings.result_backend
+    if settings.embedded:
+        conf["broker_transport_options"] = {"polling_interval": MEMORY_POLLING_INTERVAL_S}
+        conf["result_backend"] = None
+        conf["worker_send_task_events"] = False
+        conf["task_send_sent_event"] = False
+    else:
+        conf["broker_transport_options"] = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    return {k: v for k, v in conf.items() if not callable(v) and not isinstance(v, type)}
+
+
+def make_app(settings: Settings | None = None, *, main: str = "dagflow") -> Celery:
+    """Return a Celery app configured for ``settings`` with ``dagflow.step`` registered.
+
+    Workflows from ``DAGFLOW_WORKFLOWS`` and entry points are imported when a worker starts
+    (and by the CLI before validating), so every process knows the same names.
+    """
+    from celery import Celery
+    from celery.signals import worker_init
+
+    from dagflow import tasks, workflows
+
+    settings = settings or Settings.from_env()
+    app = Celery(main, set_as_current=False)
+    app.conf.update(celery_settings(settings))
+    tasks.register(app)
+
+    def _load_workflows(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is app:
+            workflows.load(settings.workflow_modules)
+
+    worker_init.connect(_load_workflows, weak=False)
+    return app

@@ -1,0 +1,123 @@
+"""Compile a validated DAG into what Celery runs (pure: builds, never sends).
+
+Celery canvases cannot express a general DAG without running some task twice (a task that
+two joins share, celery#893), and a chain of chords embeds the rest of the canvas in every
+message (273 kB per message at 10 levels x 100 here). dagflow therefore compiles a DAG into:
+
+* a **start canvas**: ``group`` of one ``dagflow.step`` signature per root task;
+* **continuations**: when a task succeeds, the worker that ran it sends its children — a
+  child with one parent directly (a chain link), several children at once (a group);
+* **joins**: a child with several parents is sent exactly once, by the parent whose
+  completion makes the child's set of arrived parents complete (atomic in the run store).
+
+Every message carries only ``(run_id, task_id)``; the plan is stored once per run, so
+message size does not grow with the DAG.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dagflow.graph import Graph, build_graph
+from dagflow.spec import DagSpec
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from celery.canvas import Signature
+
+#: Name of the one Celery task that runs a DAG step.
+STEP_TASK = "dagflow.step"
+PLAN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CompiledDag:
+    """A DAG ready to run: its spec, its graph and the plan stored for workers."""
+
+    spec: DagSpec
+    graph: Graph
+
+    @property
+    def links(self) -> list[tuple[str, str]]:
+        """(parent, child) edges where the child has one parent: plain chain links."""
+        return [
+            (self.graph.parents[c][0], c)
+            for c in self.graph.order
+            if len(self.graph.parents[c]) == 1
+        ]
+
+    @property
+    def joins(self) -> dict[str, tuple[str, ...]]:
+        """Children with two or more parents, and those parents."""
+        return {c: p for c in self.graph.order if len(p := self.graph.parents[c]) > 1}
+
+    def plan(self) -> dict[str, Any]:
+        """The plan workers read: each task's workflow, params, retries and edges."""
+        tasks = {}
+        for task in self.spec.tasks:
+            entry: dict[str, Any] = {
+                "w": task.workflow_ref,
+                "p": task.params,
+                "r": task.retries,
+                "up": list(self.graph.parents[task.id]),
+                "down": list(self.graph.children[task.id]),
+            }
+            if task.timeout_s is not None:
+                entry["t"] = task.timeout_s
+            tasks[task.id] = entry
+        return {
+            "v": PLAN_VERSION,
+            "dag": self.spec.name,
+            "tenant": self.spec.tenant_id,
+            "tasks": tasks,
+        }
+
+    def plan_json(self) -> str:
+        """The plan as compact JSON."""
+        return json.dumps(self.plan(), separators=(",", ":"))
+
+    def start_canvas(self, app: Celery, run_id: str) -> Signature:
+        """The canvas sent when a run starts: one step, or a group of the root steps."""
+        from celery import group
+
+        sigs = [step_signature(app, run_id, root) for root in self.graph.roots]
+        return sigs[0] if len(sigs) == 1 else group(sigs)
+
+
+def step_signature(app: Celery, run_id: str, task_id: str) -> Signature:
+    """An immutable ``dagflow.step`` signature: the whole message is two short strings."""
+    return app.signature(STEP_TASK, args=(run_id, task_id), immutable=True)
+
+
+def compile_dag(spec: DagSpec, graph: Graph | None = None) -> CompiledDag:
+    """Compile ``spec`` (checking its graph first if ``graph`` is not given)."""
+    return CompiledDag(spec=spec, graph=graph or build_graph(spec))
+
+
+def describe(compiled: CompiledDag) -> list[str]:
+    """Human-readable lines: which parts are canvas and which are joins."""
+    graph = compiled.graph
+    roots = graph.roots
+    lines = ["Celery canvas (sent when the run starts):"]
+    steps = ", ".join(f"step({r})" for r in roots)
+    lines.append(f"  {'group(' + steps + ')' if len(roots) > 1 else steps}")
+    lines.append(
+        "Continuations (sent by the worker that finishes the parent; message = run id + task id):"
+    )
+    shown = False
+    for parent in graph.order:
+        kids = [c for c in graph.children[parent] if len(graph.parents[c]) == 1]
+        if len(kids) == 1:
+            lines.append(f"  {parent} -> {kids[0]}  chain link")
+            shown = True
+        elif kids:
+            lines.append(f"  {parent} -> group({', '.join(kids)})")
+            shown = True
+    if not shown:
+        lines.append("  none")
+    lines.append("Joins (sent exactly once, by the last parent to finish):")
+    joins = compiled.joins
+    lines += [f"  {', '.join(ps)} -> {child}" for child, ps in joins.items()] or ["  none"]
+    return lines

@@ -1,0 +1,122 @@
+"""Run events and the JSONL event log they are written to.
+
+Events are the record of what happened: the dashboard and analytics derive every number
+from them, so there is no second copy of run history that could drift. The log lives at
+``ORCH_EVENTS_PATH`` (default ``logs/orchestrator_events.jsonl``), one JSON object per line::
+
+    {"timestamp":"2026-11-26T10:00:00.000000Z","event":"task_ok","run_id":"...","dag_name":"weekly_ops_chain",
+     "tenant_id":"local-dev","task_id":"sweep","workflow_ref":"inbox_drive_sweep","attempt":1,"duration_s":0.0012}
+
+Writing an event never fails or loses a task: an ``OSError`` is logged and swallowed.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from dagflow.jsonl import ReadStats, append_record, iter_records
+
+logger = logging.getLogger(__name__)
+
+EventName = Literal[
+    "dag_start", "task_start", "task_ok", "task_fail", "task_retry", "task_skip", "dag_done"
+]
+#: Every event name, in the order a run emits them.
+EVENT_NAMES: tuple[str, ...] = (
+    "dag_start",
+    "task_start",
+    "task_ok",
+    "task_retry",
+    "task_fail",
+    "task_skip",
+    "dag_done",
+)
+
+
+def utc_now() -> datetime:
+    """Return the current time as an aware UTC datetime (the one clock call of the event log)."""
+    return datetime.now(UTC)
+
+
+def isoformat(moment: datetime) -> str:
+    """Format an aware datetime as ISO 8601 UTC with a ``Z`` suffix and microseconds."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Event(BaseModel):
+    """One line of the event log. Fields that do not apply to an event are left out.
+
+    Attributes:
+        timestamp: ISO 8601 UTC time the event happened.
+        event: One of :data:`EVENT_NAMES`.
+        run_id: The run this event belongs to.
+        dag_name: The DAG's ``name``.
+        tenant_id: The DAG's ``tenant_id``.
+        task_id: The task, for ``task_*`` events.
+        workflow_ref: The task's workflow, for ``task_*`` events.
+        attempt: 1-based attempt number, for ``task_start``/``task_ok``/``task_fail``/``task_retry``.
+        duration_s: Seconds the attempt (``task_ok``/``task_fail``) or the run (``dag_done``) took.
+        delay_s: Seconds until the next attempt, for ``task_retry``.
+        error: ``ErrorName: message`` of a failed attempt, or why a task was skipped.
+        status: ``success`` or ``failed``, for ``dag_done``.
+        tasks: How many tasks the DAG has, for ``dag_start`` and ``dag_done``.
+        tasks_succeeded: Tasks that succeeded, for ``dag_done``.
+        tasks_failed: Tasks that failed after their last attempt, for ``dag_done``.
+        tasks_skipped: Tasks not started because an upstream task failed, for ``dag_done``.
+        edges: ``[parent, child]`` pairs, for ``dag_start`` of DAGs with up to 1,000 edges.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timestamp: str
+    event: EventName
+    run_id: str
+    dag_name: str
+    tenant_id: str
+    task_id: str | None = None
+    workflow_ref: str | None = None
+    attempt: int | None = None
+    duration_s: float | None = None
+    delay_s: float | None = None
+    error: str | None = None
+    status: Literal["success", "failed"] | None = None
+    tasks: int | None = None
+    tasks_succeeded: int | None = None
+    tasks_failed: int | None = None
+    tasks_skipped: int | None = None
+    edges: list[list[str]] | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """Return the event as the dict written to the log (no null fields)."""
+        return self.model_dump(exclude_none=True)
+
+
+class JsonlEventLog:
+    """The event log: a JSONL file safe for many writer processes.
+
+    Args:
+        path: The file to append to; its folder is created on first write.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def emit(self, event: Event) -> bool:
+        """Append ``event``. Returns False (and logs a warning) if it could not be written."""
+        try:
+            append_record(self.path, event.to_record())
+        except OSError as exc:
+            logger.warning(
+                "dagflow: could not write event %s to %s: %s", event.event, self.path, exc
+            )
+            return False
+        return True
+
+    def read(self, stats: ReadStats | None = None) -> list[dict[str, Any]]:
+        """Return every event in the log (skipping corrupt lines, counted in ``stats``)."""
+        return list(iter_records(self.path, stats))

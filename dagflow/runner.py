@@ -1,0 +1,255 @@
+"""Starting runs and waiting for them: the client side of dagflow.
+
+A :class:`Runner` sends a DAG's start canvas to Celery and waits on the run store for the
+run to finish. With a broker configured (``DAGFLOW_BROKER_URL``) the steps run on
+``celery -A dagflow worker`` processes; without one, the runner starts an *embedded*
+Celery worker in this process (in-memory broker, a thread pool) and runs the very same
+canvas and step task on it, so no server is needed to try dagflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dagflow.dag import Dag, load_dag
+from dagflow.events import Event, isoformat, utc_now
+from dagflow.runtime import Runtime
+from dagflow.settings import Settings
+from dagflow.stores import RunSnapshot
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from celery import Celery
+
+#: dag_start carries the DAG's edges (for the dashboard's graph) up to this many.
+MAX_EDGES_IN_EVENT = 1000
+#: How often a waiter with a progress callback looks at the run, in seconds.
+PROGRESS_INTERVAL_S = 0.1
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a finished run ended."""
+
+    run_id: str
+    dag_name: str
+    status: str
+    tasks: int
+    succeeded: int
+    failed: int
+    skipped: int
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        """True if every task succeeded."""
+        return self.status == "success"
+
+
+ProgressCallback = Callable[[RunSnapshot], None]
+
+
+class RunHandle:
+    """A run that was submitted: wait for it, or look at its progress."""
+
+    def __init__(self, runner: Runner, run_id: str, dag: Dag) -> None:
+        self.runner = runner
+        self.run_id = run_id
+        self.dag = dag
+
+    def snapshot(self, with_states: bool = False) -> RunSnapshot | None:
+        """The run's current progress."""
+        return self.runner.runtime.store.snapshot(self.run_id, with_states=with_states)
+
+    def wait(
+        self, timeout: float | None = None, on_progress: ProgressCallback | None = None
+    ) -> RunResult:
+        """Block until the run ends and return its result.
+
+        Args:
+            timeout: Seconds to wait at most (None: no limit).
+            on_progress: Called with a snapshot (with task states) about every 0.1 s.
+
+        Raises:
+            TimeoutError: The run did not finish in ``timeout`` seconds.
+        """
+        store = self.runner.runtime.store
+        deadline = None if timeout is None else time.monotonic() + timeout
+        step = PROGRESS_INTERVAL_S if on_progress else 1.0
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"run {self.run_id} did not finish within {timeout} s")
+            done = store.wait_done(self.run_id, step if left is None else min(step, left))
+            if on_progress:
+                snap = store.snapshot(self.run_id, with_states=True)
+                if snap is not None:
+                    on_progress(snap)
+            if done:
+                break
+        snap = store.snapshot(self.run_id)
+        assert snap is not None
+        return RunResult(
+            run_id=self.run_id,
+            dag_name=self.dag.name,
+            status=snap.status,
+            tasks=snap.counts["total"],
+            succeeded=snap.counts["ok"],
+            failed=snap.counts["failed"],
+            skipped=snap.counts["skipped"],
+            duration_s=float(snap.meta.get("duration_s", 0.0)),
+        )
+
+
+class Runner:
+    """Submits runs to Celery; owns the embedded worker when there is no broker.
+
+    Args:
+        settings: Settings (from the environment if None).
+        app: A Celery app built by :func:`dagflow.celery_app.make_app` for these settings.
+    """
+
+    def __init__(self, settings: Settings | None = None, app: Celery | None = None) -> None:
+        from dagflow.celery_app import make_app
+
+        self.settings = settings or Settings.from_env()
+        self.app = app or make_app(self.settings)
+        runtime: Runtime | None = getattr(self.app, "dagflow_runtime", None)
+        if runtime is None:
+            runtime = Runtime.from_settings(self.settings)
+            self.app.dagflow_runtime = runtime
+        self.runtime = runtime
+        self._worker: tuple[Any, threading.Thread] | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """True when steps run on an in-process worker."""
+        return self.settings.embedded
+
+    def start_embedded_worker(self, loglevel: str = "CRITICAL") -> None:
+        """Start the in-process worker (no-op with a broker or if already started).
+
+        It is a real Celery ``WorkController`` (consumer, thread pool, timer for retry
+        countdowns) on the in-memory transport, running in a daemon thread.
+        """
+        if not self.embedded or self._worker is not None:
+            return
+        import socket
+
+        from dagflow import workflows
+
+        workflows.load(self.settings.workflow_modules)
+        self.app.finalize()
+        self.app.log.setup(loglevel=loglevel)
+        worker = self.app.WorkController(
+            hostname=f"dagflow-embedded-{uuid.uuid4().hex[:8]}@{socket.gethostname()}",
+            pool="threads",
+            concurrency=self.settings.embedded_concurrency,
+            loglevel=loglevel,
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+        )
+        thread = threading.Thread(target=worker.start, name="dagflow-embedded", daemon=True)
+        thread.start()
+        self._worker = (worker, thread)
+
+    def close(self, wait: bool = True) -> None:
+        """Stop the embedded worker, if any.
+
+        Args:
+            wait: Join the worker thread (up to ~2 s: the in-memory transport polls in 2 s
+                cycles). A process about to exit passes False: the thread is a daemon and
+                every run it was given has finished.
+        """
+        if self._worker is not None:
+            worker, thread = self._worker
+            self._worker = None
+            if wait:
+                worker.stop(in_sighandler=False)
+                thread.join(30)
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(
+        self, dag: Dag, *, run_id: str | None = None, labels: Mapping[str, Any] | None = None
+    ) -> RunHandle:
+        """Store the run's plan, emit ``dag_start`` and send the start canvas.
+
+        Args:
+            dag: A loaded DAG (see :func:`dagflow.load_dag`).
+            run_id: The run's id (a new UUID if None).
+            labels: Extra metadata kept with the run; ``schedule_id`` makes the run write
+                ``run_finished`` to the state store when it ends.
+        """
+        self.start_embedded_worker()
+        run_id = run_id or uuid.uuid4().hex
+        compiled = dag.compiled
+        spec = compiled.spec
+        meta = {
+            "dag_name": spec.name,
+            "tenant_id": spec.tenant_id,
+            "source": dag.source,
+            "started_at": time.time(),
+            "labels": dict(labels or {}),
+        }
+        self.runtime.store.create_run(run_id, compiled.plan_json(), meta, compiled.graph.order)
+        edges = [[p, c] for c in compiled.graph.order for p in compiled.graph.parents[c]]
+        self.runtime.events.emit(
+            Event(
+                timestamp=isoformat(utc_now()),
+                event="dag_start",
+                run_id=run_id,
+                dag_name=spec.name,
+                tenant_id=spec.tenant_id,
+                tasks=len(spec.tasks),
+                edges=edges if len(edges) <= MAX_EDGES_IN_EVENT else None,
+            )
+        )
+        compiled.start_canvas(self.app, run_id).apply_async()
+        return RunHandle(self, run_id, dag)
+
+
+@contextlib.contextmanager
+def _runner(settings: Settings | None, wait_close: bool = True) -> Iterator[Runner]:
+    runner = Runner(settings)
+    try:
+        yield runner
+    finally:
+        runner.close(wait=wait_close)
+
+
+def submit(dag: Dag | str | Path, *, settings: Settings | None = None, **kwargs: Any) -> RunHandle:
+    """Start a run on the configured broker's workers and return its handle.
+
+    With no broker, use :class:`Runner` (or :func:`run`): the embedded worker lives only as
+    long as its runner.
+    """
+    settings = settings or Settings.from_env()
+    loaded = dag if isinstance(dag, Dag) else load_dag(dag, settings)
+    return Runner(settings).submit(loaded, **kwargs)
+
+
+def run(
+    dag: Dag | str | Path,
+    *,
+    settings: Settings | None = None,
+    timeout: float | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Run a DAG to completion (embedded worker, or the broker's workers) and return the result."""
+    settings = settings or Settings.from_env()
+    loaded = dag if isinstance(dag, Dag) else load_dag(dag, settings)
+    with _runner(settings) as runner:
+        return runner.submit(loaded).wait(timeout=timeout, on_progress=on_progress)

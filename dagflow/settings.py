@@ -1,0 +1,137 @@
+"""Typed settings read from the environment, in one place.
+
+Celery's own keys live in ``celeryconfig.py``; everything dagflow itself reads from the
+environment is a field here, with its unit and default. Nothing else calls ``os.getenv``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagflow.errors import ConfigError
+
+#: Redis ``visibility_timeout`` (seconds). An unacknowledged message older than this is
+#: delivered again, so it must stay above the longest retry delay and task time limit.
+VISIBILITY_TIMEOUT_S = 4 * 3600
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """dagflow's settings. Build with :meth:`from_env`; every field has a documented default.
+
+    Attributes:
+        broker_url: ``DAGFLOW_BROKER_URL`` (or ``REDIS_URL`` when ``QUEUE_BACKEND=redis``).
+            ``None`` means the embedded default: an in-process broker and worker.
+        result_backend: ``DAGFLOW_RESULT_BACKEND``; defaults to the broker's Redis.
+        workflow_modules: ``DAGFLOW_WORKFLOWS``, comma-separated modules that register workflows.
+        events_path: ``ORCH_EVENTS_PATH``, the JSONL event log.
+        state_path: ``STATE_STORE_PATH``, the scheduler's JSONL state store.
+        schedules_dir: ``DAGFLOW_SCHEDULES_DIR``, where schedule YAML files live.
+        sched_tick_ms: ``SCHED_TICK_MS``, scheduler tick in milliseconds.
+        sched_max_parallel: ``SCHED_MAX_PARALLEL``, DAG runs a scheduler drives at once.
+        panel_window_h: ``ORCH_PANEL_WINDOW_H``, the dashboard's KPI window in hours.
+        retry_base_s: ``DAGFLOW_RETRY_BASE_S``, first retry delay in seconds (doubles each time).
+        retry_max_s: ``DAGFLOW_RETRY_MAX_S``, cap on one retry delay in seconds.
+        retry_jitter: ``DAGFLOW_RETRY_JITTER``, fraction of the delay added at random (0..1).
+        run_ttl_s: ``DAGFLOW_RUN_TTL_S``, how long a run's state is kept in Redis, in seconds.
+        embedded_concurrency: ``DAGFLOW_EMBEDDED_CONCURRENCY``, threads of the in-process worker.
+        dashboard_host: ``DAGFLOW_DASHBOARD_HOST``, address the dashboard binds to.
+        dashboard_port: ``DAGFLOW_DASHBOARD_PORT``, port of the dashboard.
+        dashboard_auth: ``DAGFLOW_DASHBOARD_AUTH``, ``user:password`` for basic auth, or None.
+    """
+
+    broker_url: str | None = None
+    result_backend: str | None = None
+    workflow_modules: tuple[str, ...] = ()
+    events_path: Path = Path("logs/orchestrator_events.jsonl")
+    state_path: Path = Path("logs/orchestrator_state.jsonl")
+    schedules_dir: Path = Path("schedules")
+    sched_tick_ms: int = 1000
+    sched_max_parallel: int = 3
+    panel_window_h: int = 24
+    retry_base_s: float = 1.0
+    retry_max_s: float = 300.0
+    retry_jitter: float = 0.1
+    run_ttl_s: int = 7 * 24 * 3600
+    embedded_concurrency: int = 4
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8050
+    dashboard_auth: str | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured and dagflow runs everything in-process."""
+        return self.broker_url is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``env`` (``os.environ`` by default).
+
+        Raises:
+            ConfigError: A variable has a value of the wrong type or range.
+        """
+        env = os.environ if env is None else env
+        broker = env.get("DAGFLOW_BROKER_URL") or None
+        if broker is None and env.get("QUEUE_BACKEND", "memory").lower() == "redis":
+            broker = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+        backend = env.get("DAGFLOW_RESULT_BACKEND") or None
+        if backend is None and broker and broker.startswith(("redis://", "rediss://")):
+            backend = broker
+        modules = tuple(m.strip() for m in env.get("DAGFLOW_WORKFLOWS", "").split(",") if m.strip())
+        jitter = _float(env, "DAGFLOW_RETRY_JITTER", 0.1)
+        if jitter > 1:
+            raise ConfigError(f"DAGFLOW_RETRY_JITTER={jitter} must be between 0 and 1")
+        retry_max = _float(env, "DAGFLOW_RETRY_MAX_S", 300.0)
+        if retry_max >= VISIBILITY_TIMEOUT_S:
+            raise ConfigError(
+                f"DAGFLOW_RETRY_MAX_S={retry_max} must stay below the broker's visibility "
+                f"timeout ({VISIBILITY_TIMEOUT_S} s) or delayed retries would be delivered twice"
+            )
+        return cls(
+            broker_url=broker,
+            result_backend=backend,
+            workflow_modules=modules,
+            events_path=Path(env.get("ORCH_EVENTS_PATH") or "logs/orchestrator_events.jsonl"),
+            state_path=Path(env.get("STATE_STORE_PATH") or "logs/orchestrator_state.jsonl"),
+            schedules_dir=Path(env.get("DAGFLOW_SCHEDULES_DIR") or "schedules"),
+            sched_tick_ms=_int(env, "SCHED_TICK_MS", 1000, minimum=1),
+            sched_max_parallel=_int(env, "SCHED_MAX_PARALLEL", 3, minimum=1),
+            panel_window_h=_int(env, "ORCH_PANEL_WINDOW_H", 24, minimum=1),
+            retry_base_s=_float(env, "DAGFLOW_RETRY_BASE_S", 1.0),
+            retry_max_s=retry_max,
+            retry_jitter=jitter,
+            run_ttl_s=_int(env, "DAGFLOW_RUN_TTL_S", 7 * 24 * 3600, minimum=60),
+            embedded_concurrency=_int(env, "DAGFLOW_EMBEDDED_CONCURRENCY", 4, minimum=1),
+            dashboard_host=env.get("DAGFLOW_DASHBOARD_HOST") or "127.0.0.1",
+            dashboard_port=_int(env, "DAGFLOW_DASHBOARD_PORT", 8050, minimum=1),
+            dashboard_auth=env.get("DAGFLOW_DASHBOARD_AUTH") or None,
+        )

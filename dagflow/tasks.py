@@ -1,0 +1,194 @@
+"""The Celery task that runs one DAG step: the only place user code runs.
+
+``dagflow.step(run_id, task_id)`` is the whole message. The worker reads the run's plan
+from the run store (once per run per process), claims the step, merges its parents'
+outputs into its params, runs the workflow, records the output, and then sends the
+children that are now ready (see :mod:`dagflow.compile`). Every stage is safe to repeat
+when a message is delivered twice (``acks_late``): the claim lets one delivery run, and a
+step that already finished re-sends its ready children instead of running again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from dagflow import workflows
+from dagflow.compile import STEP_TASK
+from dagflow.errors import RunnerError, UnknownWorkflowError, WorkflowOutputError
+from dagflow.events import isoformat, utc_now
+from dagflow.payload import merge_params
+from dagflow.runtime import RunPlan, Runtime, runtime_for
+from dagflow.state import JsonlStateStore
+from dagflow.stores import FinishResult
+from dagflow.timeouts import call_with_timeout
+
+if TYPE_CHECKING:
+    from celery import Celery, Task
+
+logger = logging.getLogger(__name__)
+
+#: Errors that another attempt cannot fix: they fail the task at once.
+PERMANENT_ERRORS = (UnknownWorkflowError, WorkflowOutputError)
+
+
+def _attempts(n: int) -> str:
+    return f"{n} attempt" if n == 1 else f"{n} attempts"
+
+
+def encode_output(task_id: str, value: Any) -> str:
+    """Serialize a workflow's return value to JSON.
+
+    Raises:
+        WorkflowOutputError: The value holds something JSON cannot encode.
+    """
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise WorkflowOutputError(
+            f"Task '{task_id}' returned a value that is not JSON-serializable: {exc}"
+        ) from None
+
+
+def send_ready_children(
+    app: Celery, rt: Runtime, run_id: str, plan: RunPlan, task_id: str, force: bool
+) -> list[str]:
+    """Send each child of ``task_id`` whose parents are now all done; return their ids."""
+    ready = []
+    for child in plan.tasks[task_id].children:
+        parents = len(plan.tasks[child].parents)
+        if parents == 1 or rt.store.arrive(run_id, child, task_id, parents, force):
+            ready.append(child)
+    if ready:
+        step = app.tasks[STEP_TASK]
+        with app.producer_or_acquire() as producer:
+            for child in ready:
+                step.apply_async(args=(run_id, child), producer=producer)
+    return ready
+
+
+def finalize(rt: Runtime, run_id: str, plan: RunPlan, result: FinishResult) -> None:
+    """Close a run: emit ``dag_done``, record the status, wake waiters, tell the scheduler."""
+    snapshot = rt.store.snapshot(run_id)
+    meta = snapshot.meta if snapshot else {}
+    status = "failed" if result.counts.get("failed", 0) else "success"
+    started = float(meta.get("started_at", time.time()))
+    duration = round(max(time.time() - started, 0.0), 6)
+    rt.emit(
+        "dag_done",
+        run_id,
+        plan,
+        status=status,
+        tasks=len(plan.tasks),
+        tasks_succeeded=result.counts.get("ok", 0),
+        tasks_failed=result.counts.get("failed", 0),
+        tasks_skipped=result.counts.get("skipped", 0),
+        duration_s=duration,
+    )
+    rt.store.mark_done(run_id, status, {"finished_at": time.time(), "duration_s": duration})
+    labels = meta.get("labels") or {}
+    if labels.get("schedule_id"):
+        JsonlStateStore(rt.settings.state_path).record_event(
+            {
+                "timestamp": isoformat(utc_now()),
+                "event": "run_finished",
+                "schedule_id": labels["schedule_id"],
+                "tenant_id": plan.tenant_id,
+                "dag": labels.get("dag", plan.dag_name),
+                "run_id": run_id,
+                "scheduled_minute": labels.get("scheduled_minute"),
+                "status": status,
+                "duration_s": duration,
+            }
+        )
+
+
+def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
+    """Run one step of a run. See the module docstring for the protocol."""
+    rt = runtime_for(app)
+    plan = rt.plan(run_id)
+    if plan is None or task_id not in plan.tasks:
+        logger.warning("dagflow: run %s is unknown or expired; dropping step %s", run_id, task_id)
+        return None
+    spec = plan.tasks[task_id]
+    claim = rt.store.claim(run_id, task_id, task.request.id or f"local-{task_id}")
+    if claim == "duplicate":
+        logger.info("dagflow: step %s/%s is already being run; dropping a copy", run_id, task_id)
+        return None
+    if claim == "ok":
+        # A redelivery after the step finished: make sure its children were sent.
+        send_ready_children(app, rt, run_id, plan, task_id, force=True)
+        return None
+    if claim != "run":
+        return None
+    total = len(plan.tasks)
+    attempt = int(task.request.retries or 0) + 1
+    common = {"task_id": task_id, "workflow_ref": spec.workflow_ref, "attempt": attempt}
+    rt.emit("task_start", run_id, plan, **common)
+    started = time.perf_counter()
+    try:
+        func = workflows.get(spec.workflow_ref)
+        upstream = {p: json.loads(v) for p, v in rt.store.outputs(run_id, spec.parents).items()}
+        params = merge_params(spec.params, upstream)
+        value = call_with_timeout(lambda: func(params), spec.timeout_s, f"Task '{task_id}'")
+        output = encode_output(task_id, value)
+    except Exception as exc:
+        duration = round(time.perf_counter() - started, 6)
+        error = f"{type(exc).__name__}: {exc}"
+        if attempt <= spec.retries and not isinstance(exc, PERMANENT_ERRORS):
+            delay = rt.retry.delay(attempt)
+            rt.store.set_state(run_id, task_id, "retry")
+            rt.emit("task_retry", run_id, plan, **common, delay_s=delay, error=error)
+            raise task.retry(countdown=delay, max_retries=None) from None
+        message = f"Task '{task_id}' failed after {_attempts(attempt)}"
+        rt.emit(
+            "task_fail",
+            run_id,
+            plan,
+            **common,
+            duration_s=duration,
+            error=f"RunnerError: {message}: {error}",
+        )
+        result = rt.store.finish(run_id, task_id, "failed", None, plan.descendants(task_id), total)
+        for skipped in result.newly_skipped:
+            rt.emit(
+                "task_skip",
+                run_id,
+                plan,
+                task_id=skipped,
+                workflow_ref=plan.tasks[skipped].workflow_ref,
+                error=f"skipped: upstream task '{task_id}' failed",
+            )
+        if result.complete:
+            finalize(rt, run_id, plan, result)
+        raise RunnerError(f"{message}: {error}") from None
+    duration = round(time.perf_counter() - started, 6)
+    rt.emit("task_ok", run_id, plan, **common, duration_s=duration)
+    result = rt.store.finish(run_id, task_id, "ok", output, (), total)
+    send_ready_children(app, rt, run_id, plan, task_id, force=False)
+    if result.complete:
+        finalize(rt, run_id, plan, result)
+    return None
+
+
+def register(app: Celery) -> Task:
+    """Register ``dagflow.step`` on ``app`` and return it.
+
+    The task acknowledges late and is rejected back to the queue if its worker dies, so a
+    crash never loses a step; it stores no Celery result (outputs live in the run store).
+    """
+
+    @app.task(  # type: ignore[misc]
+        name=STEP_TASK,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        ignore_result=True,
+        max_retries=None,
+    )
+    def step(self: Task, run_id: str, task_id: str) -> Any:
+        return execute_step(app, self, run_id, task_id)
+
+    return app.tasks[STEP_TASK]
