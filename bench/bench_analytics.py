@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dagflow.analytics import (  # noqa: E402
+from dagflow.analytics import (
     ReadStats,
     iter_events,
     load_events,
@@ -36,7 +36,7 @@ from dagflow.analytics import (  # noqa: E402
     summarize_dags,
     summarize_tasks,
 )
-from dagflow.events import isoformat  # noqa: E402
+from dagflow.events import isoformat
 
 TASKS = ("sweep", "report", "brief")
 EDGES = [["sweep", "report"], ["report", "brief"]]
@@ -96,7 +96,7 @@ def generate_events(path: Path, n: int, now: datetime, hours: float = 48, seed: 
                 duration = rng.uniform(0.05, 2.0)
                 clock += timedelta(seconds=duration)
                 kind = "task_fail" if failed else "task_ok"
-                end = {"attempt": attempt, "duration_s": round(duration, 4)}
+                end: dict[str, Any] = {"attempt": attempt, "duration_s": round(duration, 4)}
                 if failed:
                     end["error"] = "RunnerError: boom"
                 else:
@@ -167,10 +167,14 @@ def bench_analytics(path: Path, now: datetime) -> list[tuple[str, float, float, 
 
 
 def bench_dashboard(path: Path, now: datetime) -> tuple[str, float, float, str]:
-    """Time the dashboard's first full render: layout plus every callback, cold cache."""
+    """Time the dashboard's first full render: layout plus every callback, cold cache.
+
+    The overview callback reads the log, folds it once and builds every panel (KPIs, both
+    charts, the runs, queue, schedules and tenants tables); the route callback then opens
+    the newest run's page (Gantt chart and DAG graph).
+    """
     from dagflow.dashboard.app import create_app
-    from dagflow.dashboard.callbacks import DashboardData, render_overview, render_queue
-    from dagflow.dashboard.callbacks import render_route
+    from dagflow.dashboard.callbacks import DashboardData, render_overview, render_route
     from dagflow.settings import Settings
 
     settings = Settings(events_path=path, state_path=path.with_name("state.jsonl"))
@@ -178,10 +182,9 @@ def bench_dashboard(path: Path, now: datetime) -> tuple[str, float, float, str]:
     app = create_app(settings)
     layout = app.layout() if callable(app.layout) else app.layout
     data = DashboardData.from_settings(settings, clock=lambda: now)
-    overview = render_overview(data, 0, None)
-    render_queue(data, 0, None)
+    overview = render_overview(data, None)
     first_run = overview.runs[0]["run_id"]
-    render_route(data, f"/runs/{first_run}", 0)
+    render_route(data, f"/runs/{first_run}")
     seconds = time.perf_counter() - start
     assert layout is not None
     return (

@@ -39,13 +39,21 @@ def _parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("Examples::", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--verbose", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
     parser.add_argument("--verbose", action="store_true", help="show tracebacks and worker logs")
     sub = parser.add_subparsers(dest="command", required=True)
-    plan = sub.add_parser("plan", help="validate a DAG and print its plan (no server needed)")
+    plan = sub.add_parser(
+        "plan", help="validate a DAG and print its plan (no server needed)", parents=[common]
+    )
     plan.add_argument("file", type=Path)
-    validate = sub.add_parser("validate", help="check DAG and schedule files; exit 2 if any is bad")
+    validate = sub.add_parser(
+        "validate", help="check DAG and schedule files; exit 2 if any is bad", parents=[common]
+    )
     validate.add_argument("files", type=Path, nargs="+")
-    run = sub.add_parser("run", help="run a DAG now and wait for it")
+    run = sub.add_parser("run", help="run a DAG now and wait for it", parents=[common])
     run.add_argument("file", type=Path)
     run.add_argument("--no-wait", action="store_true", help="print the run id and return")
     run.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")

@@ -75,12 +75,13 @@ class SpecError(DagflowError):
             where.append(f"{self.label} '{self.task}'")
         if self.field:
             where.append(f"field '{self.field}'")
-        return ", ".join(where)
+        location = ", ".join(where)
+        return f"{location}: {self.message}" if location else self.message
 
     def one_line(self) -> str:
         """Return ``file:line, task 'x', field 'y': ErrorName: message``."""
         name = self.headline or type(self).__name__
-        location = str(self)
+        location = str(self).removesuffix(self.message).removesuffix(": ")
         return f"{location}: {name}: {self.message}" if location else f"{name}: {self.message}"
 
 

@@ -10,6 +10,7 @@ canvas and step task on it, so no server is needed to try dagflow.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 import uuid
@@ -67,6 +68,11 @@ class RunHandle:
     def snapshot(self, with_states: bool = False) -> RunSnapshot | None:
         """The run's current progress."""
         return self.runner.runtime.store.snapshot(self.run_id, with_states=with_states)
+
+    def outputs(self) -> dict[str, Any]:
+        """Each finished task's output, decoded (kept in the run store for the run's TTL)."""
+        raw = self.runner.runtime.store.outputs(self.run_id, list(self.dag.compiled.graph.order))
+        return {task_id: json.loads(value) for task_id, value in raw.items()}
 
     def wait(
         self, timeout: float | None = None, on_progress: ProgressCallback | None = None
@@ -147,6 +153,9 @@ class Runner:
 
         workflows.load(self.settings.workflow_modules)
         self.app.finalize()
+        # The thread pool looks tasks up in Celery's *current* app.
+        self.app.set_current()
+        self.app.set_default()
         self.app.log.setup(loglevel=loglevel)
         worker = self.app.WorkController(
             hostname=f"dagflow-embedded-{uuid.uuid4().hex[:8]}@{socket.gethostname()}",

@@ -182,6 +182,7 @@ def register(app: Celery) -> Task:
 
     @app.task(  # type: ignore[misc]
         name=STEP_TASK,
+        shared=False,  # each app (embedded, Redis, tests) keeps its own step
         bind=True,
         acks_late=True,
         reject_on_worker_lost=True,
@@ -189,6 +190,6 @@ def register(app: Celery) -> Task:
         max_retries=None,
     )
     def step(self: Task, run_id: str, task_id: str) -> Any:
-        return execute_step(app, self, run_id, task_id)
+        return execute_step(self.app, self, run_id, task_id)
 
     return app.tasks[STEP_TASK]

@@ -1,0 +1,142 @@
+"""Queue statistics read from the Redis broker and result backend, for the queue panel.
+
+Pending messages are the lengths of the broker's queue lists (Celery's default queue is the
+list ``celery``; kombu keeps priority levels in lists named ``<queue>\\x06\\x16<n>``). Task
+results are the ``celery-task-meta-*`` keys of the result backend, counted by status. Both
+are found with ``SCAN`` and a bounded number of calls, never ``KEYS``, so a busy Redis is
+never blocked by the dashboard; a partial count is flagged as such.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+#: Keys asked for per SCAN call, and the most SCAN calls one refresh makes per database.
+SCAN_COUNT = 500
+MAX_SCAN_CALLS = 20
+#: Seconds to wait for Redis before the panel shows an error instead.
+CONNECT_TIMEOUT_S = 1.0
+SOCKET_TIMEOUT_S = 2.0
+#: kombu's separator between a queue name and its priority level.
+PRIORITY_SEP = "\x06\x16"
+RESULT_PREFIX = "celery-task-meta-"
+
+NO_BROKER = "Queue stats only available with a Redis broker (DAGFLOW_BROKER_URL)"
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """What the queue panel shows from Redis.
+
+    Attributes:
+        queues: Pending messages per broker queue (priority levels summed into their queue).
+        results: Result-backend tasks per Celery state (``SUCCESS``, ``FAILURE``, ...).
+        truncated: True if a SCAN stopped at :data:`MAX_SCAN_CALLS` (the counts are partial).
+        error: Why Redis could not be read, or None.
+    """
+
+    queues: dict[str, int] = field(default_factory=dict)
+    results: dict[str, int] = field(default_factory=dict)
+    truncated: bool = False
+    error: str | None = None
+
+    @property
+    def pending(self) -> int:
+        """Messages waiting in all queues."""
+        return sum(self.queues.values())
+
+
+def is_redis_url(url: str | None) -> bool:
+    """True when ``url`` is a Redis URL the panel can read."""
+    return bool(url) and str(url).startswith(("redis://", "rediss://", "unix://"))
+
+
+def connect(url: str) -> redis.Redis:
+    """Open a client with short timeouts, so a down Redis shows as a message, not a hang."""
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S
+    )
+
+
+def _scan(client: redis.Redis, match: str | None, kind: str | None) -> Iterator[bytes | str | None]:
+    """Yield matching keys, then None if the scan was cut short by :data:`MAX_SCAN_CALLS`."""
+    cursor = 0
+    for _ in range(MAX_SCAN_CALLS):
+        cursor, keys = client.scan(cursor=cursor, match=match, count=SCAN_COUNT, _type=kind)
+        yield from keys
+        if cursor == 0:
+            return
+    yield None
+
+
+def _text(key: bytes | str) -> str:
+    return key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+
+
+def broker_queues(client: redis.Redis) -> tuple[dict[str, int], bool]:
+    """Return pending messages per queue (list keys) and whether the scan was cut short."""
+    queues: dict[str, int] = {"celery": 0}
+    truncated = False
+    for key in _scan(client, None, "list"):
+        if key is None:
+            truncated = True
+            break
+        name = _text(key).split(PRIORITY_SEP, 1)[0]
+        queues[name] = queues.get(name, 0) + int(client.llen(key))
+    return queues, truncated
+
+
+def result_states(client: redis.Redis) -> tuple[dict[str, int], bool]:
+    """Count ``celery-task-meta-*`` results by state; returns the counts and truncation."""
+    counts: dict[str, int] = {}
+    keys: list[bytes | str] = []
+    truncated = False
+    for key in _scan(client, RESULT_PREFIX + "*", None):
+        if key is None:
+            truncated = True
+            break
+        keys.append(key)
+    for start in range(0, len(keys), SCAN_COUNT):
+        for raw in client.mget(keys[start : start + SCAN_COUNT]):
+            state = _state(raw)
+            if state is not None:
+                counts[state] = counts.get(state, 0) + 1
+    return counts, truncated
+
+
+def _state(raw: Any) -> str | None:
+    if raw is None:
+        return None  # expired between SCAN and MGET
+    try:
+        meta = json.loads(raw)
+    except (ValueError, TypeError):
+        return "UNKNOWN"
+    return str(meta.get("status", "UNKNOWN")) if isinstance(meta, dict) else "UNKNOWN"
+
+
+def redis_queue_stats(
+    broker_url: str,
+    backend_url: str | None = None,
+    connector: Callable[[str], redis.Redis] = connect,
+) -> QueueStats:
+    """Read pending messages from ``broker_url`` and result states from ``backend_url``.
+
+    Never raises for Redis trouble: a connection or protocol error comes back in
+    :attr:`QueueStats.error`, so the page still renders.
+    """
+    try:
+        broker = connector(broker_url)
+        queues, truncated = broker_queues(broker)
+        results: dict[str, int] = {}
+        if is_redis_url(backend_url) and backend_url is not None:
+            backend = broker if backend_url == broker_url else connector(backend_url)
+            results, more = result_states(backend)
+            truncated = truncated or more
+    except (redis.RedisError, OSError, ValueError) as exc:
+        return QueueStats(error=f"Redis error: {type(exc).__name__}: {exc}")
+    return QueueStats(queues=queues, results=results, truncated=truncated)

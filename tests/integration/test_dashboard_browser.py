@@ -1,0 +1,178 @@
+"""End to end: the dashboard run by ``python -m dagflow.dashboard``, seen in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dagflow.events import isoformat
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.browser
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def generated_log(path: Path, now: datetime) -> None:
+    """Ten runs in the last hours: 9 succeed (2 tasks each), run-3 retries and fails.
+
+    So the KPI cards must read 18 ok, 1 failed, 5.3% error rate (1 of 19 finished tasks).
+    """
+    lines: list[dict[str, Any]] = []
+    for n in range(10):
+        run, start = f"run-{n}", now - timedelta(minutes=30 * (10 - n))
+        base = {"run_id": run, "dag_name": "weekly_ops_chain", "tenant_id": f"tenant-{n % 2}"}
+        if n == 7:
+            base["dag_name"] = "<b>not bold</b>"
+
+        def at(seconds: float, kind: str, _start: datetime = start, **fields: Any) -> None:
+            stamp = isoformat(_start + timedelta(seconds=seconds))
+            lines.append({"timestamp": stamp, "event": kind, **base, **fields})  # noqa: B023
+
+        at(0, "dag_start", tasks=2, edges=[["extract", "load"]])
+        at(0, "task_start", task_id="extract", attempt=1)
+        if n == 3:
+            at(2, "task_retry", task_id="extract", attempt=1, delay_s=1, error="TimeoutError: x")
+            at(3, "task_start", task_id="extract", attempt=2)
+            at(5, "task_fail", task_id="extract", attempt=2, duration_s=2.0, error="E: boom")
+            at(5, "task_skip", task_id="load", error="upstream task failed")
+            at(5, "dag_done", status="failed", tasks=2, tasks_succeeded=0, tasks_failed=1,
+               tasks_skipped=1, duration_s=5.0)  # fmt: skip
+            continue
+        at(2, "task_ok", task_id="extract", attempt=1, duration_s=2.0)
+        at(2, "task_start", task_id="load", attempt=1)
+        at(3, "task_ok", task_id="load", attempt=1, duration_s=1.0)
+        at(3, "dag_done", status="success", tasks=2, tasks_succeeded=2, tasks_failed=0,
+           tasks_skipped=0, duration_s=3.0)  # fmt: skip
+    text = "".join(json.dumps(line) + "\n" for line in lines) + '{"torn": \n'
+    path.write_text(text, encoding="utf-8")
+
+
+@pytest.fixture
+def dashboard_url(tmp_path: Path) -> Iterator[str]:
+    """The dashboard on a free localhost port over a generated log; stopped afterwards."""
+    events = tmp_path / "logs" / "orchestrator_events.jsonl"
+    events.parent.mkdir()
+    generated_log(events, datetime.now(UTC))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGFLOW_", "QUEUE_"))}
+    command = [
+        sys.executable, "-m", "dagflow.dashboard", "--host", "127.0.0.1", "--port", str(port),
+        "--events", str(events), "--state", str(tmp_path / "logs" / "state.jsonl"),
+        "--refresh", "120",
+    ]  # fmt: skip
+    with (tmp_path / "dashboard.log").open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                log_text = (tmp_path / "dashboard.log").read_text(errors="replace")
+                pytest.fail(f"dashboard did not start:\n{log_text}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """Headless Chromium driven by chromedriver, with a fresh profile under tmp_path."""
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage", "--window-size=1400,1800",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    service = Service(executable_path=str(CHROMEDRIVER), log_path=str(tmp_path / "driver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_dashboard_kpis_runs_and_run_page(dashboard_url: str, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
+
+    def text_of(selector: str) -> str:
+        return str(browser.find_element(By.CSS_SELECTOR, selector).text)
+
+    # Given the dashboard over ten generated runs
+    browser.get(dashboard_url + "/")
+
+    # Then the KPI cards show the window's task counts
+    wait.until(lambda _: browser.find_elements(By.CSS_SELECTOR, "#kpi-ok .kpi-value"))
+    assert text_of("#kpi-ok .kpi-value") == "18"
+    assert text_of("#kpi-failed .kpi-value") == "1"
+    assert text_of("#kpi-error-rate .kpi-value") == "5.3%"
+    assert "1 corrupt lines skipped" in text_of("#read-status")
+
+    # And the runs table lists the newest runs first, with event text shown as text
+    rows = browser.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")
+    assert len(rows) == 10
+    assert rows[0].text.startswith("run-9")
+    assert "<b>not bold</b>" in rows[2].text
+    assert "failed" in rows[6].text
+    assert text_of("#queue-note").startswith("Queue stats only available with a Redis broker")
+    wait.until(lambda _: browser.find_elements(By.CSS_SELECTOR, "#runs-chart .bars path"))
+    browser.save_screenshot(str(tmp_path / "overview.png"))
+
+    # When the failed run's link is followed
+    rows[6].find_element(By.LINK_TEXT, "run-3").click()
+
+    # Then its page shows a Gantt bar per attempt (the retry is its own bar) and the DAG
+    wait.until(lambda _: browser.find_elements(By.CSS_SELECTOR, "#gantt-chart .bars path"))
+    assert text_of("#run-title") == "Run run-3"
+    assert browser.current_url.endswith("/runs/run-3")
+    bars = browser.find_elements(By.CSS_SELECTOR, "#gantt-chart .bars path")
+    assert len(bars) == 2
+    nodes = browser.find_elements(By.CSS_SELECTOR, "#dag-graph .scatterlayer .point")
+    assert len(nodes) == 2
+    assert "E: boom" in text_of("#run-errors")
+    assert not browser.find_element(By.ID, "overview-page").is_displayed()
+    shot = tmp_path / "run_page.png"
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000

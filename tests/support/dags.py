@@ -1,0 +1,19 @@
+"""Build DAGs in tests from plain dicts, as a YAML file would give them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagflow.dag import Dag, check_dag
+from dagflow.spec import parse_dag
+
+
+def make_dag(tasks: list[dict[str, Any]], name: str = "test_dag", tenant: str = "t1") -> Dag:
+    """Validate and compile a DAG made of ``tasks``."""
+    spec = parse_dag({"name": name, "tenant_id": tenant, "tasks": tasks}, source=f"{name}.yaml")
+    return check_dag(spec, f"{name}.yaml")
+
+
+def task(task_id: str, workflow: str = "test.echo", deps: tuple[str, ...] = (), **kw: Any) -> dict[str, Any]:
+    """One task entry."""
+    return {"id": task_id, "workflow_ref": workflow, "depends_on": list(deps), **kw}

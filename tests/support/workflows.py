@@ -1,0 +1,69 @@
+"""Workflows used by the integration tests (loaded through DAGFLOW_WORKFLOWS).
+
+They leave traces in files under ``params["dir"]`` so a test can see, across worker
+processes, when each task ran and how many times.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagflow
+
+
+def _trace(params: Mapping[str, Any], name: str, line: str) -> int:
+    """Append ``line`` to ``dir/name`` and return how many lines it now has."""
+    path = Path(params["dir"]) / name
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+    return len(path.read_text().splitlines())
+
+
+@dagflow.workflow("test.echo")
+def echo(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the params it was given, and record that it ran."""
+    if "dir" in params:
+        _trace(params, "ran.txt", str(params.get("tag", "")))
+    return {"params": dict(params)}
+
+
+@dagflow.workflow("test.value")
+def value(params: Mapping[str, Any]) -> Any:
+    """Return ``params["value"]`` as is (dicts are namespaced, others become ``__result``)."""
+    return params["value"]
+
+
+@dagflow.workflow("test.sleep")
+def sleep(params: Mapping[str, Any]) -> dict[str, float]:
+    """Sleep ``seconds`` and return when it started and ended (epoch seconds)."""
+    start = time.time()
+    time.sleep(float(params.get("seconds", 0.1)))
+    return {"start": start, "end": time.time()}
+
+
+@dagflow.workflow("test.flaky")
+def flaky(params: Mapping[str, Any]) -> dict[str, int]:
+    """Fail the first ``failures`` attempts, then succeed."""
+    attempt = _trace(params, f"flaky-{params['key']}.txt", "attempt")
+    if attempt <= int(params["failures"]):
+        raise ConnectionError(f"transient failure {attempt}")
+    return {"attempts": attempt}
+
+
+@dagflow.workflow("test.fail")
+def fail(params: Mapping[str, Any]) -> None:
+    """Always fail."""
+    raise ValueError(params.get("message", "boom"))
+
+
+@dagflow.workflow("test.not_json")
+def not_json(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a value JSON cannot encode."""
+    return {"when": {1, 2, 3}}

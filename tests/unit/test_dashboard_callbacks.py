@@ -1,0 +1,338 @@
+"""Dashboard callbacks called directly, figures, auth, the queue panel and Flower's config."""
+
+from __future__ import annotations
+
+import base64
+import json
+import runpy
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from dash import dcc, html
+
+from dagflow.dashboard.app import create_app, main
+from dagflow.dashboard.callbacks import DashboardData, render_overview, render_route, run_id_of
+from dagflow.dashboard.figures import dag_graph_figure, gantt_figure
+from dagflow.dashboard.queue import NO_BROKER, QueueStats, redis_queue_stats
+from dagflow.events import isoformat
+from dagflow.settings import Settings
+from dagflow.timeline import run_timeline
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ev(kind: str, minutes_ago: float, run: str, tenant: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "timestamp": isoformat(NOW - timedelta(minutes=minutes_ago)),
+        "event": kind,
+        "run_id": run,
+        "dag_name": "weekly_ops_chain",
+        "tenant_id": tenant,
+    } | fields
+
+
+def write_log(path: Path, records: list[dict[str, Any]], junk: int = 0) -> Path:
+    lines = [json.dumps(r) for r in records] + ["{torn"] * junk
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Two runs: r1 (acme) retried sweep then failed report; r2 (globex) succeeded."""
+    events = [
+        ev("dag_start", 50, "r1", "acme", tasks=2, edges=[["sweep", "report"]]),
+        ev("task_start", 49, "r1", "acme", task_id="sweep", attempt=1),
+        ev("task_retry", 48, "r1", "acme", task_id="sweep", attempt=1, error="E: slow"),
+        ev("task_start", 47, "r1", "acme", task_id="sweep", attempt=2),
+        ev("task_ok", 46, "r1", "acme", task_id="sweep", attempt=2, duration_s=1.0),
+        ev("task_start", 45, "r1", "acme", task_id="report", attempt=1),
+        ev("task_fail", 44, "r1", "acme", task_id="report", attempt=1, duration_s=3.0,
+           error="RunnerError: <script>alert(1)</script>"),
+        ev("dag_done", 44, "r1", "acme", status="failed", tasks=2, tasks_succeeded=1,
+           tasks_failed=1, tasks_skipped=0, duration_s=360.0),
+        ev("dag_start", 20, "r2", "globex", tasks=1),
+        ev("task_start", 20, "r2", "globex", task_id="a", attempt=1),
+        ev("task_ok", 19, "r2", "globex", task_id="a", attempt=1, duration_s=2.0),
+        ev("dag_done", 19, "r2", "globex", status="success", tasks=1, tasks_succeeded=1,
+           tasks_failed=0, tasks_skipped=0, duration_s=60.0),
+    ]  # fmt: skip
+    states = [
+        {"timestamp": isoformat(NOW), "event": "schedule_enqueued", "schedule_id": "nightly",
+         "tenant_id": "globex", "dag": "dags/a.yaml", "run_id": "r2"},
+        {"timestamp": isoformat(NOW), "event": "run_finished", "schedule_id": "nightly",
+         "tenant_id": "globex", "run_id": "r2", "status": "success", "duration_s": 60.0},
+    ]  # fmt: skip
+    return Settings(
+        events_path=write_log(tmp_path / "events.jsonl", events, junk=2),
+        state_path=write_log(tmp_path / "state.jsonl", states),
+    )
+
+
+@pytest.fixture
+def data(settings: Settings) -> DashboardData:
+    return DashboardData.from_settings(settings, clock=lambda: NOW)
+
+
+def texts(component: Any) -> list[str]:
+    """Every string inside a component tree, in order."""
+    if isinstance(component, str):
+        return [component]
+    if isinstance(component, list | tuple):
+        return [t for child in component for t in texts(child)]
+    children = getattr(component, "children", None)
+    return texts(children) if children is not None else []
+
+
+def find(component: Any, component_id: str) -> Any:
+    """The component with ``id`` in a tree, or None."""
+    if getattr(component, "id", None) == component_id:
+        return component
+    children = component if isinstance(component, list | tuple) else None
+    if children is None:
+        children = getattr(component, "children", None)
+        children = children if isinstance(children, list | tuple) else [children]
+    for child in children:
+        if child is not None and not isinstance(child, str):
+            found = find(child, component_id)
+            if found is not None:
+                return found
+    return None
+
+
+def test_overview_kpis_tables_and_status(data: DashboardData) -> None:
+    overview = render_overview(data, tenant=None)
+
+    kpis = {card.id: texts(card)[1] for card in overview.kpis}
+    assert kpis == {
+        "kpi-ok": "2",
+        "kpi-failed": "1",
+        "kpi-duration": "2.00 s",
+        "kpi-error-rate": "33.3%",
+    }
+    assert [r["run_id"] for r in overview.runs] == ["r2", "r1"]
+    rows = overview.runs_panel.children.children[1].children
+    assert len(rows) == 2
+    link = rows[1].children[0].children
+    assert isinstance(link, dcc.Link)
+    assert link.href == "/runs/r1"
+    assert "nightly" in texts(overview.schedules_panel)
+    assert texts(overview.tenants_panel)[5:7] == ["acme", "1"]
+    assert overview.tenant_options == [
+        {"label": "acme", "value": "acme"},
+        {"label": "globex", "value": "globex"},
+    ]
+    assert "2 corrupt lines skipped" in overview.read_status
+    assert [trace.name for trace in overview.runs_figure.data] == ["success", "failed"]
+    assert len(overview.outputs()) == 9
+
+
+def test_overview_tenant_filter(data: DashboardData) -> None:
+    overview = render_overview(data, tenant="globex")
+
+    assert [r["run_id"] for r in overview.runs] == ["r2"]
+    assert texts(overview.kpis[1])[1] == "0"
+    assert "nightly" in texts(overview.schedules_panel)
+    assert render_overview(data, "acme").schedules_panel.children.children == (
+        "No schedules have run."
+    )
+
+
+def test_queue_panel_without_broker_says_so(data: DashboardData) -> None:
+    panel = render_overview(data, None).queue_panel
+
+    assert texts(panel)[0] == NO_BROKER
+    assert find(panel, "queue-running") is not None
+    jobs = texts(find(panel, "queue-jobs"))
+    assert "nightly" in jobs  # r2's schedule, joined from the state store
+
+
+def test_queue_panel_shows_redis_errors_as_text(data: DashboardData) -> None:
+    data.queue_probe = lambda _settings: QueueStats(error="Redis error: down")
+
+    panel = render_overview(data, None).queue_panel
+
+    assert find(panel, "queue-error").children == "Redis error: down"
+
+
+def test_queue_panel_with_counts(data: DashboardData) -> None:
+    stats = QueueStats(queues={"celery": 3, "high": 1}, results={"SUCCESS": 5}, truncated=True)
+    data.queue_probe = lambda _settings: stats
+
+    panel = render_overview(data, None).queue_panel
+
+    assert texts(find(panel, "queue-pending"))[1] == "4"
+    assert texts(find(panel, "queue-results-success"))[1] == "5"
+    assert any("partial" in t for t in texts(panel))
+
+
+def test_route_shows_overview_or_run_page(data: DashboardData) -> None:
+    shown, hidden, children = render_route(data, "/") or ((), (), ())
+    assert (shown["display"], hidden["display"], children) == ("block", "none", [])
+
+    result = render_route(data, "/runs/r1")
+
+    assert result is not None
+    overview_style, run_style, page = result
+    assert (overview_style["display"], run_style["display"]) == ("none", "block")
+    gantt = find(page, "gantt-chart").figure
+    assert {trace.name for trace in gantt.data} == {"ok", "retry", "failed"}
+    assert sum(len(trace.y) for trace in gantt.data) == 3  # sweep twice (a retry), report once
+    graph = find(page, "dag-graph").figure
+    assert list(graph.data[0].text) == ["sweep", "report"]
+    assert len(graph.layout.annotations) == 1  # the sweep -> report edge
+    errors = texts(find(page, "run-errors"))
+    assert "RunnerError: <script>alert(1)</script>" in errors  # a string child: shown as text
+
+
+def test_route_unknown_run_and_refresh_of_finished_run(data: DashboardData) -> None:
+    result = render_route(data, "/runs/nope")
+    assert result is not None
+    assert "Run not found" in texts(result[2])
+    assert render_route(data, "/runs/r1", refreshing=True) is None
+    assert run_id_of("/runs/a%2Fb") == "a/b"
+    assert run_id_of("/runs/") is None
+
+
+def test_figures_escape_event_text() -> None:
+    tasks = [{"task_id": "<b>x</b>", "state": "failed", "attempts": 2, "error": "<i>e</i>"}]
+
+    graph = dag_graph_figure(tasks, [])
+
+    assert graph.data[0].text == ("&lt;b&gt;x&lt;/b&gt;",)
+    assert "&lt;i&gt;e&lt;/i&gt;" in graph.data[0].hovertext[0]
+
+
+def test_dag_graph_layers_by_edges_and_adds_pending_nodes() -> None:
+    tasks = [{"task_id": "a", "state": "success"}, {"task_id": "b", "state": "running"}]
+
+    graph = dag_graph_figure(tasks, [("a", "b"), ("a", "c"), ("b", "d")])
+
+    xs = dict(zip(graph.data[0].text, graph.data[0].x, strict=True))
+    assert xs == {"a": 0, "b": 1, "c": 1, "d": 2}
+    assert dag_graph_figure([], [("a", "b"), ("b", "a")]) is not None  # a cycle: no hang
+
+
+def test_gantt_draws_running_attempt_to_the_horizon() -> None:
+    events = [
+        ev("task_start", 10, "r", "t", task_id="a", attempt=1),
+        ev("task_ok", 9, "r", "t", task_id="a", attempt=1, duration_s=60.0),
+        ev("task_start", 9, "r", "t", task_id="b", attempt=1),
+        ev("task_ok", 5, "r", "t", task_id="c", attempt=1, duration_s=30.0),
+    ]
+    timeline = run_timeline(events, "r")
+    assert timeline is not None
+
+    figure = gantt_figure(timeline["attempts"])
+
+    running = next(t for t in figure.data if t.name == "running")
+    assert running.x[0] == pytest.approx(4 * 60 * 1000)  # b's bar runs to c's end
+
+
+def test_app_layout_and_basic_auth(settings: Settings) -> None:
+    app = create_app(
+        Settings(**{**settings.__dict__, "dashboard_auth": "ops:s3:cret"}), clock=lambda: NOW
+    )
+    client = app.server.test_client()
+
+    assert client.get("/").status_code == 401
+    token = base64.b64encode(b"ops:s3:cret").decode()
+    response = client.get("/_dash-layout", headers={"Authorization": f"Basic {token}"})
+    assert response.status_code == 200
+    assert "kpi-cards" in response.get_data(as_text=True)
+    wrong = base64.b64encode(b"ops:nope").decode()
+    assert client.get("/", headers={"Authorization": f"Basic {wrong}"}).status_code == 401
+    assert isinstance(app.layout, html.Div)
+
+
+def test_main_reports_bad_auth_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DAGFLOW_DASHBOARD_AUTH", "no-colon")
+
+    assert main(["--port", "1"]) == 2
+    assert capsys.readouterr().err.startswith("ConfigError: ")
+
+
+def test_queue_stats_unreachable_redis_is_a_message() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once the socket is closed
+
+    stats = redis_queue_stats(f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1")
+
+    assert stats.error is not None
+    assert stats.error.startswith("Redis error: ")
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A throwaway redis-server on a free port, without persistence."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        for _ in range(100):
+            try:
+                redis.Redis.from_url(url).ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+
+
+@pytest.mark.integration
+def test_queue_stats_from_a_real_redis(redis_url: str) -> None:
+    # Given two queues (one with a priority level), a hash and three task results
+    client = redis.Redis.from_url(redis_url)
+    client.rpush("celery", "m1", "m2")
+    client.rpush("celery\x06\x163", "m3")
+    client.rpush("reports", "m4")
+    client.hset("unacked", "tag", "x")
+    for n, state in enumerate(["SUCCESS", "SUCCESS", "FAILURE"]):
+        client.set(f"celery-task-meta-{n}", json.dumps({"status": state}))
+
+    stats = redis_queue_stats(redis_url, redis_url)
+
+    assert stats.error is None
+    assert stats.queues == {"celery": 3, "reports": 1}
+    assert (stats.pending, stats.results, stats.truncated) == (
+        4,
+        {"SUCCESS": 2, "FAILURE": 1},
+        False,
+    )
+
+
+def test_flowerconfig_binds_localhost_and_reads_basic_auth(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
+    monkeypatch.delenv("FLOWER_ADDRESS", raising=False)
+    config = runpy.run_path(str(ROOT / "flowerconfig.py"))
+    assert config["address"] == "127.0.0.1"
+    assert "basic_auth" not in config
+
+    monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:pw,admin:x")
+    config = runpy.run_path(str(ROOT / "dashboards" / "flowerconfig.py"))
+    assert config["basic_auth"] == ["ops:pw", "admin:x"]
