@@ -1,0 +1,20 @@
+.PHONY: install demo test lint bench
+
+install:
+	pip install -e '.[dev]'
+
+demo:
+	dagflow run dags/weekly_ops_chain.yaml
+
+test:
+	python -m pytest
+
+lint:
+	ruff check .
+	ruff format --check .
+	mypy
+
+bench:
+	python bench/bench_core.py
+	python bench/bench_scheduler.py
+	python bench/bench_analytics.py

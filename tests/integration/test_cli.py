@@ -1,0 +1,123 @@
+"""The ``dagflow`` command as a user runs it, in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = ROOT / "dags" / "weekly_ops_chain.yaml"
+
+
+def dagflow(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DAGFLOW_", "ORCH_", "STATE_"))}
+    base["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "dagflow.cli", *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_plan_prints_the_dry_run_block() -> None:
+    proc = dagflow("plan", str(SEED))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(
+        "DRY RUN: DAG 'weekly_ops_chain'\n"
+        "Tenant: local-dev\n"
+        "Tasks: 3\n"
+        "\n"
+        "Execution Plan:\n"
+        "  1. sweep (workflow: inbox_drive_sweep, depends_on: none)\n"
+        "  2. report (workflow: weekly_report_pack, depends_on: sweep)\n"
+        "  3. brief (workflow: meeting_transcript_brief, depends_on: report)\n"
+    )
+    assert "Critical path (3 tasks): sweep -> report -> brief" in proc.stdout
+
+
+def test_run_embedded_default_needs_no_server(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    proc = dagflow("run", str(SEED), env={"ORCH_EVENTS_PATH": str(events)})
+    assert proc.returncode == 0, proc.stderr
+    assert "on embedded worker" in proc.stdout
+    block = proc.stdout.split("DAG EXECUTION COMPLETE\n", 1)[1]
+    assert block.startswith("DAG: weekly_ops_chain\nTasks Succeeded: 3\nTasks Failed: 0\n")
+    assert "[ok] sweep ok" in proc.stdout
+    assert events.read_text().count('"event":"task_ok"') == 3
+
+
+def test_failed_run_exits_1(tmp_path: Path) -> None:
+    dag = tmp_path / "fail.yaml"
+    dag.write_text(
+        "name: failing\ntenant_id: t\ntasks:\n"
+        "  - {id: report, workflow_ref: weekly_report_pack, params: {start_date: nope}}\n"
+        "  - {id: brief, workflow_ref: meeting_transcript_brief, depends_on: [report]}\n"
+    )
+    proc = dagflow("run", str(dag), env={"ORCH_EVENTS_PATH": str(tmp_path / "e.jsonl")})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Tasks Failed: 1\nTasks Skipped: 1\n" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+BAD_FILES = {
+    "cycle.yaml": (
+        "name: my_dag\ntenant_id: t\ntasks:\n"
+        "  - {id: a, workflow_ref: inbox_drive_sweep, depends_on: [b]}\n"
+        "  - {id: b, workflow_ref: inbox_drive_sweep, depends_on: [a]}\n",
+        "cycle.yaml: CycleDetectedError: Cycle detected in DAG 'my_dag': a -> b -> a",
+    ),
+    "unknown.yaml": (
+        "name: x\ntenant_id: t\ntasks:\n  - {id: a, workflow_ref: invalid_workflow}\n",
+        "unknown.yaml, task 'a', field 'workflow_ref': RunnerError: Unknown workflow: invalid_workflow",
+    ),
+    "yaml.yaml": ("name: x\ntasks: [\n", "yaml.yaml:3: DagValidationError: malformed YAML"),
+}
+
+
+@pytest.mark.parametrize("command", ["plan", "run"])
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_invalid_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path, command: str, name: str) -> None:
+    text, expected = BAD_FILES[name]
+    (tmp_path / name).write_text(text)
+    logs = tmp_path / "logs"
+    proc = dagflow(command, name, cwd=tmp_path, env={"ORCH_EVENTS_PATH": str(logs / "e.jsonl")})
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.strip().startswith(expected)
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not logs.exists()  # nothing logged, nothing half-written
+
+
+def test_validate_many_files(tmp_path: Path) -> None:
+    text, _ = BAD_FILES["cycle.yaml"]
+    (tmp_path / "bad.yaml").write_text(text)
+    proc = dagflow("validate", str(SEED), str(tmp_path / "bad.yaml"))
+    assert proc.returncode == 2
+    assert f"{SEED}: ok (3 tasks)" in proc.stdout
+    assert "bad.yaml: CycleDetectedError" in proc.stderr
+    assert dagflow("validate", str(SEED)).returncode == 0
+
+
+@pytest.mark.integration
+def test_run_on_redis_workers(redis_env: dict[str, str], celery_worker_proc: object, tmp_path: Path) -> None:
+    env = {k: v for k, v in redis_env.items() if k.startswith(("DAGFLOW_", "ORCH_", "STATE_"))}
+    proc = dagflow("run", str(SEED), env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "on workers on redis://" in proc.stdout
+    assert "Tasks Succeeded: 3" in proc.stdout
+    no_wait = dagflow("run", "--no-wait", str(SEED), env=env)
+    assert no_wait.returncode == 0
+    assert len(no_wait.stdout.strip().splitlines()[-1]) == 32  # the run id
+
+
+def test_run_with_unreachable_broker_is_a_clear_error(tmp_path: Path) -> None:
+    proc = dagflow("run", str(SEED), env={"DAGFLOW_BROKER_URL": "redis://127.0.0.1:1/0"})
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("ConfigError: cannot reach Redis at redis://127.0.0.1:1/0")

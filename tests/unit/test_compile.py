@@ -1,0 +1,62 @@
+"""Compilation: which parts are canvas, which are joins, and how small a message is."""
+
+from __future__ import annotations
+
+import json
+
+from celery import Celery
+
+from dagflow.compile import STEP_TASK, compile_dag, describe, step_signature
+from dagflow.runtime import RunPlan
+from dagflow.spec import parse_dag
+
+
+def compiled(edges: dict[str, list[str]]):  # type: ignore[no-untyped-def]
+    tasks = [
+        {"id": t, "workflow_ref": "w", "depends_on": d, "params": {"n": i}, "retries": 1}
+        for i, (t, d) in enumerate(edges.items())
+    ]
+    return compile_dag(parse_dag({"name": "g", "tenant_id": "t", "tasks": tasks}))
+
+
+def test_links_and_joins_for_the_shape_canvases_cannot_express() -> None:
+    dag = compiled({"A": [], "B": [], "C": ["A"], "D": ["A", "B"]})
+    assert dag.links == [("A", "C")]
+    assert dag.joins == {"D": ("A", "B")}
+    text = "\n".join(describe(dag))
+    assert "group(step(A), step(B))" in text
+    assert "A -> C  chain link" in text
+    assert "A, B -> D" in text
+
+
+def test_fan_out_is_a_group_continuation() -> None:
+    dag = compiled({"a": [], "b": ["a"], "c": ["a"]})
+    assert "a -> group(b, c)" in "\n".join(describe(dag))
+
+
+def test_plan_round_trips_to_what_workers_read() -> None:
+    dag = compiled({"a": [], "b": ["a"], "c": ["a", "b"]})
+    plan = RunPlan.from_json(dag.plan_json())
+    assert (plan.dag_name, plan.tenant_id) == ("g", "t")
+    assert plan.tasks["c"].parents == ("a", "b")
+    assert plan.tasks["a"].children == ("b", "c")
+    assert plan.tasks["b"].params == {"n": 1} and plan.tasks["b"].retries == 1
+    assert plan.descendants("a") == ["b", "c"]
+
+
+def test_start_canvas_is_one_signature_or_a_group_of_roots() -> None:
+    app = Celery(set_as_current=False)
+    single = compiled({"a": [], "b": ["a"]}).start_canvas(app, "r1")
+    assert single.task == STEP_TASK and single.args == ("r1", "a") and single.immutable
+    both = compiled({"a": [], "b": []}).start_canvas(app, "r1")
+    assert [s.args for s in both.tasks] == [("r1", "a"), ("r1", "b")]
+
+
+def test_step_message_does_not_grow_with_the_dag() -> None:
+    app = Celery(set_as_current=False)
+    small = json.dumps(dict(step_signature(app, "r" * 32, "t1")))
+    tasks = {f"t{i}": [f"t{i - 1}"] if i else [] for i in range(2000)}
+    big = compiled(tasks)
+    sig = json.dumps(dict(step_signature(app, "r" * 32, "t1999")))
+    assert len(sig) - len(small) <= len("1999") - len("1")
+    assert len(big.plan_json()) > 100 * len(sig)  # the plan is stored once, not sent

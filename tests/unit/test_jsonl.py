@@ -1,0 +1,69 @@
+"""The JSONL files many processes append to: no torn lines, corrupt lines skipped."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+from dagflow.events import Event, JsonlEventLog
+from dagflow.jsonl import ReadStats, append_record, iter_records
+
+WRITERS = 8
+LINES = 400
+
+
+def _writer(path: str, writer: int) -> None:
+    log = JsonlEventLog(Path(path))
+    padding = "x" * (writer * 700)  # lines of different sizes, some > PIPE_BUF
+    for i in range(LINES):
+        log.emit(
+            Event(
+                timestamp="2026-01-01T00:00:00.000000Z",
+                event="task_ok",
+                run_id=f"w{writer}",
+                dag_name=padding,
+                tenant_id="t",
+                task_id=str(i),
+            )
+        )
+
+
+def test_many_processes_appending_at_once_leave_no_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(path), w)) for w in range(WRITERS)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == WRITERS * LINES
+    records = [json.loads(line) for line in lines]  # raises on any torn line
+    for writer in range(WRITERS):
+        ids = [r["task_id"] for r in records if r["run_id"] == f"w{writer}"]
+        assert ids == [str(i) for i in range(LINES)]  # each writer's lines in its order
+
+
+def test_corrupt_and_torn_lines_are_skipped_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    append_record(path, {"event": "a"})
+    with path.open("ab") as handle:
+        handle.write(b'{"event": "torn\n[1, 2]\n\xff\xfe\n\n')
+    append_record(path, {"event": "b"})
+    stats = ReadStats()
+    assert [r["event"] for r in iter_records(path, stats)] == ["a", "b"]
+    assert (stats.lines, stats.skipped) == (5, 3)
+
+
+def test_missing_file_reads_as_empty(tmp_path: Path) -> None:
+    assert list(iter_records(tmp_path / "none.jsonl")) == []
+
+
+def test_unwritable_log_never_raises(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    log = JsonlEventLog(blocker / "events.jsonl")  # a folder that cannot exist
+    event = Event(timestamp="t", event="dag_start", run_id="r", dag_name="d", tenant_id="t")
+    assert log.emit(event) is False
