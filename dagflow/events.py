@@ -59,7 +59,8 @@ class Event(BaseModel):
         tenant_id: The DAG's ``tenant_id``.
         task_id: The task, for ``task_*`` events.
         workflow_ref: The task's workflow, for ``task_*`` events.
-        attempt: 1-based attempt number, for ``task_start``/``task_ok``/``task_fail``/``task_retry``.
+        attempt: 1-based attempt number, for ``task_start``, ``task_ok``, ``task_fail`` and
+            ``task_retry``.
         duration_s: Seconds the attempt (``task_ok``/``task_fail``) or the run (``dag_done``) took.
         delay_s: Seconds until the next attempt, for ``task_retry``.
         error: ``ErrorName: message`` of a failed attempt, or why a task was skipped.

@@ -53,11 +53,11 @@ class Graph:
             best_parent[node] = parent
         if not depth:
             return []
-        node: str | None = max(self.order, key=lambda t: depth[t])
+        last: str | None = max(self.order, key=lambda t: depth[t])
         path: list[str] = []
-        while node is not None:
-            path.append(node)
-            node = best_parent[node]
+        while last is not None:
+            path.append(last)
+            last = best_parent[last]
         return path[::-1]
 
 
@@ -79,7 +79,7 @@ def _find_cycle(nodes: Iterable[str], parents: dict[str, tuple[str, ...]]) -> li
                 stack.append((node, index + 1))
                 nxt = deps[index]
                 if colour.get(nxt) == 1:
-                    cycle = path[path.index(nxt) :] + [nxt]
+                    cycle = [*path[path.index(nxt) :], nxt]
                     # depends_on points from a task to what runs first: show run order.
                     return cycle[::-1]
                 if not colour.get(nxt):

@@ -29,5 +29,5 @@ class RetryPolicy:
         ``jitter * rand`` of itself (``rand`` in [0, 1), random if None), capped again.
         """
         rand = random.random() if rand is None else rand
-        raw = min(self.base_s * 2 ** max(failed_attempt - 1, 0), self.max_s)
-        return round(min(raw * (1 + self.jitter * rand), self.max_s), 3)
+        raw = min(self.base_s * 2.0 ** max(failed_attempt - 1, 0), self.max_s)
+        return round(min(raw * (1.0 + self.jitter * rand), self.max_s), 3)

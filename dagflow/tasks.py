@@ -105,6 +105,25 @@ def finalize(rt: Runtime, run_id: str, plan: RunPlan, result: FinishResult) -> N
         )
 
 
+def _redelivered_after_finish(
+    app: Celery, rt: Runtime, run_id: str, plan: RunPlan, task_id: str, state: str
+) -> None:
+    """Finish what a worker that died after recording a step may have left undone.
+
+    The step is not run again. Its ready children are sent again (a join's arrival set and
+    the children's claims make that harmless), and a run whose tasks are all finished but
+    which was never marked done is finalized.
+    """
+    if state == "ok":
+        send_ready_children(app, rt, run_id, plan, task_id, force=True)
+    snapshot = rt.store.snapshot(run_id)
+    if snapshot is None or snapshot.status != "running":
+        return
+    counts = snapshot.counts
+    if counts["ok"] + counts["failed"] + counts["skipped"] >= counts["total"]:
+        finalize(rt, run_id, plan, FinishResult(complete=True, counts=counts))
+
+
 def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
     """Run one step of a run. See the module docstring for the protocol."""
     rt = runtime_for(app)
@@ -117,11 +136,8 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
     if claim == "duplicate":
         logger.info("dagflow: step %s/%s is already being run; dropping a copy", run_id, task_id)
         return None
-    if claim == "ok":
-        # A redelivery after the step finished: make sure its children were sent.
-        send_ready_children(app, rt, run_id, plan, task_id, force=True)
-        return None
     if claim != "run":
+        _redelivered_after_finish(app, rt, run_id, plan, task_id, claim)
         return None
     total = len(plan.tasks)
     attempt = int(task.request.retries or 0) + 1
@@ -180,7 +196,7 @@ def register(app: Celery) -> Task:
     crash never loses a step; it stores no Celery result (outputs live in the run store).
     """
 
-    @app.task(  # type: ignore[misc]
+    @app.task(  # type: ignore[untyped-decorator]
         name=STEP_TASK,
         shared=False,  # each app (embedded, Redis, tests) keeps its own step
         bind=True,

@@ -107,7 +107,9 @@ def redis_env(redis_db: str, logs_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_proc(redis_env: dict[str, str], logs_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+def celery_worker_proc(
+    redis_env: dict[str, str], logs_dir: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """A real ``celery -A dagflow worker`` (prefork, 4 processes) on the core database."""
     proc = start_worker(redis_env, logs_dir / "worker.log")
     yield proc

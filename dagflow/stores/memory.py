@@ -52,8 +52,12 @@ class MemoryRunStore:
         with self._lock:
             run = self._runs[run_id]
             state = run.states.get(task_id)
-            if state == "ok" or state == "failed" or state == "skipped":
-                return state
+            if state == "ok":
+                return "ok"
+            if state == "failed":
+                return "failed"
+            if state == "skipped":
+                return "skipped"
             holder = run.claims.get(task_id)
             if holder is not None and holder != token:
                 return "duplicate"

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from dagflow.stores.base import TERMINAL, ClaimResult, FinishResult, RunSnapshot
 
@@ -93,7 +94,7 @@ class RedisRunStore:
         self, run_id: str, plan: str, meta: Mapping[str, Any], task_ids: Sequence[str]
     ) -> None:
         """Store the plan, metadata and pending states in one transaction."""
-        fields = {k: json.dumps(v) for k, v in meta.items()}
+        fields: dict[FieldT, EncodableT] = {k: json.dumps(v) for k, v in meta.items()}
         fields.update(n_ok="0", n_failed="0", n_skipped="0", total=str(len(task_ids)))
         pipe = self.client.pipeline(transaction=True)
         pipe.set(_key(run_id, "plan"), plan, ex=self.ttl)
@@ -124,7 +125,7 @@ class RedisRunStore:
         if not task_ids:
             return {}
         values = self.client.hmget(_key(run_id, "out"), list(task_ids))
-        return {t: v for t, v in zip(task_ids, values, strict=True) if v is not None}
+        return {t: str(v) for t, v in zip(task_ids, values, strict=True) if v is not None}
 
     def finish(
         self,
@@ -137,7 +138,7 @@ class RedisRunStore:
     ) -> FinishResult:
         """Run the finish script."""
         keys = [_key(run_id, "states"), _key(run_id, "out"), _key(run_id, "meta")]
-        args = [task_id, state, output or "", total, *skip]
+        args: list[str | int] = [task_id, state, output or "", total, *skip]
         raw = self._finish(keys=keys, args=args)
         complete, ok, failed, skipped, *newly = raw
         return FinishResult(
@@ -149,12 +150,12 @@ class RedisRunStore:
     def arrive(self, run_id: str, child: str, parent: str, parents: int, force: bool) -> bool:
         """Run the arrive script."""
         keys = [_key(run_id, f"arr:{child}")]
-        args = [parent, parents, "1" if force else "0", self.ttl]
+        args: list[str | int] = [parent, parents, "1" if force else "0", self.ttl]
         return bool(int(self._arrive(keys=keys, args=args)))
 
     def mark_done(self, run_id: str, status: str, fields: Mapping[str, Any]) -> None:
         """Set the final status and push the wake-up token."""
-        mapping = {k: json.dumps(v) for k, v in fields.items()}
+        mapping: dict[FieldT, EncodableT] = {k: json.dumps(v) for k, v in fields.items()}
         mapping["status"] = json.dumps(status)
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(_key(run_id, "meta"), mapping=mapping)

@@ -13,8 +13,12 @@ ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "dags" / "weekly_ops_chain.yaml"
 
 
-def dagflow(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DAGFLOW_", "ORCH_", "STATE_"))}
+def dagflow(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DAGFLOW_", "ORCH_", "STATE_"))
+    }
     base["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
         [sys.executable, "-m", "dagflow.cli", *args],
@@ -83,7 +87,9 @@ BAD_FILES = {
 
 @pytest.mark.parametrize("command", ["plan", "run"])
 @pytest.mark.parametrize("name", sorted(BAD_FILES))
-def test_invalid_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path, command: str, name: str) -> None:
+def test_invalid_input_is_one_line_exit_2_and_nothing_written(
+    tmp_path: Path, command: str, name: str
+) -> None:
     text, expected = BAD_FILES[name]
     (tmp_path / name).write_text(text)
     logs = tmp_path / "logs"
@@ -106,7 +112,9 @@ def test_validate_many_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_run_on_redis_workers(redis_env: dict[str, str], celery_worker_proc: object, tmp_path: Path) -> None:
+def test_run_on_redis_workers(
+    redis_env: dict[str, str], celery_worker_proc: object, tmp_path: Path
+) -> None:
     env = {k: v for k, v in redis_env.items() if k.startswith(("DAGFLOW_", "ORCH_", "STATE_"))}
     proc = dagflow("run", str(SEED), env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -43,7 +43,9 @@ def test_seed_dag_passes_payload_downstream(runner: Runner) -> None:
     ]
 
 
-def test_diamond_runs_each_task_once_and_merges_both_parents(runner: Runner, tmp_path: Path) -> None:
+def test_diamond_runs_each_task_once_and_merges_both_parents(
+    runner: Runner, tmp_path: Path
+) -> None:
     d = {"dir": str(tmp_path)}
     dag = make_dag(
         [
@@ -148,7 +150,7 @@ def test_task_timeout_counts_as_failed_attempt(runner: Runner) -> None:
     handle = runner.submit(dag)
     result = handle.wait(timeout=TIMEOUT)
     assert result.status == "failed"
-    fail = [e for e in events_of(runner, handle.run_id) if e["event"] == "task_fail"][0]
+    fail = next(e for e in events_of(runner, handle.run_id) if e["event"] == "task_fail")
     assert "TaskTimeoutError: Task 'slow' exceeded timeout_s=0.5" in fail["error"]
     assert fail["duration_s"] < 2
 
@@ -158,7 +160,7 @@ def test_output_that_is_not_json_fails_the_task_clearly(runner: Runner) -> None:
     handle = runner.submit(dag)
     result = handle.wait(timeout=TIMEOUT)
     assert (result.status, result.failed, result.skipped) == ("failed", 1, 1)
-    fail = [e for e in events_of(runner, handle.run_id) if e["event"] == "task_fail"][0]
+    fail = next(e for e in events_of(runner, handle.run_id) if e["event"] == "task_fail")
     assert "WorkflowOutputError" in fail["error"] and "not JSON-serializable" in fail["error"]
     assert fail["attempt"] == 1  # retrying cannot fix a return value
 

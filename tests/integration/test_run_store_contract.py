@@ -25,7 +25,9 @@ def store(request: pytest.FixtureRequest, redis_db: str) -> Iterator[RunStore]:
 
 def new_run(store: RunStore, tasks: list[str]) -> str:
     run_id = uuid.uuid4().hex
-    store.create_run(run_id, json.dumps({"plan": True}), {"dag_name": "d", "started_at": 1.0}, tasks)
+    store.create_run(
+        run_id, json.dumps({"plan": True}), {"dag_name": "d", "started_at": 1.0}, tasks
+    )
     return run_id
 
 

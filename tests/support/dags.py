@@ -14,6 +14,8 @@ def make_dag(tasks: list[dict[str, Any]], name: str = "test_dag", tenant: str = 
     return check_dag(spec, f"{name}.yaml")
 
 
-def task(task_id: str, workflow: str = "test.echo", deps: tuple[str, ...] = (), **kw: Any) -> dict[str, Any]:
+def task(
+    task_id: str, workflow: str = "test.echo", deps: tuple[str, ...] = (), **kw: Any
+) -> dict[str, Any]:
     """One task entry."""
     return {"id": task_id, "workflow_ref": workflow, "depends_on": list(deps), **kw}

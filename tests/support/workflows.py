@@ -67,3 +67,11 @@ def fail(params: Mapping[str, Any]) -> None:
 def not_json(params: Mapping[str, Any]) -> dict[str, Any]:
     """Return a value JSON cannot encode."""
     return {"when": {1, 2, 3}}
+
+
+@dagflow.workflow("test.pid_sleep")
+def pid_sleep(params: Mapping[str, Any]) -> dict[str, int]:
+    """Record this process's pid (one line per attempt), then sleep ``seconds``."""
+    _trace(params, "pids.txt", str(os.getpid()))
+    time.sleep(float(params.get("seconds", 1.0)))
+    return {"pid": os.getpid()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from dagflow.graph import build_graph
@@ -34,7 +36,7 @@ def test_order_is_topological_and_critical_path_is_a_longest_chain(
         assert all(position[p] < position[child] for p in parents)
     path = graph.critical_path()
     assert len(path) == critical
-    for parent, child in zip(path, path[1:], strict=False):
+    for parent, child in itertools.pairwise(path):
         assert parent in edges[child]
 
 

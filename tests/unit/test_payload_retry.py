@@ -36,7 +36,14 @@ def test_own_params_are_never_overwritten() -> None:
 
 @pytest.mark.parametrize(
     ("attempt", "rand", "expected"),
-    [(1, 0.0, 1.0), (2, 0.0, 2.0), (3, 0.0, 4.0), (3, 1.0, 4.4), (20, 0.0, 300.0), (20, 1.0, 300.0)],
+    [
+        (1, 0.0, 1.0),
+        (2, 0.0, 2.0),
+        (3, 0.0, 4.0),
+        (3, 1.0, 4.4),
+        (20, 0.0, 300.0),
+        (20, 1.0, 300.0),
+    ],
 )
 def test_backoff_doubles_with_jitter_and_a_cap(attempt: int, rand: float, expected: float) -> None:
     assert RetryPolicy(base_s=1.0, max_s=300.0, jitter=0.1).delay(attempt, rand) == expected

@@ -72,7 +72,10 @@ def test_defaults_and_optional_timeout() -> None:
     [
         ("name: x\ntasks: [\n", "f.yaml:3: DagValidationError: malformed YAML"),
         ("name: x\n  bad: indent\n", "f.yaml:2: DagValidationError: malformed YAML"),
-        ("!!python/object:os.system {}\n", "f.yaml:1: DagValidationError: malformed YAML: could not"),
+        (
+            "!!python/object:os.system {}\n",
+            "f.yaml:1: DagValidationError: malformed YAML: could not",
+        ),
     ],
 )
 def test_malformed_yaml_names_the_line(tmp_path: Path, text: str, expected: str) -> None:

@@ -1,0 +1,45 @@
+"""A worker process killed mid-task loses nothing: the step is delivered again and the run ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from dagflow.runner import Runner
+from tests.support.dags import make_dag, task
+
+pytestmark = pytest.mark.integration
+
+
+def test_killed_worker_process_is_replaced_and_the_step_runs_again(
+    redis_runner: Runner, tmp_path: Path
+) -> None:
+    # Given a run whose first task is running in a worker child process
+    dag = make_dag(
+        [
+            task("victim", "test.pid_sleep", params={"dir": str(tmp_path), "seconds": 1.0}),
+            task("after", deps=("victim",)),
+        ]
+    )
+    handle = redis_runner.submit(dag)
+    pids = tmp_path / "pids.txt"
+    deadline = time.monotonic() + 30
+    while not pids.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first_pid = int(pids.read_text().split()[0])
+    # When that process is killed with SIGKILL
+    os.kill(first_pid, signal.SIGKILL)
+    # Then the message goes back to the queue, another process runs the step, the run succeeds
+    result = handle.wait(timeout=60)
+    assert (result.status, result.succeeded) == ("success", 2)
+    attempts = pids.read_text().split()
+    assert len(attempts) == 2 and attempts[1] != attempts[0]
+    starts = [
+        e for e in redis_runner.runtime.events.read()
+        if e.get("run_id") == handle.run_id and e["event"] == "task_start"
+    ]  # fmt: skip
+    assert [e["task_id"] for e in starts] == ["victim", "victim", "after"]
