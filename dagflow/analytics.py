@@ -19,7 +19,6 @@ holding it in memory.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
@@ -76,7 +75,7 @@ def load_events(
             offset = tail_offset(path, wanted)
         except FileNotFoundError:
             return []
-        events = deque(_records_from(path, offset, attempt), maxlen=limit)
+        events = deque(iter_records(path, attempt, offset), maxlen=limit)
         # Corrupt or blank lines in the tail leave us short: reach further back, rarely.
         if len(events) >= limit or offset == 0:
             if stats is not None:
@@ -113,25 +112,6 @@ def tail_offset(path: Path, lines: int, block: int = 1 << 20) -> int:
                 return pos + index + 1
             count += found
         return 0
-
-
-def _records_from(path: Path, offset: int, stats: ReadStats) -> Iterator[dict[str, Any]]:
-    """Like :func:`dagflow.jsonl.iter_records`, from byte ``offset`` (a line start)."""
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        for raw in handle:
-            if not raw.strip():
-                continue
-            stats.lines += 1
-            try:
-                record = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                stats.skipped += 1
-                continue
-            if isinstance(record, dict):
-                yield record
-            else:
-                stats.skipped += 1
 
 
 def for_tenant(events: Iterable[Record], tenant: str | None) -> Iterator[Record]:

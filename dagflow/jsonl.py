@@ -49,10 +49,13 @@ class ReadStats:
     skipped: int = 0
 
 
-def iter_records(path: Path, stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
-    """Yield each JSON object in ``path`` in file order, streaming.
+def iter_records(
+    path: Path, stats: ReadStats | None = None, offset: int = 0
+) -> Iterator[dict[str, Any]]:
+    """Yield each JSON object in ``path`` in file order, streaming, from byte ``offset``.
 
-    A missing file yields nothing. A line that is not a JSON object (torn, truncated or
+    ``offset`` must be the start of a line (see ``dagflow.analytics.tail_offset``). A missing
+    file yields nothing. A line that is not a JSON object (torn, truncated or
     corrupt) is skipped and counted in ``stats.skipped``; it never raises.
     """
     stats = stats if stats is not None else ReadStats()
@@ -61,6 +64,7 @@ def iter_records(path: Path, stats: ReadStats | None = None) -> Iterator[dict[st
     except FileNotFoundError:
         return
     with handle:
+        handle.seek(offset)
         for raw in handle:
             if not raw.strip():
                 continue
