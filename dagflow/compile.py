@@ -6,7 +6,8 @@ message (273 kB per message at 10 levels x 100 here). dagflow therefore compiles
 
 * a **start canvas**: ``group`` of one ``dagflow.step`` signature per root task;
 * **continuations**: when a task succeeds, the worker that ran it sends its children — a
-  child with one parent directly (a chain link), several children at once (a group);
+  child with one parent directly (a chain link, as Celery's chain does), several children
+  at once over one producer (a fan-out);
 * **joins**: a child with several parents is sent exactly once, by the parent whose
   completion makes the child's set of arrived parents complete (atomic in the run store).
 
@@ -113,7 +114,7 @@ def describe(compiled: CompiledDag) -> list[str]:
             lines.append(f"  {parent} -> {kids[0]}  chain link")
             shown = True
         elif kids:
-            lines.append(f"  {parent} -> group({', '.join(kids)})")
+            lines.append(f"  {parent} -> {', '.join(kids)}  fan-out (sent together)")
             shown = True
     if not shown:
         lines.append("  none")

@@ -31,7 +31,7 @@ def test_links_and_joins_for_the_shape_canvases_cannot_express() -> None:
 
 def test_fan_out_is_a_group_continuation() -> None:
     dag = compiled({"a": [], "b": ["a"], "c": ["a"]})
-    assert "a -> group(b, c)" in "\n".join(describe(dag))
+    assert "a -> b, c  fan-out (sent together)" in "\n".join(describe(dag))
 
 
 def test_plan_round_trips_to_what_workers_read() -> None:
