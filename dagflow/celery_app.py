@@ -8,6 +8,7 @@ process can hold apps for different brokers without global state.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 from dagflow.settings import VISIBILITY_TIMEOUT_S, Settings
@@ -42,18 +43,29 @@ def make_app(settings: Settings | None = None, *, main: str = "dagflow") -> Cele
     (and by the CLI before validating), so every process knows the same names.
     """
     from celery import Celery
-    from celery.signals import worker_init
+    from celery.signals import celeryd_init, worker_init
 
-    from dagflow import tasks, workflows
+    from dagflow import scheduled, tasks, workflows
 
     settings = settings or Settings.from_env()
     app = Celery(main, set_as_current=False)
     app.conf.update(celery_settings(settings))
     tasks.register(app)
+    scheduled.register(app)
 
     def _load_workflows(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is app:
             workflows.load(settings.workflow_modules)
 
+    def _refuse_embedded(sender: Any = None, instance: Any = None, **_: Any) -> None:
+        if settings.embedded and getattr(instance, "app", None) is app:
+            sys.stderr.write(
+                "dagflow: DAGFLOW_BROKER_URL is not set. A worker process needs a broker it "
+                "shares with clients, e.g. DAGFLOW_BROKER_URL=redis://127.0.0.1:6379/0 "
+                "(`dagflow run` without a broker starts its own embedded worker).\n"
+            )
+            raise SystemExit(2)
+
     worker_init.connect(_load_workflows, weak=False)
+    celeryd_init.connect(_refuse_embedded, weak=False)
     return app

@@ -1,0 +1,64 @@
+"""``celery -A dagflow beat``: a Beat scheduler that reads the schedules directory.
+
+``celeryconfig.beat_scheduler`` names :class:`DagflowScheduler`, so no ``-S`` flag is
+needed. Instead of Beat's own entry table and shelve file, each Beat tick runs dagflow's
+:class:`~dagflow.scheduler.Ticker`: reload changed schedule files, claim the due
+``{schedule_id, minute}`` pairs in Redis, and send one ``dagflow.start_scheduled_run``
+task per firing won. Any number of Beat processes can run at once (for availability); the
+Redis claim makes each firing happen once. There is nothing to persist locally, so
+``--schedule``/``celerybeat-schedule`` files are not used.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.beat import Scheduler
+
+from dagflow.events import utc_now
+from dagflow.scheduled import START_TASK
+from dagflow.scheduler import Clock, Ticker, claims_for, next_sleep
+from dagflow.schedules import ScheduleDir
+from dagflow.settings import Settings
+from dagflow.state import JsonlStateStore
+
+logger = logging.getLogger("dagflow.beat")
+
+
+class DagflowScheduler(Scheduler):  # type: ignore[misc]
+    """A Celery Beat scheduler driven by ``DAGFLOW_SCHEDULES_DIR`` (see the module doc)."""
+
+    def setup_schedule(self) -> None:
+        """Build the ticker from the environment (Beat calls this once, at start)."""
+        self.settings = Settings.from_env()
+        self.state = JsonlStateStore(self.settings.state_path)
+        self.directory = ScheduleDir(self.settings.schedules_dir)
+        self.ticker = Ticker(self.directory, claims_for(self.settings, self.state), self.state)
+        self.clock = Clock()
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """Claim and send what is due now; return the seconds until the next tick."""
+        tick_s = self.settings.sched_tick_ms / 1000
+        try:
+            firings = self.ticker.tick(utc_now())
+        except Exception:
+            logger.exception("dagflow: beat tick failed; trying again next tick")
+            return tick_s
+        for firing in firings:
+            try:
+                self.app.send_task(START_TASK, args=(firing.model_dump(),))
+            except Exception:
+                logger.exception(
+                    "dagflow: could not send %s for %s (run %s)",
+                    firing.schedule_id,
+                    firing.scheduled_minute,
+                    firing.run_id,
+                )
+        return next_sleep(tick_s, self.clock.seconds_to_next_minute())
+
+    @property
+    def info(self) -> str:
+        """The line ``celery beat`` prints at start."""
+        # Beat builds a lazy instance (no setup_schedule) just to print its banner.
+        return f"    . dagflow schedules -> {Settings.from_env().schedules_dir}"

@@ -1,0 +1,168 @@
+"""Claims on ``{schedule_id, minute}``: exactly one scheduler enqueues each firing.
+
+Every scheduler process (Beat or ``--serve``, on any host) computes the same due minutes
+and races to claim each one; the one that wins enqueues the run. With Redis the claim is a
+``SET key run_id NX EX ttl`` run inside a Lua script, so it is atomic across any number of
+processes with no leader to elect and nothing to fail over. The same script keeps a hash
+``schedule_id -> last claimed minute`` that the catch-up after downtime starts from.
+
+:class:`MemoryClaims` is the in-process twin for the embedded mode (no broker). It is
+seeded from the state store's ``schedule_enqueued`` events, so a restarted scheduler still
+does not enqueue the same minute twice; it cannot protect two processes from each other.
+
+Minute keys are :func:`dagflow.schedules.minute_key` strings, which sort in time order.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+#: How long a claim is kept, in seconds. It must outlive the catch-up window
+#: (``dagflow.scheduler.CATCH_UP_S``), the latest moment any process may try a minute.
+CLAIM_TTL_S = 2 * 3600
+#: Prefix of every Redis key the scheduler writes.
+KEY_PREFIX = "dagflow:sched"
+
+#: KEYS[1] claim key, KEYS[2] last-claimed hash; ARGV: token, ttl, schedule id, minute key.
+_CLAIM_LUA = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  local prev = redis.call('HGET', KEYS[2], ARGV[3])
+  if (not prev) or prev < ARGV[4] then redis.call('HSET', KEYS[2], ARGV[3], ARGV[4]) end
+  return 1
+end
+return 0
+"""
+
+#: One claim attempt: (schedule id, minute key, token written as the claim's value).
+Claim = tuple[str, str, str]
+
+
+class Claims(Protocol):
+    """Where scheduler processes race for ``{schedule_id, minute}``."""
+
+    def claim_many(self, claims: Sequence[Claim]) -> list[bool]:
+        """Try each claim; True where this caller won it (one round trip for all)."""
+        ...
+
+    def owner(self, schedule_id: str, minute: str) -> str | None:
+        """The token of the claim on ``(schedule_id, minute)``, or None."""
+        ...
+
+    def last_claimed(self, schedule_ids: Sequence[str]) -> dict[str, str]:
+        """The latest claimed minute of each schedule that was ever claimed."""
+        ...
+
+
+class RedisClaims:
+    """Claims in Redis, atomic across processes and hosts.
+
+    Args:
+        client: A redis-py client created with ``decode_responses=True``.
+        ttl_s: Seconds a claim key lives.
+        prefix: Key prefix (tests use their own database instead).
+    """
+
+    def __init__(self, client: Any, ttl_s: int = CLAIM_TTL_S, prefix: str = KEY_PREFIX) -> None:
+        self.client = client
+        self.ttl_s = ttl_s
+        self.prefix = prefix
+        self._script = client.register_script(_CLAIM_LUA)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> RedisClaims:
+        """Connect to the Redis at ``url`` (the broker's)."""
+        import redis
+
+        return cls(redis.Redis.from_url(url, decode_responses=True), **kwargs)
+
+    def _key(self, schedule_id: str, minute: str) -> str:
+        return f"{self.prefix}:claim:{schedule_id}:{minute}"
+
+    def claim_many(self, claims: Sequence[Claim]) -> list[bool]:
+        """See :meth:`Claims.claim_many`; pipelined, so 1,000 claims cost one round trip."""
+        if not claims:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        last = f"{self.prefix}:last"
+        for schedule_id, minute, token in claims:
+            self._script(
+                keys=[self._key(schedule_id, minute), last],
+                args=[token, self.ttl_s, schedule_id, minute],
+                client=pipe,
+            )
+        return [bool(won) for won in pipe.execute()]
+
+    def owner(self, schedule_id: str, minute: str) -> str | None:
+        """See :meth:`Claims.owner`."""
+        value = self.client.get(self._key(schedule_id, minute))
+        return None if value is None else str(value)
+
+    def last_claimed(self, schedule_ids: Sequence[str]) -> dict[str, str]:
+        """See :meth:`Claims.last_claimed`."""
+        if not schedule_ids:
+            return {}
+        values = self.client.hmget(f"{self.prefix}:last", list(schedule_ids))
+        return {sid: str(v) for sid, v in zip(schedule_ids, values, strict=True) if v}
+
+
+class MemoryClaims:
+    """Claims held in this process: the embedded mode's twin of :class:`RedisClaims`.
+
+    Args:
+        ttl_s: Seconds a claim lives.
+        clock: Monotonic seconds (tests pass a fake).
+    """
+
+    def __init__(
+        self, ttl_s: int = CLAIM_TTL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._claims: dict[tuple[str, str], tuple[str, float]] = {}
+        self._last: dict[str, str] = {}
+        self._prune_at = 10_000
+        self._lock = threading.Lock()
+
+    def seed(self, events: Iterable[Mapping[str, Any]]) -> int:
+        """Claim what ``schedule_enqueued`` state events say was enqueued; return how many."""
+        claims = [
+            (str(e["schedule_id"]), str(e["scheduled_minute"]), str(e.get("run_id", "")))
+            for e in events
+            if e.get("event") == "schedule_enqueued"
+            and e.get("schedule_id")
+            and e.get("scheduled_minute")
+        ]
+        return sum(self.claim_many(claims))
+
+    def claim_many(self, claims: Sequence[Claim]) -> list[bool]:
+        """See :meth:`Claims.claim_many`."""
+        now = self.clock()
+        won = []
+        with self._lock:
+            for schedule_id, minute, token in claims:
+                held = self._claims.get((schedule_id, minute))
+                if held is not None and held[1] > now:
+                    won.append(False)
+                    continue
+                self._claims[(schedule_id, minute)] = (token, now + self.ttl_s)
+                if self._last.get(schedule_id, "") < minute:
+                    self._last[schedule_id] = minute
+                won.append(True)
+            if len(self._claims) > self._prune_at:
+                self._claims = {k: v for k, v in self._claims.items() if v[1] > now}
+                self._prune_at = max(10_000, 2 * len(self._claims))
+        return won
+
+    def owner(self, schedule_id: str, minute: str) -> str | None:
+        """See :meth:`Claims.owner`."""
+        with self._lock:
+            held = self._claims.get((schedule_id, minute))
+        return held[0] if held is not None and held[1] > self.clock() else None
+
+    def last_claimed(self, schedule_ids: Sequence[str]) -> dict[str, str]:
+        """See :meth:`Claims.last_claimed`."""
+        with self._lock:
+            return {sid: self._last[sid] for sid in schedule_ids if sid in self._last}

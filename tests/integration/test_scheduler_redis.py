@@ -1,0 +1,281 @@
+"""The scheduler against a real Redis (db 5) and real Celery workers, as subprocesses.
+
+Each test builds a deployment root under ``tmp_path`` (``dags/``, ``schedules/``, a
+workflow module with a slow and a failing step), starts ``celery -A dagflow worker`` in it,
+and runs ``python -m dagflow.scheduler`` or ``celery -A dagflow beat`` there. Simulated
+minutes come from the CLI's test clock (``DAGFLOW_SCHED_CLOCK_*``, 60 s per real second).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+REDIS_URL = "redis://127.0.0.1:6379/5"
+REPO = Path(__file__).resolve().parents[2]
+
+WORKFLOWS = """
+import time
+from dagflow import workflow
+
+@workflow("slow_step")
+def slow_step(params):
+    time.sleep(float(params.get("seconds", 0.5)))
+    return {"slept": params.get("seconds", 0.5)}
+
+@workflow("boom_step")
+def boom_step(params):
+    raise RuntimeError("boom")
+"""
+
+
+def dag_yaml(name: str, workflow: str) -> str:
+    return (
+        f"name: {name}\ntenant_id: dag-tenant\ntasks:\n"
+        f"  - id: only\n    workflow_ref: {workflow}\n    params: {{seconds: 0.6}}\n"
+    )
+
+
+def entry(sid: str, cron: str, dag: str = "dags/weekly_ops_chain.yaml") -> str:
+    return f'- id: {sid}\n  cron: "{cron}"\n  dag: {dag}\n  tenant: acme\n'
+
+
+class Deployment:
+    """A deployment root with its environment, processes and state file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.state = root / "logs" / "state.jsonl"
+        self.events = root / "logs" / "events.jsonl"
+        self.env = {
+            **os.environ,
+            "DAGFLOW_BROKER_URL": REDIS_URL,
+            "STATE_STORE_PATH": str(self.state),
+            "ORCH_EVENTS_PATH": str(self.events),
+            "DAGFLOW_WORKFLOWS": "testflows",
+            "PYTHONPATH": os.pathsep.join([str(root), str(REPO)]),
+            "SCHED_TICK_MS": "100",
+        }
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def schedule(self, name: str, text: str) -> None:
+        path = self.root / "schedules" / name
+        path.write_text(text)
+        stamp = time.time_ns()
+        os.utime(path, ns=(stamp, stamp))
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        # Output goes to a file: an unread pipe fills up and blocks the process.
+        log = (self.root / f"proc-{len(self.procs)}.log").open("wb")
+        proc = subprocess.Popen(
+            args, cwd=self.root, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def output(self, proc: subprocess.Popen[bytes]) -> str:
+        return (self.root / f"proc-{self.procs.index(proc)}.log").read_text()
+
+    def worker(self, concurrency: int = 2) -> None:
+        self.start(
+            "celery", "-A", "dagflow", "worker", "--pool", "prefork", "-c", str(concurrency),
+            "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "warning",
+        )  # fmt: skip
+
+    def scheduler(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        return self.start(
+            sys.executable, "-m", "dagflow.scheduler", "--dir", "schedules", *args, **env
+        )
+
+    def once(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dagflow.scheduler", "--dir", "schedules", "--once", *args],
+            cwd=self.root, env=self.env, capture_output=True, text=True, timeout=45,
+        )  # fmt: skip
+
+    def records(self, path: Path | None = None) -> list[dict[str, Any]]:
+        path = path or self.state
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [r for r in self.records() if r["event"] == event]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def redis_db5() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.flushdb()
+    except redis.ConnectionError as exc:
+        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def deploy(tmp_path: Path, redis_db5: redis.Redis) -> Iterator[Deployment]:
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "schedules").mkdir()
+    (tmp_path / "dags" / "weekly_ops_chain.yaml").write_text(
+        (REPO / "dags" / "weekly_ops_chain.yaml").read_text()
+    )
+    (tmp_path / "dags" / "slow.yaml").write_text(dag_yaml("slow", "slow_step"))
+    (tmp_path / "dags" / "boom.yaml").write_text(dag_yaml("boom", "boom_step"))
+    (tmp_path / "testflows.py").write_text(WORKFLOWS)
+    deployment = Deployment(tmp_path)
+    yield deployment
+    deployment.stop()
+
+
+def test_once_runs_the_due_dag_and_a_second_once_does_nothing(deploy: Deployment) -> None:
+    # Given a due schedule and a real worker
+    deploy.schedule("weekly.yaml", entry("weekly_ops_chain", "*/5 * * * *"))
+    deploy.worker()
+    # When --once ticks at 10:05
+    first = deploy.once("--now", "2026-11-26T10:05:00Z")
+    # Then the DAG ran to completion and the three state events name the same run
+    assert first.returncode == 0, first.stderr
+    events = deploy.records()
+    assert [e["event"] for e in events] == ["schedule_enqueued", "run_started", "run_finished"]
+    assert len({e["run_id"] for e in events}) == 1
+    assert {e["scheduled_minute"] for e in events} == {"2026-11-26T10:05:00Z"}
+    assert {e["tenant_id"] for e in events} == {"acme"}
+    assert events[2]["status"] == "success" and events[2]["duration_s"] >= 0
+    # When a second --once runs in the same minute: nothing is enqueued
+    second = deploy.once("--now", "2026-11-26T10:05:40Z")
+    assert second.returncode == 0 and "0 enqueued" in second.stderr
+    assert len(deploy.records()) == 3
+
+
+def test_once_exits_1_when_a_run_fails(deploy: Deployment) -> None:
+    deploy.schedule("boom.yaml", entry("boom", "* * * * *", "dags/boom.yaml"))
+    deploy.worker()
+    result = deploy.once("--now", "2026-11-26T10:05:00Z")
+    assert result.returncode == 1
+    assert deploy.named("run_finished")[0]["status"] == "failed"
+
+
+def test_once_with_a_bad_file_exits_2(deploy: Deployment) -> None:
+    deploy.schedule("bad.yaml", entry("bad", "*/5 * * * 9"))
+    result = deploy.once()
+    assert result.returncode == 2
+    assert "schedule 'bad', field 'cron': ScheduleError: day-of-week field '9'" in result.stderr
+
+
+def test_max_parallel_holds(deploy: Deployment) -> None:
+    # Given five slow DAGs due at once, SCHED_MAX_PARALLEL=2 and a worker with 4 slots
+    deploy.schedule(
+        "slow.yaml", "".join(entry(f"slow{i}", "* * * * *", "dags/slow.yaml") for i in range(5))
+    )
+    deploy.env["SCHED_MAX_PARALLEL"] = "2"
+    deploy.worker(concurrency=4)
+    result = deploy.once("--now", "2026-11-26T10:05:00Z")
+    assert result.returncode == 0, result.stderr
+    # Then all five ran, never more than two at once (from dag_start/dag_done events)
+    marks = sorted(
+        (r["timestamp"], 1 if r["event"] == "dag_start" else -1)
+        for r in deploy.records(deploy.events)
+        if r["event"] in ("dag_start", "dag_done")
+    )
+    running = peak = 0
+    for _, step in marks:
+        running += step
+        peak = max(peak, running)
+    assert len(deploy.named("run_finished")) == 5
+    assert peak == 2
+
+
+def test_two_serving_schedulers_enqueue_each_minute_once(deploy: Deployment) -> None:
+    # Given two --serve processes on the same fast clock (60 s per second) and Redis
+    deploy.schedule("two.yaml", entry("every", "* * * * *") + entry("even", "*/2 * * * *"))
+    deploy.worker()
+    clock = {"DAGFLOW_SCHED_CLOCK_START": "2026-01-01T00:00:10Z", "DAGFLOW_SCHED_CLOCK_SPEED": "60"}
+    first = deploy.scheduler("--serve", **clock)
+    second = deploy.scheduler("--serve", **clock)
+    # When they run over at least three minute boundaries
+    wait_for(lambda: len({e["scheduled_minute"] for e in deploy.named("schedule_enqueued")}) >= 5)
+    for proc in (first, second):
+        proc.send_signal(signal.SIGTERM)
+    assert first.wait(15) == 0 and second.wait(15) == 0
+    # Then each (schedule, minute) was enqueued exactly once
+    enqueued = deploy.named("schedule_enqueued")
+    counts = collections.Counter((e["schedule_id"], e["scheduled_minute"]) for e in enqueued)
+    assert counts and set(counts.values()) == {1}
+    minutes = sorted(m for sid, m in counts if sid == "every")
+    assert len(minutes) >= 4
+    assert all(int(m[14:16]) % 2 == 0 for sid, m in counts if sid == "even")
+    # And every run that was enqueued finished (the shutdown drained the queue)
+    wait_for(lambda: len(deploy.named("run_finished")) == len(enqueued))
+
+
+def test_serving_picks_up_edits_and_keeps_the_last_good_file(deploy: Deployment) -> None:
+    deploy.schedule("a.yaml", entry("a", "* * * * *"))
+    deploy.worker()
+    clock = {"DAGFLOW_SCHED_CLOCK_START": "2026-01-01T00:00:10Z", "DAGFLOW_SCHED_CLOCK_SPEED": "60"}
+    proc = deploy.scheduler("--serve", **clock)
+
+    def fired(sid: str) -> int:
+        return sum(1 for e in deploy.named("schedule_enqueued") if e["schedule_id"] == sid)
+
+    wait_for(lambda: fired("a") >= 1)
+    # When a schedule is added to the file while serving, it takes effect
+    deploy.schedule("a.yaml", entry("a", "* * * * *") + entry("b", "* * * * *"))
+    wait_for(lambda: fired("b") >= 1)
+    # When the file turns bad, both schedules keep firing from the last good version
+    deploy.schedule("a.yaml", entry("a", "* * * * *") + entry("b", "bad cron"))
+    time.sleep(0.3)
+    a_then, b_then = fired("a"), fired("b")
+    wait_for(lambda: fired("a") >= a_then + 2 and fired("b") >= b_then + 2)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(15) == 0
+    output = deploy.output(proc)
+    assert "keeping the last good version (2 schedules)" in output
+    assert "field 'cron'" in output
+
+
+def test_celery_beat_reads_the_schedules_directory(deploy: Deployment) -> None:
+    # Given `celery -A dagflow beat` with no -S flag and a schedule due every minute
+    deploy.schedule("every.yaml", entry("every", "* * * * *"))
+    deploy.worker()
+    deploy.start("celery", "-A", "dagflow", "beat", "-l", "info")
+    # Then the current minute's run is sent to the worker and finishes
+    wait_for(lambda: len(deploy.named("run_finished")) >= 1)
+    [enqueued, *_] = deploy.named("schedule_enqueued")
+    finished = deploy.named("run_finished")[0]
+    assert finished["run_id"] == enqueued["run_id"]
+    assert finished["status"] == "success" and finished["tenant_id"] == "acme"
