@@ -15,6 +15,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from dagflow import workflows
 from dagflow.compile import STEP_TASK
 from dagflow.errors import RunnerError, UnknownWorkflowError, WorkflowOutputError
@@ -30,6 +32,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Run store errors after which a step is tried again rather than failed.
+STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+#: Seconds between tries of a step whose run store is unreachable.
+STORE_RETRY_S = 1.0
 #: Errors that another attempt cannot fix: they fail the task at once.
 PERMANENT_ERRORS = (UnknownWorkflowError, WorkflowOutputError)
 
@@ -124,8 +130,13 @@ def _redelivered_after_finish(
         finalize(rt, run_id, plan, FinishResult(complete=True, counts=counts))
 
 
-def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
-    """Run one step of a run. See the module docstring for the protocol."""
+def execute_step(app: Celery, task: Task, run_id: str, task_id: str, store_retries: int = 0) -> Any:
+    """Run one step of a run. See the module docstring for the protocol.
+
+    Args:
+        store_retries: How many of this message's Celery retries were for an unreachable run
+            store rather than a failed attempt (they do not count as attempts).
+    """
     rt = runtime_for(app)
     plan = rt.plan(run_id)
     if plan is None or task_id not in plan.tasks:
@@ -140,13 +151,15 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
         _redelivered_after_finish(app, rt, run_id, plan, task_id, claim)
         return None
     total = len(plan.tasks)
-    attempt = int(task.request.retries or 0) + 1
+    attempt = int(task.request.retries or 0) - store_retries + 1
     common = {"task_id": task_id, "workflow_ref": spec.workflow_ref, "attempt": attempt}
+    # Read the parents' outputs before the attempt starts: an unreachable store is not a
+    # failure of the workflow and must not use up one of its attempts.
+    upstream = {p: json.loads(v) for p, v in rt.store.outputs(run_id, spec.parents).items()}
     rt.emit("task_start", run_id, plan, **common)
     started = time.perf_counter()
     try:
         func = workflows.get(spec.workflow_ref)
-        upstream = {p: json.loads(v) for p, v in rt.store.outputs(run_id, spec.parents).items()}
         params = merge_params(spec.params, upstream)
         value = call_with_timeout(lambda: func(params), spec.timeout_s, f"Task '{task_id}'")
         output = encode_output(task_id, value)
@@ -205,7 +218,20 @@ def register(app: Celery) -> Task:
         ignore_result=True,
         max_retries=None,
     )
-    def step(self: Task, run_id: str, task_id: str) -> Any:
-        return execute_step(self.app, self, run_id, task_id)
+    def step(self: Task, run_id: str, task_id: str, store_retries: int = 0) -> Any:
+        try:
+            return execute_step(self.app, self, run_id, task_id, store_retries)
+        except STORE_ERRORS as exc:
+            # The run store is unreachable: try this step again later. Every stage of a step
+            # is safe to repeat, and the retry keeps the message's id, so it keeps its claim.
+            logger.warning(
+                "dagflow: run store unreachable for %s/%s (%s); retrying in %s s",
+                run_id, task_id, exc, STORE_RETRY_S,
+            )  # fmt: skip
+            raise self.retry(
+                countdown=STORE_RETRY_S,
+                max_retries=None,
+                kwargs={"store_retries": store_retries + 1},
+            ) from None
 
     return app.tasks[STEP_TASK]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from dagflow import workflows
 from dagflow.dag import Dag, check_dag
 from dagflow.spec import parse_dag
 
 
 def make_dag(tasks: list[dict[str, Any]], name: str = "test_dag", tenant: str = "t1") -> Dag:
-    """Validate and compile a DAG made of ``tasks``."""
+    """Validate and compile a DAG made of ``tasks`` (test workflows are registered first)."""
+    workflows.load(("tests.support.workflows",))
     spec = parse_dag({"name": name, "tenant_id": tenant, "tasks": tasks}, source=f"{name}.yaml")
     return check_dag(spec, f"{name}.yaml")
 
