@@ -1,0 +1,1032 @@
+"""Benchmark dagflow against raw Celery on the same Redis and the same worker; prints markdown.
+
+Not a test: run it by hand and paste the tables into ``bench/README.md``::
+
+    python bench/bench_core.py            # full sizes, ~3-5 minutes
+    python bench/bench_core.py --quick    # small sizes, a smoke run (~1 minute)
+
+One worker process (``celery -A bench.bench_app worker --pool prefork -c 2``) holds both
+``dagflow.step`` and the raw baseline tasks, so both engines run on the same processes,
+the same Redis database (12, flushed before and after) and the same ``celeryconfig``.
+Shapes (no-op tasks, full sizes):
+
+* chain of 100 (dagflow) vs a raw ``chain`` of 100;
+* fan-out/fan-in: root -> 1,000 -> sink (dagflow) vs a raw ``chord`` of 1,000 + body;
+* layered 10 levels x 100, each task with 3 random parents in the level above (dagflow)
+  vs a raw chain of 10 chords x 100 (Celery's only way to express it without duplicates);
+* random DAG of 500 tasks with shared parents (dagflow; Celery has no canvas for it);
+* each shape also against a raw flat ``group`` of the same number of tasks (with results).
+
+Bytes are counted on a separate pass with Redis ``MONITOR`` filtered to database 12 (so
+other users of the server do not count), as RESP bytes received by Redis, by category.
+Makespan runs ``bench.sleep`` tasks on a second worker with enough processes for the DAG's
+width and compares the run's wall time with the critical path. Plan timing runs
+``dagflow plan`` on a generated 10,000-task DAG as a subprocess and in-process, by stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+REDIS_BASE = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379")
+DB = 12
+BROKER = f"{REDIS_BASE}/{DB}"
+WORKFLOWS = "bench.bench_workflows"
+RUN_TIMEOUT_S = 300.0
+#: The raw chain of chords is skipped if it does not finish in this many seconds.
+CHAIN_OF_CHORDS_LIMIT_S = 60.0
+#: How often the client looks for a raw baseline's results, in seconds.
+POLL_S = 0.002
+
+_TMP = Path(tempfile.mkdtemp(prefix="dagflow-bench-"))
+os.environ.update(
+    DAGFLOW_BROKER_URL=BROKER,
+    DAGFLOW_RESULT_BACKEND=BROKER,
+    DAGFLOW_WORKFLOWS=WORKFLOWS,
+    ORCH_EVENTS_PATH=str(_TMP / "events.jsonl"),
+    STATE_STORE_PATH=str(_TMP / "state.jsonl"),
+)
+
+import redis  # noqa: E402
+from celery import chain, chord, group  # noqa: E402
+
+from bench.bench_workflows import RAW_MERGE, RAW_NOOP, RAW_SLEEP, register_raw  # noqa: E402
+from dagflow import workflows  # noqa: E402
+from dagflow.dag import Dag, check_dag, load_dag, plan_text  # noqa: E402
+from dagflow.runner import Runner  # noqa: E402
+from dagflow.settings import Settings  # noqa: E402
+from dagflow.spec import parse_dag, read_yaml  # noqa: E402
+
+Tasks = list[dict[str, Any]]
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def _t(i: int) -> str:
+    return f"t{i:05d}"
+
+
+def chain_tasks(n: int, wf: str = "bench.noop", params: dict[str, Any] | None = None) -> Tasks:
+    """``n`` tasks, each depending on the one before."""
+    return [
+        {"id": _t(i), "workflow_ref": wf, "params": params or {},
+         "depends_on": [_t(i - 1)] if i else []}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def fan_tasks(width: int) -> Tasks:
+    """root -> ``width`` middle tasks -> sink."""
+    mids = [{"id": f"m{i:05d}", "workflow_ref": "bench.noop", "depends_on": ["root"]}
+            for i in range(width)]  # fmt: skip
+    sink = {"id": "sink", "workflow_ref": "bench.noop", "depends_on": [m["id"] for m in mids]}
+    return [{"id": "root", "workflow_ref": "bench.noop"}, *mids, sink]
+
+
+def layered_tasks(
+    levels: int, width: int, parents: int, seed: int = 1,
+    wf: str = "bench.noop", params: dict[str, Any] | None = None,
+) -> Tasks:  # fmt: skip
+    """``levels`` x ``width`` tasks; each depends on ``parents`` random tasks of the level above."""
+    rng = random.Random(seed)
+    out: Tasks = []
+    for lv in range(levels):
+        for i in range(width):
+            deps = (
+                []
+                if lv == 0
+                else sorted(
+                    f"l{lv - 1:02d}_{j:04d}" for j in rng.sample(range(width), min(parents, width))
+                )
+            )
+            out.append({"id": f"l{lv:02d}_{i:04d}", "workflow_ref": wf, "params": params or {},
+                        "depends_on": deps})  # fmt: skip
+    return out
+
+
+def random_tasks(n: int, seed: int = 2, window: int = 50, max_parents: int = 3) -> Tasks:
+    """A random DAG: each task after the first few depends on 1..``max_parents`` of the
+    ``window`` tasks before it, so parents are shared by several children and joins abound."""
+    rng = random.Random(seed)
+    out: Tasks = []
+    for i in range(n):
+        deps: list[str] = []
+        if i >= 3:
+            lo = max(0, i - window)
+            k = rng.randint(1, min(max_parents, i - lo))
+            deps = sorted(_t(j) for j in rng.sample(range(lo, i), k))
+        out.append({"id": _t(i), "workflow_ref": "bench.noop", "depends_on": deps})
+    return out
+
+
+def random_levels_tasks(levels: int, wmin: int, wmax: int, s: float, seed: int = 3) -> Tasks:
+    """Random DAG in ``levels`` levels of ``wmin..wmax`` sleep tasks: one parent in the level
+    above (so depth = level) and up to two more from any earlier level."""
+    rng = random.Random(seed)
+    out: Tasks = []
+    prev: list[str] = []
+    earlier: list[str] = []
+    for lv in range(levels):
+        cur = [f"r{lv:02d}_{i:02d}" for i in range(rng.randint(wmin, wmax))]
+        for tid in cur:
+            deps: set[str] = set()
+            if prev:
+                deps.add(rng.choice(prev))
+                deps.update(rng.sample(earlier, min(len(earlier), rng.randint(0, 2))))
+            out.append({"id": tid, "workflow_ref": "bench.sleep", "params": {"s": s},
+                        "depends_on": sorted(deps)})  # fmt: skip
+        earlier += cur
+        prev = cur
+    return out
+
+
+def make_dag(tasks: Tasks, name: str) -> Dag:
+    """Validate and compile a DAG from task dicts (as a YAML file would give them)."""
+    spec = parse_dag({"name": name, "tenant_id": "bench", "tasks": tasks}, source=f"{name}.yaml")
+    return check_dag(spec, f"{name}.yaml", ["bench.noop", "bench.sleep"])
+
+
+def edges(tasks: Tasks) -> int:
+    return sum(len(t.get("depends_on", [])) for t in tasks)
+
+
+# --------------------------------------------------------------------------- workers
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    log: Path
+    concurrency: int
+
+    def child_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+
+def start_worker(concurrency: int, tag: str) -> Worker:
+    """Start ``celery -A bench.bench_app worker`` on database 12 and wait until it consumes."""
+    ready = _TMP / f"ready-{tag}"
+    log = _TMP / f"worker-{tag}.log"
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=path, BENCH_READY_FILE=str(ready))
+    cmd = [
+        sys.executable, "-m", "celery", "-A", "bench.bench_app", "worker",
+        "--pool", "prefork", "-c", str(concurrency), "-l", "warning",
+        "--without-mingle", "--without-gossip", "--without-heartbeat",
+        "-n", f"bench-{tag}-{os.getpid()}@%h",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    _WORKERS.append(proc)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited early:\n{log.read_text()}")
+        if ready.exists():
+            return Worker(proc, log, concurrency)
+        time.sleep(0.05)
+    stop_worker(proc)
+    raise RuntimeError(f"worker not ready after 60 s:\n{log.read_text()}")
+
+
+_WORKERS: list[subprocess.Popen[bytes]] = []
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    """Warm shutdown (SIGTERM), then kill this worker's process group if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    if proc in _WORKERS:
+        _WORKERS.remove(proc)
+
+
+# --------------------------------------------------------------------------- timing
+
+
+@dataclass
+class Timing:
+    samples: list[float] = field(default_factory=list)
+    #: CPU seconds used during the samples, summed over them, by process group.
+    cpu: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median."""
+        return (max(self.samples) - min(self.samples)) / self.median if self.samples else 0.0
+
+
+class Bench:
+    """The client side: a dagflow Runner and the same Celery app for the raw canvases."""
+
+    def __init__(self) -> None:
+        settings = Settings.from_env()
+        workflows.load(settings.workflow_modules)
+        self.runner = Runner(settings)
+        self.app = self.runner.app
+        register_raw(self.app)
+        self.noop = self.app.signature(RAW_NOOP, immutable=True)
+        self.merge = self.app.signature(RAW_MERGE)
+        self.poll = redis.Redis.from_url(BROKER)
+
+    # dagflow -----------------------------------------------------------------
+    def dagflow(self, dag: Dag) -> float:
+        n = len(dag.spec.tasks)
+        t0 = time.perf_counter()
+        result = self.runner.submit(dag).wait(timeout=RUN_TIMEOUT_S)
+        dt = time.perf_counter() - t0
+        if result.status != "success" or result.succeeded != n:
+            raise RuntimeError(f"dagflow run of {dag.name} ended {result}")
+        return dt
+
+    # raw Celery --------------------------------------------------------------
+    # The client waits by polling the result keys every POLL_S: GroupResult.get() sleeps in
+    # 0.5 s intervals and subscribes to every task's channel, which here added ~0.5 s per
+    # call and ~50% client CPU on a 1,000-task group. Polling is the strongest baseline.
+    def _wait(self, ids: list[str], timeout: float = RUN_TIMEOUT_S) -> None:
+        keys = [f"celery-task-meta-{i}" for i in ids]
+        deadline = time.monotonic() + timeout
+        while not (self.poll.exists(keys[-1]) and self.poll.exists(*keys) == len(keys)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(keys)} raw results not ready after {timeout} s")
+            time.sleep(POLL_S)
+
+    def _check(self, task_id: str, expected: Any) -> None:
+        meta = self.app.backend.get_task_meta(task_id)
+        if meta["status"] != "SUCCESS" or (expected is not None and meta["result"] != expected):
+            raise RuntimeError(f"raw baseline ended {meta}")
+
+    def raw_group(self, n: int) -> float:
+        t0 = time.perf_counter()
+        res = group(self.noop.clone() for _ in range(n)).apply_async()
+        self._wait([r.id for r in res.results])
+        dt = time.perf_counter() - t0
+        self._check(res.results[-1].id, {"ok": 1})
+        return dt
+
+    def raw_chain(self, n: int) -> float:
+        t0 = time.perf_counter()
+        res = chain(*(self.noop.clone() for _ in range(n))).apply_async()
+        self._wait([res.id])
+        dt = time.perf_counter() - t0
+        self._check(res.id, {"ok": 1})
+        return dt
+
+    def raw_chord(self, n: int) -> float:
+        t0 = time.perf_counter()
+        res = chord(group(self.noop.clone() for _ in range(n)), self.merge.clone()).apply_async()
+        self._wait([res.id])
+        dt = time.perf_counter() - t0
+        self._check(res.id, {"n": n})
+        return dt
+
+    def raw_chain_of_chords(
+        self, levels: int, width: int, timeout: float, sleep_s: float = 0.0
+    ) -> float | None:
+        if sleep_s:
+            head = self.app.signature(RAW_SLEEP, kwargs={"s": sleep_s}, immutable=True)
+        else:
+            head = self.noop
+        canvas = chain(
+            *(chord(group(head.clone() for _ in range(width)), self.merge.clone())
+              for _ in range(levels))
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        res = canvas.apply_async()
+        try:
+            self._wait([res.id], timeout)
+        except TimeoutError as exc:
+            print(f"  raw chain of chords {levels}x{width}: gave up: {exc}", file=sys.stderr)
+            return None
+        dt = time.perf_counter() - t0
+        self._check(res.id, {"n": width})
+        self.release_pending()
+        return dt
+
+    def release_pending(self) -> None:
+        """Forget the results a chord left pending in the client (Celery keeps them until
+        they are waited on; otherwise their ``__del__`` unsubscribes during interpreter exit)."""
+        backend = self.app.backend
+        for mapping in getattr(backend, "_pending_results", ()):
+            for waiters in list(mapping.values()):
+                for result in list(waiters.values()):
+                    backend.remove_pending_result(result)
+
+    def purge(self) -> None:
+        """Drop every waiting message (after a baseline was abandoned)."""
+        self.app.control.purge()
+
+
+CPU_GROUPS = ("worker main", "worker children", "redis", "client")
+
+
+def _proc_cpu(pid: int) -> float:
+    """utime + stime of ``pid`` in seconds (0 if it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds used so far by the worker's main process, its children, Redis and us."""
+
+    def __init__(self, worker: Worker, redis_pid: int) -> None:
+        self.main = worker.proc.pid
+        self.children = worker.child_pids()
+        self.redis_pid = redis_pid
+
+    def read(self) -> dict[str, float]:
+        return {
+            "worker main": _proc_cpu(self.main),
+            "worker children": sum(_proc_cpu(p) for p in self.children),
+            "redis": _proc_cpu(self.redis_pid),
+            "client": sum(os.times()[:2]),
+        }
+
+
+def _timed(fn: Callable[[], float | None], t: Timing, meter: CpuMeter | None) -> bool:
+    before = meter.read() if meter else {}
+    v = fn()
+    if v is None:
+        return False
+    t.samples.append(v)
+    if meter:
+        for k, c in meter.read().items():
+            t.cpu[k] += c - before[k]
+    return True
+
+
+def measure(
+    fn: Callable[[], float | None], reps: int, meter: CpuMeter | None = None
+) -> Timing | None:
+    t = Timing()
+    for _ in range(reps):
+        if not _timed(fn, t, meter):
+            return None
+    return t
+
+
+def interleaved(
+    fns: dict[str, Callable[[], float | None]], reps: int, meter: CpuMeter | None = None
+) -> dict[str, Timing | None]:
+    """Run each function ``reps`` times, alternating between them so drift hits all alike."""
+    out: dict[str, Timing | None] = {k: Timing() for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t = out[k]
+            if t is not None and not _timed(fn, t, meter):
+                out[k] = None
+    return out
+
+
+# --------------------------------------------------------------------------- bytes (MONITOR)
+
+_LINE = re.compile(rb"^\S+ \[(\d+) ([^\]]+)\] (.*)$", re.S)
+_ARG = re.compile(rb'"((?:[^"\\]|\\.)*)"', re.S)
+_ESC = re.compile(rb"\\(x[0-9a-fA-F]{2}|.)", re.S)
+
+CATEGORIES = ("queue msgs", "qos (unacked)", "events", "results", "run store", "other")
+
+
+def _arg_len(escaped: bytes) -> int:
+    return len(_ESC.sub(b"_", escaped))
+
+
+def _category(args: list[bytes]) -> str:
+    cmd = args[0].upper()
+    key = args[1] if len(args) > 1 else b""
+    if cmd in (b"EVALSHA", b"EVAL") and len(args) > 3:
+        key = args[3]
+    if key.startswith(b"dagflow:"):
+        return "run store"
+    if b"unacked" in key:
+        return "qos (unacked)"
+    if cmd == b"PUBLISH" and b"celeryev" in key:
+        return "events"
+    if b"celery-task-meta" in key or b"celery-taskset-meta" in key or b"chord-unlock" in key:
+        return "results"
+    if cmd in (b"LPUSH", b"RPUSH") and not key.startswith(b"_kombu"):
+        return "queue msgs"
+    return "other"
+
+
+@dataclass
+class Traffic:
+    """RESP bytes and commands Redis received on database 12, by category."""
+
+    bytes: Counter[str] = field(default_factory=Counter)
+    commands: Counter[str] = field(default_factory=Counter)
+    by_command: Counter[str] = field(default_factory=Counter)
+    msg_sizes: list[int] = field(default_factory=list)
+    server_wide_in: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.bytes.values())
+
+
+@contextmanager
+def monitored() -> Iterator[Traffic]:
+    """Count what Redis receives on database 12 while the block runs (MONITOR)."""
+    traffic = Traffic()
+    admin = redis.Redis.from_url(BROKER)
+    marker = f"bench-marker-{uuid.uuid4().hex}".encode()
+    mon = redis.Redis.from_url(BROKER).monitor()
+    mon.__enter__()
+    conn = mon.connection
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            while True:
+                raw = conn.read_response()
+                m = _LINE.match(raw)
+                if not m or int(m.group(1)) != DB or m.group(2) == b"lua":
+                    continue
+                args = _ARG.findall(m.group(3))
+                if not args:
+                    continue
+                if args[0].upper() == b"ECHO" and len(args) > 1 and args[1] == marker:
+                    return
+                lens = [_arg_len(a) for a in args]
+                resp = len(f"*{len(args)}\r\n") + sum(len(f"${n}\r\n") + n + 2 for n in lens)
+                cat = _category(args)
+                traffic.bytes[cat] += resp
+                traffic.commands[cat] += 1
+                traffic.by_command[args[0].upper().decode()] += 1
+                if cat == "queue msgs":
+                    traffic.msg_sizes += lens[2:]
+        except BaseException as exc:  # surfaced to the caller below
+            errors.append(exc)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    time.sleep(0.05)
+    before = int(admin.info("stats")["total_net_input_bytes"])
+    try:
+        yield traffic
+    finally:
+        traffic.server_wide_in = int(admin.info("stats")["total_net_input_bytes"]) - before
+        admin.echo(marker)
+        thread.join(120)
+        mon.__exit__(None, None, None)
+        admin.close()
+        if errors:
+            raise RuntimeError(f"MONITOR reader failed: {errors[0]!r}")
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass
+class Row:
+    shape: str
+    engine: str
+    tasks: int
+    timing: Timing | None
+    group: Timing | None = None  # raw flat group of the same number of tasks
+    hops: int = 0
+    traffic: Traffic | None = None
+
+    @property
+    def rate(self) -> float | None:
+        return self.tasks / self.timing.median if self.timing else None
+
+    @property
+    def vs_group(self) -> float | None:
+        if not self.timing or not self.group:
+            return None
+        return self.group.median / self.timing.median
+
+    def cpu_ms(self, group: str | None = None) -> float | None:
+        """CPU milliseconds per task (one process group, or all)."""
+        if not self.timing or not self.timing.cpu:
+            return None
+        used = self.timing.cpu[group] if group else sum(self.timing.cpu.values())
+        return used / (len(self.timing.samples) * self.tasks) * 1000
+
+    @property
+    def per_hop_ms(self) -> float | None:
+        return self.timing.median / self.hops * 1000 if self.timing and self.hops else None
+
+
+def _f(v: float | None, fmt: str = "{:.0f}") -> str:
+    return "n/a" if v is None else fmt.format(v)
+
+
+def table_rows(rows: list[Row]) -> list[str]:
+    out = [
+        "| shape | engine | tasks | time s (spread) | tasks/s | vs flat group | per hop ms "
+        "| B/task into Redis | of which queue msgs | msg B | Redis cmds/task |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        tr = r.traffic
+        t = (
+            "did not finish"
+            if r.timing is None
+            else (f"{r.timing.median:.3f} ({r.timing.spread:.0%})")
+        )
+        msg = f"{statistics.mean(tr.msg_sizes):,.0f}" if tr and tr.msg_sizes else "n/a"
+        if tr and tr.msg_sizes and max(tr.msg_sizes) > 1.5 * statistics.mean(tr.msg_sizes):
+            msg += f" (max {max(tr.msg_sizes):,})"
+        out.append(
+            f"| {r.shape} | {r.engine} | {r.tasks:,} | {t} | {_f(r.rate)} "
+            f"| {_f(r.vs_group, '{:.2f}x')} | {_f(r.per_hop_ms, '{:.2f}')} "
+            f"| {_f(tr.total / r.tasks if tr else None, '{:,.0f}')} "
+            f"| {_f(tr.bytes['queue msgs'] / r.tasks if tr else None, '{:,.0f}')} "
+            f"| {msg} | {_f(sum(tr.commands.values()) / r.tasks if tr else None, '{:.1f}')} |"
+        )
+    return out
+
+
+def cpu_rows(rows: list[Row]) -> list[str]:
+    out = [
+        "| shape | engine | " + " | ".join(CPU_GROUPS) + " | total CPU ms/task | cores busy |",
+        "|---|---|" + "---:|" * (len(CPU_GROUPS) + 2),
+    ]
+    for r in rows:
+        total = r.cpu_ms()
+        if total is None or not r.timing:
+            continue
+        cells = " | ".join(f"{r.cpu_ms(g):.2f}" for g in CPU_GROUPS)
+        busy = total * r.tasks / 1000 / statistics.mean(r.timing.samples)
+        out.append(f"| {r.shape} | {r.engine} | {cells} | {total:.2f} | {busy:.2f} |")
+    return out
+
+
+def traffic_rows(rows: list[Row]) -> list[str]:
+    out = [
+        "| shape | engine | "
+        + " | ".join(CATEGORIES)
+        + " | total B/task | server-wide in B/task |",
+        "|---|---|" + "---:|" * (len(CATEGORIES) + 2),
+    ]
+    for r in rows:
+        tr = r.traffic
+        if tr is None:
+            continue
+        cells = " | ".join(f"{tr.bytes[c] / r.tasks:,.0f}" for c in CATEGORIES)
+        out.append(
+            f"| {r.shape} | {r.engine} | {cells} | {tr.total / r.tasks:,.0f} "
+            f"| {tr.server_wide_in / r.tasks:,.0f} |"
+        )
+    return out
+
+
+def command_rows(rows: list[Row]) -> list[str]:
+    out = ["| shape | engine | Redis commands per task (top 8) |", "|---|---|---|"]
+    for r in rows:
+        if r.traffic is None:
+            continue
+        top = ", ".join(f"{c} {n / r.tasks:.2f}" for c, n in r.traffic.by_command.most_common(8))
+        out.append(f"| {r.shape} | {r.engine} | {top} |")
+    return out
+
+
+MODEL_CMD = "lscpu | grep 'Model name' | sed 's/.*: *//'"
+
+
+def machine() -> list[str]:
+    def sh(cmd: str) -> str:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+
+    import celery
+    import kombu
+
+    info = redis.Redis.from_url(BROKER).info("server")
+    mem = sh("free -g | awk '/Mem:/ {print $2}'")
+    return [
+        f"- CPU: {sh('nproc')} cores, {sh(MODEL_CMD)}",
+        f"- memory: {mem} GiB; load average at start: {os.getloadavg()[0]:.2f}",
+        f"- Python {platform.python_version()}, celery {celery.__version__}, kombu "
+        f"{kombu.__version__}, redis-py {redis.__version__}, redis-server {info['redis_version']}",
+        f"- {platform.platform()}",
+    ]
+
+
+# --------------------------------------------------------------------------- plan timing
+
+
+def write_big_dag(path: Path, n: int, seed: int = 4) -> None:
+    """A random ``n``-task DAG YAML (1..3 parents among the 200 tasks before each)."""
+    tasks = random_tasks(n, seed=seed, window=200)
+    lines = ["name: big_random", "tenant_id: bench", "tasks:"]
+    for t in tasks:
+        lines.append(f"  - id: {t['id']}")
+        lines.append(f"    workflow_ref: {t['workflow_ref']}")
+        lines.append(f"    depends_on: [{', '.join(t['depends_on'])}]")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def time_plan(n: int, reps: int) -> tuple[list[str], float]:
+    path = _TMP / f"big_{n}.yaml"
+    write_big_dag(path, n)
+    exe = shutil.which("dagflow")
+    cmd = (
+        [exe, "plan", str(path)]
+        if exe
+        else [sys.executable, "-m", "dagflow.cli", "plan", str(path)]
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    whole, startup = Timing(), Timing()
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL).returncode
+        whole.samples.append(time.perf_counter() - t0)
+        if rc != 0:
+            raise RuntimeError(f"{cmd} exited {rc}")
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import dagflow.cli, dagflow.dag"], cwd=ROOT, env=env)
+        startup.samples.append(time.perf_counter() - t0)
+
+    import yaml
+
+    from dagflow.compile import compile_dag
+    from dagflow.graph import build_graph
+
+    stages: dict[str, Timing] = {k: Timing() for k in (
+        "read_yaml (yaml.safe_load)", "parse_dag (pydantic)", "build_graph", "compile_dag",
+        "plan_text", "load_dag + plan_text (in-process total)",
+        "for comparison: yaml.load with CSafeLoader")}  # fmt: skip
+    text = path.read_text()
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        data = read_yaml(path)
+        t1 = time.perf_counter()
+        spec = parse_dag(data, source=str(path))
+        t2 = time.perf_counter()
+        graph = build_graph(spec, source=str(path), workflows=workflows.names())
+        t3 = time.perf_counter()
+        compiled = compile_dag(spec, graph)
+        t4 = time.perf_counter()
+        plan_text(Dag(source=str(path), spec=spec, compiled=compiled))
+        t5 = time.perf_counter()
+        for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=False):
+            stages[k].samples.append(v)
+        t0 = time.perf_counter()
+        plan_text(load_dag(path))
+        stages["load_dag + plan_text (in-process total)"].samples.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        yaml.load(text, Loader=yaml.CSafeLoader)  # the safe loader, in C
+        stages["for comparison: yaml.load with CSafeLoader"].samples.append(
+            time.perf_counter() - t0
+        )
+    n_edges = edges(random_tasks(n, seed=4, window=200))
+    out = [
+        f"`dagflow plan` on a generated {n:,}-task random DAG ({n_edges:,} edges, "
+        f"{path.stat().st_size / 1e6:.1f} MB of YAML), median of {reps}:",
+        "",
+        "| what | seconds | target |",
+        "|---|---:|---|",
+        f"| `dagflow plan` as a subprocess (whole command) | {whole.median:.3f} | < 1 s: "
+        f"{'met' if whole.median < 1 else f'MISSED by {whole.median - 1:.2f} s'} |",
+        "| of which interpreter start + `import dagflow.cli, dagflow.dag` "
+        f"| {startup.median:.3f} | |",
+    ]
+    out += [f"| {k} | {t.median:.3f} | |" for k, t in stages.items()]
+    return out, whole.median
+
+
+# --------------------------------------------------------------------------- main
+
+
+@dataclass(frozen=True)
+class Sizes:
+    chain: int
+    fan: int
+    levels: int
+    width: int
+    parents: int
+    random: int
+    coc_levels: int
+    coc_width: int
+    sleep_levels: int
+    sleep_width: int
+    sleep_s: float
+    sleep_concurrency: int
+    plan_tasks: int
+    reps: int
+
+
+FULL = Sizes(100, 1000, 10, 100, 3, 500, 10, 100, 10, 10, 0.2, 10, 10_000, 5)
+QUICK = Sizes(20, 100, 4, 20, 3, 100, 3, 20, 4, 4, 0.1, 4, 1_000, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repetition")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions per timing")
+    parser.add_argument("--skip-bytes", action="store_true", help="no MONITOR pass")
+    args = parser.parse_args(argv)
+    sz = QUICK if args.quick else FULL
+    reps = args.reps or sz.reps
+    admin = redis.Redis.from_url(BROKER)
+    admin.flushdb()
+    started = time.perf_counter()
+    out: list[str] = []
+    try:
+        out += ["Machine:", "", *machine(), ""]
+        bench = Bench()
+        worker = start_worker(2, "c2")
+        # Warm up: every process imports, connects and parses a plan once.
+        for _ in range(2):
+            bench.dagflow(make_dag(fan_tasks(8), "warmup"))
+            bench.raw_group(20)
+            bench.raw_chord(8)
+            bench.raw_chain(4)
+
+        meter = CpuMeter(worker, int(admin.info("server")["process_id"]))
+        dags = {
+            "chain": make_dag(chain_tasks(sz.chain), "chain"),
+            "fan": make_dag(fan_tasks(sz.fan), "fan"),
+            "layered": make_dag(layered_tasks(sz.levels, sz.width, sz.parents), "layered"),
+            "random": make_dag(random_tasks(sz.random), "random"),
+        }
+        names = {
+            "chain": f"chain of {sz.chain}",
+            "fan": f"fan-out/fan-in 1 -> {sz.fan:,} -> 1",
+            "layered": f"layered {sz.levels} x {sz.width} ({sz.parents} parents each)",
+            "random": f"random {sz.random} (1-3 shared parents)",
+        }
+        n = {k: len(d.spec.tasks) for k, d in dags.items()}
+        print(f"[bench] throughput, {reps} reps each ...", file=sys.stderr)
+        res = interleaved(
+            {
+                "group:chain": lambda: bench.raw_group(n["chain"]),
+                "raw:chain": lambda: bench.raw_chain(sz.chain),
+                "df:chain": lambda: bench.dagflow(dags["chain"]),
+                "group:fan": lambda: bench.raw_group(n["fan"]),
+                "raw:fan": lambda: bench.raw_chord(sz.fan),
+                "df:fan": lambda: bench.dagflow(dags["fan"]),
+                "group:layered": lambda: bench.raw_group(n["layered"]),
+                "df:layered": lambda: bench.dagflow(dags["layered"]),
+                "group:random": lambda: bench.raw_group(n["random"]),
+                "df:random": lambda: bench.dagflow(dags["random"]),
+            },
+            reps,
+            meter,
+        )
+        print(
+            f"[bench] raw chain of chords (limit {CHAIN_OF_CHORDS_LIMIT_S:.0f} s) ...",
+            file=sys.stderr,
+        )
+        coc = measure(
+            lambda: bench.raw_chain_of_chords(sz.coc_levels, sz.coc_width, CHAIN_OF_CHORDS_LIMIT_S),
+            1,
+            meter,
+        )
+        if coc is None:  # abandoned: drop what is left so it does not slow the next runs
+            stop_worker(worker.proc)
+            bench.purge()
+            worker = start_worker(2, "c2b")
+
+        rows = [
+            Row(names["chain"], "raw flat group", n["chain"], res["group:chain"]),
+            Row(names["chain"], "raw chain", sz.chain, res["raw:chain"], res["group:chain"],
+                hops=sz.chain),
+            Row(names["chain"], "dagflow", n["chain"], res["df:chain"], res["group:chain"],
+                hops=sz.chain),
+            Row(names["fan"], "raw flat group", n["fan"], res["group:fan"]),
+            Row(names["fan"], "raw chord + body", sz.fan + 1, res["raw:fan"], res["group:fan"]),
+            Row(names["fan"], "dagflow", n["fan"], res["df:fan"], res["group:fan"]),
+            Row(names["layered"], "raw flat group", n["layered"], res["group:layered"]),
+            Row(names["layered"], f"raw chain of {sz.coc_levels} chords x {sz.coc_width}",
+                sz.coc_levels * (sz.coc_width + 1), coc, res["group:layered"]),
+            Row(names["layered"], "dagflow", n["layered"], res["df:layered"], res["group:layered"]),
+            Row(names["random"], "raw flat group", n["random"], res["group:random"]),
+            Row(names["random"], "dagflow", n["random"], res["df:random"], res["group:random"]),
+        ]  # fmt: skip
+
+        if not args.skip_bytes:
+            print("[bench] bytes pass (MONITOR) ...", file=sys.stderr)
+            passes: list[tuple[int, Callable[[], Any]]] = [
+                (0, lambda: bench.raw_group(n["chain"])),
+                (1, lambda: bench.raw_chain(sz.chain)),
+                (2, lambda: bench.dagflow(dags["chain"])),
+                (3, lambda: bench.raw_group(n["fan"])),
+                (4, lambda: bench.raw_chord(sz.fan)),
+                (5, lambda: bench.dagflow(dags["fan"])),
+                (6, lambda: bench.raw_group(n["layered"])),
+                (8, lambda: bench.dagflow(dags["layered"])),
+                (9, lambda: bench.raw_group(n["random"])),
+                (10, lambda: bench.dagflow(dags["random"])),
+            ]
+            if coc is not None:
+                passes.append(
+                    (7, lambda: bench.raw_chain_of_chords(sz.coc_levels, sz.coc_width, 180))
+                )
+            for i, fn in passes:
+                with monitored() as tr:
+                    fn()
+                rows[i].traffic = tr
+        stop_worker(worker.proc)
+
+        print(f"[bench] makespan on a -c {sz.sleep_concurrency} worker ...", file=sys.stderr)
+        sleeper = start_worker(sz.sleep_concurrency, f"c{sz.sleep_concurrency}")
+        sleep_params = {"s": sz.sleep_s}
+        lay = make_dag(
+            layered_tasks(
+                sz.sleep_levels, sz.sleep_width, 3, wf="bench.sleep", params=sleep_params
+            ),
+            "sleep_layered",
+        )
+        rnd = make_dag(
+            random_levels_tasks(
+                sz.sleep_levels, max(2, sz.sleep_width // 3), sz.sleep_width, sz.sleep_s
+            ),
+            "sleep_random",
+        )
+        bench.dagflow(make_dag(chain_tasks(3, "bench.sleep", {"s": 0.01}), "warm"))
+        mk = interleaved(
+            {
+                "lay": lambda: bench.dagflow(lay),
+                "rnd": lambda: bench.dagflow(rnd),
+                "coc": lambda: bench.raw_chain_of_chords(
+                    sz.sleep_levels, sz.sleep_width, 120, sleep_s=sz.sleep_s
+                ),
+            },
+            reps,
+        )
+        stop_worker(sleeper.proc)
+        mk_rows = [
+            "| shape | engine | tasks | critical path | ideal s | makespan s | ratio "
+            "| target <= 1.1x |",
+            "|---|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for key, engine, dag in (("lay", "dagflow", lay), ("rnd", "dagflow", rnd),
+                                 ("coc", "raw chain of chords", lay)):  # fmt: skip
+            cp = len(dag.compiled.graph.critical_path())
+            ideal = cp * sz.sleep_s
+            tm = mk[key]
+            ratio = tm.median / ideal if tm else None
+            verdict = (
+                "n/a"
+                if ratio is None
+                else ("met" if ratio <= 1.1 else f"MISSED by {ratio - 1.1:.2f}x")
+            )
+            label = f"{dag.name} ({len(dag.spec.tasks)} x {sz.sleep_s} s)"
+            mk_rows.append(
+                f"| {label} | {engine} | {len(dag.spec.tasks)} | {cp} | {ideal:.2f} "
+                f"| {_f(tm.median if tm else None, '{:.3f}')} | {_f(ratio, '{:.3f}x')} "
+                f"| {verdict} |"
+            )
+
+        print("[bench] dagflow plan ...", file=sys.stderr)
+        plan_rows, plan_s = time_plan(sz.plan_tasks, max(reps, 3))
+
+        # ----- targets
+        r = {(x.shape, x.engine): x for x in rows}
+        df = {k: r[(names[k], "dagflow")] for k in names}
+        tg: list[tuple[str, str, bool | None]] = []
+        lay_ratio = df["layered"].vs_group
+        tg.append(
+            (
+                "layered DAG >= 0.8x the flat group's throughput",
+                _f(lay_ratio, "{:.2f}x"),
+                None if lay_ratio is None else lay_ratio >= 0.8,
+            )
+        )
+        raw_hop = r[(names["chain"], "raw chain")].per_hop_ms
+        df_hop = df["chain"].per_hop_ms
+        hop = df_hop / raw_hop if df_hop and raw_hop else None
+        tg.append(
+            (
+                "chain per hop <= 1.15x raw chain",
+                f"{_f(df_hop, '{:.2f}')} ms vs {_f(raw_hop, '{:.2f}')} ms = {_f(hop, '{:.2f}x')}",
+                None if hop is None else hop <= 1.15,
+            )
+        )
+        raw_chord_rate = r[(names["fan"], "raw chord + body")].rate
+        fan = df["fan"].rate / raw_chord_rate if df["fan"].rate and raw_chord_rate else None
+        tg.append(
+            (
+                "fan-in >= 0.9x a raw chord (tasks/s)",
+                _f(fan, "{:.2f}x"),
+                None if fan is None else fan >= 0.9,
+            )
+        )
+        if not args.skip_bytes:
+            worst_total = max(x.traffic.total / x.tasks for x in df.values() if x.traffic)
+            worst_msg = max(statistics.mean(x.traffic.msg_sizes) for x in df.values() if x.traffic)
+            tg.append(
+                (
+                    "<= 2 kB on the broker per task: the task messages (every shape)",
+                    f"worst {worst_msg:,.0f} B",
+                    worst_msg <= 2048,
+                )
+            )
+            tg.append(
+                (
+                    "<= 2 kB on the broker per task: everything Redis receives (every shape)",
+                    f"worst {worst_total:,.0f} B",
+                    worst_total <= 2048,
+                )
+            )
+        for key in ("lay", "rnd"):
+            tm = mk[key]
+            dag = lay if key == "lay" else rnd
+            ratio = (
+                tm.median / (len(dag.compiled.graph.critical_path()) * sz.sleep_s) if tm else None
+            )
+            tg.append(
+                (
+                    f"makespan <= 1.1x critical path ({dag.name})",
+                    _f(ratio, "{:.3f}x"),
+                    None if ratio is None else ratio <= 1.1,
+                )
+            )
+        tg.append(
+            (
+                f"`dagflow plan` of {sz.plan_tasks:,} tasks < 1 s (whole command)",
+                f"{plan_s:.3f} s",
+                plan_s < 1.0,
+            )
+        )
+
+        out += [
+            f"Throughput (no-op tasks, median of {reps}; worker prefork -c 2; ratios use "
+            "medians; 'vs flat group' = dagflow or canvas tasks/s over a raw flat group of "
+            "the same number of tasks with results):",
+            "",
+        ]
+        out += table_rows(rows)
+        out += [
+            "",
+            "CPU per task during the timed runs (/proc utime+stime, all reps; 'cores busy' = "
+            "CPU seconds / wall seconds, out of 2):",
+            "",
+            *cpu_rows(rows),
+        ]
+        if not args.skip_bytes:
+            out += [
+                "",
+                "Bytes Redis received per task on db 12, by category (RESP, from MONITOR; "
+                "'server-wide' is the INFO total_net_input_bytes delta, which includes MONITOR's "
+                "own and other databases' traffic):",
+                "",
+            ]
+            out += traffic_rows(rows)
+            out += ["", *command_rows(rows)]
+        out += [
+            "",
+            f"Makespan (bench.sleep {sz.sleep_s} s tasks, worker prefork "
+            f"-c {sz.sleep_concurrency}, median of {reps}):",
+            "",
+            *mk_rows,
+        ]
+        out += ["", *plan_rows]
+        out += ["", "Targets:", "", "| target | measured | met |", "|---|---|---|"]
+        out += [
+            f"| {a} | {b} | {'n/a' if c is None else ('yes' if c else 'NO')} |" for a, b, c in tg
+        ]
+        out += ["", f"Total benchmark time: {time.perf_counter() - started:.0f} s."]
+        print("\n".join(out))
+        bench.release_pending()
+        bench.runner.close()
+        # Collect the raw results' subscriptions now, not in __del__ during interpreter exit.
+        gc.collect()
+        return 0
+    finally:
+        for proc in list(_WORKERS):
+            stop_worker(proc)
+        admin.flushdb()
+        admin.close()
+        shutil.rmtree(_TMP, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
