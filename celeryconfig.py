@@ -37,5 +37,8 @@ enable_utc = True
 # `celery -A dagflow beat` reads the schedules directory with dagflow's scheduler.
 beat_scheduler = "dagflow.beat:DagflowScheduler"
 
-worker_send_task_events = True
-task_send_sent_event = True
+# Celery's own task events cost ~3 kB on the broker per task (dagflow has its own event log).
+# Flower switches them on in running workers when it starts (its --enable_events default);
+# `celery -A dagflow worker -E` turns them on from the start.
+worker_send_task_events = False
+task_send_sent_event = False

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from dagflow.jsonl import ReadStats, append_record, iter_records
+from dagflow.jsonl import AppendFile, ReadStats, iter_records
 
 logger = logging.getLogger(__name__)
 
@@ -106,11 +106,12 @@ class JsonlEventLog:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._file = AppendFile(self.path)
 
     def emit(self, event: Event) -> bool:
         """Append ``event``. Returns False (and logs a warning) if it could not be written."""
         try:
-            append_record(self.path, event.to_record())
+            self._file.append(event.to_record())
         except OSError as exc:
             logger.warning(
                 "dagflow: could not write event %s to %s: %s", event.event, self.path, exc

@@ -12,10 +12,32 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+
+def encode_line(record: Mapping[str, Any]) -> bytes:
+    """``record`` as one compact JSON line (raises TypeError for a non-JSON value)."""
+    return (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+
+
+def _open(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+
+def _locked_write(fd: int, data: bytes) -> None:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def append_record(path: Path, record: Mapping[str, Any]) -> None:
@@ -25,20 +47,50 @@ def append_record(path: Path, record: Mapping[str, Any]) -> None:
         OSError: The file cannot be written (callers that must not fail catch this).
         TypeError: ``record`` holds a value JSON cannot encode.
     """
-    line = (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = _open(path)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            view = memoryview(line)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        _locked_write(fd, encode_line(record))
     finally:
         os.close(fd)
+
+
+class AppendFile:
+    """A JSONL file kept open by one process for many appends (the event log's hot path).
+
+    The descriptor is reopened after a fork (each process needs its own) and when the file
+    was removed or renamed away (log rotation), so lines never go to a deleted file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Append ``record`` as one line. Raises OSError or TypeError like :func:`append_record`."""
+        data = encode_line(record)
+        with self._lock:
+            fd = self._current()
+            _locked_write(fd, data)
+
+    def _current(self) -> int:
+        if self._fd is not None and self._pid == os.getpid():
+            try:
+                if os.fstat(self._fd).st_nlink > 0 and self.path.exists():
+                    return self._fd
+            except OSError:
+                pass
+            os.close(self._fd)
+        self._fd, self._pid = _open(self.path), os.getpid()
+        return self._fd
+
+    def close(self) -> None:
+        """Close the descriptor (it is reopened on the next append)."""
+        with self._lock:
+            if self._fd is not None and self._pid == os.getpid():
+                os.close(self._fd)
+            self._fd = None
 
 
 @dataclass

@@ -58,15 +58,21 @@ def encode_output(task_id: str, value: Any) -> str:
         ) from None
 
 
-def send_ready_children(
-    app: Celery, rt: Runtime, run_id: str, plan: RunPlan, task_id: str, force: bool
+def joins_of(plan: RunPlan, task_id: str) -> list[tuple[str, int]]:
+    """``(child, number of parents)`` for each child of ``task_id`` that has several parents."""
+    return [
+        (child, len(plan.tasks[child].parents))
+        for child in plan.tasks[task_id].children
+        if len(plan.tasks[child].parents) > 1
+    ]
+
+
+def send_children(
+    app: Celery, run_id: str, plan: RunPlan, task_id: str, ready_joins: tuple[str, ...]
 ) -> list[str]:
-    """Send each child of ``task_id`` whose parents are now all done; return their ids."""
-    ready = []
-    for child in plan.tasks[task_id].children:
-        parents = len(plan.tasks[child].parents)
-        if parents == 1 or rt.store.arrive(run_id, child, task_id, parents, force):
-            ready.append(child)
+    """Send ``task_id``'s single-parent children and the join children it made ready."""
+    ready = [c for c in plan.tasks[task_id].children if len(plan.tasks[c].parents) == 1]
+    ready += ready_joins
     if ready:
         step = app.tasks[STEP_TASK]
         with app.producer_or_acquire() as producer:
@@ -121,7 +127,10 @@ def _redelivered_after_finish(
     which was never marked done is finalized.
     """
     if state == "ok":
-        send_ready_children(app, rt, run_id, plan, task_id, force=True)
+        again = rt.store.finish(
+            run_id, task_id, "ok", None, (), len(plan.tasks), joins_of(plan, task_id), force=True
+        )
+        send_children(app, run_id, plan, task_id, again.ready)
     snapshot = rt.store.snapshot(run_id)
     if snapshot is None or snapshot.status != "running":
         return
@@ -143,19 +152,20 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str, store_retri
         logger.warning("dagflow: run %s is unknown or expired; dropping step %s", run_id, task_id)
         return None
     spec = plan.tasks[task_id]
-    claim = rt.store.claim(run_id, task_id, task.request.id or f"local-{task_id}")
-    if claim == "duplicate":
+    token = task.request.id or f"local-{task_id}"
+    claim = rt.store.claim(run_id, task_id, token, spec.parents)
+    if claim.state == "duplicate":
         logger.info("dagflow: step %s/%s is already being run; dropping a copy", run_id, task_id)
         return None
-    if claim != "run":
-        _redelivered_after_finish(app, rt, run_id, plan, task_id, claim)
+    if claim.state != "run":
+        _redelivered_after_finish(app, rt, run_id, plan, task_id, claim.state)
         return None
     total = len(plan.tasks)
     attempt = int(task.request.retries or 0) - store_retries + 1
     common = {"task_id": task_id, "workflow_ref": spec.workflow_ref, "attempt": attempt}
-    # Read the parents' outputs before the attempt starts: an unreachable store is not a
-    # failure of the workflow and must not use up one of its attempts.
-    upstream = {p: json.loads(v) for p, v in rt.store.outputs(run_id, spec.parents).items()}
+    # The claim read the parents' outputs before the attempt starts: an unreachable store
+    # is not a failure of the workflow and must not use up one of its attempts.
+    upstream = {p: json.loads(v) for p, v in claim.outputs.items()}
     rt.emit("task_start", run_id, plan, **common)
     started = time.perf_counter()
     try:
@@ -195,8 +205,8 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str, store_retri
         raise RunnerError(f"{message}: {error}") from None
     duration = round(time.perf_counter() - started, 6)
     rt.emit("task_ok", run_id, plan, **common, duration_s=duration)
-    result = rt.store.finish(run_id, task_id, "ok", output, (), total)
-    send_ready_children(app, rt, run_id, plan, task_id, force=False)
+    result = rt.store.finish(run_id, task_id, "ok", output, (), total, joins_of(plan, task_id))
+    send_children(app, run_id, plan, task_id, result.ready)
     if result.complete:
         finalize(rt, run_id, plan, result)
     return None

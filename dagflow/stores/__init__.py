@@ -8,8 +8,16 @@ the same contract tests (``tests/integration/test_run_store_contract.py``).
 
 from __future__ import annotations
 
-from dagflow.stores.base import TERMINAL, FinishResult, RunSnapshot, RunStore
+from dagflow.stores.base import TERMINAL, Claim, FinishResult, RunSnapshot, RunStore
 from dagflow.stores.memory import MemoryRunStore
 from dagflow.stores.redis import RedisRunStore
 
-__all__ = ["TERMINAL", "FinishResult", "MemoryRunStore", "RedisRunStore", "RunSnapshot", "RunStore"]
+__all__ = [
+    "TERMINAL",
+    "Claim",
+    "FinishResult",
+    "MemoryRunStore",
+    "RedisRunStore",
+    "RunSnapshot",
+    "RunStore",
+]

@@ -4,11 +4,14 @@ Each operation is atomic in the store, and every one is safe to repeat, because 
 ``acks_late`` a worker that dies mid-task gets its message delivered again:
 
 * :meth:`RunStore.claim` lets exactly one delivery of a step execute (a redelivery of the
-  *same* message, or a Celery retry, keeps its claim; a second copy is told ``duplicate``).
-* :meth:`RunStore.finish` records a task's final state once, skips its descendants and says
+  *same* message, or a Celery retry, keeps its claim; a second copy is told ``duplicate``),
+  and hands it its parents' outputs in the same round trip.
+* :meth:`RunStore.finish` records a task's final state once, skips its descendants, records
+  the task against each join child's set of arrived parents (a set, not a counter, so a
+  repeated arrival is harmless), returns the join children that became ready, and says
   whether this call completed the run, exactly once per run.
-* :meth:`RunStore.arrive` records a parent against a child's set of arrived parents (a set,
-  not a counter, so a repeated arrival is harmless) and says whether the child is now ready.
+
+A step therefore costs two round trips to the store, whatever its fan-in and fan-out.
 """
 
 from __future__ import annotations
@@ -24,6 +27,20 @@ ClaimResult = Literal["run", "duplicate", "ok", "failed", "skipped"]
 
 
 @dataclass(frozen=True)
+class Claim:
+    """What :meth:`RunStore.claim` said.
+
+    Attributes:
+        state: ``run`` (execute it), ``duplicate`` (another delivery holds it) or the task's
+            terminal state (it already finished).
+        outputs: The parents' output JSON, when ``state`` is ``run``.
+    """
+
+    state: ClaimResult
+    outputs: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class FinishResult:
     """What :meth:`RunStore.finish` did.
 
@@ -31,11 +48,13 @@ class FinishResult:
         complete: True for exactly one call per run: the one that finished its last task.
         newly_skipped: Descendants this call marked skipped (not those skipped before).
         counts: Tasks ``ok``, ``failed`` and ``skipped`` so far.
+        ready: Join children that this call made ready (send them).
     """
 
     complete: bool
     newly_skipped: tuple[str, ...] = ()
     counts: Mapping[str, int] = field(default_factory=dict)
+    ready: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,8 +85,8 @@ class RunStore(Protocol):
     def load_plan(self, run_id: str) -> str | None:
         """Return the run's plan JSON, or None if the run is unknown or expired."""
 
-    def claim(self, run_id: str, task_id: str, token: str) -> ClaimResult:
-        """Let the delivery ``token`` execute ``task_id``, unless another holds it or it is done."""
+    def claim(self, run_id: str, task_id: str, token: str, parents: Sequence[str] = ()) -> Claim:
+        """Let delivery ``token`` execute ``task_id`` unless another holds it or it is done."""
 
     def set_state(self, run_id: str, task_id: str, state: str) -> None:
         """Set a non-terminal state (``retry``) for display; terminal states go through finish."""
@@ -83,11 +102,17 @@ class RunStore(Protocol):
         output: str | None,
         skip: Sequence[str],
         total: int,
+        joins: Sequence[tuple[str, int]] = (),
+        force: bool = False,
     ) -> FinishResult:
-        """Record ``task_id``'s final state and output once, mark ``skip`` skipped."""
+        """Record ``task_id``'s final state and output once, mark ``skip`` skipped.
 
-    def arrive(self, run_id: str, child: str, parent: str, parents: int, force: bool) -> bool:
-        """Record ``parent`` as done for ``child``; True if this call made ``child`` ready."""
+        Args:
+            joins: ``(child, number of parents)`` for each child with several parents; the
+                task is recorded as arrived at each (only when ``state`` is ``ok``).
+            force: Report a join child as ready even if this task had arrived before (a
+                redelivered step re-sends what a dead worker may not have sent).
+        """
 
     def mark_done(self, run_id: str, status: str, fields: Mapping[str, Any]) -> None:
         """Set the run's final status and wake waiters."""

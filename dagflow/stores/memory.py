@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from dagflow.stores.base import TERMINAL, ClaimResult, FinishResult, RunSnapshot
+from dagflow.stores.base import TERMINAL, Claim, ClaimResult, FinishResult, RunSnapshot
 
 
 @dataclass
@@ -47,23 +47,19 @@ class MemoryRunStore:
         run = self._runs.get(run_id)
         return run.plan if run else None
 
-    def claim(self, run_id: str, task_id: str, token: str) -> ClaimResult:
-        """Claim ``task_id`` for ``token``."""
+    def claim(self, run_id: str, task_id: str, token: str, parents: Sequence[str] = ()) -> Claim:
+        """Claim ``task_id`` for ``token`` and read its parents' outputs."""
         with self._lock:
             run = self._runs[run_id]
             state = run.states.get(task_id)
-            if state == "ok":
-                return "ok"
-            if state == "failed":
-                return "failed"
-            if state == "skipped":
-                return "skipped"
+            if state == "ok" or state == "failed" or state == "skipped":
+                return Claim(cast(ClaimResult, state))
             holder = run.claims.get(task_id)
             if holder is not None and holder != token:
-                return "duplicate"
+                return Claim("duplicate")
             run.claims[task_id] = token
             run.states[task_id] = "running"
-            return "run"
+            return Claim("run", {p: run.outputs[p] for p in parents if p in run.outputs})
 
     def set_state(self, run_id: str, task_id: str, state: str) -> None:
         """Set a display state."""
@@ -84,8 +80,10 @@ class MemoryRunStore:
         output: str | None,
         skip: Sequence[str],
         total: int,
+        joins: Sequence[tuple[str, int]] = (),
+        force: bool = False,
     ) -> FinishResult:
-        """Record the final state once and skip descendants."""
+        """Record the final state once, skip descendants, record join arrivals."""
         with self._lock:
             run = self._runs[run_id]
             if run.states.get(task_id) not in TERMINAL:
@@ -102,15 +100,15 @@ class MemoryRunStore:
             complete = False
             if sum(run.counts.values()) >= total and not run.complete:
                 run.complete = complete = True
-            return FinishResult(complete, tuple(newly), dict(run.counts))
-
-    def arrive(self, run_id: str, child: str, parent: str, parents: int, force: bool) -> bool:
-        """Record an arrival at a join."""
-        with self._lock:
-            arrived = self._runs[run_id].arrivals.setdefault(child, set())
-            added = parent not in arrived
-            arrived.add(parent)
-            return len(arrived) >= parents and (added or force)
+            ready = []
+            if state == "ok":
+                for child, need in joins:
+                    arrived = run.arrivals.setdefault(child, set())
+                    added = task_id not in arrived
+                    arrived.add(task_id)
+                    if len(arrived) >= need and (added or force):
+                        ready.append(child)
+            return FinishResult(complete, tuple(newly), dict(run.counts), tuple(ready))
 
     def mark_done(self, run_id: str, status: str, fields: Mapping[str, Any]) -> None:
         """Set the final status and wake waiters."""

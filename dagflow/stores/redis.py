@@ -23,16 +23,20 @@ from typing import Any, Literal, cast
 import redis
 from redis.typing import EncodableT, FieldT
 
-from dagflow.stores.base import TERMINAL, ClaimResult, FinishResult, RunSnapshot
+from dagflow.stores.base import TERMINAL, Claim, ClaimResult, FinishResult, RunSnapshot
 
 _CLAIM = """
 local s = redis.call('HGET', KEYS[1], ARGV[1])
-if s == 'ok' or s == 'failed' or s == 'skipped' then return s end
+if s == 'ok' or s == 'failed' or s == 'skipped' then return {s} end
 local holder = redis.call('HGET', KEYS[2], ARGV[1])
-if holder and holder ~= ARGV[2] then return 'duplicate' end
+if holder and holder ~= ARGV[2] then return {'duplicate'} end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[1], ARGV[1], 'running')
-return 'run'
+local result = {'run'}
+for i = 3, #ARGV do
+  table.insert(result, redis.call('HGET', KEYS[3], ARGV[i]) or '')
+end
+return result
 """
 
 _FINISH = """
@@ -43,7 +47,8 @@ if not terminal(redis.call('HGET', KEYS[1], ARGV[1])) then
   if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
   redis.call('HINCRBY', KEYS[3], 'n_' .. ARGV[2], 1)
 end
-for i = 5, #ARGV do
+local first_skip = 8 + (#KEYS - 3)
+for i = first_skip, #ARGV do
   if not terminal(redis.call('HGET', KEYS[1], ARGV[i])) then
     redis.call('HSET', KEYS[1], ARGV[i], 'skipped')
     redis.call('HINCRBY', KEYS[3], 'n_skipped', 1)
@@ -57,16 +62,19 @@ local complete = 0
 if ok + failed + skipped >= tonumber(ARGV[4]) then
   complete = redis.call('HSETNX', KEYS[3], 'complete', '1')
 end
-return {complete, ok, failed, skipped, unpack(newly)}
-"""
-
-_ARRIVE = """
-local added = redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) and (added == 1 or ARGV[3] == '1') then
-  return 1
+local result = {complete, ok, failed, skipped, #newly}
+for _, id in ipairs(newly) do table.insert(result, id) end
+if ARGV[2] == 'ok' then
+  for i = 4, #KEYS do
+    local added = redis.call('SADD', KEYS[i], ARGV[1])
+    redis.call('EXPIRE', KEYS[i], ARGV[6])
+    local need = tonumber(ARGV[7 + (i - 3)])
+    if redis.call('SCARD', KEYS[i]) >= need and (added == 1 or ARGV[7] == '1') then
+      table.insert(result, i - 3)
+    end
+  end
 end
-return 0
+return result
 """
 
 
@@ -88,7 +96,6 @@ class RedisRunStore:
         self.client: redis.Redis = redis.Redis.from_url(url, decode_responses=True)
         self._claim = self.client.register_script(_CLAIM)
         self._finish = self.client.register_script(_FINISH)
-        self._arrive = self.client.register_script(_ARRIVE)
 
     def create_run(
         self, run_id: str, plan: str, meta: Mapping[str, Any], task_ids: Sequence[str]
@@ -111,10 +118,13 @@ class RedisRunStore:
         """Return the plan JSON, or None."""
         return cast("str | None", self.client.get(_key(run_id, "plan")))
 
-    def claim(self, run_id: str, task_id: str, token: str) -> ClaimResult:
-        """Run the claim script."""
-        keys = [_key(run_id, "states"), _key(run_id, "claims")]
-        return cast(ClaimResult, self._claim(keys=keys, args=[task_id, token]))
+    def claim(self, run_id: str, task_id: str, token: str, parents: Sequence[str] = ()) -> Claim:
+        """Run the claim script (which also reads the parents' outputs)."""
+        keys = [_key(run_id, "states"), _key(run_id, "claims"), _key(run_id, "out")]
+        raw = self._claim(keys=keys, args=[task_id, token, *parents])
+        state = cast(ClaimResult, raw[0])
+        outputs = {p: v for p, v in zip(parents, raw[1:], strict=False) if v != ""}
+        return Claim(state, outputs)
 
     def set_state(self, run_id: str, task_id: str, state: str) -> None:
         """Set a display state such as ``retry``."""
@@ -135,23 +145,23 @@ class RedisRunStore:
         output: str | None,
         skip: Sequence[str],
         total: int,
+        joins: Sequence[tuple[str, int]] = (),
+        force: bool = False,
     ) -> FinishResult:
-        """Run the finish script."""
+        """Run the finish script: state, output, skips, join arrivals and completion at once."""
         keys = [_key(run_id, "states"), _key(run_id, "out"), _key(run_id, "meta")]
-        args: list[str | int] = [task_id, state, output or "", total, *skip]
+        keys += [_key(run_id, f"arr:{child}") for child, _ in joins]
+        args: list[str | int] = [task_id, state, output or "", total, len(skip), self.ttl]
+        args += ["1" if force else "0", *(need for _, need in joins), *skip]
         raw = self._finish(keys=keys, args=args)
-        complete, ok, failed, skipped, *newly = raw
+        complete, ok, failed, skipped, n_newly, *rest = raw
+        newly, ready = rest[: int(n_newly)], rest[int(n_newly) :]
         return FinishResult(
             complete=bool(int(complete)),
             newly_skipped=tuple(newly),
             counts={"ok": int(ok), "failed": int(failed), "skipped": int(skipped)},
+            ready=tuple(joins[int(i) - 1][0] for i in ready),
         )
-
-    def arrive(self, run_id: str, child: str, parent: str, parents: int, force: bool) -> bool:
-        """Run the arrive script."""
-        keys = [_key(run_id, f"arr:{child}")]
-        args: list[str | int] = [parent, parents, "1" if force else "0", self.ttl]
-        return bool(int(self._arrive(keys=keys, args=args)))
 
     def mark_done(self, run_id: str, status: str, fields: Mapping[str, Any]) -> None:
         """Set the final status and push the wake-up token."""

@@ -44,11 +44,20 @@ def test_plan_meta_and_pending_states(store: RunStore) -> None:
 
 def test_claim_lets_one_delivery_run(store: RunStore) -> None:
     run_id = new_run(store, ["a"])
-    assert store.claim(run_id, "a", "msg-1") == "run"
-    assert store.claim(run_id, "a", "msg-2") == "duplicate"  # a second copy of the message
-    assert store.claim(run_id, "a", "msg-1") == "run"  # redelivery or retry of the same one
+    assert store.claim(run_id, "a", "msg-1").state == "run"
+    assert store.claim(run_id, "a", "msg-2").state == "duplicate"  # a second copy
+    assert store.claim(run_id, "a", "msg-1").state == "run"  # redelivery or retry of the same one
     store.finish(run_id, "a", "ok", '{"x": 1}', (), total=1)
-    assert store.claim(run_id, "a", "msg-1") == "ok"
+    assert store.claim(run_id, "a", "msg-1").state == "ok"
+
+
+def test_claim_hands_over_the_parents_outputs(store: RunStore) -> None:
+    run_id = new_run(store, ["a", "b", "c"])
+    store.finish(run_id, "a", "ok", '{"x": 1}', (), total=3)
+    store.finish(run_id, "b", "ok", "[2]", (), total=3)
+    claim = store.claim(run_id, "c", "msg", ["a", "b"])
+    assert (claim.state, dict(claim.outputs)) == ("run", {"a": '{"x": 1}', "b": "[2]"})
+    assert store.claim(run_id, "c", "other", ["a", "b"]).outputs == {}
 
 
 def test_finish_counts_once_and_completes_once(store: RunStore) -> None:
@@ -64,13 +73,40 @@ def test_finish_counts_once_and_completes_once(store: RunStore) -> None:
     assert store.outputs(run_id, ["a", "b"]) == {"a": "1"}
 
 
-def test_arrive_is_a_set_not_a_counter(store: RunStore) -> None:
+def test_join_arrivals_are_a_set_not_a_counter(store: RunStore) -> None:
     run_id = new_run(store, ["p1", "p2", "child"])
-    assert store.arrive(run_id, "child", "p1", 2, force=False) is False
-    assert store.arrive(run_id, "child", "p1", 2, force=False) is False  # repeated arrival
-    assert store.arrive(run_id, "child", "p2", 2, force=False) is True
-    assert store.arrive(run_id, "child", "p2", 2, force=False) is False  # already sent
-    assert store.arrive(run_id, "child", "p2", 2, force=True) is True  # redelivered parent
+    joins = [("child", 2)]
+    assert store.finish(run_id, "p1", "ok", "1", (), 3, joins).ready == ()
+    assert store.finish(run_id, "p1", "ok", "1", (), 3, joins).ready == ()  # repeated arrival
+    assert store.finish(run_id, "p2", "ok", "2", (), 3, joins).ready == ("child",)
+    assert store.finish(run_id, "p2", "ok", "2", (), 3, joins).ready == ()  # already sent
+    redelivered = store.finish(run_id, "p2", "ok", None, (), 3, joins, force=True)
+    assert redelivered.ready == ("child",)  # a redelivered parent re-sends
+    assert store.outputs(run_id, ["p2"]) == {"p2": "2"}  # and does not lose its output
+
+
+def test_a_failed_parent_never_arrives(store: RunStore) -> None:
+    run_id = new_run(store, ["p1", "p2", "child"])
+    joins = [("child", 2)]
+    store.finish(run_id, "p1", "ok", "1", (), 3, joins)
+    failed = store.finish(run_id, "p2", "failed", None, ["child"], 3, joins)
+    assert failed.ready == () and failed.newly_skipped == ("child",) and failed.complete
+
+
+def test_finish_reports_several_ready_joins_and_skips_together(store: RunStore) -> None:
+    tasks = ["a", "b", *(f"j{i}" for i in range(30))]
+    run_id = new_run(store, tasks)
+    joins = [(f"j{i}", 2) for i in range(30)]
+    store.finish(run_id, "a", "ok", "1", (), len(tasks), joins)
+    result = store.finish(run_id, "b", "ok", "2", (), len(tasks), joins)
+    assert result.ready == tuple(f"j{i}" for i in range(30))
+
+
+def test_many_skips_in_one_call(store: RunStore) -> None:
+    tasks = ["root", *(f"d{i}" for i in range(10_000))]
+    run_id = new_run(store, tasks)
+    result = store.finish(run_id, "root", "failed", None, tasks[1:], len(tasks))
+    assert len(result.newly_skipped) == 10_000 and result.complete
 
 
 def test_concurrent_arrivals_make_the_child_ready_exactly_once(store: RunStore) -> None:
@@ -81,7 +117,8 @@ def test_concurrent_arrivals_make_the_child_ready_exactly_once(store: RunStore) 
 
     def arrive(parent: str) -> None:
         barrier.wait()
-        if store.arrive(run_id, "child", parent, len(parents), force=False):
+        result = store.finish(run_id, parent, "ok", "1", (), 51, [("child", len(parents))])
+        if result.ready:
             ready.append(parent)
 
     threads = [threading.Thread(target=arrive, args=(p,)) for p in parents]
@@ -106,7 +143,7 @@ def test_mark_done_wakes_waiters(store: RunStore) -> None:
 def test_redis_keys_expire_with_the_run(redis_db: str) -> None:
     store = RedisRunStore(redis_db, ttl=600)
     run_id = new_run(store, ["a", "b"])
-    store.arrive(run_id, "b", "a", 2, force=False)
+    store.finish(run_id, "a", "ok", "1", (), 3, [("b", 2)])
     client = redis.Redis.from_url(redis_db)
     keys = list(client.scan_iter(match=f"dagflow:run:{{{run_id}}}:*"))
     assert len(keys) >= 5

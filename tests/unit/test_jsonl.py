@@ -67,3 +67,14 @@ def test_unwritable_log_never_raises(tmp_path: Path) -> None:
     log = JsonlEventLog(blocker / "events.jsonl")  # a folder that cannot exist
     event = Event(timestamp="t", event="dag_start", run_id="r", dag_name="d", tenant_id="t")
     assert log.emit(event) is False
+
+
+def test_event_log_follows_a_rotated_file(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = JsonlEventLog(path)
+    event = Event(timestamp="t", event="dag_start", run_id="r", dag_name="d", tenant_id="t")
+    assert log.emit(event)
+    path.rename(tmp_path / "events.jsonl.1")  # logrotate moves the file away
+    assert log.emit(event)
+    assert len(path.read_text().splitlines()) == 1
+    assert len((tmp_path / "events.jsonl.1").read_text().splitlines()) == 1
