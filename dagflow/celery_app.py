@@ -43,7 +43,7 @@ def make_app(settings: Settings | None = None, *, main: str = "dagflow") -> Cele
     (and by the CLI before validating), so every process knows the same names.
     """
     from celery import Celery
-    from celery.signals import celeryd_init, worker_init
+    from celery.signals import beat_init, celeryd_init, worker_init
 
     from dagflow import scheduled, tasks, workflows
 
@@ -58,14 +58,17 @@ def make_app(settings: Settings | None = None, *, main: str = "dagflow") -> Cele
             workflows.load(settings.workflow_modules)
 
     def _refuse_embedded(sender: Any = None, instance: Any = None, **_: Any) -> None:
-        if settings.embedded and getattr(instance, "app", None) is app:
+        owner = getattr(instance, "app", None) or getattr(sender, "app", None)
+        if settings.embedded and owner is app:
             sys.stderr.write(
-                "dagflow: DAGFLOW_BROKER_URL is not set. A worker process needs a broker it "
-                "shares with clients, e.g. DAGFLOW_BROKER_URL=redis://127.0.0.1:6379/0 "
-                "(`dagflow run` without a broker starts its own embedded worker).\n"
+                "dagflow: DAGFLOW_BROKER_URL is not set. Workers and beat need a broker they "
+                "share with each other, e.g. DAGFLOW_BROKER_URL=redis://127.0.0.1:6379/0 "
+                "(`dagflow run` and `python -m dagflow.scheduler` without a broker run DAGs "
+                "on their own embedded worker).\n"
             )
             raise SystemExit(2)
 
     worker_init.connect(_load_workflows, weak=False)
     celeryd_init.connect(_refuse_embedded, weak=False)
+    beat_init.connect(_refuse_embedded, weak=False)
     return app

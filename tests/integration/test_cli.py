@@ -129,3 +129,20 @@ def test_run_with_unreachable_broker_is_a_clear_error(tmp_path: Path) -> None:
     proc = dagflow("run", str(SEED), env={"DAGFLOW_BROKER_URL": "redis://127.0.0.1:1/0"})
     assert proc.returncode == 3
     assert proc.stderr.startswith("ConfigError: cannot reach Redis at redis://127.0.0.1:1/0")
+
+
+@pytest.mark.parametrize("service", ["worker", "beat"])
+def test_worker_and_beat_refuse_to_start_without_a_broker(service: str) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DAGFLOW_", "QUEUE_", "REDIS_"))
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "dagflow", service],
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "DAGFLOW_BROKER_URL is not set" in proc.stdout + proc.stderr
