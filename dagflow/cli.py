@@ -188,6 +188,14 @@ def _check_broker(runner: object) -> None:
             raise ConfigError(f"cannot reach Redis at {store.url}: {exc}") from None
 
 
+def _is_connection_error(exc: Exception) -> bool:
+    """True for errors of Redis, the broker or the network (imported lazily: plan stays fast)."""
+    from kombu.exceptions import KombuError
+    from redis import RedisError
+
+    return isinstance(exc, (OSError, RedisError, KombuError))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dagflow`` command; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -224,6 +232,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=err)
         return 130
+    except Exception as exc:
+        # Redis or the broker went away mid-command: one line, not a traceback.
+        if args.verbose or not _is_connection_error(exc):
+            raise
+        print(f"{type(exc).__name__}: {exc} (--verbose shows the traceback)", file=err)
+        return EXIT_ERROR
     return EXIT_ERROR
 
 

@@ -6,8 +6,10 @@ append-only file so a restart keeps its data); the broker stays on the shared Re
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ import redis
 
 from dagflow.runner import Runner
 from dagflow.settings import Settings
-from tests.conftest import start_worker, stop_worker, worker_env
+from tests.conftest import ROOT, start_worker, stop_worker, worker_env
 from tests.support.dags import make_dag, task
 
 pytestmark = pytest.mark.integration
@@ -110,3 +112,40 @@ def test_steps_wait_out_a_store_outage(store_server: RedisServer, tmp_path: Path
     finally:
         stop_worker(proc)
         redis.Redis.from_url(broker).flushdb()
+
+
+def test_cli_says_one_line_when_redis_goes_away_mid_run(
+    store_server: RedisServer, tmp_path: Path
+) -> None:
+    # Given `dagflow run` waiting on a Redis that no worker serves
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGFLOW_", "ORCH_"))}
+    env.update(
+        DAGFLOW_BROKER_URL=store_server.url,
+        ORCH_EVENTS_PATH=str(tmp_path / "events.jsonl"),
+        PYTHONPATH=str(ROOT),
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dagflow.cli",
+            "run",
+            "--quiet",
+            str(ROOT / "dags" / "weekly_ops_chain.yaml"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "events.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # When Redis stops
+    store_server.stop()
+    out, err = proc.communicate(timeout=60)
+    # Then the command ends with exit 3 and one line naming the error, no traceback
+    assert proc.returncode == 3, out + err
+    assert "Traceback" not in err
+    assert err.strip().startswith("ConnectionError:") and len(err.strip().splitlines()) == 1
