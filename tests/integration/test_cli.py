@@ -146,3 +146,35 @@ def test_worker_and_beat_refuse_to_start_without_a_broker(service: str) -> None:
     )
     assert proc.returncode == 2
     assert "DAGFLOW_BROKER_URL is not set" in proc.stdout + proc.stderr
+
+
+def test_workflows_from_an_installed_packages_entry_point(tmp_path: Path) -> None:
+    # Given an installed distribution that declares a dagflow.workflows entry point
+    site = tmp_path / "site"
+    (site / "acme_flows").mkdir(parents=True)
+    (site / "acme_flows" / "__init__.py").write_text(
+        "import dagflow\n\n@dagflow.workflow('acme.hello')\n"
+        "def hello(params):\n    return {'greeting': 'hello ' + params['who']}\n"
+    )
+    dist = site / "acme_flows-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-flows\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[dagflow.workflows]\nacme = acme_flows\n")
+    dag = tmp_path / "hello.yaml"
+    dag.write_text(
+        "name: hello\ntenant_id: t\ntasks:\n  - {id: hi, workflow_ref: acme.hello, params: {who: you}}\n"
+    )
+    env = {"PYTHONPATH": f"{site}{os.pathsep}{ROOT}", "ORCH_EVENTS_PATH": str(tmp_path / "e.jsonl")}
+    # When it is validated and run, Then the workflow is found without DAGFLOW_WORKFLOWS
+    assert dagflow("validate", str(dag), env=env).returncode == 0
+    proc = dagflow("run", str(dag), env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Tasks Succeeded: 1" in proc.stdout
+
+
+def test_unwritable_event_log_never_fails_a_run(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    proc = dagflow("run", str(SEED), env={"ORCH_EVENTS_PATH": str(blocker / "events.jsonl")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Tasks Succeeded: 3" in proc.stdout
