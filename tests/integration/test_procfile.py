@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -24,15 +23,10 @@ import pytest
 import redis
 
 from tests.conftest import ROOT
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.integration
 DB = 14
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _status(url: str, auth: str | None = None) -> int:
@@ -58,7 +52,7 @@ def test_honcho_starts_worker_beat_dashboard_and_flower(tmp_path: Path) -> None:
         '- id: every_minute\n  cron: "* * * * *"\n  dag: dags/weekly_ops_chain.yaml\n'
         "  tenant: procfile-test\n"
     )
-    dash_port, flower_port = _free_port(), _free_port()
+    dash_port, flower_port = free_port(), free_port()
     state = tmp_path / "state.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGFLOW_", "ORCH_"))}
     env.update(

@@ -7,7 +7,6 @@ append-only file so a restart keeps its data); the broker stays on the shared Re
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +20,10 @@ from dagflow.runner import Runner
 from dagflow.settings import Settings
 from tests.conftest import ROOT, start_worker, stop_worker, worker_env
 from tests.support.dags import make_dag, task
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.integration
 BROKER_DB = 11
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:
@@ -37,7 +31,7 @@ class RedisServer:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
