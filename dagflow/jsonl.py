@@ -13,7 +13,7 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,18 +40,29 @@ def _locked_write(fd: int, data: bytes) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-def append_record(path: Path, record: Mapping[str, Any]) -> None:
-    """Append ``record`` as one JSON line to ``path``, creating the file and its folder.
+def append_records(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
+    """Append each record as one JSON line to ``path``, with one open and one lock.
+
+    The file and its folder are created if needed. A batch is written by one ``write(2)``
+    under the lock, so other writers' lines never land inside it.
 
     Raises:
         OSError: The file cannot be written (callers that must not fail catch this).
-        TypeError: ``record`` holds a value JSON cannot encode.
+        TypeError: A record holds a value JSON cannot encode (nothing is written).
     """
+    data = b"".join(encode_line(record) for record in records)
+    if not data:
+        return
     fd = _open(path)
     try:
-        _locked_write(fd, encode_line(record))
+        _locked_write(fd, data)
     finally:
         os.close(fd)
+
+
+def append_record(path: Path, record: Mapping[str, Any]) -> None:
+    """Append ``record`` as one JSON line; see :func:`append_records`."""
+    append_records(path, (record,))
 
 
 class AppendFile:

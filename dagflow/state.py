@@ -18,17 +18,14 @@ skipped and counted (``JsonlStateStore.last_stats``), never a crash.
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
-import os
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from dagflow.events import isoformat, utc_now
-from dagflow.jsonl import ReadStats, append_record, iter_records
+from dagflow.jsonl import ReadStats, append_record, append_records, iter_records
 from dagflow.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -64,24 +61,9 @@ class JsonlStateStore:
         One open and one lock for the batch: a tick that enqueues thousands of runs
         must not pay one ``flock`` per line.
         """
-        if not events:
-            return
         now = isoformat(utc_now())
-        lines = b"".join(
-            json.dumps({"timestamp": now, **e}, separators=(",", ":"), ensure_ascii=False).encode()
-            + b"\n"
-            for e in events
-        )
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                view = memoryview(lines)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)  # closing releases the lock
+            append_records(self.path, ({"timestamp": now, **e} for e in events))
         except OSError as exc:
             logger.warning("dagflow: could not write state events to %s: %s", self.path, exc)
 
