@@ -6,7 +6,7 @@ Pure functions over a :class:`~dagflow.spec.DagSpec`; they read no file and touc
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dagflow.errors import CycleDetectedError, DagValidationError, UnknownWorkflowError
@@ -34,14 +34,7 @@ class Graph:
 
     def descendants(self, task_id: str) -> set[str]:
         """Every task downstream of ``task_id`` (not including it)."""
-        seen: set[str] = set()
-        stack = list(self.children[task_id])
-        while stack:
-            node = stack.pop()
-            if node not in seen:
-                seen.add(node)
-                stack.extend(self.children[node])
-        return seen
+        return reachable(self.children, task_id)
 
     def critical_path(self) -> list[str]:
         """The longest chain of dependent tasks, counted in tasks (durations are unknown)."""
@@ -59,6 +52,18 @@ class Graph:
             path.append(last)
             last = best_parent[last]
         return path[::-1]
+
+
+def reachable(children: Mapping[str, Sequence[str]], start: str) -> set[str]:
+    """Every node reachable from ``start`` along ``children`` edges (not ``start`` itself)."""
+    seen: set[str] = set()
+    stack = list(children[start])
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(children[node])
+    return seen
 
 
 def _find_cycle(nodes: Iterable[str], parents: dict[str, tuple[str, ...]]) -> list[str]:

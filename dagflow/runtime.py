@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from dagflow.errors import ConfigError
 from dagflow.events import Event, JsonlEventLog, isoformat, utc_now
+from dagflow.graph import reachable
 from dagflow.retry import RetryPolicy
 from dagflow.settings import Settings
 from dagflow.stores import MemoryRunStore, RedisRunStore, RunStore
@@ -27,7 +28,12 @@ PLAN_CACHE_SIZE = 64
 
 @dataclass(frozen=True)
 class TaskPlan:
-    """One task as the plan stores it."""
+    """One task as the plan stores it, with what its step needs derived once per run.
+
+    Attributes:
+        links: Children with this task as their only parent (sent as soon as it succeeds).
+        joins: ``(child, number of parents)`` for children with several parents.
+    """
 
     workflow_ref: str
     params: dict[str, Any]
@@ -35,6 +41,8 @@ class TaskPlan:
     parents: tuple[str, ...]
     children: tuple[str, ...]
     timeout_s: float | None
+    links: tuple[str, ...] = ()
+    joins: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,22 +57,27 @@ class RunPlan:
     def from_json(cls, raw: str) -> RunPlan:
         """Parse the JSON written by :meth:`dagflow.compile.CompiledDag.plan_json`."""
         data = json.loads(raw)
+        raw_tasks: dict[str, Any] = data["tasks"]
+        fan_in = {tid: len(t["up"]) for tid, t in raw_tasks.items()}
         tasks = {
-            tid: TaskPlan(t["w"], t["p"], t["r"], tuple(t["up"]), tuple(t["down"]), t.get("t"))
-            for tid, t in data["tasks"].items()
+            tid: TaskPlan(
+                workflow_ref=t["w"],
+                params=t["p"],
+                retries=t["r"],
+                parents=tuple(t["up"]),
+                children=tuple(t["down"]),
+                timeout_s=t.get("t"),
+                links=tuple(c for c in t["down"] if fan_in[c] == 1),
+                joins=tuple((c, fan_in[c]) for c in t["down"] if fan_in[c] > 1),
+            )
+            for tid, t in raw_tasks.items()
         }
         return cls(dag_name=data["dag"], tenant_id=data["tenant"], tasks=tasks)
 
     def descendants(self, task_id: str) -> list[str]:
         """Every task downstream of ``task_id``, sorted."""
-        seen: set[str] = set()
-        stack = list(self.tasks[task_id].children)
-        while stack:
-            node = stack.pop()
-            if node not in seen:
-                seen.add(node)
-                stack.extend(self.tasks[node].children)
-        return sorted(seen)
+        children = {tid: task.children for tid, task in self.tasks.items()}
+        return sorted(reachable(children, task_id))
 
 
 def store_url(settings: Settings) -> str:

@@ -58,21 +58,11 @@ def encode_output(task_id: str, value: Any) -> str:
         ) from None
 
 
-def joins_of(plan: RunPlan, task_id: str) -> list[tuple[str, int]]:
-    """``(child, number of parents)`` for each child of ``task_id`` that has several parents."""
-    return [
-        (child, len(plan.tasks[child].parents))
-        for child in plan.tasks[task_id].children
-        if len(plan.tasks[child].parents) > 1
-    ]
-
-
 def send_children(
     app: Celery, run_id: str, plan: RunPlan, task_id: str, ready_joins: tuple[str, ...]
 ) -> list[str]:
     """Send ``task_id``'s single-parent children and the join children it made ready."""
-    ready = [c for c in plan.tasks[task_id].children if len(plan.tasks[c].parents) == 1]
-    ready += ready_joins
+    ready = [*plan.tasks[task_id].links, *ready_joins]
     if ready:
         step = app.tasks[STEP_TASK]
         with app.producer_or_acquire() as producer:
@@ -128,7 +118,7 @@ def _redelivered_after_finish(
     """
     if state == "ok":
         again = rt.store.finish(
-            run_id, task_id, "ok", None, (), len(plan.tasks), joins_of(plan, task_id), force=True
+            run_id, task_id, "ok", None, (), len(plan.tasks), plan.tasks[task_id].joins, force=True
         )
         send_children(app, run_id, plan, task_id, again.ready)
     snapshot = rt.store.snapshot(run_id)
@@ -205,7 +195,7 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str, store_retri
         raise RunnerError(f"{message}: {error}") from None
     duration = round(time.perf_counter() - started, 6)
     rt.emit("task_ok", run_id, plan, **common, duration_s=duration)
-    result = rt.store.finish(run_id, task_id, "ok", output, (), total, joins_of(plan, task_id))
+    result = rt.store.finish(run_id, task_id, "ok", output, (), total, plan.tasks[task_id].joins)
     send_children(app, run_id, plan, task_id, result.ready)
     if result.complete:
         finalize(rt, run_id, plan, result)

@@ -42,6 +42,9 @@ def test_plan_round_trips_to_what_workers_read() -> None:
     assert plan.tasks["a"].children == ("b", "c")
     assert plan.tasks["b"].params == {"n": 1} and plan.tasks["b"].retries == 1
     assert plan.descendants("a") == ["b", "c"]
+    # what a step sends when it succeeds: chain links at once, joins through the store
+    assert plan.tasks["a"].links == ("b",) and plan.tasks["a"].joins == (("c", 2),)
+    assert plan.tasks["b"].links == () and plan.tasks["b"].joins == (("c", 2),)
 
 
 def test_start_canvas_is_one_signature_or_a_group_of_roots() -> None:
