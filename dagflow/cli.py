@@ -16,9 +16,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from dagflow.errors import DagflowError, SpecError
+
+if TYPE_CHECKING:
+    from dagflow.runner import Runner
+    from dagflow.stores import RunSnapshot
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -70,28 +74,28 @@ def _cmd_plan(path: Path, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _is_schedule_file(path: Path) -> bool:
-    if path.parent.name == "schedules":
+def _is_schedule_file(path: Path, data: object) -> bool:
+    """Schedule files live in a ``schedules`` folder, or hold a list or a ``cron`` entry."""
+    if path.parent.name == "schedules" or isinstance(data, list):
         return True
-    from dagflow.spec import read_yaml
-
-    data = read_yaml(path)
-    return isinstance(data, list) or (isinstance(data, dict) and "cron" in data)
+    return isinstance(data, dict) and "cron" in data
 
 
 def _cmd_validate(paths: Sequence[Path], out: TextIO, err: TextIO) -> int:
-    from dagflow.dag import load_dag
+    from dagflow.dag import dag_from_data
+    from dagflow.spec import read_yaml
 
     bad = 0
     for path in paths:
         try:
-            if _is_schedule_file(path):
-                from dagflow.schedules import load_schedule_file
+            data = read_yaml(path)  # once: it tells which kind of file this is, too
+            if _is_schedule_file(path, data):
+                from dagflow.schedules import schedules_from_data
 
-                entries = load_schedule_file(path)
+                entries = schedules_from_data(data, str(path))
                 print(f"{path}: ok ({len(entries)} schedules)", file=out)
             else:
-                dag = load_dag(path)
+                dag = dag_from_data(data, str(path))
                 print(f"{path}: ok ({len(dag.spec.tasks)} tasks)", file=out)
         except SpecError as exc:
             bad += 1
@@ -110,9 +114,9 @@ class _Progress:
         self.started = time.monotonic()
         self.hinted = False
 
-    def __call__(self, snapshot: object) -> None:
-        states = getattr(snapshot, "states", None) or {}
-        counts = getattr(snapshot, "counts", {})
+    def __call__(self, snapshot: RunSnapshot) -> None:
+        states = snapshot.states or {}
+        counts = snapshot.counts
         if self.detail:
             for task_id, state in states.items():
                 if state != "pending" and self.seen.get(task_id) != state:
@@ -176,11 +180,12 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK if result.ok else EXIT_RUN_FAILED
 
 
-def _check_broker(runner: object) -> None:
+def _check_broker(runner: Runner) -> None:
+    """Fail fast, in one line, when the Redis that holds run state cannot be reached."""
     from dagflow.errors import ConfigError
     from dagflow.stores import RedisRunStore
 
-    store = getattr(getattr(runner, "runtime", None), "store", None)
+    store = runner.runtime.store
     if isinstance(store, RedisRunStore):
         try:
             store.client.ping()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dagflow import workflows
 from dagflow.compile import CompiledDag, compile_dag, describe
 from dagflow.graph import build_graph
 from dagflow.settings import Settings
-from dagflow.spec import DagSpec, load_dag_spec
+from dagflow.spec import DagSpec, parse_dag, read_yaml
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,18 @@ def load_dag(path: str | Path, settings: Settings | None = None) -> Dag:
     Raises:
         SpecError: The file breaks a rule; the message names file, task and field.
     """
+    return dag_from_data(read_yaml(Path(path)), str(path), settings)
+
+
+def dag_from_data(data: Any, source: str, settings: Settings | None = None) -> Dag:
+    """Validate and compile already-read YAML ``data`` of the DAG file ``source``.
+
+    Raises:
+        SpecError: As :func:`load_dag`.
+    """
     settings = settings or Settings.from_env()
     workflows.load(settings.workflow_modules)
-    return check_dag(load_dag_spec(path), str(path))
+    return check_dag(parse_dag(data, source=source), source)
 
 
 def plan_text(dag: Dag) -> str:

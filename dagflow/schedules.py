@@ -186,11 +186,19 @@ def load_schedule_file(path: str | Path, root: Path | None = None) -> list[Sched
     Raises:
         ScheduleError: Unreadable or malformed YAML (as for DAGs), or a bad entry.
     """
-    source = str(path)
     try:
         data = read_yaml(Path(path))
     except SpecError as exc:
         raise ScheduleError(exc.message, file=exc.file, line=exc.line) from None
+    return schedules_from_data(data, str(path), root)
+
+
+def schedules_from_data(data: Any, source: str, root: Path | None = None) -> list[Schedule]:
+    """Validate already-read YAML ``data`` of the schedule file ``source`` (see above).
+
+    Raises:
+        ScheduleError: A bad entry, or a ``dag`` path that is missing or outside ``root``.
+    """
     schedules = parse_schedules(data, source=source)
     for schedule in schedules:
         check_dag_path(schedule, root or Path.cwd(), source)

@@ -1,6 +1,6 @@
 """The DAG file format: models, loading and the checks that need no graph.
 
-A DAG file is YAML, read with ``yaml.safe_load`` only::
+A DAG file is YAML, read with PyYAML's safe loader only (``SAFE_LOADER``)::
 
     name: weekly_ops_chain
     tenant_id: local-dev
@@ -167,7 +167,7 @@ def parse_dag(data: Any, *, source: str = "<dag>") -> DagSpec:
 
 
 def read_yaml(path: Path) -> Any:
-    """Read ``path`` with ``yaml.safe_load``, turning I/O and syntax errors into one line.
+    """Read ``path`` with the safe loader, turning I/O and syntax errors into one line.
 
     Raises:
         DagValidationError: The file is missing, unreadable or not valid YAML (with its line).
@@ -191,8 +191,3 @@ def read_yaml(path: Path) -> Any:
     finally:
         if collecting:
             gc.enable()
-
-
-def load_dag_spec(path: Path | str) -> DagSpec:
-    """Read and field-check the DAG file at ``path`` (no graph checks; see ``dagflow.load_dag``)."""
-    return parse_dag(read_yaml(Path(path)), source=str(path))
