@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
-from dagflow.settings import VISIBILITY_TIMEOUT_S, Settings
+from dagflow.settings import Settings
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -27,12 +27,9 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
     conf["broker_url"] = settings.broker_url or "memory://"
     conf["result_backend"] = settings.result_backend
     if settings.embedded:
+        # celeryconfig's Redis transport options mean nothing to the in-memory transport.
         conf["broker_transport_options"] = {"polling_interval": MEMORY_POLLING_INTERVAL_S}
         conf["result_backend"] = None
-        conf["worker_send_task_events"] = False
-        conf["task_send_sent_event"] = False
-    else:
-        conf["broker_transport_options"] = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
     return {k: v for k, v in conf.items() if not callable(v) and not isinstance(v, type)}
 
 

@@ -9,12 +9,11 @@ canvas and step task on it, so no server is needed to try dagflow.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -230,15 +229,6 @@ class Runner:
         return RunHandle(self, run_id, dag)
 
 
-@contextlib.contextmanager
-def _runner(settings: Settings | None, wait_close: bool = True) -> Iterator[Runner]:
-    runner = Runner(settings)
-    try:
-        yield runner
-    finally:
-        runner.close(wait=wait_close)
-
-
 def submit(dag: Dag | str | Path, *, settings: Settings | None = None, **kwargs: Any) -> RunHandle:
     """Start a run on the configured broker's workers and return its handle.
 
@@ -260,5 +250,5 @@ def run(
     """Run a DAG to completion (embedded worker, or the broker's workers) and return the result."""
     settings = settings or Settings.from_env()
     loaded = dag if isinstance(dag, Dag) else load_dag(dag, settings)
-    with _runner(settings) as runner:
+    with Runner(settings) as runner:
         return runner.submit(loaded).wait(timeout=timeout, on_progress=on_progress)
