@@ -178,3 +178,22 @@ def test_unwritable_event_log_never_fails_a_run(tmp_path: Path) -> None:
     proc = dagflow("run", str(SEED), env={"ORCH_EVENTS_PATH": str(blocker / "events.jsonl")})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Tasks Succeeded: 3" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"DAGFLOW_RETRY_JITTER": "lots"},
+            "ConfigError: DAGFLOW_RETRY_JITTER='lots' is not a number",
+        ),
+        (
+            {"DAGFLOW_WORKFLOWS": "no_such_module"},
+            "ConfigError: DAGFLOW_WORKFLOWS: cannot import module 'no_such_module'",
+        ),
+    ],
+)
+def test_bad_environment_is_one_line_and_exit_3(env: dict[str, str], expected: str) -> None:
+    proc = dagflow("run", str(SEED), env=env)
+    assert proc.returncode == 3
+    assert proc.stderr.startswith(expected) and len(proc.stderr.strip().splitlines()) == 1
