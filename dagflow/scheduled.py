@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +58,22 @@ class Firing(BaseModel):
     scheduled_minute: str
     run_id: str
     catch_up: bool = False
+
+    @classmethod
+    def from_labels(
+        cls, labels: Mapping[str, Any], tenant: str, run_id: str, dag_name: str
+    ) -> Firing:
+        """The firing a scheduled run came from, rebuilt from its run labels (see below).
+
+        ``dag_name`` stands in for the DAG file when the labels do not name one.
+        """
+        return cls.model_construct(
+            schedule_id=str(labels["schedule_id"]),
+            dag=str(labels.get("dag", dag_name)),
+            tenant=tenant,
+            scheduled_minute=str(labels.get("scheduled_minute", "")),
+            run_id=run_id,
+        )
 
     @property
     def labels(self) -> dict[str, str]:

@@ -20,9 +20,9 @@ import redis
 from dagflow import workflows
 from dagflow.compile import STEP_TASK
 from dagflow.errors import RunnerError, UnknownWorkflowError, WorkflowOutputError
-from dagflow.events import isoformat, utc_now
 from dagflow.payload import merge_params
 from dagflow.runtime import RunPlan, Runtime, runtime_for
+from dagflow.scheduled import Firing
 from dagflow.state import JsonlStateStore
 from dagflow.stores import FinishResult
 from dagflow.timeouts import call_with_timeout
@@ -92,18 +92,9 @@ def finalize(rt: Runtime, run_id: str, plan: RunPlan, result: FinishResult) -> N
     rt.store.mark_done(run_id, status, {"finished_at": time.time(), "duration_s": duration})
     labels = meta.get("labels") or {}
     if labels.get("schedule_id"):
+        firing = Firing.from_labels(labels, plan.tenant_id, run_id, plan.dag_name)
         JsonlStateStore(rt.settings.state_path).record_event(
-            {
-                "timestamp": isoformat(utc_now()),
-                "event": "run_finished",
-                "schedule_id": labels["schedule_id"],
-                "tenant_id": plan.tenant_id,
-                "dag": labels.get("dag", plan.dag_name),
-                "run_id": run_id,
-                "scheduled_minute": labels.get("scheduled_minute"),
-                "status": status,
-                "duration_s": duration,
-            }
+            firing.state_event("run_finished", status=status, duration_s=duration)
         )
 
 
