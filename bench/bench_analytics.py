@@ -36,7 +36,7 @@ from dagflow.analytics import (
     summarize_dags,
     summarize_tasks,
 )
-from dagflow.events import isoformat
+from dagflow.clock import isoformat
 
 TASKS = ("sweep", "report", "brief")
 EDGES = [["sweep", "report"], ["report", "brief"]]

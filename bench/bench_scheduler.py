@@ -20,11 +20,11 @@ from pathlib import Path
 import redis
 
 from dagflow.cron import floor_minute
-from dagflow.dedup import Claims, MemoryClaims, RedisClaims
-from dagflow.scheduled import Firing
-from dagflow.scheduler import Clock, Ticker, serve
+from dagflow.firing import Firing
+from dagflow.minute_claims import MemoryMinuteClaims, MinuteClaims, RedisMinuteClaims
 from dagflow.schedules import ScheduleDir
-from dagflow.state import JsonlStateStore
+from dagflow.state_store import JsonlStateStore
+from dagflow.ticker import Clock, Ticker, serve
 
 N = 10_000
 REDIS_URL = "redis://127.0.0.1:6379/6"
@@ -55,7 +55,7 @@ def time_ms(fn: object, repeat: int = 5) -> list[float]:
     return out
 
 
-def bench_ticks(root: Path, claims_name: str, claims: Claims) -> list[tuple[str, str, str]]:
+def bench_ticks(root: Path, claims_name: str, claims: MinuteClaims) -> list[tuple[str, str, str]]:
     rows = []
     directory = ScheduleDir(root / "schedules", root)
     start = time.perf_counter()
@@ -105,7 +105,9 @@ def bench_lateness(root: Path, speed: float = 20.0, boundaries: int = 4) -> tupl
     )
     start = datetime.now(UTC).replace(second=50, microsecond=0)
     clock = Clock(start, speed)
-    ticker = Ticker(ScheduleDir(root / "lat", root), MemoryClaims(), JsonlStateStore(root / "l"))
+    ticker = Ticker(
+        ScheduleDir(root / "lat", root), MemoryMinuteClaims(), JsonlStateStore(root / "l")
+    )
     stop = threading.Event()
     late: list[float] = []
 
@@ -132,8 +134,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             write_root(root)
-            rows += bench_ticks(root, "memory", MemoryClaims())
-            rows += bench_ticks(root, "redis", RedisClaims(client))
+            rows += bench_ticks(root, "memory", MemoryMinuteClaims())
+            rows += bench_ticks(root, "redis", RedisMinuteClaims(client))
             rows.append(bench_lateness(root))
     finally:
         client.flushdb()

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dagflow.events import utc_now
+from dagflow.clock import utc_now
 from dagflow.jsonl import ReadStats, iter_records
 from dagflow.rollup import EventRollup, parse_timestamp
 

@@ -2,7 +2,7 @@
 
 ``celeryconfig.beat_scheduler`` names :class:`DagflowScheduler`, so no ``-S`` flag is
 needed. Instead of Beat's own entry table and shelve file, each Beat tick runs dagflow's
-:class:`~dagflow.scheduler.Ticker`: reload changed schedule files, claim the due
+:class:`~dagflow.ticker.Ticker`: reload changed schedule files, claim the due
 ``{schedule_id, minute}`` pairs in Redis, and send one ``dagflow.start_scheduled_run``
 task per firing won. Any number of Beat processes can run at once (for availability); the
 Redis claim makes each firing happen once. There is nothing to persist locally, so
@@ -16,12 +16,12 @@ from typing import Any
 
 from celery.beat import Scheduler
 
-from dagflow.events import utc_now
-from dagflow.scheduled import START_TASK
-from dagflow.scheduler import Clock, Ticker, claims_for, next_sleep
+from dagflow.clock import utc_now
+from dagflow.firing import START_TASK
 from dagflow.schedules import ScheduleDir
 from dagflow.settings import Settings
-from dagflow.state import JsonlStateStore
+from dagflow.state_store import JsonlStateStore
+from dagflow.ticker import Clock, Ticker, claims_for, next_sleep
 
 logger = logging.getLogger("dagflow.beat")
 

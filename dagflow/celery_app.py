@@ -11,7 +11,11 @@ import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
+from dagflow import tasks, workflows
+from dagflow.firing import run_finished_hook
+from dagflow.runtime import Runtime
 from dagflow.settings import Settings
+from dagflow.state_store import JsonlStateStore
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -33,6 +37,13 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
     return {k: v for k, v in conf.items() if not callable(v) and not isinstance(v, type)}
 
 
+def build_runtime(settings: Settings) -> Runtime:
+    """The runtime of an app made for ``settings``, with scheduling's run-finished hook."""
+    runtime = Runtime.from_settings(settings)
+    runtime.run_finished_hooks.append(run_finished_hook(JsonlStateStore(settings.state_path)))
+    return runtime
+
+
 def make_app(settings: Settings | None = None, *, main: str = "dagflow") -> Celery:
     """Return a Celery app configured for ``settings`` with ``dagflow.step`` registered.
 
@@ -42,13 +53,12 @@ def make_app(settings: Settings | None = None, *, main: str = "dagflow") -> Cele
     from celery import Celery
     from celery.signals import beat_init, celeryd_init, worker_init
 
-    from dagflow import scheduled, tasks, workflows
-
     settings = settings or Settings.from_env()
     app = Celery(main, set_as_current=False)
     app.conf.update(celery_settings(settings))
     tasks.register(app)
-    scheduled.register(app)
+    app.dagflow_settings = settings
+    app.dagflow_runtime_factory = lambda: build_runtime(settings)
 
     def _load_workflows(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is app:
@@ -60,7 +70,7 @@ def make_app(settings: Settings | None = None, *, main: str = "dagflow") -> Cele
             sys.stderr.write(
                 "dagflow: DAGFLOW_BROKER_URL is not set. Workers and beat need a broker they "
                 "share with each other, e.g. DAGFLOW_BROKER_URL=redis://127.0.0.1:6379/0 "
-                "(`dagflow run` and `python -m dagflow.scheduler` without a broker run DAGs "
+                "(`dagflow run` and `dagflow schedule` without a broker run DAGs "
                 "on their own embedded worker).\n"
             )
             raise SystemExit(2)

@@ -17,11 +17,11 @@ message size does not grow with the DAG.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dagflow.graph import Graph, build_graph
+from dagflow.plan import RunPlan
 from dagflow.spec import DagSpec
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 #: Name of the one Celery task that runs a DAG step.
 STEP_TASK = "dagflow.step"
-PLAN_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -54,30 +53,15 @@ class CompiledDag:
         """Children with two or more parents, and those parents."""
         return {c: p for c in self.graph.order if len(p := self.graph.parents[c]) > 1}
 
-    def plan(self) -> dict[str, Any]:
+    def plan(self) -> RunPlan:
         """The plan workers read: each task's workflow, params, retries and edges."""
-        tasks = {}
-        for task in self.spec.tasks:
-            entry: dict[str, Any] = {
-                "w": task.workflow_ref,
-                "p": task.params,
-                "r": task.retries,
-                "up": list(self.graph.parents[task.id]),
-                "down": list(self.graph.children[task.id]),
-            }
-            if task.timeout_s is not None:
-                entry["t"] = task.timeout_s
-            tasks[task.id] = entry
-        return {
-            "v": PLAN_VERSION,
-            "dag": self.spec.name,
-            "tenant": self.spec.tenant_id,
-            "tasks": tasks,
-        }
-
-    def plan_json(self) -> str:
-        """The plan as compact JSON."""
-        return json.dumps(self.plan(), separators=(",", ":"))
+        return RunPlan.build(
+            self.spec.name,
+            self.spec.tenant_id,
+            {t.id: (t.workflow_ref, t.params, t.retries, t.timeout_s) for t in self.spec.tasks},
+            self.graph.parents,
+            self.graph.children,
+        )
 
     def start_canvas(self, app: Celery, run_id: str) -> Signature:
         """The canvas sent when a run starts: one step, or a group of the root steps."""

@@ -13,6 +13,7 @@ catch one class. The tree::
      +-- RunnerError               a run that could not start or a task that failed for good
           +-- WorkflowOutputError  a workflow returned something that is not JSON
           +-- TaskTimeoutError     a task ran past its ``timeout_s``
+          +-- PlanVersionError     a stored plan of a format this dagflow cannot read
 
 Errors about user input carry ``file``, ``task`` and ``field`` so the CLI can print one line
 that says exactly what to fix.
@@ -120,3 +121,7 @@ class WorkflowOutputError(RunnerError):
 
 class TaskTimeoutError(RunnerError):
     """Raised inside a task's attempt when the workflow runs longer than its ``timeout_s``."""
+
+
+class PlanVersionError(RunnerError):
+    """Raised when a stored plan was written by a dagflow whose plan format this one cannot read."""

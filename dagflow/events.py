@@ -13,7 +13,6 @@ Writing an event never fails or loses a task: an ``OSError`` is logged and swall
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,26 +25,6 @@ logger = logging.getLogger(__name__)
 EventName = Literal[
     "dag_start", "task_start", "task_ok", "task_fail", "task_retry", "task_skip", "dag_done"
 ]
-#: Every event name, in the order a run emits them.
-EVENT_NAMES: tuple[str, ...] = (
-    "dag_start",
-    "task_start",
-    "task_ok",
-    "task_retry",
-    "task_fail",
-    "task_skip",
-    "dag_done",
-)
-
-
-def utc_now() -> datetime:
-    """Return the current time as an aware UTC datetime (the one clock call of the event log)."""
-    return datetime.now(UTC)
-
-
-def isoformat(moment: datetime) -> str:
-    """Format an aware datetime as ISO 8601 UTC with a ``Z`` suffix and microseconds."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Event(BaseModel):
@@ -53,7 +32,7 @@ class Event(BaseModel):
 
     Attributes:
         timestamp: ISO 8601 UTC time the event happened.
-        event: One of :data:`EVENT_NAMES`.
+        event: One of :data:`EventName`.
         run_id: The run this event belongs to.
         dag_name: The DAG's ``name``.
         tenant_id: The DAG's ``tenant_id``.

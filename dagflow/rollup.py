@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dagflow.events import isoformat
+from dagflow.clock import isoformat
 
 Record = Mapping[str, Any]
 

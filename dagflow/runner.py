@@ -17,9 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dagflow.celery_app import make_app
 from dagflow.dag import Dag, load_dag
-from dagflow.events import Event, isoformat, utc_now
-from dagflow.runtime import Runtime
+from dagflow.lifecycle import start_run
+from dagflow.runtime import Runtime, runtime_for
 from dagflow.settings import Settings
 from dagflow.stores import RunSnapshot
 
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
     from celery import Celery
 
-#: dag_start carries the DAG's edges (for the dashboard's graph) up to this many.
-MAX_EDGES_IN_EVENT = 1000
 #: How often a waiter with a progress callback looks at the run, in seconds.
 PROGRESS_INTERVAL_S = 0.1
 
@@ -122,15 +121,9 @@ class Runner:
     """
 
     def __init__(self, settings: Settings | None = None, app: Celery | None = None) -> None:
-        from dagflow.celery_app import make_app
-
         self.settings = settings or Settings.from_env()
         self.app = app or make_app(self.settings)
-        runtime: Runtime | None = getattr(self.app, "dagflow_runtime", None)
-        if runtime is None:
-            runtime = Runtime.from_settings(self.settings)
-            self.app.dagflow_runtime = runtime
-        self.runtime = runtime
+        self.runtime: Runtime = runtime_for(self.app)
         self._worker: tuple[Any, threading.Thread] | None = None
 
     @property
@@ -202,30 +195,7 @@ class Runner:
                 ``run_finished`` to the state store when it ends.
         """
         self.start_embedded_worker()
-        run_id = run_id or uuid.uuid4().hex
-        compiled = dag.compiled
-        spec = compiled.spec
-        meta = {
-            "dag_name": spec.name,
-            "tenant_id": spec.tenant_id,
-            "source": dag.source,
-            "started_at": time.time(),
-            "labels": dict(labels or {}),
-        }
-        self.runtime.store.create_run(run_id, compiled.plan_json(), meta, compiled.graph.order)
-        edges = [[p, c] for c in compiled.graph.order for p in compiled.graph.parents[c]]
-        self.runtime.events.emit(
-            Event(
-                timestamp=isoformat(utc_now()),
-                event="dag_start",
-                run_id=run_id,
-                dag_name=spec.name,
-                tenant_id=spec.tenant_id,
-                tasks=len(spec.tasks),
-                edges=edges if len(edges) <= MAX_EDGES_IN_EVENT else None,
-            )
-        )
-        compiled.start_canvas(self.app, run_id).apply_async()
+        run_id = start_run(self.app, self.runtime, dag, run_id=run_id, labels=labels)
         return RunHandle(self, run_id, dag)
 
 

@@ -6,15 +6,18 @@ environment on first use; the embedded mode attaches one with an in-memory store
 
 from __future__ import annotations
 
-import json
+import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dagflow.clock import isoformat, utc_now
 from dagflow.errors import ConfigError
-from dagflow.events import Event, JsonlEventLog, isoformat, utc_now
-from dagflow.graph import reachable
+from dagflow.events import Event, JsonlEventLog
+from dagflow.keys import is_redis_url
+from dagflow.plan import RunPlan
 from dagflow.retry import RetryPolicy
 from dagflow.settings import Settings
 from dagflow.stores import MemoryRunStore, RedisRunStore, RunStore
@@ -22,62 +25,33 @@ from dagflow.stores import MemoryRunStore, RedisRunStore, RunStore
 if TYPE_CHECKING:
     from celery import Celery
 
+logger = logging.getLogger(__name__)
+
 #: Plans kept parsed per worker process (one per run in flight).
 PLAN_CACHE_SIZE = 64
 
 
 @dataclass(frozen=True)
-class TaskPlan:
-    """One task as the plan stores it, with what its step needs derived once per run.
+class RunEnded:
+    """What a run-finished hook is told when a run ends.
 
     Attributes:
-        links: Children with this task as their only parent (sent as soon as it succeeds).
-        joins: ``(child, number of parents)`` for children with several parents.
+        status: ``success`` or ``failed``.
+        duration_s: Seconds from the run's start to its end.
+        labels: The labels the run was started with (``schedule_id`` for scheduled runs).
     """
 
-    workflow_ref: str
-    params: dict[str, Any]
-    retries: int
-    parents: tuple[str, ...]
-    children: tuple[str, ...]
-    timeout_s: float | None
-    links: tuple[str, ...] = ()
-    joins: tuple[tuple[str, int], ...] = ()
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """A run's plan as workers read it back from the store."""
-
+    run_id: str
     dag_name: str
     tenant_id: str
-    tasks: dict[str, TaskPlan]
+    status: str
+    duration_s: float
+    labels: Mapping[str, Any]
 
-    @classmethod
-    def from_json(cls, raw: str) -> RunPlan:
-        """Parse the JSON written by :meth:`dagflow.compile.CompiledDag.plan_json`."""
-        data = json.loads(raw)
-        raw_tasks: dict[str, Any] = data["tasks"]
-        fan_in = {tid: len(t["up"]) for tid, t in raw_tasks.items()}
-        tasks = {
-            tid: TaskPlan(
-                workflow_ref=t["w"],
-                params=t["p"],
-                retries=t["r"],
-                parents=tuple(t["up"]),
-                children=tuple(t["down"]),
-                timeout_s=t.get("t"),
-                links=tuple(c for c in t["down"] if fan_in[c] == 1),
-                joins=tuple((c, fan_in[c]) for c in t["down"] if fan_in[c] > 1),
-            )
-            for tid, t in raw_tasks.items()
-        }
-        return cls(dag_name=data["dag"], tenant_id=data["tenant"], tasks=tasks)
 
-    def descendants(self, task_id: str) -> list[str]:
-        """Every task downstream of ``task_id``, sorted."""
-        children = {tid: task.children for tid, task in self.tasks.items()}
-        return sorted(reachable(children, task_id))
+#: Called once when a run ends, in the process that ended it (dramatiq's
+#: ``after_process_message``): scheduling installs one to write ``run_finished``.
+RunFinishedHook = Callable[[RunEnded], None]
 
 
 def store_url(settings: Settings) -> str:
@@ -87,7 +61,7 @@ def store_url(settings: Settings) -> str:
         ConfigError: Neither is a Redis URL.
     """
     for url in (settings.result_backend, settings.broker_url):
-        if url and url.startswith(("redis://", "rediss://", "unix://")):
+        if is_redis_url(url):
             return url
     raise ConfigError(
         "dagflow keeps run state in Redis: set DAGFLOW_BROKER_URL or DAGFLOW_RESULT_BACKEND "
@@ -103,6 +77,7 @@ class Runtime:
     store: RunStore
     events: JsonlEventLog
     retry: RetryPolicy
+    run_finished_hooks: list[RunFinishedHook] = field(default_factory=list)
     _plans: OrderedDict[str, RunPlan] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -139,6 +114,14 @@ class Runtime:
                 self._plans.popitem(last=False)
         return plan
 
+    def run_finished(self, ended: RunEnded) -> None:
+        """Call every run-finished hook; a failing hook is logged, never raised."""
+        for hook in self.run_finished_hooks:
+            try:
+                hook(ended)
+            except Exception:
+                logger.exception("dagflow: run-finished hook %r failed for %s", hook, ended.run_id)
+
     def emit(self, name: str, run_id: str, plan: RunPlan, **fields: Any) -> None:
         """Write one event for ``run_id``; never raises for an I/O problem."""
         event = Event(
@@ -156,12 +139,19 @@ _attach_lock = threading.Lock()
 
 
 def runtime_for(app: Celery) -> Runtime:
-    """Return the app's runtime, building it from the environment the first time."""
+    """Return the app's runtime, building it the first time it is needed.
+
+    An app made by :func:`dagflow.celery_app.make_app` carries a factory for its own
+    settings; any other app gets a runtime from the environment.
+    """
     runtime: Runtime | None = getattr(app, "dagflow_runtime", None)
     if runtime is None:
         with _attach_lock:
             runtime = getattr(app, "dagflow_runtime", None)
             if runtime is None:
-                runtime = Runtime.from_settings(Settings.from_env())
+                factory: Callable[[], Runtime] | None = getattr(
+                    app, "dagflow_runtime_factory", None
+                )
+                runtime = factory() if factory else Runtime.from_settings(Settings.from_env())
                 app.dagflow_runtime = runtime
     return runtime

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dagflow.errors import ConfigError
+from dagflow.keys import is_redis_url
 
 #: Redis ``visibility_timeout`` (seconds). An unacknowledged message older than this is
 #: delivered again, so it must stay above the longest retry delay and task time limit.
@@ -104,7 +105,7 @@ class Settings:
         if broker is None and env.get("QUEUE_BACKEND", "memory").lower() == "redis":
             broker = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
         backend = env.get("DAGFLOW_RESULT_BACKEND") or None
-        if backend is None and broker and broker.startswith(("redis://", "rediss://")):
+        if backend is None and is_redis_url(broker):
             backend = broker
         modules = tuple(m.strip() for m in env.get("DAGFLOW_WORKFLOWS", "").split(",") if m.strip())
         jitter = _float(env, "DAGFLOW_RETRY_JITTER", 0.1)

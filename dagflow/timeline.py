@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dagflow.events import isoformat
+from dagflow.clock import isoformat
 from dagflow.rollup import EventRollup, RunIds, parse_timestamp
 
 Record = Mapping[str, Any]

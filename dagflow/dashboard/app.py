@@ -16,12 +16,12 @@ from pathlib import Path
 
 import dash
 
+from dagflow.clock import utc_now
 from dagflow.dashboard.auth import install_basic_auth
 from dagflow.dashboard.callbacks import DEFAULT_MAX_EVENTS, DashboardData, probe_queue, register
 from dagflow.dashboard.layout import app_layout
 from dagflow.dashboard.queue import QueueStats
 from dagflow.errors import DagflowError
-from dagflow.events import utc_now
 from dagflow.settings import Settings
 
 #: Seconds between refreshes of the open page.

@@ -20,11 +20,12 @@ from dash import Input, Output
 from dash.exceptions import PreventUpdate
 
 from dagflow.analytics import for_tenant, schedule_by_run, summarize, summarize_schedules
+from dagflow.clock import utc_now
 from dagflow.dashboard import layout
 from dagflow.dashboard.figures import error_rate_figure, runs_figure
-from dagflow.dashboard.queue import QueueStats, is_redis_url, redis_queue_stats
+from dagflow.dashboard.queue import QueueStats, redis_queue_stats
 from dagflow.dashboard.sources import CachedLog
-from dagflow.events import utc_now
+from dagflow.keys import is_redis_url
 from dagflow.settings import Settings
 from dagflow.timeline import run_timeline
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import redis
 
+from dagflow.keys import is_dagflow_key, is_redis_url
+
 #: Keys asked for per SCAN call, and the most SCAN calls one refresh makes per database.
 SCAN_COUNT = 500
 MAX_SCAN_CALLS = 20
@@ -51,11 +53,6 @@ class QueueStats:
         return sum(self.queues.values())
 
 
-def is_redis_url(url: str | None) -> bool:
-    """True when ``url`` is a Redis URL the panel can read."""
-    return bool(url) and str(url).startswith(("redis://", "rediss://", "unix://"))
-
-
 def connect(url: str) -> redis.Redis:
     """Open a client with short timeouts, so a down Redis shows as a message, not a hang."""
     return redis.Redis.from_url(
@@ -79,14 +76,20 @@ def _text(key: bytes | str) -> str:
 
 
 def broker_queues(client: redis.Redis) -> tuple[dict[str, int], bool]:
-    """Return pending messages per queue (list keys) and whether the scan was cut short."""
+    """Return pending messages per queue (list keys) and whether the scan was cut short.
+
+    dagflow's own lists (a finished run's ``done`` list) are not queues and are left out.
+    """
     queues: dict[str, int] = {"celery": 0}
     truncated = False
     for key in _scan(client, None, "list"):
         if key is None:
             truncated = True
             break
-        name = _text(key).split(PRIORITY_SEP, 1)[0]
+        text = _text(key)
+        if is_dagflow_key(text):
+            continue  # a run's wake-up list, not a queue
+        name = text.split(PRIORITY_SEP, 1)[0]
         queues[name] = queues.get(name, 0) + int(client.llen(key))
     return queues, truncated
 

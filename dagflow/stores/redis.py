@@ -1,17 +1,8 @@
 """Run store on Redis: Lua scripts make each step of a join atomic across workers.
 
-Keys, all under one hash tag per run so they stay on one Redis Cluster slot::
-
-    dagflow:run:{<run_id>}:plan      string  the compiled plan (JSON), written once
-    dagflow:run:{<run_id>}:meta      hash    dag, tenant, labels, times, counters, status
-    dagflow:run:{<run_id>}:states    hash    task -> pending|running|retry|ok|failed|skipped
-    dagflow:run:{<run_id>}:claims    hash    task -> Celery task id allowed to execute it
-    dagflow:run:{<run_id>}:out       hash    task -> output JSON
-    dagflow:run:{<run_id>}:arr:<t>   set     parents of join task t that have finished
-    dagflow:run:{<run_id>}:done      list    pushed once when the run ends (wakes waiters)
-
-Every key expires ``ttl`` seconds after the run starts (``DAGFLOW_RUN_TTL_S``, 7 days), far
-longer than a run, unlike Celery's own chord counters which expire with ``result_expires``.
+Keys are listed in :mod:`dagflow.keys`. Every key expires ``ttl`` seconds after the run
+starts (``DAGFLOW_RUN_TTL_S``, 7 days), far longer than a run, unlike Celery's own chord
+counters which expire with ``result_expires``.
 """
 
 from __future__ import annotations
@@ -23,6 +14,7 @@ from typing import Any, Literal, cast
 import redis
 from redis.typing import EncodableT, FieldT
 
+from dagflow.keys import run_key
 from dagflow.stores.base import TERMINAL, Claim, ClaimResult, FinishResult, RunSnapshot
 
 _CLAIM = """
@@ -78,8 +70,7 @@ return result
 """
 
 
-def _key(run_id: str, part: str) -> str:
-    return f"dagflow:run:{{{run_id}}}:{part}"
+_key = run_key
 
 
 class RedisRunStore:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dagflow.events import isoformat
+from dagflow.clock import isoformat
 from tests.support.net import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")

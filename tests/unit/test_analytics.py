@@ -23,7 +23,7 @@ from dagflow.analytics import (
     summarize_tasks,
     tail_offset,
 )
-from dagflow.events import isoformat
+from dagflow.clock import isoformat
 from dagflow.jsonl import iter_records
 from dagflow.timeline import run_timeline
 

@@ -7,7 +7,7 @@ import json
 from celery import Celery
 
 from dagflow.compile import STEP_TASK, compile_dag, describe, step_signature
-from dagflow.runtime import RunPlan
+from dagflow.plan import RunPlan
 from dagflow.spec import parse_dag
 
 
@@ -36,7 +36,7 @@ def test_fan_out_is_a_group_continuation() -> None:
 
 def test_plan_round_trips_to_what_workers_read() -> None:
     dag = compiled({"a": [], "b": ["a"], "c": ["a", "b"]})
-    plan = RunPlan.from_json(dag.plan_json())
+    plan = RunPlan.from_json(dag.plan().to_json())
     assert (plan.dag_name, plan.tenant_id) == ("g", "t")
     assert plan.tasks["c"].parents == ("a", "b")
     assert plan.tasks["a"].children == ("b", "c")
@@ -62,4 +62,4 @@ def test_step_message_does_not_grow_with_the_dag() -> None:
     big = compiled(tasks)
     sig = json.dumps(dict(step_signature(app, "r" * 32, "t1999")))
     assert len(sig) - len(small) <= len("1999") - len("1")
-    assert len(big.plan_json()) > 100 * len(sig)  # the plan is stored once, not sent
+    assert len(big.plan().to_json()) > 100 * len(sig)  # the plan is stored once, not sent

@@ -18,11 +18,11 @@ import pytest
 import redis
 from dash import dcc, html
 
+from dagflow.clock import isoformat
 from dagflow.dashboard.app import create_app, main
 from dagflow.dashboard.callbacks import DashboardData, render_overview, render_route, run_id_of
 from dagflow.dashboard.figures import dag_graph_figure, gantt_figure
 from dagflow.dashboard.queue import NO_BROKER, QueueStats, redis_queue_stats
-from dagflow.events import isoformat
 from dagflow.settings import Settings
 from dagflow.timeline import run_timeline
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dagflow.dedup import MemoryClaims
 from dagflow.errors import ScheduleError
-from dagflow.scheduler import Ticker
+from dagflow.minute_claims import MemoryMinuteClaims
 from dagflow.schedules import (
     ScheduleDir,
     load_schedule_dir,
@@ -18,7 +17,8 @@ from dagflow.schedules import (
     minute_key,
     parse_minute_key,
 )
-from dagflow.state import JsonlStateStore
+from dagflow.state_store import JsonlStateStore
+from dagflow.ticker import Ticker
 
 ENTRY = """
 - id: {id}
@@ -146,7 +146,7 @@ def test_reload_adds_changes_removes_and_keeps_last_good(root: Path) -> None:
 @pytest.fixture
 def ticker(root: Path) -> Ticker:
     directory = ScheduleDir(root / "schedules", root)
-    return Ticker(directory, MemoryClaims(), JsonlStateStore(root / "state.jsonl"))
+    return Ticker(directory, MemoryMinuteClaims(), JsonlStateStore(root / "state.jsonl"))
 
 
 def test_tick_enqueues_each_minute_once(root: Path, ticker: Ticker) -> None:
@@ -166,7 +166,7 @@ def test_tick_enqueues_each_minute_once(root: Path, ticker: Ticker) -> None:
 
 def test_restart_same_minute_and_one_catch_up(root: Path) -> None:
     write(root, "a.yaml", ENTRY.format(id="a", cron="*/5 * * * *"))
-    claims = MemoryClaims()
+    claims = MemoryMinuteClaims()
     state = JsonlStateStore(root / "state.jsonl")
 
     def fresh() -> Ticker:
@@ -206,7 +206,7 @@ def test_memory_claims_seed_from_state(root: Path) -> None:
     )
     with (root / "state.jsonl").open("a") as handle:
         handle.write('{"torn": \n')
-    claims = MemoryClaims()
+    claims = MemoryMinuteClaims()
     assert claims.seed(state.last_runs(100)) == 1
     assert state.last_stats.skipped == 1
     assert claims.claim_many([("a", "2026-11-26T10:05:00Z", "x")]) == [False]

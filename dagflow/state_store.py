@@ -7,7 +7,7 @@ Path: ``STATE_STORE_PATH`` (default ``logs/orchestrator_state.jsonl``). Events a
 
 The module-level functions are the API the original product had::
 
-    from dagflow.state import record_event, last_runs, index_by
+    from dagflow.state_store import record_event, last_runs, index_by
     record_event({"event": "run_finished", "status": "success"})
     events = last_runs(limit=20)
     by_schedule = index_by("schedule_id", limit=100)
@@ -24,14 +24,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dagflow.events import isoformat, utc_now
+from dagflow.clock import isoformat, utc_now
 from dagflow.jsonl import ReadStats, append_record, append_records, iter_records
 from dagflow.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-#: The events the scheduler writes.
-STATE_EVENTS: tuple[str, ...] = ("schedule_enqueued", "run_started", "run_finished")
 
 
 class JsonlStateStore:

@@ -7,17 +7,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from dagflow.dedup import Claims, MemoryClaims, RedisClaims
+from dagflow.minute_claims import MemoryMinuteClaims, MinuteClaims, RedisMinuteClaims
 
 REDIS_URL = "redis://127.0.0.1:6379/6"
 
 
 @pytest.fixture(params=["memory", "redis"])
-def claims(request: pytest.FixtureRequest) -> Iterator[Claims]:
+def claims(request: pytest.FixtureRequest) -> Iterator[MinuteClaims]:
     if request.param == "memory":
-        yield MemoryClaims()
+        yield MemoryMinuteClaims()
         return
-    store = RedisClaims.from_url(REDIS_URL)
+    store = RedisMinuteClaims.from_url(REDIS_URL)
     try:
         store.client.flushdb()
     except Exception as exc:  # pragma: no cover - depends on the machine
@@ -26,14 +26,14 @@ def claims(request: pytest.FixtureRequest) -> Iterator[Claims]:
     store.client.flushdb()
 
 
-def test_first_claim_wins(claims: Claims) -> None:
+def test_first_claim_wins(claims: MinuteClaims) -> None:
     assert claims.claim_many([("a", "2026-11-26T10:05:00Z", "r1")]) == [True]
     assert claims.claim_many([("a", "2026-11-26T10:05:00Z", "r2")]) == [False]
     assert claims.owner("a", "2026-11-26T10:05:00Z") == "r1"
     assert claims.owner("a", "2026-11-26T10:06:00Z") is None
 
 
-def test_batch_mixes_wins_and_losses(claims: Claims) -> None:
+def test_batch_mixes_wins_and_losses(claims: MinuteClaims) -> None:
     claims.claim_many([("a", "2026-11-26T10:05:00Z", "x")])
     got = claims.claim_many(
         [("a", "2026-11-26T10:05:00Z", "y"), ("b", "2026-11-26T10:05:00Z", "y")]
@@ -41,13 +41,13 @@ def test_batch_mixes_wins_and_losses(claims: Claims) -> None:
     assert got == [False, True]
 
 
-def test_last_claimed_only_moves_forward(claims: Claims) -> None:
+def test_last_claimed_only_moves_forward(claims: MinuteClaims) -> None:
     claims.claim_many([("a", "2026-11-26T10:05:00Z", "x")])
     claims.claim_many([("a", "2026-11-26T09:55:00Z", "x")])  # a late catch-up
     assert claims.last_claimed(["a", "never"]) == {"a": "2026-11-26T10:05:00Z"}
 
 
-def test_racing_threads_claim_once(claims: Claims) -> None:
+def test_racing_threads_claim_once(claims: MinuteClaims) -> None:
     # Given 8 threads racing for the same 50 minutes
     minutes = [f"2026-11-26T10:{m:02d}:00Z" for m in range(50)]
     wins: list[int] = []
@@ -69,7 +69,7 @@ def test_racing_threads_claim_once(claims: Claims) -> None:
 
 def test_memory_claims_expire() -> None:
     now = [0.0]
-    claims = MemoryClaims(ttl_s=10, clock=lambda: now[0])
+    claims = MemoryMinuteClaims(ttl_s=10, clock=lambda: now[0])
     claims.claim_many([("a", "m", "x")])
     now[0] = 11.0
     assert claims.owner("a", "m") is None

@@ -1,4 +1,4 @@
-"""Claims on ``{schedule_id, minute}``: exactly one scheduler enqueues each firing.
+"""MinuteClaims on ``{schedule_id, minute}``: exactly one scheduler enqueues each firing.
 
 Every scheduler process (Beat or ``--serve``, on any host) computes the same due minutes
 and races to claim each one; the one that wins enqueues the run. With Redis the claim is a
@@ -6,7 +6,7 @@ and races to claim each one; the one that wins enqueues the run. With Redis the 
 processes with no leader to elect and nothing to fail over. The same script keeps a hash
 ``schedule_id -> last claimed minute`` that the catch-up after downtime starts from.
 
-:class:`MemoryClaims` is the in-process twin for the embedded mode (no broker). It is
+:class:`MemoryMinuteClaims` is the in-process twin for the embedded mode (no broker). It is
 seeded from the state store's ``schedule_enqueued`` events, so a restarted scheduler still
 does not enqueue the same minute twice; it cannot protect two processes from each other.
 
@@ -20,13 +20,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from dagflow.keys import SCHED_PREFIX
+
 #: How long a claim is kept, in seconds. It must outlive the catch-up window
-#: (``dagflow.scheduler.CATCH_UP_S``), the latest moment any process may try a minute.
+#: (``dagflow.ticker.CATCH_UP_S``), the latest moment any process may try a minute.
 CLAIM_TTL_S = 2 * 3600
 #: Prefix of every Redis key the scheduler writes.
-KEY_PREFIX = "dagflow:sched"
+KEY_PREFIX = SCHED_PREFIX
 
-#: Claims per script call: one call is atomic and blocks Redis while it runs, so a tick
+#: MinuteClaims per script call: one call is atomic and blocks Redis while it runs, so a tick
 #: with thousands of due schedules is cut into calls of a few milliseconds each.
 CLAIM_BATCH = 1000
 
@@ -50,13 +52,13 @@ return won
 """
 
 #: One claim attempt: (schedule id, minute key, token written as the claim's value).
-Claim = tuple[str, str, str]
+MinuteClaim = tuple[str, str, str]
 
 
-class Claims(Protocol):
+class MinuteClaims(Protocol):
     """Where scheduler processes race for ``{schedule_id, minute}``."""
 
-    def claim_many(self, claims: Sequence[Claim]) -> list[bool]:
+    def claim_many(self, claims: Sequence[MinuteClaim]) -> list[bool]:
         """Try each claim; True where this caller won it (one round trip for all)."""
         ...
 
@@ -69,8 +71,8 @@ class Claims(Protocol):
         ...
 
 
-class RedisClaims:
-    """Claims in Redis, atomic across processes and hosts.
+class RedisMinuteClaims:
+    """MinuteClaims in Redis, atomic across processes and hosts.
 
     Args:
         client: A redis-py client created with ``decode_responses=True``.
@@ -85,7 +87,7 @@ class RedisClaims:
         self._script = client.register_script(_CLAIM_LUA)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> RedisClaims:
+    def from_url(cls, url: str, **kwargs: Any) -> RedisMinuteClaims:
         """Connect to the Redis at ``url`` (the broker's)."""
         import redis
 
@@ -94,8 +96,8 @@ class RedisClaims:
     def _key(self, schedule_id: str, minute: str) -> str:
         return f"{self.prefix}:claim:{schedule_id}:{minute}"
 
-    def claim_many(self, claims: Sequence[Claim]) -> list[bool]:
-        """See :meth:`Claims.claim_many`: one script call per :data:`CLAIM_BATCH` claims."""
+    def claim_many(self, claims: Sequence[MinuteClaim]) -> list[bool]:
+        """See :meth:`MinuteClaims.claim_many`: one script call per :data:`CLAIM_BATCH` claims."""
         won: list[bool] = []
         last = f"{self.prefix}:last"
         for start in range(0, len(claims), CLAIM_BATCH):
@@ -108,20 +110,20 @@ class RedisClaims:
         return won
 
     def owner(self, schedule_id: str, minute: str) -> str | None:
-        """See :meth:`Claims.owner`."""
+        """See :meth:`MinuteClaims.owner`."""
         value = self.client.get(self._key(schedule_id, minute))
         return None if value is None else str(value)
 
     def last_claimed(self, schedule_ids: Sequence[str]) -> dict[str, str]:
-        """See :meth:`Claims.last_claimed`."""
+        """See :meth:`MinuteClaims.last_claimed`."""
         if not schedule_ids:
             return {}
         values = self.client.hmget(f"{self.prefix}:last", list(schedule_ids))
         return {sid: str(v) for sid, v in zip(schedule_ids, values, strict=True) if v}
 
 
-class MemoryClaims:
-    """Claims held in this process: the embedded mode's twin of :class:`RedisClaims`.
+class MemoryMinuteClaims:
+    """MinuteClaims held in this process: the embedded mode's twin of :class:`RedisMinuteClaims`.
 
     Args:
         ttl_s: Seconds a claim lives.
@@ -149,8 +151,8 @@ class MemoryClaims:
         ]
         return sum(self.claim_many(claims))
 
-    def claim_many(self, claims: Sequence[Claim]) -> list[bool]:
-        """See :meth:`Claims.claim_many`."""
+    def claim_many(self, claims: Sequence[MinuteClaim]) -> list[bool]:
+        """See :meth:`MinuteClaims.claim_many`."""
         now = self.clock()
         won = []
         with self._lock:
@@ -169,12 +171,12 @@ class MemoryClaims:
         return won
 
     def owner(self, schedule_id: str, minute: str) -> str | None:
-        """See :meth:`Claims.owner`."""
+        """See :meth:`MinuteClaims.owner`."""
         with self._lock:
             held = self._claims.get((schedule_id, minute))
         return held[0] if held is not None and held[1] > self.clock() else None
 
     def last_claimed(self, schedule_ids: Sequence[str]) -> dict[str, str]:
-        """See :meth:`Claims.last_claimed`."""
+        """See :meth:`MinuteClaims.last_claimed`."""
         with self._lock:
             return {sid: self._last[sid] for sid in schedule_ids if sid in self._last}

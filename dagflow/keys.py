@@ -1,0 +1,50 @@
+"""Every Redis key dagflow writes, and the one check for a Redis URL (arq's ``constants.py``).
+
+A panel or a tool that scans Redis must be able to tell dagflow's keys from Celery's and
+kombu's: every key dagflow writes starts with :data:`PREFIX`, and nothing else does.
+
+Run keys share one hash tag per run (``{<run_id>}``), so a run stays on one Redis Cluster
+slot and its Lua scripts may touch all of them::
+
+    dagflow:run:{<run_id>}:plan      string  the stored plan (JSON, see dagflow.plan)
+    dagflow:run:{<run_id>}:meta      hash    dag, tenant, labels, times, counters, status
+    dagflow:run:{<run_id>}:states    hash    task -> pending|running|retry|ok|failed|skipped
+    dagflow:run:{<run_id>}:claims    hash    task -> lease of the delivery allowed to run it
+    dagflow:run:{<run_id>}:out       hash    task -> output JSON
+    dagflow:run:{<run_id>}:arr:<t>   set     parents of join task t that have finished
+    dagflow:run:{<run_id>}:done      list    pushed once when the run ends (wakes waiters)
+
+Scheduler keys::
+
+    dagflow:sched:claim:<schedule>:<minute>   string  the run id that won this minute
+    dagflow:sched:last                        hash    schedule -> last claimed minute
+"""
+
+from __future__ import annotations
+
+from typing import TypeGuard
+
+#: Every key dagflow writes starts with this.
+PREFIX = "dagflow:"
+#: Prefix of the keys of one run (see :func:`run_key`).
+RUN_PREFIX = f"{PREFIX}run:"
+#: Prefix of the scheduler's minute claims.
+SCHED_PREFIX = f"{PREFIX}sched"
+
+#: URL schemes of a Redis server (TCP, TLS, unix socket), as redis-py and kombu accept them.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def run_key(run_id: str, part: str) -> str:
+    """The key of one part of a run (``plan``, ``meta``, ``states``, ...)."""
+    return f"{RUN_PREFIX}{{{run_id}}}:{part}"
+
+
+def is_redis_url(url: str | None) -> TypeGuard[str]:
+    """True when ``url`` names a Redis server (``redis://``, ``rediss://`` or ``unix://``)."""
+    return bool(url) and str(url).startswith(REDIS_SCHEMES)
+
+
+def is_dagflow_key(key: str) -> bool:
+    """True for a key dagflow wrote (and so not a broker queue or a Celery result)."""
+    return key.startswith(PREFIX)

@@ -1,0 +1,98 @@
+"""Starting a run and ending one: the two moments every path of dagflow shares.
+
+:func:`start_run` is the one way a run begins, whether a client submits it
+(:meth:`dagflow.runner.Runner.submit`) or a worker starts a scheduled firing
+(``dagflow.start_scheduled_run``): store the plan, write ``dag_start``, send the start canvas.
+:func:`finish_run` is the one way it ends: write ``dag_done``, record the final status,
+wake waiters and call the runtime's run-finished hooks.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from dagflow.dag import Dag
+from dagflow.plan import RunPlan
+from dagflow.runtime import RunEnded, Runtime
+from dagflow.stores import FinishResult
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+#: dag_start carries the DAG's edges (for the dashboard's graph) up to this many.
+MAX_EDGES_IN_EVENT = 1000
+
+
+def start_run(
+    app: Celery,
+    rt: Runtime,
+    dag: Dag,
+    *,
+    run_id: str | None = None,
+    labels: Mapping[str, Any] | None = None,
+) -> str:
+    """Store the run's plan, emit ``dag_start`` and send the start canvas; return the run id.
+
+    Args:
+        app: The Celery app whose broker the steps go to.
+        rt: The app's runtime (run store and event log).
+        dag: A loaded DAG.
+        run_id: The run's id (a new UUID if None).
+        labels: Metadata kept with the run; ``schedule_id`` marks a scheduled run.
+    """
+    run_id = run_id or uuid.uuid4().hex
+    compiled = dag.compiled
+    spec = compiled.spec
+    plan = compiled.plan()
+    meta = {
+        "dag_name": spec.name,
+        "tenant_id": spec.tenant_id,
+        "source": dag.source,
+        "started_at": time.time(),
+        "labels": dict(labels or {}),
+    }
+    rt.store.create_run(run_id, plan.to_json(), meta, compiled.graph.order)
+    edges = [[p, c] for c in compiled.graph.order for p in compiled.graph.parents[c]]
+    rt.emit(
+        "dag_start",
+        run_id,
+        plan,
+        tasks=len(spec.tasks),
+        edges=edges if len(edges) <= MAX_EDGES_IN_EVENT else None,
+    )
+    compiled.start_canvas(app, run_id).apply_async()
+    return run_id
+
+
+def finish_run(rt: Runtime, run_id: str, plan: RunPlan, result: FinishResult) -> None:
+    """Close a run: emit ``dag_done``, record the status, wake waiters, call the hooks."""
+    snapshot = rt.store.snapshot(run_id)
+    meta = snapshot.meta if snapshot else {}
+    status = "failed" if result.counts.get("failed", 0) else "success"
+    started = float(meta.get("started_at", time.time()))
+    duration = round(max(time.time() - started, 0.0), 6)
+    rt.emit(
+        "dag_done",
+        run_id,
+        plan,
+        status=status,
+        tasks=len(plan.tasks),
+        tasks_succeeded=result.counts.get("ok", 0),
+        tasks_failed=result.counts.get("failed", 0),
+        tasks_skipped=result.counts.get("skipped", 0),
+        duration_s=duration,
+    )
+    rt.store.mark_done(run_id, status, {"finished_at": time.time(), "duration_s": duration})
+    rt.run_finished(
+        RunEnded(
+            run_id=run_id,
+            dag_name=plan.dag_name,
+            tenant_id=plan.tenant_id,
+            status=status,
+            duration_s=duration,
+            labels=dict(meta.get("labels") or {}),
+        )
+    )
