@@ -24,11 +24,17 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 
-# Redis redelivers a message unacknowledged for longer than this; it must exceed the longest
-# retry delay (DAGFLOW_RETRY_MAX_S, checked at start-up) and any task's run time.
+# Redis redelivers a message unacknowledged for longer than this. dagflow does not rely on it
+# (leases and the sweeper recover steps whose worker died), so it stays above any step's
+# run time to avoid needless copies. RabbitMQ's own limit is consumer_timeout (30 min by
+# default): raise it on the server for steps that run longer (see the README).
 broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
 result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
 broker_connection_retry_on_startup = True
+# On a lost broker connection kombu gives the worker's unacknowledged messages back while
+# their steps still run; cancel those steps (their leases stay the real guard against a
+# second concurrent run).
+worker_cancel_long_running_tasks_on_connection_loss = True
 result_expires = 24 * 3600
 
 timezone = "UTC"

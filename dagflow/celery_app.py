@@ -8,18 +8,26 @@ process can hold apps for different brokers without global state.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
-from dagflow import tasks, workflows
+from dagflow import step, tasks, workflows
+from dagflow.compile import STEP_TASK
+from dagflow.errors import ConfigError
 from dagflow.firing import run_finished_hook
 from dagflow.runtime import Runtime
 from dagflow.settings import Settings
 from dagflow.state_store import JsonlStateStore
+from dagflow.sweeper import SweeperStep
 
 if TYPE_CHECKING:
     from celery import Celery
 
+logger = logging.getLogger(__name__)
+
+#: Exit code of a worker or Beat that refuses to start for a configuration error.
+EXIT_CONFIG = 3
 #: Poll the in-memory broker every millisecond; Celery's default (1 s) makes it unusable.
 MEMORY_POLLING_INTERVAL_S = 0.001
 
@@ -51,7 +59,7 @@ def make_app(settings: Settings | None = None, *, main: str = "dagflow") -> Cele
     (and by the CLI before validating), so every process knows the same names.
     """
     from celery import Celery
-    from celery.signals import beat_init, celeryd_init, worker_init
+    from celery.signals import beat_init, celeryd_init, task_revoked, worker_init
 
     settings = settings or Settings.from_env()
     app = Celery(main, set_as_current=False)
@@ -60,9 +68,33 @@ def make_app(settings: Settings | None = None, *, main: str = "dagflow") -> Cele
     app.dagflow_settings = settings
     app.dagflow_runtime_factory = lambda: build_runtime(settings)
 
-    def _load_workflows(sender: Any = None, **_: Any) -> None:
-        if getattr(sender, "app", None) is app:
+    def _load_workflows(sender: Any = None, instance: Any = None, **_: Any) -> None:
+        owner = getattr(instance, "app", None) or getattr(sender, "app", None)
+        if owner is not app:
+            return
+        try:
             workflows.load(settings.workflow_modules)
+        except ConfigError as exc:
+            # A worker that cannot run the workflows must not say "ready" and then fail
+            # every step of a DAG the CLI validated as fine.
+            sys.stderr.write(f"dagflow: worker refuses to start: {exc.one_line()}\n")
+            raise SystemExit(EXIT_CONFIG) from None
+
+    def _on_revoked(
+        sender: Any = None, request: Any = None, terminated: bool = False, **kw: Any
+    ) -> None:
+        if getattr(sender, "app", None) is not app or getattr(request, "name", "") != STEP_TASK:
+            return
+        run_id, task_id = request.args[0], request.args[1]
+        how = (
+            f"was terminated from outside (signal {kw.get('signum')})"
+            if terminated
+            else ("was revoked from outside")
+        )
+        try:
+            step.abort_step(app, run_id, task_id, str(request.id), how)
+        except Exception:
+            logger.exception("dagflow: could not record the revoke of %s/%s", run_id, task_id)
 
     def _refuse_embedded(sender: Any = None, instance: Any = None, **_: Any) -> None:
         owner = getattr(instance, "app", None) or getattr(sender, "app", None)
@@ -73,9 +105,12 @@ def make_app(settings: Settings | None = None, *, main: str = "dagflow") -> Cele
                 "(`dagflow run` and `dagflow schedule` without a broker run DAGs "
                 "on their own embedded worker).\n"
             )
-            raise SystemExit(2)
+            raise SystemExit(EXIT_CONFIG)
 
-    worker_init.connect(_load_workflows, weak=False)
     celeryd_init.connect(_refuse_embedded, weak=False)
+    celeryd_init.connect(_load_workflows, weak=False)
+    worker_init.connect(_load_workflows, weak=False)
     beat_init.connect(_refuse_embedded, weak=False)
+    task_revoked.connect(_on_revoked, weak=False)
+    app.steps["worker"].add(SweeperStep)
     return app

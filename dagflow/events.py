@@ -23,7 +23,14 @@ from dagflow.jsonl import AppendFile, ReadStats, iter_records
 logger = logging.getLogger(__name__)
 
 EventName = Literal[
-    "dag_start", "task_start", "task_ok", "task_fail", "task_retry", "task_skip", "dag_done"
+    "dag_start",
+    "task_start",
+    "task_ok",
+    "task_fail",
+    "task_retry",
+    "task_skip",
+    "task_lease_lost",
+    "dag_done",
 ]
 
 
@@ -42,7 +49,10 @@ class Event(BaseModel):
             ``task_retry``.
         duration_s: Seconds the attempt (``task_ok``/``task_fail``) or the run (``dag_done``) took.
         delay_s: Seconds until the next attempt, for ``task_retry``.
-        error: ``ErrorName: message`` of a failed attempt, or why a task was skipped.
+        error: ``ErrorName: message`` of a failed attempt, why a task was skipped, why an
+            attempt's result was discarded (``task_lease_lost``) or why a run stalled.
+        worker: The Celery node name of the worker that ran the attempt.
+        fence: The attempt's lease fencing number (grows with each new holder of the step).
         status: ``success`` or ``failed``, for ``dag_done``.
         tasks: How many tasks the DAG has, for ``dag_start`` and ``dag_done``.
         tasks_succeeded: Tasks that succeeded, for ``dag_done``.
@@ -64,6 +74,8 @@ class Event(BaseModel):
     duration_s: float | None = None
     delay_s: float | None = None
     error: str | None = None
+    worker: str | None = None
+    fence: int | None = None
     status: Literal["success", "failed"] | None = None
     tasks: int | None = None
     tasks_succeeded: int | None = None

@@ -14,6 +14,15 @@ slot and its Lua scripts may touch all of them::
     dagflow:run:{<run_id>}:arr:<t>   set     parents of join task t that have finished
     dagflow:run:{<run_id>}:done      list    pushed once when the run ends (wakes waiters)
 
+Keys shared by every run (the sweeper's indexes; a member is ``<run_id>\t<task_id>``)::
+
+    dagflow:leases            zset    step -> lease expiry (ms, Redis server time)
+    dagflow:outbox            zset    step -> when to (re-)send it unless claimed first (ms)
+    dagflow:outbox:resends    hash    step -> times the sweeper re-sent it (backoff)
+    dagflow:runs              zset    run -> last time a step of it moved (ms)
+    dagflow:runs:index        hash    run -> "<dag_name>\t<tenant_id>" (kept until it ends)
+    dagflow:lock:<name>       string  a short lock (one sweep at a time)
+
 Scheduler keys::
 
     dagflow:sched:claim:<schedule>:<minute>   string  the run id that won this minute
@@ -31,6 +40,14 @@ RUN_PREFIX = f"{PREFIX}run:"
 #: Prefix of the scheduler's minute claims.
 SCHED_PREFIX = f"{PREFIX}sched"
 
+#: Leases of running steps by expiry, the outbox, and the index of runs in flight.
+LEASES = f"{PREFIX}leases"
+OUTBOX = f"{PREFIX}outbox"
+OUTBOX_RESENDS = f"{PREFIX}outbox:resends"
+RUNS = f"{PREFIX}runs"
+RUN_INDEX = f"{PREFIX}runs:index"
+LOCK_PREFIX = f"{PREFIX}lock:"
+
 #: URL schemes of a Redis server (TCP, TLS, unix socket), as redis-py and kombu accept them.
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -38,6 +55,17 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 def run_key(run_id: str, part: str) -> str:
     """The key of one part of a run (``plan``, ``meta``, ``states``, ...)."""
     return f"{RUN_PREFIX}{{{run_id}}}:{part}"
+
+
+def step_member(run_id: str, task_id: str) -> str:
+    """A step's member in :data:`LEASES` and :data:`OUTBOX` (task ids never hold a tab)."""
+    return f"{run_id}\t{task_id}"
+
+
+def split_member(member: str) -> tuple[str, str]:
+    """``(run_id, task_id)`` of a :func:`step_member` string."""
+    run_id, _, task_id = member.partition("\t")
+    return run_id, task_id
 
 
 def is_redis_url(url: str | None) -> TypeGuard[str]:

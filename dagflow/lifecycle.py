@@ -54,7 +54,16 @@ def start_run(
         "started_at": time.time(),
         "labels": dict(labels or {}),
     }
-    rt.store.create_run(run_id, plan.to_json(), meta, compiled.graph.order)
+    # The roots go into the outbox with the plan: if the start canvas is lost, the sweeper
+    # sends them.
+    rt.store.create_run(
+        run_id,
+        plan.to_json(),
+        meta,
+        compiled.graph.order,
+        roots=compiled.graph.roots,
+        grace_s=rt.settings.lease_s,
+    )
     edges = [[p, c] for c in compiled.graph.order for p in compiled.graph.parents[c]]
     rt.emit(
         "dag_start",
@@ -67,11 +76,18 @@ def start_run(
     return run_id
 
 
-def finish_run(rt: Runtime, run_id: str, plan: RunPlan, result: FinishResult) -> None:
-    """Close a run: emit ``dag_done``, record the status, wake waiters, call the hooks."""
+def finish_run(
+    rt: Runtime, run_id: str, plan: RunPlan, result: FinishResult, error: str | None = None
+) -> None:
+    """Close a run: emit ``dag_done``, record the status, wake waiters, call the hooks.
+
+    Args:
+        error: Why the run ended without all its tasks ending (``stalled: ...``); the run
+            is then ``failed``.
+    """
     snapshot = rt.store.snapshot(run_id)
     meta = snapshot.meta if snapshot else {}
-    status = "failed" if result.counts.get("failed", 0) else "success"
+    status = "failed" if result.counts.get("failed", 0) or error else "success"
     started = float(meta.get("started_at", time.time()))
     duration = round(max(time.time() - started, 0.0), 6)
     rt.emit(
@@ -84,8 +100,12 @@ def finish_run(rt: Runtime, run_id: str, plan: RunPlan, result: FinishResult) ->
         tasks_failed=result.counts.get("failed", 0),
         tasks_skipped=result.counts.get("skipped", 0),
         duration_s=duration,
+        error=error,
     )
-    rt.store.mark_done(run_id, status, {"finished_at": time.time(), "duration_s": duration})
+    fields: dict[str, Any] = {"finished_at": time.time(), "duration_s": duration}
+    if error:
+        fields["error"] = error
+    rt.store.mark_done(run_id, status, fields)
     rt.run_finished(
         RunEnded(
             run_id=run_id,

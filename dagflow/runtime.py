@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from dagflow.clock import isoformat, utc_now
 from dagflow.errors import ConfigError
 from dagflow.events import Event, JsonlEventLog
+from dagflow.heartbeat import Heartbeat
 from dagflow.keys import is_redis_url
 from dagflow.plan import RunPlan
 from dagflow.retry import RetryPolicy
@@ -77,6 +78,7 @@ class Runtime:
     store: RunStore
     events: JsonlEventLog
     retry: RetryPolicy
+    heartbeat: Heartbeat = field(init=False)
     run_finished_hooks: list[RunFinishedHook] = field(default_factory=list)
     _plans: OrderedDict[str, RunPlan] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -114,6 +116,9 @@ class Runtime:
                 self._plans.popitem(last=False)
         return plan
 
+    def __post_init__(self) -> None:
+        self.heartbeat = Heartbeat(self.store, self.settings.lease_s)
+
     def run_finished(self, ended: RunEnded) -> None:
         """Call every run-finished hook; a failing hook is logged, never raised."""
         for hook in self.run_finished_hooks:
@@ -124,12 +129,18 @@ class Runtime:
 
     def emit(self, name: str, run_id: str, plan: RunPlan, **fields: Any) -> None:
         """Write one event for ``run_id``; never raises for an I/O problem."""
+        self.emit_raw(name, run_id, plan.dag_name, plan.tenant_id, **fields)
+
+    def emit_raw(
+        self, name: str, run_id: str, dag_name: str, tenant_id: str, **fields: Any
+    ) -> None:
+        """Write one event for a run whose plan may be gone (see :meth:`emit`)."""
         event = Event(
             timestamp=isoformat(utc_now()),
             event=name,  # type: ignore[arg-type]
             run_id=run_id,
-            dag_name=plan.dag_name,
-            tenant_id=plan.tenant_id,
+            dag_name=dag_name,
+            tenant_id=tenant_id,
             **fields,
         )
         self.events.emit(event)

@@ -15,7 +15,8 @@ from dagflow.errors import ConfigError
 from dagflow.keys import is_redis_url
 
 #: Redis ``visibility_timeout`` (seconds). An unacknowledged message older than this is
-#: delivered again, so it must stay above the longest retry delay and task time limit.
+#: delivered again. dagflow does not rely on it (leases and the sweeper recover steps), but a
+#: low value would deliver long steps again and again, so it stays high.
 VISIBILITY_TIMEOUT_S = 4 * 3600
 
 
@@ -64,6 +65,12 @@ class Settings:
         retry_max_s: ``DAGFLOW_RETRY_MAX_S``, cap on one retry delay in seconds.
         retry_jitter: ``DAGFLOW_RETRY_JITTER``, fraction of the delay added at random (0..1).
         run_ttl_s: ``DAGFLOW_RUN_TTL_S``, how long a run's state is kept in Redis, in seconds.
+        lease_s: ``DAGFLOW_LEASE_S``, seconds a step's lease lasts without a heartbeat: a
+            step whose worker died is run again after at most ``lease_s + sweep_s``.
+        sweep_s: ``DAGFLOW_SWEEP_S``, seconds between two sweeps (expired leases, due
+            retries, unsent steps, stalled runs).
+        store_retry_s: ``DAGFLOW_STORE_RETRY_S``, how long a step keeps retrying an
+            unreachable run store in-process before it gives up (the sweeper recovers it).
         embedded_concurrency: ``DAGFLOW_EMBEDDED_CONCURRENCY``, threads of the in-process worker.
         dashboard_host: ``DAGFLOW_DASHBOARD_HOST``, address the dashboard binds to.
         dashboard_port: ``DAGFLOW_DASHBOARD_PORT``, port of the dashboard.
@@ -83,6 +90,9 @@ class Settings:
     retry_max_s: float = 300.0
     retry_jitter: float = 0.1
     run_ttl_s: int = 7 * 24 * 3600
+    lease_s: float = 30.0
+    sweep_s: float = 5.0
+    store_retry_s: float = 60.0
     embedded_concurrency: int = 4
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8050
@@ -112,11 +122,8 @@ class Settings:
         if jitter > 1:
             raise ConfigError(f"DAGFLOW_RETRY_JITTER={jitter} must be between 0 and 1")
         retry_max = _float(env, "DAGFLOW_RETRY_MAX_S", 300.0)
-        if retry_max >= VISIBILITY_TIMEOUT_S:
-            raise ConfigError(
-                f"DAGFLOW_RETRY_MAX_S={retry_max} must stay below the broker's visibility "
-                f"timeout ({VISIBILITY_TIMEOUT_S} s) or delayed retries would be delivered twice"
-            )
+        lease = _float(env, "DAGFLOW_LEASE_S", 30.0, minimum=0.5)
+        sweep = _float(env, "DAGFLOW_SWEEP_S", 5.0, minimum=0.1)
         return cls(
             broker_url=broker,
             result_backend=backend,
@@ -131,6 +138,9 @@ class Settings:
             retry_max_s=retry_max,
             retry_jitter=jitter,
             run_ttl_s=_int(env, "DAGFLOW_RUN_TTL_S", 7 * 24 * 3600, minimum=60),
+            lease_s=lease,
+            sweep_s=sweep,
+            store_retry_s=_float(env, "DAGFLOW_STORE_RETRY_S", 60.0),
             embedded_concurrency=_int(env, "DAGFLOW_EMBEDDED_CONCURRENCY", 4, minimum=1),
             dashboard_host=env.get("DAGFLOW_DASHBOARD_HOST") or "127.0.0.1",
             dashboard_port=_int(env, "DAGFLOW_DASHBOARD_PORT", 8050, minimum=1),

@@ -1,11 +1,22 @@
 """Executing one DAG step: the only place user code runs.
 
 ``dagflow.step(run_id, task_id)`` is the whole message. The worker reads the run's plan
-from the run store (once per run per process), claims the step, merges its parents'
-outputs into its params, runs the workflow, records the output, and then sends the
-children that are now ready (see :mod:`dagflow.compile`). Every stage is safe to repeat
-when a message is delivered twice (``acks_late``): the claim lets one delivery run, and a
-step that already finished re-sends its ready children instead of running again.
+from the run store (once per run per process) and claims a **lease** on the step. Then it
+merges its parents' outputs into its params and runs the workflow while a heartbeat keeps
+the lease alive (:mod:`dagflow.heartbeat`). It commits the end under the lease's fencing
+number; the same atomic write puts the children it made ready in the outbox. Only then does
+it write ``task_ok`` and send those children.
+
+Every stage is safe to repeat when a message is delivered twice:
+
+* a copy of a step whose lease is live is dropped (``busy``), whatever its message id;
+* a copy of a finished step re-sends only its children that are still pending and
+  unsent, at most one message per direct child (never the whole subtree again);
+* a late end from a holder that lost its lease is refused, its output discarded and a
+  ``task_lease_lost`` line written.
+
+Steps that nobody finishes (a dead worker, a lost message, a retry held by a dead worker)
+are re-sent by the sweeper (:mod:`dagflow.sweeper`), never by the broker's redelivery alone.
 """
 
 from __future__ import annotations
@@ -13,9 +24,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
+from kombu.exceptions import KombuError
 
 from dagflow import workflows
 from dagflow.compile import STEP_TASK
@@ -24,20 +38,24 @@ from dagflow.lifecycle import finish_run
 from dagflow.payload import merge_params
 from dagflow.plan import RunPlan
 from dagflow.runtime import Runtime, runtime_for
-from dagflow.stores import FinishResult
+from dagflow.stores import TERMINAL, FinishResult
 from dagflow.timeouts import call_with_timeout
 
 if TYPE_CHECKING:
     from celery import Celery, Task
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
-#: Run store errors after which a step is tried again rather than failed.
+#: Run store errors that are retried in-process rather than failing the step.
 STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-#: Seconds between tries of a step whose run store is unreachable.
-STORE_RETRY_S = 1.0
 #: Errors that another attempt cannot fix: they fail the task at once.
 PERMANENT_ERRORS = (UnknownWorkflowError, WorkflowOutputError)
+#: Retries due within this many seconds are also sent as a Celery ETA message (the fast
+#: path); later ones are sent by the sweeper alone, so no worker holds them in memory.
+ETA_MAX_S = 600.0
+#: First and largest pause between two tries of an unreachable run store, in seconds.
+STORE_BACKOFF_S = (0.1, 2.0)
 
 
 def _attempts(n: int) -> str:
@@ -58,33 +76,61 @@ def encode_output(task_id: str, value: Any) -> str:
         ) from None
 
 
-def send_children(
-    app: Celery, run_id: str, plan: RunPlan, task_id: str, ready_joins: tuple[str, ...]
-) -> list[str]:
-    """Send ``task_id``'s single-parent children and the join children it made ready."""
-    ready = [*plan.tasks[task_id].links, *ready_joins]
-    if ready:
-        step = app.tasks[STEP_TASK]
+def with_store(rt: Runtime, what: str, call: Callable[[], T]) -> T:
+    """Call the run store, retrying in-process with backoff while it is unreachable.
+
+    A Celery retry would have to publish to the same Redis that just failed (and Celery
+    drops the message when that publish fails); waiting here loses nothing. After
+    ``DAGFLOW_STORE_RETRY_S`` the error is raised: the step's lease then expires and the
+    sweeper runs it again once the store is back.
+    """
+    deadline = time.monotonic() + rt.settings.store_retry_s
+    pause = STORE_BACKOFF_S[0]
+    while True:
+        try:
+            return call()
+        except STORE_ERRORS as exc:
+            if time.monotonic() + pause > deadline:
+                logger.error("dagflow: run store unreachable for %s; giving up: %s", what, exc)
+                raise
+            logger.warning("dagflow: run store unreachable for %s (%s); retrying", what, exc)
+            time.sleep(pause)
+            pause = min(pause * 2, STORE_BACKOFF_S[1])
+
+
+def send_steps(app: Celery, run_id: str, task_ids: tuple[str, ...] | list[str]) -> bool:
+    """Publish one ``dagflow.step`` per task over one producer; False if publishing failed.
+
+    A failure is logged, not raised: the steps are in the outbox, and the sweeper sends
+    them if this did not.
+    """
+    if not task_ids:
+        return True
+    step = app.tasks[STEP_TASK]
+    try:
         with app.producer_or_acquire() as producer:
-            for child in ready:
-                step.apply_async(args=(run_id, child), producer=producer)
-    return ready
+            for task_id in task_ids:
+                step.apply_async(args=(run_id, task_id), producer=producer)
+    except (KombuError, OSError, redis.exceptions.RedisError) as exc:
+        logger.warning(
+            "dagflow: could not send %s of run %s (%s); the sweeper will", task_ids, run_id, exc
+        )
+        return False
+    return True
 
 
-def _redelivered_after_finish(
+def _after_finished(
     app: Celery, rt: Runtime, run_id: str, plan: RunPlan, task_id: str, state: str
 ) -> None:
-    """Finish what a worker that died after recording a step may have left undone.
+    """A copy of a finished step: repair what a dead worker may have left, cheaply.
 
-    The step is not run again. Its ready children are sent again (a join's arrival set and
-    the children's claims make that harmless), and a run whose tasks are all finished but
-    which was never marked done is finalized.
+    Only children still pending and unsent are sent (at most one message per direct child,
+    never a subtree), and a run whose tasks are all finished but which was never marked
+    done is finalized.
     """
     if state == "ok":
-        again = rt.store.finish(
-            run_id, task_id, "ok", None, (), len(plan.tasks), plan.tasks[task_id].joins, force=True
-        )
-        send_children(app, run_id, plan, task_id, again.ready)
+        children = list(plan.tasks[task_id].children)
+        send_steps(app, run_id, with_store(rt, "unsent", lambda: rt.store.unsent(run_id, children)))
     snapshot = rt.store.snapshot(run_id)
     if snapshot is None or snapshot.status != "running":
         return
@@ -93,74 +139,215 @@ def _redelivered_after_finish(
         finish_run(rt, run_id, plan, FinishResult(complete=True, counts=counts))
 
 
-def execute_step(app: Celery, task: Task, run_id: str, task_id: str, store_retries: int = 0) -> Any:
-    """Run one step of a run. See the module docstring for the protocol.
-
-    Args:
-        store_retries: How many of this message's Celery retries were for an unreachable run
-            store rather than a failed attempt (they do not count as attempts).
-    """
+def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
+    """Run one step of a run. See the module docstring for the protocol."""
     rt = runtime_for(app)
-    plan = rt.plan(run_id)
+    plan = with_store(rt, "plan", lambda: rt.plan(run_id))
     if plan is None or task_id not in plan.tasks:
         logger.warning("dagflow: run %s is unknown or expired; dropping step %s", run_id, task_id)
         return None
     spec = plan.tasks[task_id]
-    token = task.request.id or f"local-{task_id}"
-    claim = rt.store.claim(run_id, task_id, token, spec.parents)
-    if claim.state == "duplicate":
-        logger.info("dagflow: step %s/%s is already being run; dropping a copy", run_id, task_id)
+    token = task.request.id or f"local-{uuid.uuid4().hex}"
+    worker = str(task.request.hostname or "")
+    lease_s = rt.settings.lease_s
+    claim = with_store(
+        rt,
+        "claim",
+        lambda: rt.store.claim(run_id, task_id, token, worker, lease_s, spec.parents),
+    )
+    if claim.state == "busy":
+        logger.info(
+            "dagflow: step %s/%s is held by %s; dropping a copy", run_id, task_id, claim.holder
+        )
         return None
-    if claim.state != "run":
-        _redelivered_after_finish(app, rt, run_id, plan, task_id, claim.state)
+    if claim.state == "gone":
+        logger.warning("dagflow: run %s has no state for %s; dropping it", run_id, task_id)
         return None
-    total = len(plan.tasks)
-    attempt = int(task.request.retries or 0) - store_retries + 1
-    common = {"task_id": task_id, "workflow_ref": spec.workflow_ref, "attempt": attempt}
+    if claim.state in TERMINAL:
+        _after_finished(app, rt, run_id, plan, task_id, claim.state)
+        return None
+    if claim.took_over:
+        logger.warning(
+            "dagflow: step %s/%s: the lease of %s expired; running it again (fence %d)",
+            run_id, task_id, claim.took_over, claim.fence,
+        )  # fmt: skip
+    fence = claim.fence
+    common: dict[str, Any] = {
+        "task_id": task_id,
+        "workflow_ref": spec.workflow_ref,
+        "attempt": claim.attempt,
+        "worker": worker or None,
+        "fence": fence,
+    }
     # The claim read the parents' outputs before the attempt starts: an unreachable store
     # is not a failure of the workflow and must not use up one of its attempts.
     upstream = {p: json.loads(v) for p, v in claim.outputs.items()}
     rt.emit("task_start", run_id, plan, **common)
     started = time.perf_counter()
-    try:
-        func = workflows.get(spec.workflow_ref)
-        params = merge_params(spec.params, upstream)
-        value = call_with_timeout(lambda: func(params), spec.timeout_s, f"Task '{task_id}'")
-        output = encode_output(task_id, value)
-    except Exception as exc:
-        duration = round(time.perf_counter() - started, 6)
-        error = f"{type(exc).__name__}: {exc}"
-        if attempt <= spec.retries and not isinstance(exc, PERMANENT_ERRORS):
-            delay = rt.retry.delay(attempt)
-            rt.store.set_state(run_id, task_id, "retry")
-            rt.emit("task_retry", run_id, plan, **common, delay_s=delay, error=error)
-            raise task.retry(countdown=delay, max_retries=None) from None
-        message = f"Task '{task_id}' failed after {_attempts(attempt)}"
-        rt.emit(
-            "task_fail",
-            run_id,
-            plan,
-            **common,
-            duration_s=duration,
-            error=f"RunnerError: {message}: {error}",
-        )
-        result = rt.store.finish(run_id, task_id, "failed", None, plan.descendants(task_id), total)
-        for skipped in result.newly_skipped:
-            rt.emit(
-                "task_skip",
-                run_id,
-                plan,
-                task_id=skipped,
-                workflow_ref=plan.tasks[skipped].workflow_ref,
-                error=f"skipped: upstream task '{task_id}' failed",
-            )
-        if result.complete:
-            finish_run(rt, run_id, plan, result)
-        raise RunnerError(f"{message}: {error}") from None
+    with rt.heartbeat.hold(run_id, task_id, fence):
+        try:
+            func = workflows.get(spec.workflow_ref)
+            params = merge_params(spec.params, upstream)
+            value = call_with_timeout(lambda: func(params), spec.timeout_s, f"Task '{task_id}'")
+            output: str | None = encode_output(task_id, value)
+            error = None
+        except Exception as exc:
+            output, error = None, exc
     duration = round(time.perf_counter() - started, 6)
+    if error is None:
+        return _succeeded(app, rt, run_id, plan, task_id, output, duration, common)
+    return _failed(app, rt, run_id, plan, task_id, error, duration, common)
+
+
+def _lease_lost(rt: Runtime, run_id: str, plan: RunPlan, common: dict[str, Any]) -> None:
+    rt.emit(
+        "task_lease_lost",
+        run_id,
+        plan,
+        **common,
+        error="lease lost: another delivery took this step over; this attempt's result "
+        "was discarded",
+    )
+
+
+def _succeeded(
+    app: Celery,
+    rt: Runtime,
+    run_id: str,
+    plan: RunPlan,
+    task_id: str,
+    output: str | None,
+    duration: float,
+    common: dict[str, Any],
+) -> None:
+    spec = plan.tasks[task_id]
+    result = with_store(
+        rt,
+        "finish",
+        lambda: rt.store.finish(
+            run_id,
+            task_id,
+            common["fence"],
+            "ok",
+            output,
+            total=len(plan.tasks),
+            links=spec.links,
+            joins=spec.joins,
+            grace_s=rt.settings.lease_s,
+        ),
+    )
+    if result.lost:
+        _lease_lost(rt, run_id, plan, common)
+        return
     rt.emit("task_ok", run_id, plan, **common, duration_s=duration)
-    result = rt.store.finish(run_id, task_id, "ok", output, (), total, plan.tasks[task_id].joins)
-    send_children(app, run_id, plan, task_id, result.ready)
+    send_steps(app, run_id, result.ready)
     if result.complete:
         finish_run(rt, run_id, plan, result)
-    return None
+
+
+def _failed(
+    app: Celery,
+    rt: Runtime,
+    run_id: str,
+    plan: RunPlan,
+    task_id: str,
+    exc: Exception,
+    duration: float,
+    common: dict[str, Any],
+) -> None:
+    spec = plan.tasks[task_id]
+    attempt: int = common["attempt"]
+    error = f"{type(exc).__name__}: {exc}"
+    if attempt <= spec.retries and not isinstance(exc, PERMANENT_ERRORS):
+        delay = rt.retry.delay(attempt)
+        # Durable: the store sends it (through the sweeper) if the ETA message is lost.
+        held = with_store(
+            rt,
+            "retry",
+            lambda: rt.store.retry(run_id, task_id, common["fence"], delay, rt.settings.lease_s),
+        )
+        if not held:
+            _lease_lost(rt, run_id, plan, common)
+            return
+        rt.emit("task_retry", run_id, plan, **common, delay_s=delay, error=error)
+        if delay <= ETA_MAX_S:
+            try:
+                app.tasks[STEP_TASK].apply_async(args=(run_id, task_id), countdown=delay)
+            except (KombuError, OSError, redis.exceptions.RedisError) as send_error:
+                logger.warning(
+                    "dagflow: retry of %s not sent (%s); the sweeper will", task_id, send_error
+                )
+        return
+    message = f"Task '{task_id}' failed after {_attempts(attempt)}"
+    result = with_store(
+        rt,
+        "finish",
+        lambda: rt.store.finish(
+            run_id,
+            task_id,
+            common["fence"],
+            "failed",
+            None,
+            skip=plan.descendants(task_id),
+            total=len(plan.tasks),
+        ),
+    )
+    if result.lost:
+        _lease_lost(rt, run_id, plan, common)
+        return
+    failure = f"RunnerError: {message}: {error}"
+    fail_and_skip(rt, run_id, plan, task_id, failure, result, {**common, "duration_s": duration})
+    raise RunnerError(f"{message}: {error}") from None
+
+
+def fail_and_skip(
+    rt: Runtime,
+    run_id: str,
+    plan: RunPlan,
+    task_id: str,
+    error: str,
+    result: FinishResult,
+    common: dict[str, Any],
+) -> None:
+    """Write ``task_fail`` and the ``task_skip`` lines of a committed failure; end the run."""
+    rt.emit("task_fail", run_id, plan, **{**common, "task_id": task_id}, error=error)
+    for skipped in result.newly_skipped:
+        rt.emit(
+            "task_skip",
+            run_id,
+            plan,
+            task_id=skipped,
+            workflow_ref=plan.tasks[skipped].workflow_ref,
+            error=f"skipped: upstream task '{task_id}' failed",
+        )
+    if result.complete:
+        finish_run(rt, run_id, plan, result)
+
+
+def abort_step(app: Celery, run_id: str, task_id: str, token: str, reason: str) -> bool:
+    """Fail a step from outside (revoked or terminated with ``celery control``).
+
+    Allowed unless another delivery than ``token`` holds a live lease on it. Returns True if
+    this call failed the task (and so wrote ``task_fail``).
+    """
+    rt = runtime_for(app)
+    plan = rt.plan(run_id)
+    if plan is None or task_id not in plan.tasks:
+        return False
+    result = rt.store.finish(
+        run_id,
+        task_id,
+        0,
+        "failed",
+        None,
+        skip=plan.descendants(task_id),
+        total=len(plan.tasks),
+        token=token,
+    )
+    if result.lost or not result.recorded:
+        return False
+    common = {"workflow_ref": plan.tasks[task_id].workflow_ref}
+    fail_and_skip(
+        rt, run_id, plan, task_id, f"RunnerError: Task '{task_id}' {reason}", result, common
+    )
+    return True

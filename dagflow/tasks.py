@@ -17,7 +17,7 @@ from dagflow.firing import START_TASK, Firing, firing_dag
 from dagflow.lifecycle import start_run
 from dagflow.runtime import runtime_for
 from dagflow.state_store import JsonlStateStore
-from dagflow.step import STORE_ERRORS, STORE_RETRY_S, execute_step
+from dagflow.step import execute_step
 
 if TYPE_CHECKING:
     from celery import Celery, Task
@@ -34,8 +34,9 @@ def register(app: Celery) -> None:
 def _register_step(app: Celery) -> Task:
     """Register ``dagflow.step``.
 
-    The task acknowledges late and is rejected back to the queue if its worker dies, so a
-    crash never loses a step; it stores no Celery result (outputs live in the run store).
+    The task acknowledges late and is rejected back to the queue if its pool process dies;
+    the lease and the sweeper recover what the broker does not give back. It stores no
+    Celery result (outputs live in the run store).
     """
 
     @app.task(  # type: ignore[untyped-decorator]
@@ -47,21 +48,8 @@ def _register_step(app: Celery) -> Task:
         ignore_result=True,
         max_retries=None,
     )
-    def step(self: Task, run_id: str, task_id: str, store_retries: int = 0) -> Any:
-        try:
-            return execute_step(self.app, self, run_id, task_id, store_retries)
-        except STORE_ERRORS as exc:
-            # The run store is unreachable: try this step again later. Every stage of a step
-            # is safe to repeat, and the retry keeps the message's id, so it keeps its claim.
-            logger.warning(
-                "dagflow: run store unreachable for %s/%s (%s); retrying in %s s",
-                run_id, task_id, exc, STORE_RETRY_S,
-            )  # fmt: skip
-            raise self.retry(
-                countdown=STORE_RETRY_S,
-                max_retries=None,
-                kwargs={"store_retries": store_retries + 1},
-            ) from None
+    def step(self: Task, run_id: str, task_id: str) -> Any:
+        return execute_step(self.app, self, run_id, task_id)
 
     return app.tasks[STEP_TASK]
 

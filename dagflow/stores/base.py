@@ -1,17 +1,29 @@
-"""The run store contract: the few atomic operations completion-driven joins need.
+"""The run store contract: leases, an outbox and joins, each operation atomic in the store.
 
-Each operation is atomic in the store, and every one is safe to repeat, because with
-``acks_late`` a worker that dies mid-task gets its message delivered again:
+The run store, not the broker, is the authority on whether a step is alive (Celery's Redis
+transport keeps a dead worker's message hidden for ``visibility_timeout``; a connection
+blip delivers a running step's message again with the same id). Every operation is atomic
+and safe to repeat:
 
-* :meth:`RunStore.claim` lets exactly one delivery of a step execute (a redelivery of the
-  *same* message, or a Celery retry, keeps its claim; a second copy is told ``duplicate``),
-  and hands it its parents' outputs in the same round trip.
-* :meth:`RunStore.finish` records a task's final state once, skips its descendants, records
-  the task against each join child's set of arrived parents (a set, not a counter, so a
-  repeated arrival is harmless), returns the join children that became ready, and says
-  whether this call completed the run, exactly once per run.
+* :meth:`RunStore.claim` gives a delivery a **lease** on a step: a fencing number that grows
+  with each new holder, the worker's name and an expiry. While the lease is live no other
+  delivery may run the step, whatever its message id (``busy``). After it expires, the
+  next delivery takes over with a larger fencing number. The claim also hands over the
+  parents' outputs and the attempt number (failed attempts so far + 1).
+* :meth:`RunStore.renew` extends leases (the heartbeat of a running step).
+* :meth:`RunStore.finish` commits a step's end **only for the current fencing number**: a
+  holder that lost its lease is told ``lost`` and its output is discarded. In the same
+  atomic write it skips descendants of a failed task, records join arrivals (a set, not a
+  counter), and puts the children it made ready into the **outbox**; it reports whether
+  this call completed the run, exactly once per run.
+* :meth:`RunStore.retry` ends a failed attempt that will be tried again: the lease is
+  released and the step goes into the outbox with its due time (a **durable retry**: it
+  does not live only in a worker's memory as a Celery ETA).
+* :meth:`RunStore.sweep` is the sweeper's view: leases that expired and outbox entries that
+  are due (never picked up, or a retry whose message was lost). It re-arms what it returns,
+  so a step is re-sent at most once per grace period.
 
-A step therefore costs two round trips to the store, whatever its fan-in and fan-out.
+A step therefore still costs two round trips to the store, whatever its fan-in and fan-out.
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ from typing import Any, Literal, Protocol
 #: States after which a task never changes again.
 TERMINAL = frozenset({"ok", "failed", "skipped"})
 
-ClaimResult = Literal["run", "duplicate", "ok", "failed", "skipped"]
+ClaimResult = Literal["run", "busy", "gone", "ok", "failed", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -31,13 +43,22 @@ class Claim:
     """What :meth:`RunStore.claim` said.
 
     Attributes:
-        state: ``run`` (execute it), ``duplicate`` (another delivery holds it) or the task's
-            terminal state (it already finished).
+        state: ``run`` (execute it under the lease), ``busy`` (another delivery holds a live
+            lease), ``gone`` (the run's state is not in the store) or the task's terminal
+            state (it already finished).
         outputs: The parents' output JSON, when ``state`` is ``run``.
+        fence: The lease's fencing number (the attempt's idempotency key).
+        attempt: 1 + the attempts of this task that failed so far.
+        took_over: The worker whose expired lease this claim replaced, or "".
+        holder: For ``busy``: the worker holding the lease.
     """
 
     state: ClaimResult
     outputs: Mapping[str, str] = field(default_factory=dict)
+    fence: int = 0
+    attempt: int = 1
+    took_over: str = ""
+    holder: str = ""
 
 
 @dataclass(frozen=True)
@@ -48,13 +69,17 @@ class FinishResult:
         complete: True for exactly one call per run: the one that finished its last task.
         newly_skipped: Descendants this call marked skipped (not those skipped before).
         counts: Tasks ``ok``, ``failed`` and ``skipped`` so far.
-        ready: Join children that this call made ready (send them).
+        ready: Children this call made ready (in the outbox now: send them).
+        lost: True if the caller's lease was no longer current: nothing was written.
+        recorded: True if this call set the task's end (False if it had ended before).
     """
 
     complete: bool
     newly_skipped: tuple[str, ...] = ()
     counts: Mapping[str, int] = field(default_factory=dict)
     ready: tuple[str, ...] = ()
+    lost: bool = False
+    recorded: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,22 +99,79 @@ class RunSnapshot:
     meta: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class SweepResult:
+    """What one :meth:`RunStore.sweep` found (already re-armed in the store).
+
+    Attributes:
+        expired: ``(run_id, task_id, worker, fence)`` of leases that expired: re-send them.
+        due: ``(run_id, task_id)`` of outbox entries that are due: re-send them.
+        idle_runs: Runs nothing touched for the idle period: check them for a stall.
+    """
+
+    expired: tuple[tuple[str, str, str, int], ...] = ()
+    due: tuple[tuple[str, str], ...] = ()
+    idle_runs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunInspection:
+    """Everything the sweeper needs to tell a slow run from a stalled one.
+
+    Attributes:
+        exists: False if the run's state is gone from the store (expired or flushed).
+        done: True if the run already has its final status.
+        dag_name: From the run index (kept even when the state is gone).
+        tenant_id: Likewise.
+        states: Each task's state.
+        live: Tasks with a live lease or an outbox entry: something will move them.
+    """
+
+    exists: bool
+    done: bool
+    dag_name: str
+    tenant_id: str
+    states: Mapping[str, str]
+    live: frozenset[str]
+
+
 class RunStore(Protocol):
     """Storage for runs in flight. See the module docstring for the guarantees."""
 
     def create_run(
-        self, run_id: str, plan: str, meta: Mapping[str, Any], task_ids: Sequence[str]
+        self,
+        run_id: str,
+        plan: str,
+        meta: Mapping[str, Any],
+        task_ids: Sequence[str],
+        roots: Sequence[str] = (),
+        grace_s: float = 30.0,
     ) -> None:
-        """Store a new run's plan (JSON), metadata and all its tasks as ``pending``."""
+        """Store a new run's plan, metadata and ``pending`` tasks; put ``roots`` in the outbox."""
 
     def load_plan(self, run_id: str) -> str | None:
         """Return the run's plan JSON, or None if the run is unknown or expired."""
 
-    def claim(self, run_id: str, task_id: str, token: str, parents: Sequence[str] = ()) -> Claim:
-        """Let delivery ``token`` execute ``task_id`` unless another holds it or it is done."""
+    def claim(
+        self,
+        run_id: str,
+        task_id: str,
+        token: str,
+        worker: str = "",
+        lease_s: float = 30.0,
+        parents: Sequence[str] = (),
+    ) -> Claim:
+        """Give delivery ``token`` a lease on ``task_id`` unless a live lease or an end exists."""
 
-    def set_state(self, run_id: str, task_id: str, state: str) -> None:
-        """Set a non-terminal state (``retry``) for display; terminal states go through finish."""
+    def renew(self, leases: Sequence[tuple[str, str, int]], lease_s: float) -> list[bool]:
+        """Extend each ``(run_id, task_id, fence)`` lease; False where it is no longer held."""
+
+    def retry(self, run_id: str, task_id: str, fence: int, due_in_s: float, grace_s: float) -> bool:
+        """End a failed attempt that will be retried; False if the lease was lost.
+
+        The step goes into the outbox, due ``due_in_s + grace_s`` from now (the grace lets
+        the fast path, a Celery ETA message, run it first).
+        """
 
     def outputs(self, run_id: str, task_ids: Sequence[str]) -> dict[str, str]:
         """Return the stored output JSON of each finished task in ``task_ids``."""
@@ -98,27 +180,56 @@ class RunStore(Protocol):
         self,
         run_id: str,
         task_id: str,
+        fence: int,
         state: Literal["ok", "failed"],
         output: str | None,
-        skip: Sequence[str],
+        *,
+        skip: Sequence[str] = (),
         total: int,
+        links: Sequence[str] = (),
         joins: Sequence[tuple[str, int]] = (),
-        force: bool = False,
+        grace_s: float = 30.0,
+        token: str = "",
     ) -> FinishResult:
-        """Record ``task_id``'s final state and output once, mark ``skip`` skipped.
+        """Record ``task_id``'s end for lease ``fence``; see the module docstring.
 
         Args:
-            joins: ``(child, number of parents)`` for each child with several parents; the
-                task is recorded as arrived at each (only when ``state`` is ``ok``).
-            force: Report a join child as ready even if this task had arrived before (a
-                redelivered step re-sends what a dead worker may not have sent).
+            fence: The caller's fencing number; 0 ends the task from outside (a revoked
+                step): allowed unless another delivery than ``token`` holds a live lease.
+            skip: Descendants to mark skipped (when ``state`` is ``failed``).
+            total: How many tasks the run has.
+            links: Children with this task as their only parent (ready when it is ``ok``).
+            joins: ``(child, number of parents)`` for each child with several parents.
+            grace_s: Seconds the outbox waits before the sweeper re-sends a ready child.
+            token: With ``fence`` 0: the delivery that is allowed to end it.
         """
 
+    def unsent(self, run_id: str, task_ids: Sequence[str]) -> list[str]:
+        """Those of ``task_ids`` that sit in the outbox, ready and not yet claimed."""
+
     def mark_done(self, run_id: str, status: str, fields: Mapping[str, Any]) -> None:
-        """Set the run's final status and wake waiters."""
+        """Set the run's final status, drop it from the sweeper's index and wake waiters."""
 
     def snapshot(self, run_id: str, with_states: bool = False) -> RunSnapshot | None:
         """Return the run's progress, or None if the run is unknown."""
 
     def wait_done(self, run_id: str, timeout: float) -> bool:
         """Block up to ``timeout`` seconds for the run to be marked done; True if it is."""
+
+    def sweep(self, limit: int, grace_s: float, idle_s: float) -> SweepResult:
+        """Return (and re-arm) expired leases, due outbox entries and idle runs."""
+
+    def inspect(self, run_id: str) -> RunInspection:
+        """Read what the sweeper needs to judge one idle run."""
+
+    def touch(self, run_id: str) -> None:
+        """Mark a run as alive (the sweeper checked it and found it moving)."""
+
+    def forget(self, run_id: str) -> None:
+        """Drop a run whose state is gone from the sweeper's index."""
+
+    def requeue(self, run_id: str, task_ids: Sequence[str]) -> None:
+        """Put tasks into the outbox, due now (the sweeper repairs a run this way)."""
+
+    def try_lock(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Take a named lock for ``ttl_s`` seconds unless another holder has it."""

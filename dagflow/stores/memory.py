@@ -1,18 +1,37 @@
 """Run store in process memory, for the embedded mode (one process, worker threads).
 
 The same contract as :class:`~dagflow.stores.redis.RedisRunStore`, kept atomic by one lock
-instead of Lua scripts. Nothing survives the process: this twin is for ``dagflow run``
-with no broker and for tests, not for production.
+instead of Lua scripts, with the same leases, outbox and sweeper indexes. Nothing survives
+the process: this twin is for ``dagflow run`` with no broker and for tests, not for
+production.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from dagflow.stores.base import TERMINAL, Claim, ClaimResult, FinishResult, RunSnapshot
+from dagflow.stores.base import (
+    TERMINAL,
+    Claim,
+    ClaimResult,
+    FinishResult,
+    RunInspection,
+    RunSnapshot,
+    SweepResult,
+)
+
+
+@dataclass
+class _Lease:
+    token: str = ""
+    fence: int = 0
+    worker: str = ""
+    expires: float = 0.0  # 0: released
+    fails: int = 0
 
 
 @dataclass
@@ -20,7 +39,7 @@ class _Run:
     plan: str
     meta: dict[str, Any]
     states: dict[str, str]
-    claims: dict[str, str] = field(default_factory=dict)
+    leases: dict[str, _Lease] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     arrivals: dict[str, set[str]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "failed": 0, "skipped": 0})
@@ -29,93 +48,202 @@ class _Run:
 
 
 class MemoryRunStore:
-    """A :class:`~dagflow.stores.base.RunStore` in a dict, guarded by one lock."""
+    """A :class:`~dagflow.stores.base.RunStore` in dicts, guarded by one lock.
 
-    def __init__(self) -> None:
+    Args:
+        clock: Seconds (wall clock by default; tests pass a fake to expire leases).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
+        self._clock = clock
+        self._leases: dict[tuple[str, str], float] = {}
+        self._outbox: dict[tuple[str, str], float] = {}
+        self._resends: dict[tuple[str, str], int] = {}
+        self._moved: dict[str, float] = {}
+        self._index: dict[str, tuple[str, str]] = {}
+        self._locks: dict[str, float] = {}
 
     def create_run(
-        self, run_id: str, plan: str, meta: Mapping[str, Any], task_ids: Sequence[str]
+        self,
+        run_id: str,
+        plan: str,
+        meta: Mapping[str, Any],
+        task_ids: Sequence[str],
+        roots: Sequence[str] = (),
+        grace_s: float = 30.0,
     ) -> None:
-        """Store a new run."""
+        """Store a new run, index it and put its roots in the outbox."""
+        now = self._clock()
         with self._lock:
             self._runs[run_id] = _Run(plan, dict(meta), dict.fromkeys(task_ids, "pending"))
+            self._index[run_id] = (str(meta.get("dag_name", "")), str(meta.get("tenant_id", "")))
+            self._moved[run_id] = now
+            for root in roots:
+                self._outbox[(run_id, root)] = now + grace_s
 
     def load_plan(self, run_id: str) -> str | None:
         """Return the plan JSON, or None."""
         run = self._runs.get(run_id)
         return run.plan if run else None
 
-    def claim(self, run_id: str, task_id: str, token: str, parents: Sequence[str] = ()) -> Claim:
-        """Claim ``task_id`` for ``token`` and read its parents' outputs."""
+    def claim(
+        self,
+        run_id: str,
+        task_id: str,
+        token: str,
+        worker: str = "",
+        lease_s: float = 30.0,
+        parents: Sequence[str] = (),
+    ) -> Claim:
+        """Give ``token`` a lease on ``task_id`` and read its parents' outputs."""
+        now = self._clock()
         with self._lock:
-            run = self._runs[run_id]
-            state = run.states.get(task_id)
-            if state == "ok" or state == "failed" or state == "skipped":
+            run = self._runs.get(run_id)
+            state = run.states.get(task_id) if run else None
+            if run is None or state is None:
+                return Claim("gone")
+            if state in TERMINAL:
                 return Claim(cast(ClaimResult, state))
-            holder = run.claims.get(task_id)
-            if holder is not None and holder != token:
-                return Claim("duplicate")
-            run.claims[task_id] = token
+            lease = run.leases.setdefault(task_id, _Lease())
+            if lease.token and lease.expires > now:
+                return Claim("busy", holder=lease.worker)
+            took_over = lease.worker if lease.token and lease.expires > 0 else ""
+            lease.token, lease.worker = token, worker
+            lease.fence += 1
+            lease.expires = now + lease_s
             run.states[task_id] = "running"
-            return Claim("run", {p: run.outputs[p] for p in parents if p in run.outputs})
+            self._leases[(run_id, task_id)] = lease.expires
+            self._outbox.pop((run_id, task_id), None)
+            self._resends.pop((run_id, task_id), None)
+            self._moved[run_id] = now
+            outputs = {p: run.outputs[p] for p in parents if p in run.outputs}
+            return Claim("run", outputs, lease.fence, lease.fails + 1, took_over)
 
-    def set_state(self, run_id: str, task_id: str, state: str) -> None:
-        """Set a display state."""
+    def renew(self, leases: Sequence[tuple[str, str, int]], lease_s: float) -> list[bool]:
+        """Extend each lease still held with its fencing number."""
+        now = self._clock()
+        out = []
         with self._lock:
-            self._runs[run_id].states[task_id] = state
+            for run_id, task_id, fence in leases:
+                run = self._runs.get(run_id)
+                lease = run.leases.get(task_id) if run else None
+                if lease is None or not lease.token or lease.expires <= 0 or lease.fence != fence:
+                    out.append(False)
+                    continue
+                lease.expires = now + lease_s
+                self._leases[(run_id, task_id)] = lease.expires
+                self._moved[run_id] = now
+                out.append(True)
+        return out
+
+    def retry(self, run_id: str, task_id: str, fence: int, due_in_s: float, grace_s: float) -> bool:
+        """Release the lease and put the step in the outbox, due later."""
+        now = self._clock()
+        with self._lock:
+            run = self._runs.get(run_id)
+            lease = run.leases.get(task_id) if run else None
+            if run is None or lease is None or not lease.token or lease.fence != fence:
+                return False
+            if run.states.get(task_id) == "running":
+                lease.expires = 0.0
+                lease.fails += 1
+                run.states[task_id] = "retry"
+                self._leases.pop((run_id, task_id), None)
+                self._outbox[(run_id, task_id)] = now + due_in_s + grace_s
+                self._moved[run_id] = now
+            return True
 
     def outputs(self, run_id: str, task_ids: Sequence[str]) -> dict[str, str]:
         """Return stored outputs."""
         with self._lock:
-            out = self._runs[run_id].outputs
+            run = self._runs.get(run_id)
+            out = run.outputs if run else {}
             return {t: out[t] for t in task_ids if t in out}
 
     def finish(
         self,
         run_id: str,
         task_id: str,
+        fence: int,
         state: Literal["ok", "failed"],
         output: str | None,
-        skip: Sequence[str],
+        *,
+        skip: Sequence[str] = (),
         total: int,
+        links: Sequence[str] = (),
         joins: Sequence[tuple[str, int]] = (),
-        force: bool = False,
+        grace_s: float = 30.0,
+        token: str = "",
     ) -> FinishResult:
-        """Record the final state once, skip descendants, record join arrivals."""
+        """Check the fence, record the end once, skip, record arrivals, fill the outbox."""
+        now = self._clock()
         with self._lock:
-            run = self._runs[run_id]
-            if run.states.get(task_id) not in TERMINAL:
+            run = self._runs.get(run_id)
+            if run is None or task_id not in run.states:
+                return FinishResult(complete=False, lost=True)
+            lease = run.leases.setdefault(task_id, _Lease())
+            if fence > 0 and (not lease.token or lease.fence != fence):
+                return FinishResult(complete=False, lost=True)
+            if fence == 0 and lease.token and lease.token != token and lease.expires > now:
+                return FinishResult(complete=False, lost=True)
+            first = run.states[task_id] not in TERMINAL
+            if first:
                 run.states[task_id] = state
                 if output is not None:
                     run.outputs[task_id] = output
                 run.counts[state] += 1
+            lease.expires = 0.0
+            self._leases.pop((run_id, task_id), None)
+            self._outbox.pop((run_id, task_id), None)
             newly = []
             for node in skip:
                 if run.states.get(node) not in TERMINAL:
                     run.states[node] = "skipped"
                     run.counts["skipped"] += 1
+                    self._outbox.pop((run_id, node), None)
                     newly.append(node)
             complete = False
             if sum(run.counts.values()) >= total and not run.complete:
                 run.complete = complete = True
             ready = []
             if state == "ok":
+                ready += [c for c in links if first and run.states.get(c) == "pending"]
                 for child, need in joins:
                     arrived = run.arrivals.setdefault(child, set())
                     added = task_id not in arrived
                     arrived.add(task_id)
-                    if len(arrived) >= need and (added or force):
+                    if added and len(arrived) >= need:
                         ready.append(child)
-            return FinishResult(complete, tuple(newly), dict(run.counts), tuple(ready))
+            for child in ready:
+                self._outbox[(run_id, child)] = now + grace_s
+            if run_id in self._moved:
+                self._moved[run_id] = now
+            return FinishResult(
+                complete, tuple(newly), dict(run.counts), tuple(ready), recorded=first
+            )
+
+    def unsent(self, run_id: str, task_ids: Sequence[str]) -> list[str]:
+        """Tasks of ``task_ids`` that are pending and in the outbox."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                return []
+            return [
+                t
+                for t in task_ids
+                if (run_id, t) in self._outbox and run.states.get(t) == "pending"
+            ]
 
     def mark_done(self, run_id: str, status: str, fields: Mapping[str, Any]) -> None:
-        """Set the final status and wake waiters."""
+        """Set the final status, drop the run from the index and wake waiters."""
         with self._lock:
             run = self._runs[run_id]
             run.meta.update(fields)
             run.meta["status"] = status
+            self._moved.pop(run_id, None)
+            self._index.pop(run_id, None)
         run.done.set()
 
     def snapshot(self, run_id: str, with_states: bool = False) -> RunSnapshot | None:
@@ -133,3 +261,92 @@ class MemoryRunStore:
         """Wait on the run's event."""
         run = self._runs.get(run_id)
         return run.done.wait(timeout) if run else False
+
+    def sweep(self, limit: int, grace_s: float, idle_s: float) -> SweepResult:
+        """Expired leases, due outbox entries (re-armed with backoff) and idle runs."""
+        now = self._clock()
+        expired: list[tuple[str, str, str, int]] = []
+        due: list[tuple[str, str]] = []
+        with self._lock:
+            for key, until in sorted(self._leases.items(), key=lambda kv: kv[1])[:limit]:
+                if until > now:
+                    break
+                del self._leases[key]
+                run = self._runs.get(key[0])
+                lease = run.leases.get(key[1]) if run else None
+                if (
+                    run
+                    and lease
+                    and lease.token
+                    and 0 < lease.expires <= now
+                    and run.states.get(key[1]) == "running"
+                ):
+                    self._outbox[key] = now
+                    expired.append((key[0], key[1], lease.worker, lease.fence))
+            for key, when in sorted(self._outbox.items(), key=lambda kv: kv[1])[:limit]:
+                if when > now:
+                    break
+                run = self._runs.get(key[0])
+                state = run.states.get(key[1]) if run else None
+                lease = run.leases.get(key[1]) if run else None
+                live = state == "running" and lease is not None and lease.expires > now
+                if state is None or state in TERMINAL or live:
+                    self._outbox.pop(key, None)
+                    self._resends.pop(key, None)
+                    continue
+                n = self._resends[key] = self._resends.get(key, 0) + 1
+                self._outbox[key] = now + grace_s * 2 ** min(n - 1, 5)
+                due.append(key)
+            idle = [r for r, t in self._moved.items() if t <= now - idle_s][:limit]
+        return SweepResult(expired=tuple(expired), due=tuple(due), idle_runs=tuple(idle))
+
+    def inspect(self, run_id: str) -> RunInspection:
+        """Read what the sweeper needs to judge one idle run."""
+        now = self._clock()
+        with self._lock:
+            dag_name, tenant = self._index.get(run_id, ("", ""))
+            run = self._runs.get(run_id)
+            if run is None:
+                return RunInspection(False, False, dag_name, tenant, {}, frozenset())
+            live = {
+                t
+                for t, s in run.states.items()
+                if s not in TERMINAL
+                and (
+                    (run_id, t) in self._outbox
+                    or (t in run.leases and run.leases[t].token and run.leases[t].expires > now)
+                )
+            }
+            return RunInspection(
+                True, "status" in run.meta, dag_name, tenant, dict(run.states), frozenset(live)
+            )
+
+    def touch(self, run_id: str) -> None:
+        """Mark the run as moved now."""
+        with self._lock:
+            if run_id in self._moved:
+                self._moved[run_id] = self._clock()
+
+    def forget(self, run_id: str) -> None:
+        """Drop a run from the sweeper's index."""
+        with self._lock:
+            self._moved.pop(run_id, None)
+            self._index.pop(run_id, None)
+
+    def requeue(self, run_id: str, task_ids: Sequence[str]) -> None:
+        """Put ``task_ids`` in the outbox, due now."""
+        now = self._clock()
+        with self._lock:
+            for task_id in task_ids:
+                self._outbox[(run_id, task_id)] = now
+            if run_id in self._moved:
+                self._moved[run_id] = now
+
+    def try_lock(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Take ``name`` unless it is held and not expired."""
+        now = self._clock()
+        with self._lock:
+            if self._locks.get(name, 0.0) > now:
+                return False
+            self._locks[name] = now + ttl_s
+            return True

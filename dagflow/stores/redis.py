@@ -1,8 +1,12 @@
-"""Run store on Redis: Lua scripts make each step of a join atomic across workers.
+"""Run store on Redis: Lua scripts make each step of a lease, a join and the outbox atomic.
 
-Keys are listed in :mod:`dagflow.keys`. Every key expires ``ttl`` seconds after the run
+Keys are listed in :mod:`dagflow.keys`. A run's own keys expire ``ttl`` seconds after the run
 starts (``DAGFLOW_RUN_TTL_S``, 7 days), far longer than a run, unlike Celery's own chord
-counters which expire with ``result_expires``.
+counters which expire with ``result_expires``. Lease expiries use the Redis server's clock
+(``TIME``), so workers on hosts whose clocks disagree still agree on when a lease ends.
+
+The scripts touch keys shared by all runs (the sweeper's indexes), so dagflow needs one
+Redis server (or a primary with replicas / Sentinel), not Redis Cluster.
 """
 
 from __future__ import annotations
@@ -14,36 +18,154 @@ from typing import Any, Literal, cast
 import redis
 from redis.typing import EncodableT, FieldT
 
-from dagflow.keys import run_key
-from dagflow.stores.base import TERMINAL, Claim, ClaimResult, FinishResult, RunSnapshot
+from dagflow.keys import (
+    LEASES,
+    LOCK_PREFIX,
+    OUTBOX,
+    OUTBOX_RESENDS,
+    RUN_INDEX,
+    RUN_PREFIX,
+    RUNS,
+    run_key,
+    step_member,
+)
+from dagflow.stores.base import (
+    TERMINAL,
+    Claim,
+    ClaimResult,
+    FinishResult,
+    RunInspection,
+    RunSnapshot,
+    SweepResult,
+)
 
-_CLAIM = """
+# A lease is one hash field: "token \t fence \t worker \t expires_ms \t failed_attempts".
+# ``expires_ms`` 0 means released (the fence and failure count are kept for the next holder).
+_LIB = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function parse(raw)
+  if not raw then return '', 0, '', 0, 0 end
+  local f = {}
+  for part in string.gmatch(raw .. '\\t', '([^\\t]*)\\t') do f[#f + 1] = part end
+  return f[1] or '', tonumber(f[2]) or 0, f[3] or '', tonumber(f[4]) or 0, tonumber(f[5]) or 0
+end
+local function lease(token, fence, worker, expires, fails)
+  return token .. '\\t' .. string.format('%.0f', fence) .. '\\t' .. worker .. '\\t'
+    .. string.format('%.0f', expires) .. '\\t' .. string.format('%.0f', fails)
+end
+local function terminal(s) return s == 'ok' or s == 'failed' or s == 'skipped' end
+"""
+
+# KEYS: states, claims, out, LEASES, OUTBOX, RUNS, OUTBOX_RESENDS
+# ARGV: task, token, worker, lease_ms, run_id, parents...
+_CLAIM = (
+    _LIB
+    + """
 local s = redis.call('HGET', KEYS[1], ARGV[1])
-if s == 'ok' or s == 'failed' or s == 'skipped' then return {s} end
-local holder = redis.call('HGET', KEYS[2], ARGV[1])
-if holder and holder ~= ARGV[2] then return {'duplicate'} end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if not s then return {'gone'} end
+if terminal(s) then return {s} end
+local now = now_ms()
+local token, fence, worker, expires, fails = parse(redis.call('HGET', KEYS[2], ARGV[1]))
+if token ~= '' and expires > now then return {'busy', worker} end
+local prev = ''
+if token ~= '' and expires > 0 then prev = worker end
+fence = fence + 1
+local until_ms = now + tonumber(ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], lease(ARGV[2], fence, ARGV[3], until_ms, fails))
 redis.call('HSET', KEYS[1], ARGV[1], 'running')
-local result = {'run'}
-for i = 3, #ARGV do
+local member = ARGV[5] .. '\\t' .. ARGV[1]
+redis.call('ZADD', KEYS[4], until_ms, member)
+redis.call('ZREM', KEYS[5], member)
+redis.call('HDEL', KEYS[7], member)
+redis.call('ZADD', KEYS[6], 'XX', now, ARGV[5])
+local result = {'run', fence, fails + 1, prev}
+for i = 6, #ARGV do
   table.insert(result, redis.call('HGET', KEYS[3], ARGV[i]) or '')
 end
 return result
 """
+)
 
-_FINISH = """
-local function terminal(s) return s == 'ok' or s == 'failed' or s == 'skipped' end
-local newly = {}
-if not terminal(redis.call('HGET', KEYS[1], ARGV[1])) then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
-  redis.call('HINCRBY', KEYS[3], 'n_' .. ARGV[2], 1)
+# KEYS: LEASES, RUNS, claims of each lease...   ARGV: lease_ms, then (task, fence, run_id)...
+_RENEW = (
+    _LIB
+    + """
+local now = now_ms()
+local out = {}
+for i = 3, #KEYS do
+  local a = 2 + (i - 3) * 3
+  local token, fence, worker, expires, fails = parse(redis.call('HGET', KEYS[i], ARGV[a]))
+  local ok = 0
+  if token ~= '' and expires > 0 and fence == tonumber(ARGV[a + 1]) then
+    local until_ms = now + tonumber(ARGV[1])
+    redis.call('HSET', KEYS[i], ARGV[a], lease(token, fence, worker, until_ms, fails))
+    redis.call('ZADD', KEYS[1], until_ms, ARGV[a + 2] .. '\\t' .. ARGV[a])
+    redis.call('ZADD', KEYS[2], 'XX', now, ARGV[a + 2])
+    ok = 1
+  end
+  out[#out + 1] = ok
 end
-local first_skip = 8 + (#KEYS - 3)
-for i = first_skip, #ARGV do
+return out
+"""
+)
+
+# KEYS: states, claims, LEASES, OUTBOX, RUNS   ARGV: task, fence, due_ms, run_id
+_RETRY = (
+    _LIB
+    + """
+local token, fence, worker, expires, fails = parse(redis.call('HGET', KEYS[2], ARGV[1]))
+if token == '' or fence ~= tonumber(ARGV[2]) then return 0 end
+if redis.call('HGET', KEYS[1], ARGV[1]) == 'running' then
+  local now = now_ms()
+  local member = ARGV[4] .. '\\t' .. ARGV[1]
+  redis.call('HSET', KEYS[2], ARGV[1], lease(token, fence, worker, 0, fails + 1))
+  redis.call('HSET', KEYS[1], ARGV[1], 'retry')
+  redis.call('ZREM', KEYS[3], member)
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), member)
+  redis.call('ZADD', KEYS[5], 'XX', now, ARGV[4])
+end
+return 1
+"""
+)
+
+# KEYS: states, out, meta, claims, LEASES, OUTBOX, RUNS, arr:<join child>...
+# ARGV: task, state, output, total, ttl, fence, token, run_id, grace_ms, n_links, n_joins,
+#       links..., join children..., join needs..., skips...
+_FINISH = (
+    _LIB
+    + """
+local task = ARGV[1]
+local now = now_ms()
+local token, fence, worker, expires, fails = parse(redis.call('HGET', KEYS[4], task))
+local want = tonumber(ARGV[6])
+local s = redis.call('HGET', KEYS[1], task)
+if not s then return {'lost', ''} end
+if want > 0 then
+  if token == '' or fence ~= want then return {'lost', s} end
+elseif token ~= '' and token ~= ARGV[7] and expires > now then
+  return {'lost', s}
+end
+local member = ARGV[8] .. '\\t' .. task
+local first = 0
+if not terminal(s) then
+  redis.call('HSET', KEYS[1], task, ARGV[2])
+  if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], task, ARGV[3]) end
+  redis.call('HINCRBY', KEYS[3], 'n_' .. ARGV[2], 1)
+  first = 1
+end
+redis.call('HSET', KEYS[4], task, lease(token, fence, worker, 0, fails))
+redis.call('ZREM', KEYS[5], member)
+redis.call('ZREM', KEYS[6], member)
+local n_links, n_joins = tonumber(ARGV[10]), tonumber(ARGV[11])
+local newly = {}
+for i = 12 + n_links + 2 * n_joins, #ARGV do
   if not terminal(redis.call('HGET', KEYS[1], ARGV[i])) then
     redis.call('HSET', KEYS[1], ARGV[i], 'skipped')
     redis.call('HINCRBY', KEYS[3], 'n_skipped', 1)
+    redis.call('ZREM', KEYS[6], ARGV[8] .. '\\t' .. ARGV[i])
     table.insert(newly, ARGV[i])
   end
 end
@@ -54,23 +176,91 @@ local complete = 0
 if ok + failed + skipped >= tonumber(ARGV[4]) then
   complete = redis.call('HSETNX', KEYS[3], 'complete', '1')
 end
-local result = {complete, ok, failed, skipped, #newly}
-for _, id in ipairs(newly) do table.insert(result, id) end
+local ready = {}
 if ARGV[2] == 'ok' then
-  for i = 4, #KEYS do
-    local added = redis.call('SADD', KEYS[i], ARGV[1])
-    redis.call('EXPIRE', KEYS[i], ARGV[6])
-    local need = tonumber(ARGV[7 + (i - 3)])
-    if redis.call('SCARD', KEYS[i]) >= need and (added == 1 or ARGV[7] == '1') then
-      table.insert(result, i - 3)
+  for i = 1, n_links do
+    local child = ARGV[11 + i]
+    if first == 1 and redis.call('HGET', KEYS[1], child) == 'pending' then
+      table.insert(ready, child)
+    end
+  end
+  for j = 1, n_joins do
+    local key = KEYS[7 + j]
+    local added = redis.call('SADD', key, task)
+    redis.call('EXPIRE', key, ARGV[5])
+    local need = tonumber(ARGV[11 + n_links + n_joins + j])
+    if added == 1 and redis.call('SCARD', key) >= need then
+      table.insert(ready, ARGV[11 + n_links + j])
     end
   end
 end
+local due = now + tonumber(ARGV[9])
+for _, child in ipairs(ready) do
+  redis.call('ZADD', KEYS[6], due, ARGV[8] .. '\\t' .. child)
+end
+redis.call('ZADD', KEYS[7], 'XX', now, ARGV[8])
+local result = {'done', complete, ok, failed, skipped, first, #newly}
+for _, id in ipairs(newly) do table.insert(result, id) end
+for _, id in ipairs(ready) do table.insert(result, id) end
 return result
 """
+)
+
+# KEYS: LEASES, OUTBOX, OUTBOX_RESENDS, RUNS   ARGV: limit, grace_ms, idle_ms, run key prefix
+_SWEEP = (
+    _LIB
+    + """
+local now = now_ms()
+local limit, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
+local function key(run, part) return ARGV[4] .. '{' .. run .. '}:' .. part end
+local expired = {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', KEYS[1], m)
+  local run, task = string.match(m, '^([^\\t]*)\\t(.*)$')
+  local token, fence, worker, expires = parse(redis.call('HGET', key(run, 'claims'), task))
+  if token ~= '' and expires > 0 and expires <= now
+      and redis.call('HGET', key(run, 'states'), task) == 'running' then
+    redis.call('ZADD', KEYS[2], now, m)
+    table.insert(expired, {run, task, worker, fence})
+  end
+end
+local due = {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)) do
+  local run, task = string.match(m, '^([^\\t]*)\\t(.*)$')
+  local s = redis.call('HGET', key(run, 'states'), task)
+  local live = false
+  if s == 'running' then
+    local token, fence, worker, expires = parse(redis.call('HGET', key(run, 'claims'), task))
+    live = token ~= '' and expires > now
+  end
+  if (not s) or terminal(s) or live then
+    redis.call('ZREM', KEYS[2], m)
+    redis.call('HDEL', KEYS[3], m)
+  else
+    local n = redis.call('HINCRBY', KEYS[3], m, 1)
+    redis.call('ZADD', KEYS[2], now + grace * math.pow(2, math.min(n - 1, 5)), m)
+    table.insert(due, {run, task})
+  end
+end
+local idle_before = now - tonumber(ARGV[3])
+local idle = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', idle_before, 'LIMIT', 0, limit)
+local result = {#expired}
+for _, e in ipairs(expired) do
+  for _, v in ipairs(e) do table.insert(result, v) end
+end
+table.insert(result, #due)
+for _, d in ipairs(due) do
+  table.insert(result, d[1])
+  table.insert(result, d[2])
+end
+for _, r in ipairs(idle) do table.insert(result, r) end
+return result
+"""
+)
 
 
-_key = run_key
+def _ms(seconds: float) -> int:
+    return max(int(seconds * 1000), 1)
 
 
 class RedisRunStore:
@@ -84,92 +274,180 @@ class RedisRunStore:
     def __init__(self, url: str, ttl: int = 7 * 24 * 3600) -> None:
         self.url = url
         self.ttl = ttl
-        self.client: redis.Redis = redis.Redis.from_url(url, decode_responses=True)
+        self.client: redis.Redis = redis.Redis.from_url(
+            url, decode_responses=True, health_check_interval=30
+        )
         self._claim = self.client.register_script(_CLAIM)
+        self._renew = self.client.register_script(_RENEW)
+        self._retry = self.client.register_script(_RETRY)
         self._finish = self.client.register_script(_FINISH)
+        self._sweep = self.client.register_script(_SWEEP)
 
     def create_run(
-        self, run_id: str, plan: str, meta: Mapping[str, Any], task_ids: Sequence[str]
+        self,
+        run_id: str,
+        plan: str,
+        meta: Mapping[str, Any],
+        task_ids: Sequence[str],
+        roots: Sequence[str] = (),
+        grace_s: float = 30.0,
     ) -> None:
-        """Store the plan, metadata and pending states in one transaction."""
+        """Store the plan, metadata, pending states, the run index and the roots' outbox."""
         fields: dict[FieldT, EncodableT] = {k: json.dumps(v) for k, v in meta.items()}
         fields.update(n_ok="0", n_failed="0", n_skipped="0", total=str(len(task_ids)))
+        now_ms = self._now_ms()
         pipe = self.client.pipeline(transaction=True)
-        pipe.set(_key(run_id, "plan"), plan, ex=self.ttl)
-        pipe.hset(_key(run_id, "meta"), mapping=fields)
-        pipe.hset(_key(run_id, "states"), mapping=dict.fromkeys(task_ids, "pending"))
+        pipe.set(run_key(run_id, "plan"), plan, ex=self.ttl)
+        pipe.hset(run_key(run_id, "meta"), mapping=fields)
+        pipe.hset(run_key(run_id, "states"), mapping=dict.fromkeys(task_ids, "pending"))
         # Placeholder fields so these hashes exist now and carry the run's expiry.
-        pipe.hset(_key(run_id, "claims"), "_", "")
-        pipe.hset(_key(run_id, "out"), "_", "")
+        pipe.hset(run_key(run_id, "claims"), "_", "")
+        pipe.hset(run_key(run_id, "out"), "_", "")
         for part in ("meta", "states", "claims", "out"):
-            pipe.expire(_key(run_id, part), self.ttl)
+            pipe.expire(run_key(run_id, part), self.ttl)
+        index = f"{meta.get('dag_name', '')}\t{meta.get('tenant_id', '')}"
+        pipe.hset(RUN_INDEX, run_id, index)
+        pipe.zadd(RUNS, {run_id: now_ms})
+        if roots:
+            due = now_ms + _ms(grace_s)
+            pipe.zadd(OUTBOX, {step_member(run_id, r): due for r in roots})
         pipe.execute()
+
+    def _now_ms(self) -> int:
+        seconds, micros = self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
     def load_plan(self, run_id: str) -> str | None:
         """Return the plan JSON, or None."""
-        return cast("str | None", self.client.get(_key(run_id, "plan")))
+        return cast("str | None", self.client.get(run_key(run_id, "plan")))
 
-    def claim(self, run_id: str, task_id: str, token: str, parents: Sequence[str] = ()) -> Claim:
+    def claim(
+        self,
+        run_id: str,
+        task_id: str,
+        token: str,
+        worker: str = "",
+        lease_s: float = 30.0,
+        parents: Sequence[str] = (),
+    ) -> Claim:
         """Run the claim script (which also reads the parents' outputs)."""
-        keys = [_key(run_id, "states"), _key(run_id, "claims"), _key(run_id, "out")]
-        raw = self._claim(keys=keys, args=[task_id, token, *parents])
+        keys = [
+            run_key(run_id, "states"),
+            run_key(run_id, "claims"),
+            run_key(run_id, "out"),
+            LEASES,
+            OUTBOX,
+            RUNS,
+            OUTBOX_RESENDS,
+        ]
+        raw = self._claim(keys=keys, args=[task_id, token, worker, _ms(lease_s), run_id, *parents])
         state = cast(ClaimResult, raw[0])
-        outputs = {p: v for p, v in zip(parents, raw[1:], strict=False) if v != ""}
-        return Claim(state, outputs)
+        if state == "busy":
+            return Claim("busy", holder=str(raw[1]))
+        if state != "run":
+            return Claim(state)
+        outputs = {p: v for p, v in zip(parents, raw[4:], strict=False) if v != ""}
+        return Claim("run", outputs, int(raw[1]), int(raw[2]), str(raw[3] or ""))
 
-    def set_state(self, run_id: str, task_id: str, state: str) -> None:
-        """Set a display state such as ``retry``."""
-        self.client.hset(_key(run_id, "states"), task_id, state)
+    def renew(self, leases: Sequence[tuple[str, str, int]], lease_s: float) -> list[bool]:
+        """Run the renew script for every lease in one call."""
+        if not leases:
+            return []
+        keys = [LEASES, RUNS, *(run_key(run_id, "claims") for run_id, _, _ in leases)]
+        args: list[str | int] = [_ms(lease_s)]
+        for run_id, task_id, fence in leases:
+            args += [task_id, fence, run_id]
+        return [bool(int(v)) for v in self._renew(keys=keys, args=args)]
+
+    def retry(self, run_id: str, task_id: str, fence: int, due_in_s: float, grace_s: float) -> bool:
+        """Run the retry script: release the lease, put the step in the outbox."""
+        keys = [run_key(run_id, "states"), run_key(run_id, "claims"), LEASES, OUTBOX, RUNS]
+        args: list[str | int] = [task_id, fence, _ms(due_in_s + grace_s), run_id]
+        return bool(int(self._retry(keys=keys, args=args)))
 
     def outputs(self, run_id: str, task_ids: Sequence[str]) -> dict[str, str]:
         """HMGET the outputs of ``task_ids``."""
         if not task_ids:
             return {}
-        values = self.client.hmget(_key(run_id, "out"), list(task_ids))
+        values = self.client.hmget(run_key(run_id, "out"), list(task_ids))
         return {t: str(v) for t, v in zip(task_ids, values, strict=True) if v is not None}
 
     def finish(
         self,
         run_id: str,
         task_id: str,
+        fence: int,
         state: Literal["ok", "failed"],
         output: str | None,
-        skip: Sequence[str],
+        *,
+        skip: Sequence[str] = (),
         total: int,
+        links: Sequence[str] = (),
         joins: Sequence[tuple[str, int]] = (),
-        force: bool = False,
+        grace_s: float = 30.0,
+        token: str = "",
     ) -> FinishResult:
-        """Run the finish script: state, output, skips, join arrivals and completion at once."""
-        keys = [_key(run_id, "states"), _key(run_id, "out"), _key(run_id, "meta")]
-        keys += [_key(run_id, f"arr:{child}") for child, _ in joins]
-        args: list[str | int] = [task_id, state, output or "", total, len(skip), self.ttl]
-        args += ["1" if force else "0", *(need for _, need in joins), *skip]
+        """Run the finish script: fence check, state, output, skips, joins and outbox at once."""
+        keys = [
+            run_key(run_id, "states"),
+            run_key(run_id, "out"),
+            run_key(run_id, "meta"),
+            run_key(run_id, "claims"),
+            LEASES,
+            OUTBOX,
+            RUNS,
+            *(run_key(run_id, f"arr:{child}") for child, _ in joins),
+        ]
+        args: list[str | int] = [task_id, state, output or "", total, self.ttl, fence, token]
+        args += [run_id, _ms(grace_s), len(links), len(joins), *links]
+        args += [child for child, _ in joins]
+        args += [need for _, need in joins]
+        args += list(skip)
         raw = self._finish(keys=keys, args=args)
-        complete, ok, failed, skipped, n_newly, *rest = raw
+        if raw[0] == "lost":
+            return FinishResult(complete=False, lost=True)
+        _, complete, ok, failed, skipped, first, n_newly, *rest = raw
         newly, ready = rest[: int(n_newly)], rest[int(n_newly) :]
         return FinishResult(
             complete=bool(int(complete)),
             newly_skipped=tuple(newly),
             counts={"ok": int(ok), "failed": int(failed), "skipped": int(skipped)},
-            ready=tuple(joins[int(i) - 1][0] for i in ready),
+            ready=tuple(ready),
+            recorded=bool(int(first)),
         )
 
+    def unsent(self, run_id: str, task_ids: Sequence[str]) -> list[str]:
+        """Tasks of ``task_ids`` that are pending and in the outbox."""
+        if not task_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zmscore(OUTBOX, [step_member(run_id, t) for t in task_ids])
+        pipe.hmget(run_key(run_id, "states"), list(task_ids))
+        scores, states = pipe.execute()
+        return [
+            t
+            for t, score, state in zip(task_ids, scores, states, strict=True)
+            if score is not None and state == "pending"
+        ]
+
     def mark_done(self, run_id: str, status: str, fields: Mapping[str, Any]) -> None:
-        """Set the final status and push the wake-up token."""
+        """Set the final status, drop the run from the index and push the wake-up token."""
         mapping: dict[FieldT, EncodableT] = {k: json.dumps(v) for k, v in fields.items()}
         mapping["status"] = json.dumps(status)
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(_key(run_id, "meta"), mapping=mapping)
-        pipe.rpush(_key(run_id, "done"), status)
-        pipe.expire(_key(run_id, "done"), self.ttl)
+        pipe.hset(run_key(run_id, "meta"), mapping=mapping)
+        pipe.rpush(run_key(run_id, "done"), status)
+        pipe.expire(run_key(run_id, "done"), self.ttl)
+        pipe.zrem(RUNS, run_id)
+        pipe.hdel(RUN_INDEX, run_id)
         pipe.execute()
 
     def snapshot(self, run_id: str, with_states: bool = False) -> RunSnapshot | None:
         """Read meta (and states) in one round trip."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(_key(run_id, "meta"))
+        pipe.hgetall(run_key(run_id, "meta"))
         if with_states:
-            pipe.hgetall(_key(run_id, "states"))
+            pipe.hgetall(run_key(run_id, "states"))
         results = pipe.execute()
         raw: dict[str, str] = results[0]
         if not raw:
@@ -190,7 +468,7 @@ class RedisRunStore:
 
     def wait_done(self, run_id: str, timeout: float) -> bool:
         """Block on the run's ``done`` list (BLPOP) without consuming the token for others."""
-        key = _key(run_id, "done")
+        key = run_key(run_id, "done")
         if self.client.llen(key):
             return True
         popped = self.client.blpop([key], timeout=max(timeout, 0.01))
@@ -199,6 +477,73 @@ class RedisRunStore:
         # Put the token back so other waiters (and later calls) also see the run as done.
         self.client.rpush(key, popped[1])
         return True
+
+    def sweep(self, limit: int, grace_s: float, idle_s: float) -> SweepResult:
+        """Run the sweep script (see :class:`~dagflow.stores.base.SweepResult`)."""
+        keys = [LEASES, OUTBOX, OUTBOX_RESENDS, RUNS]
+        args: list[str | int] = [limit, _ms(grace_s), _ms(idle_s), RUN_PREFIX]
+        raw = self._sweep(keys=keys, args=args)
+        n_exp = int(raw[0])
+        expired = tuple(
+            (str(raw[1 + 4 * i]), str(raw[2 + 4 * i]), str(raw[3 + 4 * i]), int(raw[4 + 4 * i]))
+            for i in range(n_exp)
+        )
+        at = 1 + 4 * n_exp
+        n_due = int(raw[at])
+        due = tuple((str(raw[at + 1 + 2 * i]), str(raw[at + 2 + 2 * i])) for i in range(n_due))
+        idle = tuple(str(r) for r in raw[at + 1 + 2 * n_due :])
+        return SweepResult(expired=expired, due=due, idle_runs=idle)
+
+    def inspect(self, run_id: str) -> RunInspection:
+        """Read states, leases, outbox entries and the index entry of one run."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(run_key(run_id, "states"))
+        pipe.hgetall(run_key(run_id, "claims"))
+        pipe.hget(run_key(run_id, "meta"), "status")
+        pipe.hget(RUN_INDEX, run_id)
+        pipe.time()
+        states, claims, status, index, (sec, micros) = pipe.execute()
+        now_ms = int(sec) * 1000 + int(micros) // 1000
+        dag_name, _, tenant = str(index or "\t").partition("\t")
+        open_tasks = [t for t, s in states.items() if s not in TERMINAL]
+        live: set[str] = set()
+        for task in open_tasks:
+            parts = str(claims.get(task, "")).split("\t")
+            if len(parts) >= 4 and parts[0] and int(parts[3] or 0) > now_ms:
+                live.add(task)
+        if open_tasks:
+            scores = self.client.zmscore(OUTBOX, [step_member(run_id, t) for t in open_tasks])
+            live.update(t for t, score in zip(open_tasks, scores, strict=True) if score is not None)
+        return RunInspection(
+            exists=bool(states),
+            done=status is not None,
+            dag_name=dag_name,
+            tenant_id=tenant,
+            states=states,
+            live=frozenset(live),
+        )
+
+    def touch(self, run_id: str) -> None:
+        """ZADD XX the run's last-moved time to now."""
+        self.client.zadd(RUNS, {run_id: self._now_ms()}, xx=True)
+
+    def forget(self, run_id: str) -> None:
+        """Drop a run whose state is gone from the sweeper's index."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zrem(RUNS, run_id)
+        pipe.hdel(RUN_INDEX, run_id)
+        pipe.execute()
+
+    def requeue(self, run_id: str, task_ids: Sequence[str]) -> None:
+        """Put ``task_ids`` in the outbox, due now."""
+        if task_ids:
+            now_ms = self._now_ms()
+            self.client.zadd(OUTBOX, {step_member(run_id, t): now_ms for t in task_ids})
+            self.client.zadd(RUNS, {run_id: now_ms}, xx=True)
+
+    def try_lock(self, name: str, holder: str, ttl_s: float) -> bool:
+        """SET NX PX: the lock is held until it expires (no release needed)."""
+        return bool(self.client.set(f"{LOCK_PREFIX}{name}", holder, nx=True, px=_ms(ttl_s)))
 
 
 __all__ = ["TERMINAL", "RedisRunStore"]

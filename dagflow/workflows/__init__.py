@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
@@ -82,6 +84,9 @@ def load(modules: tuple[str, ...] = ()) -> None:
                     entry.load()
                 except Exception as exc:  # a broken plugin must not hide the others
                     logger.warning("dagflow: workflow entry point %s failed: %s", entry.name, exc)
+        if modules and os.getcwd() not in sys.path:
+            # Like ``celery -A``: workflow modules are found in the current directory.
+            sys.path.insert(0, os.getcwd())
         for module in modules:
             if module in _loaded_modules:
                 continue

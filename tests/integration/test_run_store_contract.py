@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 
-from dagflow.stores import MemoryRunStore, RedisRunStore, RunStore
+from dagflow.stores import FinishResult, MemoryRunStore, RedisRunStore, RunStore
 
 pytestmark = pytest.mark.integration
 
@@ -23,12 +25,31 @@ def store(request: pytest.FixtureRequest, redis_db: str) -> Iterator[RunStore]:
     yield RedisRunStore(redis_db, ttl=600)
 
 
-def new_run(store: RunStore, tasks: list[str]) -> str:
+def new_run(store: RunStore, tasks: list[str], roots: tuple[str, ...] = ()) -> str:
     run_id = uuid.uuid4().hex
     store.create_run(
-        run_id, json.dumps({"plan": True}), {"dag_name": "d", "started_at": 1.0}, tasks
+        run_id,
+        json.dumps({"plan": True}),
+        {"dag_name": "d", "tenant_id": "t", "started_at": 1.0},
+        tasks,
+        roots=roots,
+        grace_s=600,
     )
     return run_id
+
+
+def due(store: RunStore, run_id: str) -> list[tuple[str, str]]:
+    """This run's due outbox entries from one sweep (the indexes are shared by all runs)."""
+    return [d for d in store.sweep(1000, 60, 600).due if d[0] == run_id]
+
+
+def run_to_end(
+    store: RunStore, run_id: str, task: str, state: str = "ok", output: str | None = "1", **kw: Any
+) -> FinishResult:
+    """Claim ``task`` and finish it under its lease."""
+    claim = store.claim(run_id, task, f"msg-{task}-{uuid.uuid4().hex[:6]}", "w1", 60)
+    assert claim.state == "run", claim
+    return store.finish(run_id, task, claim.fence, state, output, **kw)  # type: ignore[arg-type]
 
 
 def test_plan_meta_and_pending_states(store: RunStore) -> None:
@@ -40,35 +61,100 @@ def test_plan_meta_and_pending_states(store: RunStore) -> None:
     assert dict(snap.states or {}) == {"a": "pending", "b": "pending"}
     assert snap.counts == {"ok": 0, "failed": 0, "skipped": 0, "total": 2}
     assert store.load_plan("nope") is None and store.snapshot("nope") is None
+    assert store.claim("nope", "a", "msg").state == "gone"
 
 
-def test_claim_lets_one_delivery_run(store: RunStore) -> None:
+def test_a_live_lease_keeps_every_other_delivery_out(store: RunStore) -> None:
+    # Given a step claimed by one delivery
     run_id = new_run(store, ["a"])
-    assert store.claim(run_id, "a", "msg-1").state == "run"
-    assert store.claim(run_id, "a", "msg-2").state == "duplicate"  # a second copy
-    assert store.claim(run_id, "a", "msg-1").state == "run"  # redelivery or retry of the same one
-    store.finish(run_id, "a", "ok", '{"x": 1}', (), total=1)
+    first = store.claim(run_id, "a", "msg-1", "w1", 60)
+    assert (first.state, first.fence, first.attempt) == ("run", 1, 1)
+    # Then neither another message nor a redelivery of the same id may run it concurrently
+    assert store.claim(run_id, "a", "msg-2", "w2", 60).state == "busy"
+    again = store.claim(run_id, "a", "msg-1", "w1", 60)
+    assert (again.state, again.holder) == ("busy", "w1")
+    store.finish(run_id, "a", first.fence, "ok", '{"x": 1}', total=1)
     assert store.claim(run_id, "a", "msg-1").state == "ok"
+
+
+def test_an_expired_lease_is_taken_over_and_the_late_holder_is_refused(store: RunStore) -> None:
+    run_id = new_run(store, ["a", "b"])
+    old = store.claim(run_id, "a", "msg-1", "w1", 0.2)
+    time.sleep(0.35)
+    new = store.claim(run_id, "a", "msg-1", "w2", 60)  # same id: a restored message
+    assert (new.state, new.fence, new.took_over) == ("run", old.fence + 1, "w1")
+    assert store.renew([(run_id, "a", old.fence)], 60) == [False]
+    late = store.finish(run_id, "a", old.fence, "ok", '"late"', total=2, links=["b"])
+    assert late.lost and late.ready == ()
+    done = store.finish(run_id, "a", new.fence, "ok", '"new"', total=2, links=["b"])
+    assert not done.lost and done.ready == ("b",)
+    assert store.outputs(run_id, ["a"]) == {"a": '"new"'}
+
+
+def test_renewing_keeps_a_lease_alive(store: RunStore) -> None:
+    run_id = new_run(store, ["a"])
+    claim = store.claim(run_id, "a", "msg-1", "w1", 0.3)
+    for _ in range(3):
+        time.sleep(0.15)
+        assert store.renew([(run_id, "a", claim.fence)], 0.3) == [True]
+    assert store.claim(run_id, "a", "msg-2", "w2", 60).state == "busy"
+
+
+def test_a_retry_releases_the_lease_counts_the_attempt_and_is_durable(store: RunStore) -> None:
+    run_id = new_run(store, ["a"])
+    first = store.claim(run_id, "a", "msg-1", "w1", 60)
+    assert store.retry(run_id, "a", first.fence, 0.0, 0.2) is True
+    snap = store.snapshot(run_id, with_states=True)
+    assert snap is not None and dict(snap.states or {}) == {"a": "retry"}
+    assert due(store, run_id) == []  # not due yet
+    time.sleep(0.3)
+    assert due(store, run_id) == [(run_id, "a")]  # the sweeper sends it
+    assert due(store, run_id) == []  # re-armed: not sent again at once
+    second = store.claim(run_id, "a", "msg-2", "w2", 60)
+    assert (second.state, second.attempt, second.fence) == ("run", 2, first.fence + 1)
+    assert store.retry(run_id, "a", first.fence, 0, 0) is False  # a stale holder
+
+
+def test_expired_leases_are_swept_once(store: RunStore) -> None:
+    run_id = new_run(store, ["a"])
+    claim = store.claim(run_id, "a", "msg-1", "w1", 0.1)
+    time.sleep(0.25)
+    found = store.sweep(1000, 60, 600)
+    assert [e for e in found.expired if e[0] == run_id] == [(run_id, "a", "w1", claim.fence)]
+    assert [d for d in found.due if d[0] == run_id] == [(run_id, "a")]
+    assert [e for e in store.sweep(1000, 60, 600).expired if e[0] == run_id] == []
+
+
+def test_the_outbox_holds_ready_children_until_they_are_claimed(store: RunStore) -> None:
+    run_id = new_run(store, ["a", "b", "c"], roots=("a",))
+    assert store.unsent(run_id, ["a"]) == ["a"]  # the start canvas may be lost
+    result = run_to_end(store, run_id, "a", links=["b", "c"], total=3, grace_s=0)
+    assert result.ready == ("b", "c") and store.unsent(run_id, ["a", "b", "c"]) == ["b", "c"]
+    store.claim(run_id, "b", "msg-b", "w1", 60)
+    assert store.unsent(run_id, ["b", "c"]) == ["c"]
+    assert due(store, run_id) == [(run_id, "c")]  # never picked up: sent again
 
 
 def test_claim_hands_over_the_parents_outputs(store: RunStore) -> None:
     run_id = new_run(store, ["a", "b", "c"])
-    store.finish(run_id, "a", "ok", '{"x": 1}', (), total=3)
-    store.finish(run_id, "b", "ok", "[2]", (), total=3)
-    claim = store.claim(run_id, "c", "msg", ["a", "b"])
+    run_to_end(store, run_id, "a", output='{"x": 1}', total=3)
+    run_to_end(store, run_id, "b", output="[2]", total=3)
+    claim = store.claim(run_id, "c", "msg", "w", 60, ["a", "b"])
     assert (claim.state, dict(claim.outputs)) == ("run", {"a": '{"x": 1}', "b": "[2]"})
-    assert store.claim(run_id, "c", "other", ["a", "b"]).outputs == {}
 
 
 def test_finish_counts_once_and_completes_once(store: RunStore) -> None:
     run_id = new_run(store, ["a", "b", "c"])
-    first = store.finish(run_id, "a", "ok", "1", (), total=3)
-    again = store.finish(run_id, "a", "ok", "1", (), total=3)
+    a = store.claim(run_id, "a", "m", "w", 60)
+    first = store.finish(run_id, "a", a.fence, "ok", "1", total=3)
+    again = store.finish(run_id, "a", a.fence, "ok", "1", total=3)  # a repeated commit
     assert not first.complete and again.counts == {"ok": 1, "failed": 0, "skipped": 0}
-    failed = store.finish(run_id, "b", "failed", None, ["c"], total=3)
+    assert first.recorded and not again.recorded
+    b = store.claim(run_id, "b", "m", "w", 60)
+    failed = store.finish(run_id, "b", b.fence, "failed", None, skip=["c"], total=3)
     assert failed.complete and failed.newly_skipped == ("c",)
     assert failed.counts == {"ok": 1, "failed": 1, "skipped": 1}
-    repeat = store.finish(run_id, "b", "failed", None, ["c"], total=3)
+    repeat = store.finish(run_id, "b", b.fence, "failed", None, skip=["c"], total=3)
     assert not repeat.complete and repeat.newly_skipped == ()
     assert store.outputs(run_id, ["a", "b"]) == {"a": "1"}
 
@@ -76,48 +162,63 @@ def test_finish_counts_once_and_completes_once(store: RunStore) -> None:
 def test_join_arrivals_are_a_set_not_a_counter(store: RunStore) -> None:
     run_id = new_run(store, ["p1", "p2", "child"])
     joins = [("child", 2)]
-    assert store.finish(run_id, "p1", "ok", "1", (), 3, joins).ready == ()
-    assert store.finish(run_id, "p1", "ok", "1", (), 3, joins).ready == ()  # repeated arrival
-    assert store.finish(run_id, "p2", "ok", "2", (), 3, joins).ready == ("child",)
-    assert store.finish(run_id, "p2", "ok", "2", (), 3, joins).ready == ()  # already sent
-    redelivered = store.finish(run_id, "p2", "ok", None, (), 3, joins, force=True)
-    assert redelivered.ready == ("child",)  # a redelivered parent re-sends
-    assert store.outputs(run_id, ["p2"]) == {"p2": "2"}  # and does not lose its output
+    p1 = store.claim(run_id, "p1", "m", "w", 60)
+    assert store.finish(run_id, "p1", p1.fence, "ok", "1", total=3, joins=joins).ready == ()
+    again = store.finish(run_id, "p1", p1.fence, "ok", "1", total=3, joins=joins)
+    assert again.ready == ()  # a repeated arrival
+    p2 = store.claim(run_id, "p2", "m", "w", 60)
+    assert store.finish(run_id, "p2", p2.fence, "ok", "2", total=3, joins=joins).ready == (
+        "child",
+    )
+    assert store.finish(run_id, "p2", p2.fence, "ok", "2", total=3, joins=joins).ready == ()
+    assert store.outputs(run_id, ["p2"]) == {"p2": "2"}
 
 
 def test_a_failed_parent_never_arrives(store: RunStore) -> None:
     run_id = new_run(store, ["p1", "p2", "child"])
     joins = [("child", 2)]
-    store.finish(run_id, "p1", "ok", "1", (), 3, joins)
-    failed = store.finish(run_id, "p2", "failed", None, ["child"], 3, joins)
+    run_to_end(store, run_id, "p1", total=3, joins=joins)
+    failed = run_to_end(store, run_id, "p2", "failed", None, skip=["child"], total=3, joins=joins)
     assert failed.ready == () and failed.newly_skipped == ("child",) and failed.complete
+
+
+def test_a_step_failed_from_outside(store: RunStore) -> None:
+    run_id = new_run(store, ["a", "b"])
+    claim = store.claim(run_id, "a", "msg-1", "w1", 60)
+    other = store.finish(run_id, "a", 0, "failed", None, skip=["b"], total=2, token="msg-9")
+    assert other.lost  # another delivery holds it
+    mine = store.finish(run_id, "a", 0, "failed", None, skip=["b"], total=2, token="msg-1")
+    assert mine.recorded and mine.complete and mine.newly_skipped == ("b",)
+    assert store.finish(run_id, "a", claim.fence, "ok", "1", total=2).recorded is False
 
 
 def test_finish_reports_several_ready_joins_and_skips_together(store: RunStore) -> None:
     tasks = ["a", "b", *(f"j{i}" for i in range(30))]
     run_id = new_run(store, tasks)
     joins = [(f"j{i}", 2) for i in range(30)]
-    store.finish(run_id, "a", "ok", "1", (), len(tasks), joins)
-    result = store.finish(run_id, "b", "ok", "2", (), len(tasks), joins)
+    run_to_end(store, run_id, "a", total=len(tasks), joins=joins)
+    result = run_to_end(store, run_id, "b", total=len(tasks), joins=joins)
     assert result.ready == tuple(f"j{i}" for i in range(30))
 
 
 def test_many_skips_in_one_call(store: RunStore) -> None:
     tasks = ["root", *(f"d{i}" for i in range(10_000))]
     run_id = new_run(store, tasks)
-    result = store.finish(run_id, "root", "failed", None, tasks[1:], len(tasks))
+    result = run_to_end(store, run_id, "root", "failed", None, skip=tasks[1:], total=len(tasks))
     assert len(result.newly_skipped) == 10_000 and result.complete
 
 
 def test_concurrent_arrivals_make_the_child_ready_exactly_once(store: RunStore) -> None:
     parents = [f"p{i}" for i in range(50)]
     run_id = new_run(store, [*parents, "child"])
+    fences = {p: store.claim(run_id, p, f"m-{p}", "w", 60).fence for p in parents}
     ready: list[str] = []
     barrier = threading.Barrier(len(parents))
 
     def arrive(parent: str) -> None:
         barrier.wait()
-        result = store.finish(run_id, parent, "ok", "1", (), 51, [("child", len(parents))])
+        joins = [("child", len(parents))]
+        result = store.finish(run_id, parent, fences[parent], "ok", "1", total=51, joins=joins)
         if result.ready:
             ready.append(parent)
 
@@ -127,6 +228,30 @@ def test_concurrent_arrivals_make_the_child_ready_exactly_once(store: RunStore) 
     for thread in threads:
         thread.join()
     assert len(ready) == 1
+
+
+def test_idle_runs_are_reported_and_inspected(store: RunStore) -> None:
+    run_id = new_run(store, ["a", "b"])
+    claim = store.claim(run_id, "a", "m", "w", 60)
+    time.sleep(0.2)
+    assert run_id in store.sweep(1000, 60, 0.1).idle_runs
+    seen = store.inspect(run_id)
+    assert (seen.exists, seen.done, seen.dag_name, seen.tenant_id) == (True, False, "d", "t")
+    assert seen.live == frozenset({"a"})
+    store.finish(run_id, "a", claim.fence, "ok", "1", total=2)
+    store.touch(run_id)
+    assert run_id not in store.sweep(1000, 60, 0.1).idle_runs
+    store.mark_done(run_id, "success", {})
+    time.sleep(0.2)
+    assert run_id not in store.sweep(1000, 60, 0.1).idle_runs
+
+
+def test_the_sweep_lock_has_one_holder(store: RunStore) -> None:
+    name = f"test-{uuid.uuid4().hex}"
+    assert store.try_lock(name, "a", 0.2) is True
+    assert store.try_lock(name, "b", 0.2) is False
+    time.sleep(0.3)
+    assert store.try_lock(name, "b", 0.2) is True
 
 
 def test_mark_done_wakes_waiters(store: RunStore) -> None:
@@ -143,7 +268,7 @@ def test_mark_done_wakes_waiters(store: RunStore) -> None:
 def test_redis_keys_expire_with_the_run(redis_db: str) -> None:
     store = RedisRunStore(redis_db, ttl=600)
     run_id = new_run(store, ["a", "b"])
-    store.finish(run_id, "a", "ok", "1", (), 3, [("b", 2)])
+    run_to_end(store, run_id, "a", total=3, joins=[("b", 2)])
     client = redis.Redis.from_url(redis_db)
     keys = list(client.scan_iter(match=f"dagflow:run:{{{run_id}}}:*"))
     assert len(keys) >= 5

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dagflow.errors import ConfigError
-from dagflow.settings import VISIBILITY_TIMEOUT_S, Settings
+from dagflow.settings import Settings
 
 
 def test_defaults_are_the_embedded_mode_and_the_seed_paths() -> None:
@@ -48,12 +48,15 @@ def test_workflow_modules_are_a_comma_separated_list() -> None:
         ({"SCHED_MAX_PARALLEL": "0"}, "SCHED_MAX_PARALLEL=0 must be >= 1"),
         ({"DAGFLOW_RETRY_BASE_S": "x"}, "DAGFLOW_RETRY_BASE_S='x' is not a number"),
         ({"DAGFLOW_RETRY_JITTER": "2"}, "DAGFLOW_RETRY_JITTER=2.0 must be between 0 and 1"),
-        (
-            {"DAGFLOW_RETRY_MAX_S": str(VISIBILITY_TIMEOUT_S)},
-            "must stay below the broker's visibility timeout",
-        ),
+        ({"DAGFLOW_LEASE_S": "0.1"}, "DAGFLOW_LEASE_S=0.1 must be >= 0.5"),
+        ({"DAGFLOW_SWEEP_S": "soon"}, "DAGFLOW_SWEEP_S='soon' is not a number"),
     ],
 )
 def test_bad_values_are_config_errors(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Settings.from_env(env)
+
+
+def test_retry_delays_may_exceed_the_visibility_timeout() -> None:
+    # Retries are durable in the run store now, not Celery ETA messages held in memory.
+    assert Settings.from_env({"DAGFLOW_RETRY_MAX_S": "86400"}).retry_max_s == 86400

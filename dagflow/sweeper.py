@@ -1,0 +1,199 @@
+"""The sweeper: what makes the run store, not the broker, the authority on a step's life.
+
+Every ``DAGFLOW_SWEEP_S`` seconds one process (a Redis lock picks it among all workers and
+Beat processes; a sweep is also safe to run twice) looks at the store's indexes and:
+
+* re-sends steps whose **lease expired** (their worker died, was cut off or froze): a new
+  delivery takes the step over with a larger fencing number;
+* re-sends **outbox** entries that are due: children that were made ready but never
+  claimed (a lost message, a worker that died before sending them, a broker error) and
+  **retries** whose Celery ETA message was lost with its worker. A re-sent entry is
+  re-armed with a doubling delay, so a long queue is not flooded with copies;
+* checks runs that **nothing moved** for a lease period: a run whose tasks all ended but
+  that was never finalized is finalized; a task that could move but has nothing to move it
+  is re-queued; a run whose state is gone, or that can never make progress, is ended as
+  ``failed`` with a ``dag_done`` whose ``error`` starts with ``stalled:``.
+
+So a step whose worker dies runs again within ``DAGFLOW_LEASE_S + DAGFLOW_SWEEP_S``, and
+no run stays ``running`` for more than two lease periods after its last sign of life.
+
+It runs inside every ``celery -A dagflow worker`` (a bootstep: :class:`SweeperStep`), inside
+``celery -A dagflow beat``, and inside the embedded worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from celery import bootsteps
+
+from dagflow.lifecycle import finish_run
+from dagflow.runtime import Runtime, runtime_for
+from dagflow.step import send_steps
+from dagflow.stores import TERMINAL, FinishResult
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+logger = logging.getLogger(__name__)
+
+#: Entries of each index one sweep handles at most (the next sweep takes the rest).
+SWEEP_LIMIT = 1000
+#: The lock that lets one process sweep at a time.
+LOCK_NAME = "sweeper"
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one sweep did."""
+
+    expired: int = 0
+    resent: int = 0
+    finalized: tuple[str, ...] = ()
+    requeued: tuple[str, ...] = ()
+    stalled: tuple[str, ...] = ()
+
+
+def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
+    """Run one sweep (without the lock: :class:`Sweeper` takes it)."""
+    rt = rt or runtime_for(app)
+    lease_s = rt.settings.lease_s
+    found = rt.store.sweep(SWEEP_LIMIT, grace_s=lease_s, idle_s=lease_s)
+    for run_id, task_id, worker, fence in found.expired:
+        logger.warning(
+            "dagflow: lease of step %s/%s on %s (fence %d) expired; sending it again",
+            run_id, task_id, worker or "?", fence,
+        )  # fmt: skip
+    by_run: dict[str, list[str]] = defaultdict(list)
+    for run_id, task_id in found.due:
+        by_run[run_id].append(task_id)
+    for run_id, task_ids in by_run.items():
+        send_steps(app, run_id, task_ids)
+    verdicts: dict[str, list[str]] = defaultdict(list)
+    for run_id in found.idle_runs:
+        verdicts[check_run(app, rt, run_id)].append(run_id)
+    finalized, requeued, stalled = (verdicts[k] for k in ("finalized", "requeued", "stalled"))
+    return SweepReport(
+        len(found.expired), len(found.due), tuple(finalized), tuple(requeued), tuple(stalled)
+    )
+
+
+def check_run(app: Celery, rt: Runtime, run_id: str) -> str:
+    """Judge a run nothing moved for a lease period; returns what was done.
+
+    Returns:
+        ``alive`` (something will move it), ``finalized``, ``requeued``, ``stalled`` or
+        ``forgotten`` (it had ended already).
+    """
+    seen = rt.store.inspect(run_id)
+    if seen.done:
+        rt.store.forget(run_id)
+        return "forgotten"
+    plan = rt.plan(run_id) if seen.exists else None
+    if plan is None:
+        rt.store.forget(run_id)
+        rt.emit_raw(
+            "dag_done",
+            run_id,
+            seen.dag_name,
+            seen.tenant_id,
+            status="failed",
+            error="stalled: the run's state is gone from the run store (expired or flushed)",
+        )
+        logger.error("dagflow: run %s stalled: its state is gone from the store", run_id)
+        return "stalled"
+    open_tasks = {t: s for t, s in seen.states.items() if s not in TERMINAL}
+    if not open_tasks:
+        counts = _counts(seen.states)
+        finish_run(rt, run_id, plan, FinishResult(complete=True, counts=counts))
+        return "finalized"
+    if seen.live:
+        rt.store.touch(run_id)
+        return "alive"
+    ok = {t for t, s in seen.states.items() if s == "ok"}
+    movable = [
+        t
+        for t, s in open_tasks.items()
+        if s in ("running", "retry") or all(p in ok for p in plan.tasks[t].parents)
+    ]
+    if movable:
+        logger.warning("dagflow: run %s: nothing held %s; sending them again", run_id, movable)
+        rt.store.requeue(run_id, movable)
+        send_steps(app, run_id, movable)
+        return "requeued"
+    reason = (
+        f"stalled: tasks {', '.join(sorted(open_tasks))} can never start "
+        "(the state of the tasks upstream of them is lost)"
+    )
+    finish_run(rt, run_id, plan, FinishResult(complete=True, counts=_counts(seen.states)), reason)
+    logger.error("dagflow: run %s %s", run_id, reason)
+    return "stalled"
+
+
+def _counts(states: Any) -> dict[str, int]:
+    values = list(states.values())
+    return {k: values.count(k) for k in ("ok", "failed", "skipped")}
+
+
+class Sweeper:
+    """Sweeps every ``DAGFLOW_SWEEP_S`` in a daemon thread, when it wins the lock.
+
+    Args:
+        app: The Celery app whose runtime and broker it uses.
+    """
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+
+    def start(self) -> None:
+        """Start the thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="dagflow-sweeper", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the current sweep."""
+        self._stop.set()
+
+    def tick(self) -> SweepReport | None:
+        """Sweep now if this process wins the lock; None if another one holds it."""
+        rt = runtime_for(self.app)
+        interval = rt.settings.sweep_s
+        if not rt.store.try_lock(LOCK_NAME, self.holder, interval * 0.9):
+            return None
+        return sweep_once(self.app, rt)
+
+    def _run(self) -> None:
+        while not self._stop.wait(runtime_for(self.app).settings.sweep_s):
+            try:
+                self.tick()
+            except Exception as exc:  # the store or broker is down: the next tick tries again
+                logger.warning("dagflow: sweep failed: %s", exc)
+
+
+class SweeperStep(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Runs a :class:`Sweeper` in every worker's main process."""
+
+    label = "dagflow sweeper"
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        self.sweeper: Sweeper | None = None
+
+    def start(self, worker: Any) -> None:
+        """Start sweeping when the worker starts."""
+        self.sweeper = Sweeper(worker.app)
+        self.sweeper.start()
+
+    def stop(self, worker: Any) -> None:
+        """Stop sweeping when the worker stops."""
+        if self.sweeper is not None:
+            self.sweeper.stop()
