@@ -167,9 +167,7 @@ def test_join_arrivals_are_a_set_not_a_counter(store: RunStore) -> None:
     again = store.finish(run_id, "p1", p1.fence, "ok", "1", total=3, joins=joins)
     assert again.ready == ()  # a repeated arrival
     p2 = store.claim(run_id, "p2", "m", "w", 60)
-    assert store.finish(run_id, "p2", p2.fence, "ok", "2", total=3, joins=joins).ready == (
-        "child",
-    )
+    assert store.finish(run_id, "p2", p2.fence, "ok", "2", total=3, joins=joins).ready == ("child",)
     assert store.finish(run_id, "p2", p2.fence, "ok", "2", total=3, joins=joins).ready == ()
     assert store.outputs(run_id, ["p2"]) == {"p2": "2"}
 
