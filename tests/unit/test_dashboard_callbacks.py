@@ -18,8 +18,9 @@ import pytest
 import redis
 from dash import dcc, html
 
+from dagflow.cli import main
 from dagflow.clock import isoformat
-from dagflow.dashboard.app import create_app, main
+from dagflow.dashboard.app import create_app
 from dagflow.dashboard.callbacks import DashboardData, render_overview, render_route, run_id_of
 from dagflow.dashboard.figures import dag_graph_figure, gantt_figure
 from dagflow.dashboard.queue import NO_BROKER, QueueStats, redis_queue_stats
@@ -254,12 +255,12 @@ def test_app_layout_and_basic_auth(settings: Settings) -> None:
     assert isinstance(app.layout, html.Div)
 
 
-def test_main_reports_bad_auth_in_one_line(
+def test_dashboard_command_reports_bad_auth_in_one_line_exit_3(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("DAGFLOW_DASHBOARD_AUTH", "no-colon")
 
-    assert main(["--port", "1"]) == 2
+    assert main(["dashboard", "--port", "1"]) == 3
     assert capsys.readouterr().err.startswith("ConfigError: ")
 
 
