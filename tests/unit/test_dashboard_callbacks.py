@@ -335,5 +335,15 @@ def test_flowerconfig_binds_localhost_and_reads_basic_auth(
     assert "basic_auth" not in config
 
     monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:pw,admin:x")
-    config = runpy.run_path(str(ROOT / "dashboards" / "flowerconfig.py"))
+    config = runpy.run_path(str(ROOT / "flowerconfig.py"))
     assert config["basic_auth"] == ["ops:pw", "admin:x"]
+
+
+def test_dashboard_command_help_shows_the_apps_defaults() -> None:
+    # The CLI states them without importing Dash; they must not drift from the app's.
+    from dagflow.cli import dashboard as command
+    from dagflow.dashboard.app import DEFAULT_REFRESH_S
+    from dagflow.dashboard.callbacks import DEFAULT_MAX_EVENTS
+
+    assert command.MAX_EVENTS_HELP == f"{DEFAULT_MAX_EVENTS:,}"
+    assert float(command.REFRESH_HELP) == DEFAULT_REFRESH_S
