@@ -345,5 +345,5 @@ def test_dashboard_command_help_shows_the_apps_defaults() -> None:
     from dagflow.dashboard.app import DEFAULT_REFRESH_S
     from dagflow.dashboard.callbacks import DEFAULT_MAX_EVENTS
 
-    assert command.MAX_EVENTS_HELP == f"{DEFAULT_MAX_EVENTS:,}"
+    assert f"{DEFAULT_MAX_EVENTS:,}" == command.MAX_EVENTS_HELP
     assert float(command.REFRESH_HELP) == DEFAULT_REFRESH_S
