@@ -28,15 +28,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dagflow.analytics import (
-    ReadStats,
-    iter_events,
-    load_events,
     per_tenant_load,
     summarize,
     summarize_dags,
     summarize_tasks,
 )
 from dagflow.clock import isoformat
+from dagflow.events import iter_events, load_events
+from dagflow.jsonl import ReadStats
 
 TASKS = ("sweep", "report", "brief")
 EDGES = [["sweep", "report"], ["report", "brief"]]

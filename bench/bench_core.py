@@ -656,11 +656,7 @@ def time_plan(n: int, reps: int) -> tuple[list[str], float]:
     path = _TMP / f"big_{n}.yaml"
     write_big_dag(path, n)
     exe = shutil.which("dagflow")
-    cmd = (
-        [exe, "plan", str(path)]
-        if exe
-        else [sys.executable, "-m", "dagflow.cli", "plan", str(path)]
-    )
+    cmd = [exe, "plan", str(path)] if exe else [sys.executable, "-m", "dagflow", "plan", str(path)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     whole, startup = Timing(), Timing()
     for _ in range(reps):

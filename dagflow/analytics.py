@@ -2,7 +2,8 @@
 
 The API the original product had, with the same keys::
 
-    from dagflow.analytics import load_events, summarize_tasks, summarize_dags, per_tenant_load
+    from dagflow.analytics import summarize_tasks, summarize_dags, per_tenant_load
+    from dagflow.events import load_events
 
     events = load_events("logs/orchestrator_events.jsonl", limit=5000)
     stats = summarize_tasks(events, window_hours=24)
@@ -10,30 +11,25 @@ The API the original product had, with the same keys::
     for run in summarize_dags(events, limit=10):
         print(f"{run['dag_name']}: {run['status']} ({run['duration']:.1f}s)")
 
-:func:`load_events` is the only I/O. Everything else takes events and returns plain dicts and
+No function here reads a file: reading the log is :mod:`dagflow.events`' job
+(``load_events``, ``iter_events``). Every function takes events and returns plain dicts and
 lists, with the end of the time window passed in as ``now`` (it defaults to the clock only so
 the calls above keep working). Each function makes one pass over ``events``, so a caller that
-needs every table from a huge log can stream it once through :func:`summarize` instead of
-holding it in memory.
+needs every table from a huge log can stream it once (``summarize(iter_events(path))``)
+instead of holding it in memory.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from dagflow.clock import utc_now
-from dagflow.jsonl import ReadStats, iter_records
 from dagflow.rollup import EventRollup, parse_timestamp
 
 __all__ = [
-    "ReadStats",
     "for_tenant",
-    "iter_events",
-    "load_events",
     "parse_timestamp",
     "per_tenant_load",
     "schedule_by_run",
@@ -41,77 +37,9 @@ __all__ = [
     "summarize_dags",
     "summarize_schedules",
     "summarize_tasks",
-    "tail_offset",
 ]
 
 Record = Mapping[str, Any]
-
-
-def iter_events(path: str | Path, stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
-    """Stream every event in ``path``; torn or corrupt lines are skipped, counted in ``stats``."""
-    return iter_records(Path(path), stats)
-
-
-def load_events(
-    path: str | Path, limit: int = 5000, stats: ReadStats | None = None
-) -> list[dict[str, Any]]:
-    """Return the last ``limit`` events of the log at ``path``, oldest first.
-
-    Only the tail of the file is read and parsed: the reader seeks back from the end to the
-    start of the last ``limit`` lines, so a dashboard over a huge log costs what its window
-    costs. Memory stays bounded by ``limit``. A missing file gives an empty list.
-
-    Args:
-        path: The JSONL event log.
-        limit: How many of the newest events to keep.
-        stats: Filled with the lines read (from the tail) and the corrupt lines skipped.
-    """
-    path = Path(path)
-    limit = max(limit, 0)
-    wanted = limit
-    while True:
-        attempt = ReadStats()
-        try:
-            offset = tail_offset(path, wanted)
-        except FileNotFoundError:
-            return []
-        events = deque(iter_records(path, attempt, offset), maxlen=limit)
-        # Corrupt or blank lines in the tail leave us short: reach further back, rarely.
-        if len(events) >= limit or offset == 0:
-            if stats is not None:
-                stats.lines, stats.skipped = attempt.lines, attempt.skipped
-            return list(events)
-        wanted += (limit - len(events)) * 2 + 16
-
-
-def tail_offset(path: Path, lines: int, block: int = 1 << 20) -> int:
-    """Return the byte offset where the last ``lines`` lines of ``path`` start (0 if fewer).
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-    """
-    with path.open("rb") as handle:
-        end = pos = handle.seek(0, 2)
-        if lines <= 0:
-            return end
-        handle.seek(end - 1 if end else 0)
-        # A torn last line has no newline of its own, so one fewer newline bounds the tail.
-        need = lines if handle.read(1) == b"\n" else lines - 1
-        count = 0
-        while pos > 0:
-            size = min(block, pos)
-            pos -= size
-            handle.seek(pos)
-            chunk = handle.read(size)
-            found = chunk.count(b"\n")
-            if count + found > need:
-                # The boundary is the newline with exactly ``need`` newlines after it.
-                index = -1
-                for _ in range(count + found - need):
-                    index = chunk.index(b"\n", index + 1)
-                return pos + index + 1
-            count += found
-        return 0
 
 
 def for_tenant(events: Iterable[Record], tenant: str | None) -> Iterator[Record]:

@@ -8,17 +8,20 @@ from them, so there is no second copy of run history that could drift. The log l
      "tenant_id":"local-dev","task_id":"sweep","workflow_ref":"inbox_drive_sweep","attempt":1,"duration_s":0.0012}
 
 Writing an event never fails or loses a task: an ``OSError`` is logged and swallowed.
+Reading the log for analytics is :func:`load_events` (its newest lines) or :func:`iter_events`
+(all of it, streamed); both skip and count torn or corrupt lines.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from dagflow.jsonl import AppendFile, ReadStats, iter_records
+from dagflow.jsonl import AppendFile, ReadStats, iter_records, read_tail
 
 logger = logging.getLogger(__name__)
 
@@ -113,3 +116,24 @@ class JsonlEventLog:
     def read(self, stats: ReadStats | None = None) -> list[dict[str, Any]]:
         """Return every event in the log (skipping corrupt lines, counted in ``stats``)."""
         return list(iter_records(self.path, stats))
+
+
+def iter_events(path: str | Path, stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
+    """Stream every event in the log at ``path``; torn or corrupt lines are counted in ``stats``."""
+    return iter_records(Path(path), stats)
+
+
+def load_events(
+    path: str | Path, limit: int = 5000, stats: ReadStats | None = None
+) -> list[dict[str, Any]]:
+    """Return the last ``limit`` events of the log at ``path``, oldest first.
+
+    Only the tail of the file is read (see :func:`dagflow.jsonl.read_tail`), so the cost and
+    the memory follow ``limit``, not the log's size. A missing file gives an empty list.
+
+    Args:
+        path: The JSONL event log.
+        limit: How many of the newest events to keep.
+        stats: Filled with the lines read (from the tail) and the corrupt lines skipped.
+    """
+    return read_tail(Path(path), limit, stats)

@@ -3,8 +3,9 @@
 Both the event log and the scheduler's state store are JSONL files appended to by many
 worker processes. Each record is written as one ``write(2)`` of a whole line on a file
 opened with ``O_APPEND`` while holding an exclusive ``flock``, so lines are never torn or
-interleaved. Readers stream the file and skip (and count) lines that are not valid JSON
-objects, such as a line cut short by a crash or a full disk.
+interleaved. Readers stream the file (or only its tail, for the newest records) and skip (and
+count) lines that are not valid JSON objects, such as a line cut short by a crash or a full
+disk.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import fcntl
 import json
 import os
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,13 +98,6 @@ class AppendFile:
         self._fd, self._pid = _open(self.path), os.getpid()
         return self._fd
 
-    def close(self) -> None:
-        """Close the descriptor (it is reopened on the next append)."""
-        with self._lock:
-            if self._fd is not None and self._pid == os.getpid():
-                os.close(self._fd)
-            self._fd = None
-
 
 @dataclass
 class ReadStats:
@@ -117,7 +112,7 @@ def iter_records(
 ) -> Iterator[dict[str, Any]]:
     """Yield each JSON object in ``path`` in file order, streaming, from byte ``offset``.
 
-    ``offset`` must be the start of a line (see ``dagflow.analytics.tail_offset``). A missing
+    ``offset`` must be the start of a line (see :func:`tail_offset`). A missing
     file yields nothing. A line that is not a JSON object (torn, truncated or
     corrupt) is skipped and counted in ``stats.skipped``; it never raises.
     """
@@ -141,3 +136,64 @@ def iter_records(
                 stats.skipped += 1
                 continue
             yield record
+
+
+def read_tail(path: str | Path, limit: int, stats: ReadStats | None = None) -> list[dict[str, Any]]:
+    """Return the last ``limit`` records of the JSONL file at ``path``, oldest first.
+
+    Only the tail of the file is read and parsed: the reader seeks back from the end to the
+    start of the last ``limit`` lines, so a dashboard over a huge log costs what its window
+    costs. Memory stays bounded by ``limit``. A missing file gives an empty list; corrupt lines
+    are skipped as by :func:`iter_records`.
+
+    Args:
+        path: The JSONL file.
+        limit: How many of the newest records to keep.
+        stats: Filled with the lines read (from the tail) and the corrupt lines skipped.
+    """
+    path = Path(path)
+    limit = max(limit, 0)
+    wanted = limit
+    while True:
+        attempt = ReadStats()
+        try:
+            offset = tail_offset(path, wanted)
+        except FileNotFoundError:
+            return []
+        records = deque(iter_records(path, attempt, offset), maxlen=limit)
+        # Corrupt or blank lines in the tail leave us short: reach further back, rarely.
+        if len(records) >= limit or offset == 0:
+            if stats is not None:
+                stats.lines, stats.skipped = attempt.lines, attempt.skipped
+            return list(records)
+        wanted += (limit - len(records)) * 2 + 16
+
+
+def tail_offset(path: Path, lines: int, block: int = 1 << 20) -> int:
+    """Return the byte offset where the last ``lines`` lines of ``path`` start (0 if fewer).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    with path.open("rb") as handle:
+        end = pos = handle.seek(0, 2)
+        if lines <= 0:
+            return end
+        handle.seek(end - 1 if end else 0)
+        # A torn last line has no newline of its own, so one fewer newline bounds the tail.
+        need = lines if handle.read(1) == b"\n" else lines - 1
+        count = 0
+        while pos > 0:
+            size = min(block, pos)
+            pos -= size
+            handle.seek(pos)
+            chunk = handle.read(size)
+            found = chunk.count(b"\n")
+            if count + found > need:
+                # The boundary is the newline with exactly ``need`` newlines after it.
+                index = -1
+                for _ in range(count + found - need):
+                    index = chunk.index(b"\n", index + 1)
+                return pos + index + 1
+            count += found
+        return 0

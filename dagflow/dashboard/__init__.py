@@ -1,6 +1,6 @@
 """The dagflow dashboard: a Dash + Plotly app over the event log, state store and broker.
 
-Run it with ``dagflow dashboard`` or ``python -m dagflow.dashboard`` (``--host``, ``--port``,
+Run it with ``dagflow dashboard`` (``--host``, ``--port``,
 ``--events``, ``--state``). Modules, by role:
 
 * :mod:`~dagflow.dashboard.app` builds the app and serves it (never in Dash debug mode);

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dagflow.analytics import ReadStats, load_events
+from dagflow.jsonl import ReadStats, read_tail
 
 Reader = Callable[[Path, int, ReadStats], list[dict[str, Any]]]
 
@@ -21,10 +21,10 @@ class CachedLog:
     Args:
         path: The JSONL file (the event log or the state store).
         limit: How many of the newest records to keep in memory.
-        reader: Reads ``limit`` records and fills the stats (:func:`load_events`).
+        reader: Reads ``limit`` records and fills the stats (:func:`read_tail`).
     """
 
-    def __init__(self, path: Path, limit: int, reader: Reader = load_events) -> None:
+    def __init__(self, path: Path, limit: int, reader: Reader = read_tail) -> None:
         self.path = Path(path)
         self.limit = limit
         self._reader = reader

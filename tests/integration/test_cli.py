@@ -21,7 +21,7 @@ def dagflow(
     }
     base["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        [sys.executable, "-m", "dagflow.cli", *args],
+        [sys.executable, "-m", "dagflow", *args],
         cwd=cwd,
         env={**base, **(env or {})},
         capture_output=True,
@@ -197,3 +197,151 @@ def test_bad_environment_is_one_line_and_exit_3(env: dict[str, str], expected: s
     proc = dagflow("run", str(SEED), env=env)
     assert proc.returncode == 3
     assert proc.stderr.startswith(expected) and len(proc.stderr.strip().splitlines()) == 1
+
+
+COMMANDS = ("dashboard", "plan", "run", "schedule", "validate")
+
+
+def test_help_lists_every_command_with_examples_and_the_exit_codes() -> None:
+    from dagflow.cli import cli
+
+    proc = dagflow("--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Usage: dagflow [OPTIONS] COMMAND [ARGS]...")
+    assert sorted(cli.commands) == list(COMMANDS)
+    listed = proc.stdout.split("Commands:\n", 1)[1]
+    for name in COMMANDS:
+        line = next(row for row in listed.splitlines() if row.strip().startswith(name + " "))
+        assert len(line.split()) > 2, line  # the name and a one-line description
+    assert "Examples:\n    dagflow plan dags/weekly_ops_chain.yaml" in proc.stdout
+    for code in ("0    ok", "1    a task", "2    invalid input", "3    configuration", "130  "):
+        assert f"\n    {code}" in proc.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_under_its_dagflow_name(command: str) -> None:
+    proc = dagflow(command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"Usage: dagflow {command} [OPTIONS]")
+    assert "python -m" not in proc.stdout
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    from importlib.metadata import version
+
+    proc = dagflow("--version")
+    assert proc.returncode == 0
+    assert proc.stdout == f"dagflow, version {version('dagflow')}\n"
+
+
+def test_console_script_entry_point_is_the_same_command() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from dagflow.cli import main; sys.exit(main())",
+            "plan",
+            str(SEED),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("DRY RUN: DAG 'weekly_ops_chain'")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (
+            ["plan", str(SEED)],
+            {"DAGFLOW_WORKFLOWS": "no_such_module"},
+            "ConfigError: DAGFLOW_WORKFLOWS",
+        ),
+        (
+            ["validate", str(SEED)],
+            {"DAGFLOW_WORKFLOWS": "no_such_module"},
+            "ConfigError: DAGFLOW_WORKFLOWS",
+        ),
+        (
+            ["run", str(SEED)],
+            {"DAGFLOW_RETRY_JITTER": "5"},
+            "ConfigError: DAGFLOW_RETRY_JITTER=5.0 must be between 0 and 1",
+        ),
+        (
+            ["schedule", "--once"],
+            {"SCHED_TICK_MS": "abc"},
+            "ConfigError: SCHED_TICK_MS='abc' is not an integer",
+        ),
+        (
+            ["dashboard"],
+            {"DAGFLOW_DASHBOARD_PORT": "x"},
+            "ConfigError: DAGFLOW_DASHBOARD_PORT='x' is not an integer",
+        ),
+    ],
+    ids=lambda value: value[0] if isinstance(value, list) else None,
+)
+def test_every_command_exits_3_on_a_configuration_error(
+    args: list[str], env: dict[str, str], expected: str
+) -> None:
+    proc = dagflow(*args, env=env)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(expected)
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["plan", "missing.yaml"], "missing.yaml: DagValidationError: file not found"),
+        (["validate", "missing.yaml"], "missing.yaml: DagValidationError: file not found"),
+        (["run", "missing.yaml"], "missing.yaml: DagValidationError: file not found"),
+        (["run", "--timeout", "soon", str(SEED)], "Error: Invalid value for '--timeout'"),
+        (["schedule"], "Error: give exactly one of --once and --serve"),
+        (["schedule", "--once", "--serve"], "Error: give exactly one of --once and --serve"),
+        (
+            ["schedule", "--once", "--dir", "missing"],
+            "missing: ScheduleError: schedules directory not found",
+        ),
+        (
+            ["schedule", "--once", "--now", "2026-11-26T10:05:00"],
+            "Error: Invalid value for '--now'",
+        ),
+        (["dashboard", "--port", "x"], "Error: Invalid value for '--port'"),
+        (["validate"], "Error: Missing argument 'FILES...'"),
+        (["no-such-command"], "Error: No such command 'no-such-command'"),
+        (["plan", "--no-such-option", str(SEED)], "Error: No such option"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_every_command_exits_2_on_invalid_input(
+    args: list[str], expected: str, tmp_path: Path
+) -> None:
+    proc = dagflow(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_schedule_once_exits_2_on_an_invalid_schedule_file(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        '- id: x\n  cron: "61 * * * *"\n  dag: dags/x.yaml\n  tenant: t\n'
+    )
+    proc = dagflow("schedule", "--once", "--dir", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "ScheduleError" in proc.stderr and "field 'cron'" in proc.stderr
+
+
+@pytest.mark.parametrize("position", ["before", "after"])
+def test_verbose_before_or_after_the_command_shows_the_traceback(position: str) -> None:
+    args = (
+        ["--verbose", "plan", "missing.yaml"]
+        if position == "before"
+        else ["plan", "missing.yaml", "--verbose"]
+    )
+    proc = dagflow(*args)
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "DagValidationError" in proc.stderr

@@ -1,4 +1,4 @@
-"""End to end: the dashboard run by ``python -m dagflow.dashboard``, seen in headless Chromium."""
+"""End to end: the dashboard run by ``python -m dagflow dashboard``, seen in headless Chromium."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def dashboard_url(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGFLOW_", "QUEUE_"))}
     command = [
-        sys.executable, "-m", "dagflow.dashboard", "--host", "127.0.0.1", "--port", str(port),
+        sys.executable, "-m", "dagflow", "dashboard", "--host", "127.0.0.1", "--port", str(port),
         "--events", str(events), "--state", str(tmp_path / "logs" / "state.jsonl"),
         "--refresh", "120",
     ]  # fmt: skip

@@ -98,12 +98,12 @@ class Deployment:
 
     def scheduler(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
         return self.start(
-            sys.executable, "-m", "dagflow.scheduler", "--dir", "schedules", *args, **env
+            sys.executable, "-m", "dagflow", "schedule", "--dir", "schedules", *args, **env
         )
 
     def once(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "dagflow.scheduler", "--dir", "schedules", "--once", *args],
+            [sys.executable, "-m", "dagflow", "schedule", "--dir", "schedules", "--once", *args],
             cwd=self.root, env=self.env, capture_output=True, text=True, timeout=45,
         )  # fmt: skip
 

@@ -122,7 +122,7 @@ def test_cli_says_one_line_when_redis_goes_away_mid_run(
         [
             sys.executable,
             "-m",
-            "dagflow.cli",
+            "dagflow",
             "run",
             "--quiet",
             str(ROOT / "dags" / "weekly_ops_chain.yaml"),

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from collections import deque
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dagflow.analytics import (
-    ReadStats,
     for_tenant,
-    load_events,
     parse_timestamp,
     per_tenant_load,
     schedule_by_run,
@@ -21,10 +16,8 @@ from dagflow.analytics import (
     summarize_dags,
     summarize_schedules,
     summarize_tasks,
-    tail_offset,
 )
 from dagflow.clock import isoformat
-from dagflow.jsonl import iter_records
 from dagflow.timeline import run_timeline
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -235,40 +228,3 @@ def test_for_tenant_filters_and_unknown() -> None:
     assert list(for_tenant(events, None)) == events
     assert list(for_tenant(events, "b")) == [{"tenant_id": "b"}]
     assert list(for_tenant(events, "unknown")) == [{}]
-
-
-def test_load_events_skips_and_counts_corrupt_and_torn_lines(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
-    good = [ev("task_ok", i, task_id=f"t{i}", duration_s=1.0) for i in range(5)]
-    lines = [json.dumps(e) for e in good]
-    lines.insert(2, "{not json")
-    lines.insert(4, "[1, 2]")
-    path.write_text("\n".join(lines) + '\n{"timestamp": "2026-11-2', encoding="utf-8")
-    stats = ReadStats()
-
-    events = load_events(path, limit=5000, stats=stats)
-
-    assert events == good
-    assert (stats.lines, stats.skipped) == (8, 3)
-    assert summarize_tasks(events, now=NOW)["last_24h"]["ok"] == 5
-
-
-def test_load_events_keeps_the_newest_and_missing_file_is_empty(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
-    path.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(100)), encoding="utf-8")
-
-    assert load_events(path, limit=3) == [{"n": 97}, {"n": 98}, {"n": 99}]
-    assert load_events(path, limit=0) == []
-    assert len(load_events(path, limit=1000)) == 100
-    assert load_events(tmp_path / "missing.jsonl") == []
-
-
-@pytest.mark.parametrize("block", [1, 7, 64, 1 << 20])
-def test_tail_read_matches_a_full_read(tmp_path: Path, block: int) -> None:
-    path = tmp_path / "events.jsonl"
-    path.write_bytes(b'{"a":1}\nbad\n\n{"a":2}\n{"a":3}\n[4]\n{"a":5}\n{"a":6')
-    for limit in range(0, 9):
-        expected = list(deque(iter_records(path), maxlen=limit))
-        assert load_events(path, limit=limit) == expected, limit
-        offset = tail_offset(path, limit, block=block)
-        assert offset == tail_offset(path, limit), (limit, block)

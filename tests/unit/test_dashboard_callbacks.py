@@ -18,8 +18,9 @@ import pytest
 import redis
 from dash import dcc, html
 
+from dagflow.cli import main
 from dagflow.clock import isoformat
-from dagflow.dashboard.app import create_app, main
+from dagflow.dashboard.app import create_app
 from dagflow.dashboard.callbacks import DashboardData, render_overview, render_route, run_id_of
 from dagflow.dashboard.figures import dag_graph_figure, gantt_figure
 from dagflow.dashboard.queue import NO_BROKER, QueueStats, redis_queue_stats
@@ -254,12 +255,12 @@ def test_app_layout_and_basic_auth(settings: Settings) -> None:
     assert isinstance(app.layout, html.Div)
 
 
-def test_main_reports_bad_auth_in_one_line(
+def test_dashboard_command_reports_bad_auth_in_one_line_exit_3(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("DAGFLOW_DASHBOARD_AUTH", "no-colon")
 
-    assert main(["--port", "1"]) == 2
+    assert main(["dashboard", "--port", "1"]) == 3
     assert capsys.readouterr().err.startswith("ConfigError: ")
 
 
@@ -334,5 +335,15 @@ def test_flowerconfig_binds_localhost_and_reads_basic_auth(
     assert "basic_auth" not in config
 
     monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:pw,admin:x")
-    config = runpy.run_path(str(ROOT / "dashboards" / "flowerconfig.py"))
+    config = runpy.run_path(str(ROOT / "flowerconfig.py"))
     assert config["basic_auth"] == ["ops:pw", "admin:x"]
+
+
+def test_dashboard_command_help_shows_the_apps_defaults() -> None:
+    # The CLI states them without importing Dash; they must not drift from the app's.
+    from dagflow.cli import dashboard as command
+    from dagflow.dashboard.app import DEFAULT_REFRESH_S
+    from dagflow.dashboard.callbacks import DEFAULT_MAX_EVENTS
+
+    assert f"{DEFAULT_MAX_EVENTS:,}" == command.MAX_EVENTS_HELP
+    assert float(command.REFRESH_HELP) == DEFAULT_REFRESH_S

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+from collections import deque
 from pathlib import Path
 
-from dagflow.events import Event, JsonlEventLog
-from dagflow.jsonl import ReadStats, append_record, iter_records
+import pytest
+
+from dagflow.events import Event, JsonlEventLog, iter_events, load_events
+from dagflow.jsonl import ReadStats, append_record, iter_records, read_tail, tail_offset
 
 WRITERS = 8
 LINES = 400
@@ -78,3 +81,50 @@ def test_event_log_follows_a_rotated_file(tmp_path: Path) -> None:
     assert log.emit(event)
     assert len(path.read_text().splitlines()) == 1
     assert len((tmp_path / "events.jsonl.1").read_text().splitlines()) == 1
+
+
+def test_read_tail_skips_and_counts_corrupt_and_torn_lines(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    good = [{"event": "task_ok", "n": i} for i in range(5)]
+    lines = [json.dumps(record) for record in good]
+    lines.insert(2, "{not json")
+    lines.insert(4, "[1, 2]")
+    path.write_text("\n".join(lines) + '\n{"timestamp": "2026-11-2', encoding="utf-8")
+    stats = ReadStats()
+
+    records = read_tail(path, 5000, stats)
+
+    assert records == good
+    assert (stats.lines, stats.skipped) == (8, 3)
+
+
+def test_read_tail_keeps_the_newest_and_missing_file_is_empty(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(100)), encoding="utf-8")
+
+    assert read_tail(path, 3) == [{"n": 97}, {"n": 98}, {"n": 99}]
+    assert read_tail(path, 0) == []
+    assert len(read_tail(path, 1000)) == 100
+    assert read_tail(tmp_path / "missing.jsonl", 10) == []
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 20])
+def test_tail_read_matches_a_full_read(tmp_path: Path, block: int) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"a":1}\nbad\n\n{"a":2}\n{"a":3}\n[4]\n{"a":5}\n{"a":6')
+    for limit in range(0, 9):
+        expected = list(deque(iter_records(path), maxlen=limit))
+        assert read_tail(path, limit) == expected, limit
+        offset = tail_offset(path, limit, block=block)
+        assert offset == tail_offset(path, limit), (limit, block)
+
+
+def test_load_events_and_iter_events_read_the_event_log(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(10)) + "torn", "utf-8")
+    stats = ReadStats()
+
+    assert load_events(path, limit=2) == [{"n": 8}, {"n": 9}]
+    assert [e["n"] for e in iter_events(str(path), stats)] == list(range(10))
+    assert (stats.lines, stats.skipped) == (11, 1)
+    assert load_events(tmp_path / "missing.jsonl") == []
