@@ -21,6 +21,7 @@ from dagflow.firing import START_TASK
 from dagflow.schedules import ScheduleDir
 from dagflow.settings import Settings
 from dagflow.state_store import JsonlStateStore
+from dagflow.sweeper import Sweeper
 from dagflow.ticker import Clock, Ticker, claims_for, next_sleep
 
 logger = logging.getLogger("dagflow.beat")
@@ -36,6 +37,10 @@ class DagflowScheduler(Scheduler):  # type: ignore[misc]
         self.directory = ScheduleDir(self.settings.schedules_dir)
         self.ticker = Ticker(self.directory, claims_for(self.settings, self.state), self.state)
         self.clock = Clock()
+        # Recovery does not depend on Beat, but a deployment whose workers all run with
+        # another app (or none yet) still gets its expired leases and due retries re-sent.
+        self.sweeper = Sweeper(self.app)
+        self.sweeper.start()
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         """Claim and send what is due now; return the seconds until the next tick."""

@@ -10,6 +10,7 @@ canvas and step task on it, so no server is needed to try dagflow.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -17,8 +18,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from dagflow.celery_app import make_app
 from dagflow.dag import Dag, load_dag
+from dagflow.errors import RunnerError
 from dagflow.lifecycle import start_run
 from dagflow.runtime import Runtime, runtime_for
 from dagflow.settings import Settings
@@ -29,8 +33,22 @@ if TYPE_CHECKING:
 
     from celery import Celery
 
+logger = logging.getLogger(__name__)
+
 #: How often a waiter with a progress callback looks at the run, in seconds.
 PROGRESS_INTERVAL_S = 0.1
+#: First and largest pause between two tries to reach the run store while waiting, in seconds.
+RECONNECT_S = (0.2, 5.0)
+#: Errors of an unreachable run store: a waiter keeps trying.
+STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+class WaitTimeout(TimeoutError):
+    """Raised when a waiter gives up before the run ended: the run itself goes on."""
+
+    def __init__(self, run_id: str, timeout: float) -> None:
+        super().__init__(f"run {run_id} did not finish within {timeout:g} s")
+        self.run_id = run_id
 
 
 @dataclass(frozen=True)
@@ -56,9 +74,15 @@ ProgressCallback = Callable[[RunSnapshot], None]
 
 
 class RunHandle:
-    """A run that was submitted: wait for it, or look at its progress."""
+    """A run that was submitted (or re-attached to by id): wait for it, look at its progress.
 
-    def __init__(self, runner: Runner, run_id: str, dag: Dag) -> None:
+    Args:
+        runner: The runner whose run store holds the run.
+        run_id: The run's id.
+        dag: The DAG, when this process submitted the run (None when re-attached).
+    """
+
+    def __init__(self, runner: Runner, run_id: str, dag: Dag | None = None) -> None:
         self.runner = runner
         self.run_id = run_id
         self.dag = dag
@@ -69,7 +93,9 @@ class RunHandle:
 
     def outputs(self) -> dict[str, Any]:
         """Each finished task's output, decoded (kept in the run store for the run's TTL)."""
-        raw = self.runner.runtime.store.outputs(self.run_id, list(self.dag.compiled.graph.order))
+        snap = self.snapshot(with_states=True)
+        task_ids = list(snap.states or {}) if snap else []
+        raw = self.runner.runtime.store.outputs(self.run_id, task_ids)
         return {task_id: json.loads(value) for task_id, value in raw.items()}
 
     def wait(
@@ -77,32 +103,46 @@ class RunHandle:
     ) -> RunResult:
         """Block until the run ends and return its result.
 
+        A lost connection to the run store (a Redis restart, a network blip) does not end
+        the wait: it reconnects with backoff until ``timeout``.
+
         Args:
             timeout: Seconds to wait at most (None: no limit).
             on_progress: Called with a snapshot (with task states) about every 0.1 s.
 
         Raises:
-            TimeoutError: The run did not finish in ``timeout`` seconds.
+            WaitTimeout: The run did not finish in ``timeout`` seconds (it goes on).
+            RunnerError: The run's state vanished from the store (expired or flushed).
         """
         store = self.runner.runtime.store
         deadline = None if timeout is None else time.monotonic() + timeout
         step = PROGRESS_INTERVAL_S if on_progress else 1.0
+        pause = RECONNECT_S[0]
         while True:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise TimeoutError(f"run {self.run_id} did not finish within {timeout} s")
-            done = store.wait_done(self.run_id, step if left is None else min(step, left))
+                raise WaitTimeout(self.run_id, timeout or 0.0)
+            try:
+                done = store.wait_done(self.run_id, step if left is None else min(step, left))
+                snap = store.snapshot(self.run_id, with_states=on_progress is not None)
+            except STORE_ERRORS as exc:
+                logger.warning("dagflow: run store unreachable while waiting (%s); retrying", exc)
+                time.sleep(pause if left is None else max(min(pause, left), 0.0))
+                pause = min(pause * 2, RECONNECT_S[1])
+                continue
+            pause = RECONNECT_S[0]
+            if snap is None:
+                raise RunnerError(
+                    f"run {self.run_id}'s state is gone from the run store (expired, flushed "
+                    "or never created): it cannot finish"
+                )
             if on_progress:
-                snap = store.snapshot(self.run_id, with_states=True)
-                if snap is not None:
-                    on_progress(snap)
+                on_progress(snap)
             if done:
                 break
-        snap = store.snapshot(self.run_id)
-        assert snap is not None
         return RunResult(
             run_id=self.run_id,
-            dag_name=self.dag.name,
+            dag_name=self.dag.name if self.dag else str(snap.meta.get("dag_name", "")),
             status=snap.status,
             tasks=snap.counts["total"],
             succeeded=snap.counts["ok"],
@@ -182,6 +222,16 @@ class Runner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def attach(self, run_id: str) -> RunHandle:
+        """A handle to a run started anywhere (another process or host), by its id.
+
+        Raises:
+            RunnerError: The run store does not know the run.
+        """
+        if self.runtime.store.snapshot(run_id) is None:
+            raise RunnerError(f"run {run_id} is not in the run store (unknown or expired)")
+        return RunHandle(self, run_id)
 
     def submit(
         self, dag: Dag, *, run_id: str | None = None, labels: Mapping[str, Any] | None = None

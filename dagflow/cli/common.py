@@ -5,15 +5,20 @@ Command modules import from here, never from :mod:`dagflow.cli` itself, which im
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from dagflow.runner import RunResult
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_INVALID = 2
 EXIT_CONFIG = 3
+EXIT_STILL_RUNNING = 4
 EXIT_INTERRUPTED = 130
 
 #: The one exit-code table of every command, as ``dagflow --help`` and the README show it.
@@ -22,6 +27,10 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (EXIT_RUN_FAILED, "a task or a run failed"),
     (EXIT_INVALID, "invalid input: a bad DAG or schedule file, bad arguments"),
     (EXIT_CONFIG, "configuration or environment error, or a service that cannot be reached"),
+    (
+        EXIT_STILL_RUNNING,
+        "stopped waiting (--timeout, or the run store stayed unreachable): the run goes on",
+    ),
     (EXIT_INTERRUPTED, "interrupted"),
 )
 
@@ -47,3 +56,31 @@ def is_verbose(ctx: click.Context | None = None) -> bool:
     """True when ``--verbose`` was given before or after the command name."""
     ctx = ctx or click.get_current_context()
     return bool(ctx.meta.get(_VERBOSE, False))
+
+
+def print_result(result: RunResult, events_path: object) -> int:
+    """Print the seed's run summary block; return the run's exit code."""
+    print("", file=sys.stdout)
+    print("DAG EXECUTION COMPLETE")
+    print(f"DAG: {result.dag_name}")
+    print(f"Tasks Succeeded: {result.succeeded}")
+    print(f"Tasks Failed: {result.failed}")
+    print(f"Tasks Skipped: {result.skipped}")
+    print(f"Duration: {result.duration_s:.2f}s")
+    print(f"Status: {result.status} (run {result.run_id})")
+    if not result.ok:
+        print(f"See {events_path} for the errors (grep task_fail).")
+    return EXIT_OK if result.ok else EXIT_RUN_FAILED
+
+
+def still_running(run_id: str, embedded: bool, why: str) -> int:
+    """Say that this process stops waiting, and how to follow the run; return exit code 4."""
+    if embedded:
+        click.echo(
+            f"{why}: run {run_id} ran on this process's embedded worker and stops with it.",
+            err=True,
+        )
+        return EXIT_STILL_RUNNING
+    click.echo(f"{why}: run {run_id} goes on on the workers.", err=True)
+    click.echo(f"  follow it: dagflow wait {run_id}", err=True)
+    return EXIT_STILL_RUNNING

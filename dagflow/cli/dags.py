@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from dagflow.cli.common import EXIT_INVALID, EXIT_OK, EXIT_RUN_FAILED, is_verbose, verbose_option
+from dagflow.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+    is_verbose,
+    print_result,
+    still_running,
+    verbose_option,
+)
 from dagflow.errors import SpecError
 
 if TYPE_CHECKING:
@@ -142,7 +150,7 @@ def run(file: Path, no_wait: bool, timeout: float | None, quiet: bool) -> int:
     run is sent to the workers on that broker. Exits 1 if a task failed.
     """
     from dagflow.dag import load_dag
-    from dagflow.runner import Runner
+    from dagflow.runner import Runner, WaitTimeout
     from dagflow.settings import Settings
 
     out = sys.stdout
@@ -165,20 +173,16 @@ def run(file: Path, no_wait: bool, timeout: float | None, quiet: bool) -> int:
             print(handle.run_id, file=out)
             return EXIT_OK
         progress = None if quiet else _Progress(out, len(dag.spec.tasks))
-        result = handle.wait(timeout=timeout, on_progress=progress)
+        try:
+            result = handle.wait(timeout=timeout, on_progress=progress)
+        except WaitTimeout:
+            return still_running(handle.run_id, runner.embedded, f"gave up after {timeout:g} s")
+        except KeyboardInterrupt:
+            still_running(handle.run_id, runner.embedded, "interrupted")
+            return EXIT_INTERRUPTED
     finally:
         runner.close(wait=False)
-    print("", file=out)
-    print("DAG EXECUTION COMPLETE", file=out)
-    print(f"DAG: {result.dag_name}", file=out)
-    print(f"Tasks Succeeded: {result.succeeded}", file=out)
-    print(f"Tasks Failed: {result.failed}", file=out)
-    print(f"Tasks Skipped: {result.skipped}", file=out)
-    print(f"Duration: {result.duration_s:.2f}s", file=out)
-    print(f"Status: {result.status} (run {result.run_id})", file=out)
-    if not result.ok:
-        print(f"See {settings.events_path} for the errors (grep task_fail).", file=out)
-    return EXIT_OK if result.ok else EXIT_RUN_FAILED
+    return print_result(result, settings.events_path)
 
 
 def _check_broker(runner: Runner) -> None:
