@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from billiard.exceptions import WorkerLostError
+from celery.worker.request import Request
+
 from dagflow.compile import STEP_TASK
 from dagflow.errors import SpecError
 from dagflow.firing import START_TASK, Firing, firing_dag
@@ -23,6 +26,30 @@ if TYPE_CHECKING:
     from celery import Celery, Task
 
 logger = logging.getLogger(__name__)
+
+
+class StepRequest(Request):  # type: ignore[misc]
+    """A ``dagflow.step`` request, as the worker's main process handles it.
+
+    When the pool process running a step dies (killed, out of memory), Celery puts the
+    message back with the same id; its lease would keep that redelivery out until it
+    expires. The main process knows the holder is dead, so it releases the lease first and
+    the redelivery takes over at once (with a new fencing number).
+    """
+
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> Any:
+        exc = getattr(exc_info.exception, "exc", exc_info.exception)
+        if (
+            isinstance(exc, WorkerLostError | SystemExit | KeyboardInterrupt)
+            and len(self.args) >= 2
+        ):
+            try:
+                runtime_for(self.task.app).store.release(self.args[0], self.args[1], self.id)
+            except Exception as error:  # the lease then expires on its own
+                logger.warning("dagflow: could not release the lease of %s: %s", self.id, error)
+        return super().on_failure(exc_info, send_failed_event, return_ok)
 
 
 def register(app: Celery) -> None:
@@ -47,6 +74,7 @@ def _register_step(app: Celery) -> Task:
         reject_on_worker_lost=True,
         ignore_result=True,
         max_retries=None,
+        Request=StepRequest,
     )
     def step(self: Task, run_id: str, task_id: str) -> Any:
         return execute_step(self.app, self, run_id, task_id)

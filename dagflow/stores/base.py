@@ -166,6 +166,13 @@ class RunStore(Protocol):
     def renew(self, leases: Sequence[tuple[str, str, int]], lease_s: float) -> list[bool]:
         """Extend each ``(run_id, task_id, fence)`` lease; False where it is no longer held."""
 
+    def release(self, run_id: str, task_id: str, token: str) -> bool:
+        """Expire delivery ``token``'s lease now (its process is known to be dead).
+
+        The next delivery takes over at once instead of after the lease period; the fence
+        is kept, so a late commit of the dead holder is still refused.
+        """
+
     def retry(self, run_id: str, task_id: str, fence: int, due_in_s: float, grace_s: float) -> bool:
         """End a failed attempt that will be retried; False if the lease was lost.
 

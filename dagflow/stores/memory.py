@@ -138,6 +138,17 @@ class MemoryRunStore:
                 out.append(True)
         return out
 
+    def release(self, run_id: str, task_id: str, token: str) -> bool:
+        """Expire ``token``'s lease now."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            lease = run.leases.get(task_id) if run else None
+            if lease is None or not lease.token or lease.token != token or lease.expires <= 1:
+                return False
+            lease.expires = 1.0
+            self._leases[(run_id, task_id)] = 1.0
+            return True
+
     def retry(self, run_id: str, task_id: str, fence: int, due_in_s: float, grace_s: float) -> bool:
         """Release the lease and put the step in the outbox, due later."""
         now = self._clock()

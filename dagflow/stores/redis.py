@@ -206,6 +206,18 @@ return result
 """
 )
 
+# KEYS: claims, LEASES   ARGV: task, token, run_id
+_RELEASE = (
+    _LIB
+    + """
+local token, fence, worker, expires, fails = parse(redis.call('HGET', KEYS[1], ARGV[1]))
+if token == '' or token ~= ARGV[2] or expires <= 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], lease(token, fence, worker, 1, fails))
+redis.call('ZADD', KEYS[2], 1, ARGV[3] .. '\\t' .. ARGV[1])
+return 1
+"""
+)
+
 # KEYS: LEASES, OUTBOX, OUTBOX_RESENDS, RUNS   ARGV: limit, grace_ms, idle_ms, run key prefix
 _SWEEP = (
     _LIB
@@ -282,6 +294,7 @@ class RedisRunStore:
         self._retry = self.client.register_script(_RETRY)
         self._finish = self.client.register_script(_FINISH)
         self._sweep = self.client.register_script(_SWEEP)
+        self._release = self.client.register_script(_RELEASE)
 
     def create_run(
         self,
@@ -358,6 +371,11 @@ class RedisRunStore:
         for run_id, task_id, fence in leases:
             args += [task_id, fence, run_id]
         return [bool(int(v)) for v in self._renew(keys=keys, args=args)]
+
+    def release(self, run_id: str, task_id: str, token: str) -> bool:
+        """Run the release script: expire ``token``'s lease now."""
+        keys = [run_key(run_id, "claims"), LEASES]
+        return bool(int(self._release(keys=keys, args=[task_id, token, run_id])))
 
     def retry(self, run_id: str, task_id: str, fence: int, due_in_s: float, grace_s: float) -> bool:
         """Run the retry script: release the lease, put the step in the outbox."""

@@ -271,3 +271,15 @@ def test_redis_keys_expire_with_the_run(redis_db: str) -> None:
     keys = list(client.scan_iter(match=f"dagflow:run:{{{run_id}}}:*"))
     assert len(keys) >= 5
     assert all(0 < client.ttl(k) <= 600 for k in keys)
+
+
+def test_a_released_lease_is_taken_over_at_once_and_stays_fenced(store: RunStore) -> None:
+    # Given a step whose pool process died (the worker's main process releases its lease)
+    run_id = new_run(store, ["a"])
+    dead = store.claim(run_id, "a", "msg-1", "w1", 60)
+    assert store.release(run_id, "a", "msg-2") is False  # only the holder's own delivery
+    assert store.release(run_id, "a", "msg-1") is True
+    # Then the redelivered message takes over without waiting for the lease to expire
+    again = store.claim(run_id, "a", "msg-1", "w1", 60)
+    assert (again.state, again.fence, again.took_over) == ("run", dead.fence + 1, "w1")
+    assert store.finish(run_id, "a", dead.fence, "ok", "1", total=1).lost
