@@ -63,18 +63,21 @@ def start_worker(
     extra_args: Sequence[str] = (),
     app: str = "dagflow",
     cwd: Path = ROOT,
+    loglevel: str = "info",
 ) -> subprocess.Popen[bytes]:
     """Start ``celery -A <app> worker`` and wait until it logged that it is ready.
 
     Args:
         env: The worker's whole environment (see :func:`worker_env`).
-        log: File that receives its stdout and stderr (at ``-l info``).
+        log: File that receives its stdout and stderr.
         concurrency: Pool size (``-c``).
         pool: Pool implementation (``--pool``).
         name: Node name (``-n``); a unique one by default.
         extra_args: More command-line arguments, appended.
         app: The ``-A`` argument.
         cwd: Folder the worker runs in.
+        loglevel: ``-l``. Celery logs `` ready.`` at info; an app started at a higher level
+            must print it itself on ``worker_ready`` (``bench.bench_app`` does).
 
     Raises:
         RuntimeError: The worker exited, or was not ready in :data:`READY_TIMEOUT_S`
@@ -82,7 +85,7 @@ def start_worker(
     """
     cmd = [
         sys.executable, "-m", "celery", "-A", app, "worker",
-        "--pool", pool, "-c", str(concurrency), "-l", "info",
+        "--pool", pool, "-c", str(concurrency), "-l", loglevel,
         "--without-mingle", "--without-gossip", "--without-heartbeat",
         "-n", name or f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
         *extra_args,
