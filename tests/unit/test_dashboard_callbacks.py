@@ -208,6 +208,7 @@ def test_figures_escape_event_text() -> None:
     assert "&lt;i&gt;e&lt;/i&gt;" in graph.data[0].hovertext[0]
 
 
+@pytest.mark.timeout(10)
 def test_dag_graph_layers_by_edges_and_adds_pending_nodes() -> None:
     tasks = [{"task_id": "a", "state": "success"}, {"task_id": "b", "state": "running"}]
 
