@@ -1,14 +1,14 @@
 """The Celery app of the benchmark worker: dagflow's app plus the raw baseline tasks.
 
 ``celery -A bench.bench_app worker`` runs ``dagflow.step`` and the raw tasks in the same
-processes, so dagflow and raw Celery are measured on the same workers. When
-``BENCH_READY_FILE`` is set the worker touches it once it is consuming.
+processes, so dagflow and raw Celery are measured on the same workers. It runs at
+``-l warning`` (no log line per task), so it prints `` ready.`` itself once it is consuming,
+which is what :func:`tests.support.processes.start_worker` waits for.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import sys
 from typing import Any
 
 from celery.signals import worker_ready
@@ -22,6 +22,4 @@ register_raw(app)
 
 @worker_ready.connect(weak=False)
 def _ready(**_: Any) -> None:
-    path = os.environ.get("BENCH_READY_FILE")
-    if path:
-        Path(path).write_text("ready\n")
+    print("bench worker ready.", file=sys.stderr, flush=True)

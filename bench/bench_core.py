@@ -5,7 +5,8 @@ Not a test: run it by hand and paste the tables into ``bench/README.md``::
     python bench/bench_core.py            # full sizes, ~3-5 minutes
     python bench/bench_core.py --quick    # small sizes, a smoke run (~1 minute)
 
-One worker process (``celery -A bench.bench_app worker --pool prefork -c 2``) holds both
+One worker process (``python -m celery -A bench.bench_app worker --pool prefork -c 2``,
+started and stopped by ``tests.support.processes``, as the tests do) holds both
 ``dagflow.step`` and the raw baseline tasks, so both engines run on the same processes,
 the same Redis database (12, flushed before and after) and the same ``celeryconfig``.
 Shapes (no-op tasks, full sizes):
@@ -78,6 +79,7 @@ from dagflow.dag import Dag, check_dag, load_dag, plan_text  # noqa: E402
 from dagflow.runner import Runner  # noqa: E402
 from dagflow.settings import Settings  # noqa: E402
 from dagflow.spec import parse_dag, read_yaml  # noqa: E402
+from tests.support import processes  # noqa: E402
 
 Tasks = list[dict[str, Any]]
 
@@ -189,41 +191,26 @@ class Worker:
 
 def start_worker(concurrency: int, tag: str) -> Worker:
     """Start ``celery -A bench.bench_app worker`` on database 12 and wait until it consumes."""
-    ready = _TMP / f"ready-{tag}"
     log = _TMP / f"worker-{tag}.log"
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env = dict(os.environ, PYTHONPATH=path, BENCH_READY_FILE=str(ready))
-    cmd = [
-        sys.executable, "-m", "celery", "-A", "bench.bench_app", "worker",
-        "--pool", "prefork", "-c", str(concurrency), "-l", "warning",
-        "--without-mingle", "--without-gossip", "--without-heartbeat",
-        "-n", f"bench-{tag}-{os.getpid()}@%h",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    proc = processes.start_worker(
+        dict(os.environ, PYTHONPATH=path),
+        log,
+        concurrency=concurrency,
+        name=f"bench-{tag}-{os.getpid()}@%h",
+        app="bench.bench_app",
+        loglevel="warning",
+    )
     _WORKERS.append(proc)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited early:\n{log.read_text()}")
-        if ready.exists():
-            return Worker(proc, log, concurrency)
-        time.sleep(0.05)
-    stop_worker(proc)
-    raise RuntimeError(f"worker not ready after 60 s:\n{log.read_text()}")
+    return Worker(proc, log, concurrency)
 
 
 _WORKERS: list[subprocess.Popen[bytes]] = []
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    """Warm shutdown (SIGTERM), then kill this worker's process group if it lingers."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    """Warm shutdown (SIGTERM to its process group), then kill the group if it lingers."""
+    processes.stop_worker(proc, timeout=30)
     if proc in _WORKERS:
         _WORKERS.remove(proc)
 

@@ -1,16 +1,23 @@
-"""Shared fixtures: a real Redis database and real Celery workers started as subprocesses.
+"""Shared fixtures: a private Redis server, its databases, and real Celery workers.
 
-Core integration tests use Redis database 10 (flushed before and after the session) and a
-worker started with ``celery -A dagflow worker`` exactly as a user would. The embedded
-runner is shared per session because stopping an in-memory worker takes ~2 s.
+The session starts its own ``redis-server`` on a free port of 127.0.0.1 (see
+:mod:`tests.support.redis_server`) and stops it at the end, so two runs of the suite on one
+machine never share a database; ``DAGFLOW_TEST_REDIS=redis://host:port`` uses that server
+instead (its databases 1 and 2 are flushed). Databases on the server:
+
+* 1 (:func:`redis_db`): the core tests and the session worker, flushed before and after;
+* 2 (:func:`scratch_redis`): a database of its own for each test that asks, flushed before
+  and after that test (the scheduler, claim stores, Procfile, queue panel, outage tests).
+
+Workers are started with :func:`tests.support.processes.start_worker` exactly as a user
+would (``python -m celery -A dagflow worker``). The embedded runner is shared per session
+because stopping an in-memory worker takes ~2 s.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,79 +26,66 @@ import redis
 
 from dagflow.runner import Runner
 from dagflow.settings import Settings
+from tests.support.processes import ROOT, TEST_WORKFLOWS, start_worker, stop_worker, worker_env
+from tests.support.redis_server import ExternalRedis, RedisServer, redis_server_binary
+from tests.support.services import require
 
-ROOT = Path(__file__).resolve().parent.parent
-REDIS_BASE = os.environ.get("DAGFLOW_TEST_REDIS", "redis://127.0.0.1:6379")
-CORE_DB = 10
-TEST_WORKFLOWS = "tests.support.workflows"
+__all__ = ["ROOT", "TEST_WORKFLOWS", "start_worker", "stop_worker", "worker_env"]
 
-
-def _redis_available() -> bool:
-    try:
-        return bool(redis.Redis.from_url(f"{REDIS_BASE}/0").ping())
-    except redis.RedisError:
-        return False
-
-
-def worker_env(broker: str, events: Path, state: Path, **extra: str) -> dict[str, str]:
-    """Environment for a worker subprocess and the Settings of the test that talks to it."""
-    env = dict(os.environ)
-    env.update(
-        DAGFLOW_BROKER_URL=broker,
-        DAGFLOW_WORKFLOWS=TEST_WORKFLOWS,
-        ORCH_EVENTS_PATH=str(events),
-        STATE_STORE_PATH=str(state),
-        DAGFLOW_RETRY_BASE_S="0.05",
-        DAGFLOW_RETRY_MAX_S="0.5",
-        DAGFLOW_RETRY_JITTER="0",
-        PYTHONPATH=str(ROOT),
-    )
-    env.update(extra)
-    return env
-
-
-def start_worker(env: dict[str, str], log: Path, concurrency: int = 4) -> subprocess.Popen[bytes]:
-    """Start ``celery -A dagflow worker`` and wait until it is ready to consume."""
-    cmd = [
-        sys.executable, "-m", "celery", "-A", "dagflow", "worker",
-        "--pool", "prefork", "-c", str(concurrency), "-l", "info",
-        "--without-mingle", "--without-gossip", "--without-heartbeat",
-        "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
-    ]  # fmt: skip
-    handle = log.open("wb")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited early:\n{log.read_text()}")
-        if " ready." in log.read_text():
-            return proc
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"worker not ready after 30 s:\n{log.read_text()}")
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a worker subprocess (warm shutdown, then kill)."""
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+#: Database of the core tests and the session worker.
+CORE_DB = 1
+#: Database handed to one test at a time by :func:`scratch_redis`.
+SCRATCH_DB = 2
 
 
 @pytest.fixture(scope="session")
-def redis_db() -> Iterator[str]:
-    """URL of the core tests' Redis database, flushed before and after the session."""
-    if not _redis_available():
-        pytest.fail(f"integration tests need a Redis server at {REDIS_BASE}")
-    url = f"{REDIS_BASE}/{CORE_DB}"
-    client = redis.Redis.from_url(url)
+def redis_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisServer | ExternalRedis]:
+    """The session's Redis: a private ``redis-server`` on a free port, stopped at the end.
+
+    With ``DAGFLOW_TEST_REDIS`` set, that server instead (not started, not stopped).
+    """
+    external = os.environ.get("DAGFLOW_TEST_REDIS")
+    if external:
+        server = ExternalRedis(external)
+        try:
+            server.client().ping()
+        except redis.RedisError as exc:
+            pytest.fail(f"DAGFLOW_TEST_REDIS={external} does not answer: {exc}")
+        yield server
+        return
+    require(
+        redis_server_binary() is not None,
+        "redis-server is not installed (apt-get install redis-server)",
+    )
+    private = RedisServer.start(tmp_path_factory.mktemp("redis"))
+    try:
+        yield private
+    finally:
+        private.stop()
+
+
+def _flushed(server: RedisServer | ExternalRedis, db: int) -> Iterator[str]:
+    client = server.client(db)
     client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+    try:
+        yield server.url(db)
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_db(redis_server: RedisServer | ExternalRedis) -> Iterator[str]:
+    """URL of the core tests' database, flushed before and after the session."""
+    yield from _flushed(redis_server, CORE_DB)
+
+
+@pytest.fixture
+def scratch_redis(redis_server: RedisServer | ExternalRedis) -> Iterator[str]:
+    """URL of an empty database for this test alone, flushed before and after it."""
+    yield from _flushed(redis_server, SCRATCH_DB)
 
 
 @pytest.fixture(scope="session")
@@ -107,11 +101,17 @@ def redis_env(redis_db: str, logs_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def worker_log(logs_dir: Path) -> Path:
+    """The session worker's log (``-l info``: one line per message received and finished)."""
+    return logs_dir / "worker.log"
+
+
+@pytest.fixture(scope="session")
 def celery_worker_proc(
-    redis_env: dict[str, str], logs_dir: Path
+    redis_env: dict[str, str], worker_log: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A real ``celery -A dagflow worker`` (prefork, 4 processes) on the core database."""
-    proc = start_worker(redis_env, logs_dir / "worker.log")
+    proc = start_worker(redis_env, worker_log)
     yield proc
     stop_worker(proc)
 

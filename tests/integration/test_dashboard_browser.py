@@ -18,6 +18,7 @@ import pytest
 
 from dagflow.clock import isoformat
 from tests.support.net import free_port
+from tests.support.services import require
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -103,8 +104,10 @@ def dashboard_url(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
     """Headless Chromium driven by chromedriver, with a fresh profile under tmp_path."""
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER}")
+    require(
+        CHROMIUM.exists() and CHROMEDRIVER.exists(),
+        f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)",
+    )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -20,13 +19,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.conftest import ROOT
 from tests.support.net import free_port
+from tests.support.processes import ROOT
+from tests.support.services import require_executable
 
 pytestmark = pytest.mark.integration
-DB = 14
 
 
 def _status(url: str, auth: str | None = None) -> int:
@@ -42,10 +40,9 @@ def _status(url: str, auth: str | None = None) -> int:
         return 0
 
 
-@pytest.mark.skipif(shutil.which("honcho") is None, reason="honcho is in the dev extras")
-def test_honcho_starts_worker_beat_dashboard_and_flower(tmp_path: Path) -> None:
-    broker = f"redis://127.0.0.1:6379/{DB}"
-    redis.Redis.from_url(broker).flushdb()
+def test_honcho_starts_worker_beat_dashboard_and_flower(scratch_redis: str, tmp_path: Path) -> None:
+    honcho = require_executable("honcho", "it is in the dev extras")
+    broker = scratch_redis
     schedules = tmp_path / "schedules"
     schedules.mkdir()
     (schedules / "every.yaml").write_text(
@@ -67,7 +64,7 @@ def test_honcho_starts_worker_beat_dashboard_and_flower(tmp_path: Path) -> None:
     )
     log = (tmp_path / "honcho.log").open("wb")
     proc = subprocess.Popen(
-        ["honcho", "start", "-f", str(ROOT / "Procfile")],
+        [honcho, "start", "-f", str(ROOT / "Procfile")],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -103,4 +100,3 @@ def test_honcho_starts_worker_beat_dashboard_and_flower(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         log.close()
-        redis.Redis.from_url(broker).flushdb()

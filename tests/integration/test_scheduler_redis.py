@@ -1,7 +1,9 @@
-"""The scheduler against a real Redis (db 5) and real Celery workers, as subprocesses.
+"""The scheduler against a real Redis and real Celery workers, as subprocesses.
 
 Each test builds a deployment root under ``tmp_path`` (``dags/``, ``schedules/``, a
-workflow module with a slow and a failing step), starts ``celery -A dagflow worker`` in it,
+workflow module with a slow and a failing step), gets an empty database of the session's
+private Redis, starts ``python -m celery -A dagflow worker`` in the root (and waits until it
+is ready),
 and runs ``python -m dagflow.scheduler`` or ``celery -A dagflow beat`` there. Simulated
 minutes come from the CLI's test clock (``DAGFLOW_SCHED_CLOCK_*``, 60 s per real second).
 """
@@ -15,16 +17,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
+
+from tests.support.processes import start_worker, stop_worker
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-REDIS_URL = "redis://127.0.0.1:6379/5"
 REPO = Path(__file__).resolve().parents[2]
 
 WORKFLOWS = """
@@ -56,13 +59,13 @@ def entry(sid: str, cron: str, dag: str = "dags/weekly_ops_chain.yaml") -> str:
 class Deployment:
     """A deployment root with its environment, processes and state file."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, broker: str) -> None:
         self.root = root
         self.state = root / "logs" / "state.jsonl"
         self.events = root / "logs" / "events.jsonl"
         self.env = {
             **os.environ,
-            "DAGFLOW_BROKER_URL": REDIS_URL,
+            "DAGFLOW_BROKER_URL": broker,
             "STATE_STORE_PATH": str(self.state),
             "ORCH_EVENTS_PATH": str(self.events),
             "DAGFLOW_WORKFLOWS": "testflows",
@@ -70,6 +73,7 @@ class Deployment:
             "SCHED_TICK_MS": "100",
         }
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.workers: list[subprocess.Popen[bytes]] = []
 
     def schedule(self, name: str, text: str) -> None:
         path = self.root / "schedules" / name
@@ -91,10 +95,9 @@ class Deployment:
         return (self.root / f"proc-{self.procs.index(proc)}.log").read_text()
 
     def worker(self, concurrency: int = 2) -> None:
-        self.start(
-            "celery", "-A", "dagflow", "worker", "--pool", "prefork", "-c", str(concurrency),
-            "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "warning",
-        )  # fmt: skip
+        """Start a worker in the deployment root and wait until it is ready."""
+        log = self.root / f"worker-{len(self.workers)}.log"
+        self.workers.append(start_worker(self.env, log, concurrency=concurrency, cwd=self.root))
 
     def scheduler(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
         return self.start(
@@ -117,6 +120,8 @@ class Deployment:
         return [r for r in self.records() if r["event"] == event]
 
     def stop(self) -> None:
+        for worker in self.workers:
+            stop_worker(worker)
         for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
@@ -128,27 +133,8 @@ class Deployment:
                 proc.wait()
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
-
-
 @pytest.fixture
-def redis_db5() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    except redis.ConnectionError as exc:
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
-    yield client
-    client.flushdb()
-
-
-@pytest.fixture
-def deploy(tmp_path: Path, redis_db5: redis.Redis) -> Iterator[Deployment]:
+def deploy(tmp_path: Path, scratch_redis: str) -> Iterator[Deployment]:
     (tmp_path / "dags").mkdir()
     (tmp_path / "schedules").mkdir()
     (tmp_path / "dags" / "weekly_ops_chain.yaml").write_text(
@@ -157,7 +143,7 @@ def deploy(tmp_path: Path, redis_db5: redis.Redis) -> Iterator[Deployment]:
     (tmp_path / "dags" / "slow.yaml").write_text(dag_yaml("slow", "slow_step"))
     (tmp_path / "dags" / "boom.yaml").write_text(dag_yaml("boom", "boom_step"))
     (tmp_path / "testflows.py").write_text(WORKFLOWS)
-    deployment = Deployment(tmp_path)
+    deployment = Deployment(tmp_path, scratch_redis)
     yield deployment
     deployment.stop()
 
@@ -258,7 +244,7 @@ def test_serving_picks_up_edits_and_keeps_the_last_good_file(deploy: Deployment)
     wait_for(lambda: fired("b") >= 1)
     # When the file turns bad, both schedules keep firing from the last good version
     deploy.schedule("a.yaml", entry("a", "* * * * *") + entry("b", "bad cron"))
-    time.sleep(0.3)
+    wait_for(lambda: "keeping the last good version" in deploy.output(proc), what="bad file seen")
     a_then, b_then = fired("a"), fired("b")
     wait_for(lambda: fired("a") >= a_then + 2 and fired("b") >= b_then + 2)
     proc.send_signal(signal.SIGINT)
@@ -272,7 +258,7 @@ def test_celery_beat_reads_the_schedules_directory(deploy: Deployment) -> None:
     # Given `celery -A dagflow beat` with no -S flag and a schedule due every minute
     deploy.schedule("every.yaml", entry("every", "* * * * *"))
     deploy.worker()
-    deploy.start("celery", "-A", "dagflow", "beat", "-l", "info")
+    deploy.start(sys.executable, "-m", "celery", "-A", "dagflow", "beat", "-l", "info")
     # Then the current minute's run is sent to the worker and finishes
     wait_for(lambda: len(deploy.named("run_finished")) >= 1)
     [enqueued, *_] = deploy.named("schedule_enqueued")

@@ -75,3 +75,27 @@ def pid_sleep(params: Mapping[str, Any]) -> dict[str, int]:
     _trace(params, "pids.txt", str(os.getpid()))
     time.sleep(float(params.get("seconds", 1.0)))
     return {"pid": os.getpid()}
+
+
+@dagflow.workflow("test.exclusive")
+def exclusive(params: Mapping[str, Any]) -> dict[str, int]:
+    """Sleep ``seconds`` holding ``dir/running.lock``; trace each call to ``dir/calls.txt``.
+
+    Lines are ``start <pid>``, ``end <pid>``, and ``overlap <pid>`` when another call was
+    still running, so a test can prove the workflow never ran twice at the same time.
+    """
+    lock = Path(params["dir"]) / "running.lock"
+    try:
+        fd: int | None = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        fd = None
+        _trace(params, "calls.txt", f"overlap {os.getpid()}")
+    _trace(params, "calls.txt", f"start {os.getpid()}")
+    try:
+        time.sleep(float(params.get("seconds", 1.0)))
+    finally:
+        _trace(params, "calls.txt", f"end {os.getpid()}")
+        if fd is not None:
+            os.close(fd)
+            lock.unlink()
+    return {"pid": os.getpid()}

@@ -5,11 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import runpy
-import shutil
 import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -213,6 +209,7 @@ def test_figures_escape_event_text() -> None:
     assert "&lt;i&gt;e&lt;/i&gt;" in graph.data[0].hovertext[0]
 
 
+@pytest.mark.timeout(10)
 def test_dag_graph_layers_by_edges_and_adds_pending_nodes() -> None:
     tasks = [{"task_id": "a", "state": "success"}, {"task_id": "b", "state": "running"}]
 
@@ -275,36 +272,9 @@ def test_queue_stats_unreachable_redis_is_a_message() -> None:
     assert stats.error.startswith("Redis error: ")
 
 
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A throwaway redis-server on a free port, without persistence."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        for _ in range(100):
-            try:
-                redis.Redis.from_url(url).ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=5)
-
-
 @pytest.mark.integration
-def test_queue_stats_from_a_real_redis(redis_url: str) -> None:
+def test_queue_stats_from_a_real_redis(scratch_redis: str) -> None:
+    redis_url = scratch_redis
     # Given two queues (one with a priority level), a hash and three task results
     client = redis.Redis.from_url(redis_url)
     client.rpush("celery", "m1", "m2")

@@ -1,4 +1,4 @@
-"""One contract for both claim stores: Redis (db 6, flushed) and the in-memory twin."""
+"""One contract for both claim stores: Redis (the session's private server) and the in-memory twin."""
 
 from __future__ import annotations
 
@@ -9,21 +9,13 @@ import pytest
 
 from dagflow.minute_claims import MemoryMinuteClaims, MinuteClaims, RedisMinuteClaims
 
-REDIS_URL = "redis://127.0.0.1:6379/6"
-
 
 @pytest.fixture(params=["memory", "redis"])
 def claims(request: pytest.FixtureRequest) -> Iterator[MinuteClaims]:
     if request.param == "memory":
         yield MemoryMinuteClaims()
         return
-    store = RedisMinuteClaims.from_url(REDIS_URL)
-    try:
-        store.client.flushdb()
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
-    yield store
-    store.client.flushdb()
+    yield RedisMinuteClaims.from_url(request.getfixturevalue("scratch_redis"))
 
 
 def test_first_claim_wins(claims: MinuteClaims) -> None:

@@ -1,0 +1,82 @@
+"""What a run really puts on the broker: step messages stay small however big the DAG.
+
+Messages are read as Redis received them (``MONITOR``, filtered to the core database), so
+the continuations a worker publishes count as much as the start canvas the client sends.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from types import TracebackType
+
+import pytest
+import redis
+
+from dagflow.runner import Runner
+from tests.support.dags import make_dag, task
+
+pytestmark = pytest.mark.integration
+WIDTH = 9_998  # root -> 9,998 -> sink: 10,000 tasks
+
+
+class PublishedSteps:
+    """Sizes of the ``dagflow.step`` messages pushed to one database, by run id, via MONITOR."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.db = int(url.rsplit("/", 1)[1])
+        self.sizes: dict[str, list[int]] = defaultdict(list)
+        self._marker = f"end-of-monitor-{id(self)}"
+        self._client = redis.Redis.from_url(url)
+        self._monitor = self._client.monitor()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def __enter__(self) -> PublishedSteps:
+        self._monitor.__enter__()  # MONITOR is on before anything is sent
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # Commands reach MONITOR in the order Redis ran them: once the marker is read,
+        # every message pushed before it has been counted.
+        self._client.echo(self._marker)
+        self._thread.join(30)
+        self._monitor.__exit__()
+        self._client.close()
+        assert not self._thread.is_alive(), "MONITOR reader did not see its end marker"
+
+    def _read(self) -> None:
+        for entry in self._monitor.listen():
+            command = entry["command"]
+            if self._marker in command:
+                return
+            if entry["db"] != self.db or not command.startswith("LPUSH celery "):
+                continue
+            if "dagflow.step" not in command:
+                continue
+            run_id = command.split('argsrepr": "(\'', 1)[1].split("'", 1)[0]
+            self.sizes[run_id].append(len(command) - len("LPUSH celery "))
+
+
+@pytest.mark.timeout(180)
+def test_step_message_does_not_grow_with_the_dag(redis_runner: Runner, redis_db: str) -> None:
+    # Given a 3-task run and a 10,000-task run (root -> 9,998 -> sink) on the session worker
+    small = make_dag([task("r"), task("m0", deps=("r",)), task("s", deps=("m0",))])
+    mids = [task(f"m{i}", deps=("r",)) for i in range(WIDTH)]
+    big = make_dag([task("r"), *mids, task("s", deps=tuple(m["id"] for m in mids))])
+    # When both run while every message pushed to the broker is measured
+    with PublishedSteps(redis_db) as seen:
+        first = redis_runner.submit(small)
+        assert first.wait(timeout=60).status == "success"
+        second = redis_runner.submit(big)
+        result = second.wait(timeout=150)
+        assert (result.status, result.succeeded) == ("success", WIDTH + 2)
+    small_sizes, big_sizes = seen.sizes[first.run_id], seen.sizes[second.run_id]
+    # Then each step was one message, and the largest message of the big run is as large as
+    # the small run's but for the longer task ids (a few bytes each in args and argsrepr)
+    assert len(small_sizes) == 3 and len(big_sizes) == WIDTH + 2
+    assert max(big_sizes) <= max(small_sizes) + 64, (max(small_sizes), max(big_sizes))
+    assert max(big_sizes) < 2048
