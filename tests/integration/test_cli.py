@@ -214,7 +214,14 @@ def test_help_lists_every_command_with_examples_and_the_exit_codes() -> None:
         line = next(row for row in listed.splitlines() if row.strip().startswith(name + " "))
         assert len(line.split()) > 2, line  # the name and a one-line description
     assert "Examples:\n    dagflow plan dags/weekly_ops_chain.yaml" in proc.stdout
-    for code in ("0    ok", "1    a task", "2    invalid input", "3    configuration", "4    stopped waiting", "130  "):
+    for code in (
+        "0    ok",
+        "1    a task",
+        "2    invalid input",
+        "3    configuration",
+        "4    stopped waiting",
+        "130  ",
+    ):
         assert f"\n    {code}" in proc.stdout
 
 
