@@ -83,7 +83,7 @@ def make_app(settings: Settings | None = None, *, main: str = "dagflow") -> Cele
     def _on_revoked(
         sender: Any = None, request: Any = None, terminated: bool = False, **kw: Any
     ) -> None:
-        if getattr(sender, "app", None) is not app or getattr(request, "name", "") != STEP_TASK:
+        if getattr(sender, "app", None) is not app or getattr(sender, "name", "") != STEP_TASK:
             return
         run_id, task_id = request.args[0], request.args[1]
         how = (

@@ -9,6 +9,7 @@ wake waiters and call the runtime's run-finished hooks.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -85,7 +86,13 @@ def finish_run(
         error: Why the run ended without all its tasks ending (``stalled: ...``); the run
             is then ``failed``.
     """
+    # The finish that completed the run, a copy of a finished step and the sweeper may all
+    # try to close it at about the same time: one of them does, within a lease period.
+    if not rt.store.try_lock(f"finish:{run_id}", f"{os.getpid()}", rt.settings.lease_s):
+        return
     snapshot = rt.store.snapshot(run_id)
+    if snapshot is not None and snapshot.status != "running":
+        return
     meta = snapshot.meta if snapshot else {}
     status = "failed" if result.counts.get("failed", 0) or error else "success"
     started = float(meta.get("started_at", time.time()))

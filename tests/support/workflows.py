@@ -99,3 +99,20 @@ def exclusive(params: Mapping[str, Any]) -> dict[str, int]:
             os.close(fd)
             lock.unlink()
     return {"pid": os.getpid()}
+
+
+@dagflow.workflow("test.sleep_traced")
+def sleep_traced(params: Mapping[str, Any]) -> dict[str, float]:
+    """Sleep ``seconds``, writing ``start``, a ``tick`` every 0.1 s and ``end`` to spans.txt.
+
+    Each line is ``<kind> <execution id> <epoch seconds>``: an execution killed mid-way
+    leaves no ``end``, and its last ``tick`` says when it stopped.
+    """
+    key = f"{os.getpid()}-{time.monotonic_ns()}"
+    _trace(params, "spans.txt", f"start {key} {time.time()}")
+    until = time.monotonic() + float(params.get("seconds", 1.0))
+    while time.monotonic() < until:
+        time.sleep(0.1)
+        _trace(params, "spans.txt", f"tick {key} {time.time()}")
+    _trace(params, "spans.txt", f"end {key} {time.time()}")
+    return {"slept": float(params.get("seconds", 1.0))}

@@ -1,0 +1,267 @@
+"""Recovery: killing any one process, restarting Redis or cutting a connection loses and
+doubles nothing. Real workers, a private redis-server per test, bounded waits.
+
+Leases are 2 s and sweeps 0.5 s here (:mod:`tests.support.cluster`), so "within lease +
+sweep" is a few seconds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+
+from dagflow.compile import STEP_TASK
+from dagflow.errors import RunnerError
+from tests.support.cluster import LEASE_S, SWEEP_S, Cluster, count
+from tests.support.dags import make_dag, task
+from tests.support.processes import ROOT
+from tests.support.waiting import wait_for, wait_for_file
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def _attempts(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def test_a_whole_worker_killed_mid_step_is_recovered_within_lease_and_sweep(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # Given a 3 s step running on worker a, and an idle worker b
+    cluster.worker("a")
+    dag = make_dag(
+        [
+            task("long", "test.pid_sleep", params={"dir": str(tmp_path), "seconds": 3}),
+            task("after", deps=("long",)),
+        ]
+    )
+    handle = cluster.runner.submit(dag)
+    wait_for_file(tmp_path / "pids.txt")
+    cluster.worker("b")
+    # When worker a's main process and pool are killed together
+    killed = time.monotonic()
+    cluster.kill("a")
+    # Then b runs the step again within lease + sweep, and the run succeeds
+    wait_for(lambda: len(_attempts(tmp_path / "pids.txt")) == 2, LEASE_S + SWEEP_S + 3, "rerun")
+    assert time.monotonic() - killed <= LEASE_S + SWEEP_S + 3
+    result = handle.wait(timeout=30)
+    assert (result.status, result.succeeded) == ("success", 2)
+    events = cluster.events(handle.run_id)
+    starts = [e for e in events if e["event"] == "task_start" and e["task_id"] == "long"]
+    assert [(e["worker"].split("@")[0], e["fence"]) for e in starts] == [("a", 1), ("b", 2)]
+    assert count(events, "task_ok", "long") == 1 and count(events, "dag_done") == 1
+
+
+def test_a_retry_held_by_a_killed_worker_still_runs(cluster: Cluster, tmp_path: Path) -> None:
+    # Given a task whose first attempt fails and whose retry (3 s later) worker a holds
+    cluster.worker("a", DAGFLOW_RETRY_BASE_S="3", DAGFLOW_RETRY_MAX_S="3")
+    params = {"dir": str(tmp_path), "key": "k", "failures": 1}
+    dag = make_dag([task("flaky", "test.flaky", params=params, retries=2)])
+    handle = cluster.runner.submit(dag)
+    wait_for(
+        lambda: count(cluster.events(handle.run_id), "task_retry") == 1, 20, "first failure"
+    )
+    cluster.worker("b")
+    # When worker a dies with the retry in its memory
+    cluster.kill("a")
+    # Then the retry runs when due (3 s) plus the outbox grace (one lease) and a sweep
+    result = handle.wait(timeout=3 + LEASE_S + SWEEP_S + 10)
+    assert result.status == "success"
+    assert len(_attempts(tmp_path / "flaky-k.txt")) == 2
+    events = cluster.events(handle.run_id)
+    assert [e["attempt"] for e in events if e["event"] == "task_start"] == [1, 2]
+
+
+def test_redis_restarted_mid_dag_loses_and_doubles_nothing(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # Given a 200-task DAG (a fan-out of 198 between a root and a join) on two workers
+    cluster.worker("a", concurrency=2)
+    cluster.worker("b", concurrency=2)
+    mids = [f"m{i}" for i in range(198)]
+    tasks = [
+        task("root"),
+        *(task(m, "test.sleep", deps=("root",), params={"seconds": 0.02}) for m in mids),
+        task("join", deps=tuple(mids)),
+    ]
+    handle = cluster.runner.submit(make_dag(tasks))
+    wait_for(lambda: count(cluster.events(handle.run_id), "task_ok") >= 30, 30, "30 tasks ok")
+    # When Redis (broker and run store) is stopped and started again 3 s later (AOF kept)
+    cluster.server.stop()
+    time.sleep(3)
+    cluster.server.restart()
+    # Then the run completes with every task ok exactly once in the store and in the log
+    result = handle.wait(timeout=90)
+    assert (result.status, result.succeeded) == ("success", 200)
+    events = cluster.events(handle.run_id)
+    oks = [e["task_id"] for e in events if e["event"] == "task_ok"]
+    assert sorted(oks) == sorted(["root", *mids, "join"])  # each exactly once
+    assert count(events, "dag_done") == 1, [e for e in events if e["event"] == "dag_done"]
+
+
+def test_a_connection_blip_never_runs_a_step_twice_at_the_same_time(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # Given a 5 s step running on worker a, whose consumer keeps polling (2 pool slots),
+    # and a worker b that could take a redelivered copy
+    cluster.worker("a", concurrency=2)
+    cluster.worker("b")
+    params = {"dir": str(tmp_path), "seconds": 5}
+    handle = cluster.runner.submit(make_dag([task("long", "test.sleep_traced", params=params)]))
+    wait_for(lambda: "tick" in _read(tmp_path / "spans.txt"), 20, "the step runs")
+    # When every client connection to Redis is killed (Redis stays up): kombu gives the
+    # unacknowledged message back with the same id while the step still runs
+    client = cluster.server.client()
+    client.client_kill_filter(_type="normal", skipme=True)
+    client.close()
+    # Then the run ends, and no two executions of the workflow ever overlapped
+    result = handle.wait(timeout=40)
+    assert result.status == "success"
+    spans = _spans(tmp_path / "spans.txt")
+    for (_, e1), (s2, _) in zip(spans, spans[1:], strict=False):
+        assert s2 >= e1, f"two executions overlapped: {spans}"
+    events = cluster.events(handle.run_id)
+    assert count(events, "task_ok") == 1
+    logs = cluster.log("a") + cluster.log("b")
+    assert "Connection to broker lost" in logs  # the blip happened to a consumer
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def _spans(path: Path) -> list[tuple[float, float]]:
+    """(start, last sign of life) of each execution of ``test.sleep_traced``."""
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    for line in path.read_text().splitlines():
+        kind, key, at = line.split()
+        first.setdefault(key, float(at))
+        last[key] = float(at)
+    return sorted((first[k], last[k]) for k in first)
+
+
+def test_a_duplicate_of_a_finished_root_costs_at_most_one_message_per_child(
+    cluster: Cluster,
+) -> None:
+    # Given a finished lattice: 6 layers of 4, each task joining two of the layer above
+    cluster.worker("a", concurrency=2)
+    layers = [[f"l{d}_{i}" for i in range(4)] for d in range(6)]
+    tasks = [task("root")]
+    for d, layer in enumerate(layers):
+        above = ["root"] if d == 0 else layers[d - 1]
+        for i, tid in enumerate(layer):
+            parents = tuple(sorted({above[i % len(above)], above[(i + 1) % len(above)]}))
+            tasks.append(task(tid, deps=parents))
+    handle = cluster.runner.submit(make_dag(tasks))
+    assert handle.wait(timeout=60).status == "success"
+    before = cluster.log("a").count(f"Task {STEP_TASK}[")
+    # When a duplicate step message of the root is delivered
+    cluster.runner.app.send_task(STEP_TASK, args=(handle.run_id, "root"))
+    time.sleep(SWEEP_S * 4)  # nothing more is expected: give any cascade time to show
+    # Then at most one message per direct child follows it (here: none, all are finished)
+    received = cluster.log("a").count(f"Task {STEP_TASK}[") - before
+    assert received <= 2 * (1 + 4), cluster.log("a")[-2000:]  # "received" + "succeeded" lines
+    assert count(cluster.events(handle.run_id), "task_start") == 1 + 24
+
+
+def test_pool_processes_killed_five_times_in_a_400_task_dag(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # Given a 400-task DAG (20 chains of 20) on a worker with 4 pool processes
+    proc = cluster.worker("a", concurrency=4)
+    tasks = []
+    for c in range(20):
+        for i in range(20):
+            deps = (f"c{c}_{i - 1}",) if i else ()
+            params = {"seconds": 0.05}
+            tasks.append(task(f"c{c}_{i}", "test.sleep", deps=deps, params=params))
+    handle = cluster.runner.submit(make_dag(tasks))
+    # When a busy pool process is SIGKILLed five times while it runs
+    main = psutil.Process(proc.pid)
+    for _ in range(5):
+        time.sleep(0.4)
+        children = main.children()
+        if children:
+            children[0].kill()
+    # Then every task is ok exactly once in the store and in the log
+    result = handle.wait(timeout=90)
+    assert (result.status, result.succeeded) == ("success", 400)
+    events = cluster.events(handle.run_id)
+    oks = [e["task_id"] for e in events if e["event"] == "task_ok"]
+    assert len(oks) == 400 and len(set(oks)) == 400
+
+
+def test_a_step_terminated_from_outside_fails_the_run_with_a_reason(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # Given a long step running
+    cluster.worker("a")
+    dag = make_dag(
+        [
+            task("long", "test.pid_sleep", params={"dir": str(tmp_path), "seconds": 30}),
+            task("after", deps=("long",)),
+        ]
+    )
+    handle = cluster.runner.submit(dag)
+    wait_for_file(tmp_path / "pids.txt")
+    store = redis.Redis.from_url(cluster.server.url(0), decode_responses=True)
+    token = str(store.hget(f"dagflow:run:{{{handle.run_id}}}:claims", "long")).split("\t")[0]
+    # When an operator terminates it (celery control terminate)
+    cluster.runner.app.control.revoke(token, terminate=True, signal="SIGTERM")
+    # Then the run ends as failed, naming the reason, instead of staying running
+    result = handle.wait(timeout=LEASE_S * 2 + 10)
+    assert (result.status, result.failed, result.skipped) == ("failed", 1, 1)
+    fail = next(e for e in cluster.events(handle.run_id) if e["event"] == "task_fail")
+    assert "terminated from outside" in fail["error"]
+
+
+def test_a_run_whose_state_vanished_is_failed_and_its_waiter_told(cluster: Cluster) -> None:
+    # Given a run with a long step
+    cluster.worker("a")
+    dag = make_dag([task("long", "test.sleep", params={"seconds": 30})])
+    handle = cluster.runner.submit(dag)
+    wait_for(lambda: count(cluster.events(handle.run_id), "task_start") == 1, 20, "start")
+    # When its state is flushed from Redis (but the sweeper's index is left)
+    client = cluster.server.client()
+    for key in client.scan_iter(match=f"dagflow:run:{{{handle.run_id}}}:*"):
+        client.delete(key)
+    client.close()
+    # Then the waiter is told at once, and the sweeper ends the run within two lease periods
+    with pytest.raises(RunnerError, match="state is gone"):
+        handle.wait(timeout=10)
+    wait_for(
+        lambda: count(cluster.events(handle.run_id), "dag_done") == 1, 2 * LEASE_S + 3, "dag_done"
+    )
+    done = [e for e in cluster.events(handle.run_id) if e["event"] == "dag_done"][0]
+    assert done["status"] == "failed" and done["error"].startswith("stalled:")
+
+
+def test_a_worker_that_cannot_import_its_workflows_refuses_to_start(cluster: Cluster) -> None:
+    env = {**cluster.env, "DAGFLOW_WORKFLOWS": "no_such_module_xyz"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "dagflow", "worker", "-c", "1", "--pool", "solo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3
+    assert "no_such_module_xyz" in proc.stderr and " ready." not in proc.stdout + proc.stderr
