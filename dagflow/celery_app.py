@@ -16,7 +16,7 @@ from dagflow import step, tasks, workflows
 from dagflow.compile import STEP_TASK
 from dagflow.errors import ConfigError
 from dagflow.firing import run_finished_hook
-from dagflow.runtime import Runtime
+from dagflow.runtime import Runtime, runtime_for
 from dagflow.settings import Settings
 from dagflow.state_store import JsonlStateStore
 from dagflow.sweeper import SweeperStep
@@ -85,14 +85,22 @@ def make_app(settings: Settings | None = None, *, main: str = "dagflow") -> Cele
     ) -> None:
         if getattr(sender, "app", None) is not app or getattr(sender, "name", "") != STEP_TASK:
             return
-        run_id, task_id = request.args[0], request.args[1]
-        how = (
-            f"was terminated from outside (signal {kw.get('signum')})"
-            if terminated
-            else ("was revoked from outside")
-        )
+        from celery.worker import state as worker_state
+
+        run_id, task_id, token = request.args[0], request.args[1], str(request.id)
         try:
-            step.abort_step(app, run_id, task_id, str(request.id), how)
+            if token not in worker_state.revoked:
+                # Celery cancelled it itself (a lost broker connection): not an operator's
+                # decision. Its process is gone, so let the next delivery take over now.
+                runtime_for(app).store.release(run_id, task_id, token)
+                return
+            signum = abs(int(kw.get("signum") or 0))
+            how = (
+                f"was terminated from outside (signal {signum})"
+                if terminated
+                else ("was revoked from outside")
+            )
+            step.abort_step(app, run_id, task_id, token, how)
         except Exception:
             logger.exception("dagflow: could not record the revoke of %s/%s", run_id, task_id)
 
