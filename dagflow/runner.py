@@ -126,7 +126,8 @@ class RunHandle:
                 done = store.wait_done(self.run_id, step if left is None else min(step, left))
                 snap = store.snapshot(self.run_id, with_states=on_progress is not None)
             except STORE_ERRORS as exc:
-                logger.warning("dagflow: run store unreachable while waiting (%s); retrying", exc)
+                log = logger.warning if pause == RECONNECT_S[0] else logger.debug
+                log("dagflow: run store unreachable while waiting (%s); retrying", exc)
                 time.sleep(pause if left is None else max(min(pause, left), 0.0))
                 pause = min(pause * 2, RECONNECT_S[1])
                 continue
@@ -223,13 +224,28 @@ class Runner:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def attach(self, run_id: str) -> RunHandle:
+    def attach(self, run_id: str, timeout: float | None = None) -> RunHandle:
         """A handle to a run started anywhere (another process or host), by its id.
+
+        Args:
+            run_id: The run's id.
+            timeout: Seconds to keep trying an unreachable run store (default 30).
 
         Raises:
             RunnerError: The run store does not know the run.
         """
-        if self.runtime.store.snapshot(run_id) is None:
+        deadline = time.monotonic() + (30.0 if timeout is None else timeout)
+        pause = RECONNECT_S[0]
+        while True:
+            try:
+                known = self.runtime.store.snapshot(run_id) is not None
+                break
+            except STORE_ERRORS:
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, RECONNECT_S[1])
+        if not known:
             raise RunnerError(f"run {run_id} is not in the run store (unknown or expired)")
         return RunHandle(self, run_id)
 

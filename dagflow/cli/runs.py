@@ -32,7 +32,7 @@ def wait(run_id: str, timeout: float | None) -> int:
     settings = Settings.from_env()
     runner = Runner(settings)
     try:
-        handle = runner.attach(run_id)
+        handle = runner.attach(run_id, timeout)
         try:
             result = handle.wait(timeout=timeout)
         except WaitTimeout:

@@ -7,6 +7,7 @@ sweep" is a few seconds.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -74,9 +75,7 @@ def test_a_retry_held_by_a_killed_worker_still_runs(cluster: Cluster, tmp_path: 
     params = {"dir": str(tmp_path), "key": "k", "failures": 1}
     dag = make_dag([task("flaky", "test.flaky", params=params, retries=2)])
     handle = cluster.runner.submit(dag)
-    wait_for(
-        lambda: count(cluster.events(handle.run_id), "task_retry") == 1, 20, "first failure"
-    )
+    wait_for(lambda: count(cluster.events(handle.run_id), "task_retry") == 1, 20, "first failure")
     cluster.worker("b")
     # When worker a dies with the retry in its memory
     cluster.kill("a")
@@ -134,7 +133,7 @@ def test_a_connection_blip_never_runs_a_step_twice_at_the_same_time(
     result = handle.wait(timeout=40)
     assert result.status == "success"
     spans = _spans(tmp_path / "spans.txt")
-    for (_, e1), (s2, _) in zip(spans, spans[1:], strict=False):
+    for (_, e1), (s2, _) in itertools.pairwise(spans):
         assert s2 >= e1, f"two executions overlapped: {spans}"
     events = cluster.events(handle.run_id)
     assert count(events, "task_ok") == 1
@@ -151,7 +150,7 @@ def _spans(path: Path) -> list[tuple[float, float]]:
     first: dict[str, float] = {}
     last: dict[str, float] = {}
     for line in path.read_text().splitlines():
-        kind, key, at = line.split()
+        _kind, key, at = line.split()
         first.setdefault(key, float(at))
         last[key] = float(at)
     return sorted((first[k], last[k]) for k in first)
@@ -249,7 +248,7 @@ def test_a_run_whose_state_vanished_is_failed_and_its_waiter_told(cluster: Clust
     wait_for(
         lambda: count(cluster.events(handle.run_id), "dag_done") == 1, 2 * LEASE_S + 3, "dag_done"
     )
-    done = [e for e in cluster.events(handle.run_id) if e["event"] == "dag_done"][0]
+    done = next(e for e in cluster.events(handle.run_id) if e["event"] == "dag_done")
     assert done["status"] == "failed" and done["error"].startswith("stalled:")
 
 
@@ -265,3 +264,46 @@ def test_a_worker_that_cannot_import_its_workflows_refuses_to_start(cluster: Clu
     )
     assert proc.returncode == 3
     assert "no_such_module_xyz" in proc.stderr and " ready." not in proc.stdout + proc.stderr
+
+
+def test_dagflow_wait_reattaches_and_rides_out_a_redis_restart(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # Given a running run, and `dagflow wait RUN_ID` in another process
+    cluster.worker("a")
+    dag = make_dag(
+        [task("long", "test.sleep", params={"seconds": 4}), task("after", deps=("long",))]
+    )
+    handle = cluster.runner.submit(dag)
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "dagflow", "wait", handle.run_id, "--timeout", "60"],
+        cwd=ROOT,
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: count(cluster.events(handle.run_id), "task_start") == 1, 20, "start")
+    # When Redis restarts under it
+    cluster.server.stop()
+    time.sleep(2)
+    cluster.server.restart()
+    # Then the waiter reconnects and prints the run's summary when it ends
+    out, err = waiter.communicate(timeout=60)
+    assert waiter.returncode == 0, out + err
+    assert "DAG EXECUTION COMPLETE" in out and f"Status: success (run {handle.run_id})" in out
+
+
+def test_dagflow_wait_on_an_unknown_run_is_one_line(cluster: Cluster) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "dagflow", "wait", "no-such-run"],
+        cwd=ROOT,
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3
+    assert proc.stderr.strip() == (
+        "RunnerError: run no-such-run is not in the run store (unknown or expired)"
+    )
