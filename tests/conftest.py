@@ -27,6 +27,7 @@ import redis
 from dagflow.runner import Runner
 from dagflow.settings import Settings
 from tests.support.processes import ROOT, TEST_WORKFLOWS, start_worker, stop_worker, worker_env
+from tests.support.rabbitmq import RabbitVhost, rabbitmq_available
 from tests.support.redis_server import ExternalRedis, RedisServer, redis_server_binary
 from tests.support.services import require
 
@@ -36,6 +37,8 @@ __all__ = ["ROOT", "TEST_WORKFLOWS", "start_worker", "stop_worker", "worker_env"
 CORE_DB = 1
 #: Database handed to one test at a time by :func:`scratch_redis`.
 SCRATCH_DB = 2
+#: Database holding the run state of the RabbitMQ runs.
+RABBIT_STORE_DB = 3
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +148,48 @@ def embedded_runner(logs_dir: Path) -> Iterator[Runner]:
     runner.close()
 
 
-@pytest.fixture(params=["embedded", "redis"])
+@pytest.fixture(scope="session")
+def rabbit_vhost() -> Iterator[RabbitVhost]:
+    """A RabbitMQ vhost of this session's own (deleted at the end)."""
+    require(rabbitmq_available(), "RabbitMQ is not running on 127.0.0.1:5672")
+    vhost = RabbitVhost()
+    try:
+        yield vhost
+    finally:
+        vhost.delete()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_env(
+    rabbit_vhost: RabbitVhost, redis_server: RedisServer | ExternalRedis, logs_dir: Path
+) -> Iterator[dict[str, str]]:
+    """Workers on RabbitMQ, with run state in Redis (database 3, flushed before and after)."""
+    for backend in _flushed(redis_server, RABBIT_STORE_DB):
+        yield worker_env(
+            rabbit_vhost.url,
+            logs_dir / "rabbit-events.jsonl",
+            logs_dir / "rabbit-state.jsonl",
+            DAGFLOW_RESULT_BACKEND=backend,
+        )
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_runner(rabbitmq_env: dict[str, str], logs_dir: Path) -> Iterator[Runner]:
+    """A runner that sends runs to a real worker over RabbitMQ."""
+    from dagflow import workflows
+
+    proc = start_worker(rabbitmq_env, logs_dir / "rabbit-worker.log")
+    settings = Settings.from_env(rabbitmq_env)
+    workflows.load(settings.workflow_modules)
+    runner = Runner(settings)
+    try:
+        yield runner
+    finally:
+        runner.close()
+        stop_worker(proc)
+
+
+@pytest.fixture(params=["embedded", "redis", "rabbitmq"])
 def runner(request: pytest.FixtureRequest) -> Runner:
-    """Each test using this runs twice: on the embedded worker and on Redis workers."""
+    """Each test using this runs three times: embedded, on Redis and on RabbitMQ workers."""
     return request.getfixturevalue(f"{request.param}_runner")  # type: ignore[no-any-return]

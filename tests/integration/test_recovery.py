@@ -1,7 +1,8 @@
 """Recovery: killing any one process, restarting Redis or cutting a connection loses and
 doubles nothing. Real workers, a private redis-server per test, bounded waits.
 
-Leases are 2 s and sweeps 0.5 s here (:mod:`tests.support.cluster`), so "within lease +
+The faults that matter on both brokers also run with RabbitMQ as the broker (a vhost per
+test) and Redis as the run store. Leases are 2 s and sweeps 0.5 s here (:mod:`tests.support.cluster`), so "within lease +
 sweep" is a few seconds.
 """
 
@@ -23,24 +24,38 @@ from dagflow.errors import RunnerError
 from tests.support.cluster import LEASE_S, SWEEP_S, Cluster, count
 from tests.support.dags import make_dag, task
 from tests.support.processes import ROOT
+from tests.support.rabbitmq import RabbitVhost, rabbitmq_available
+from tests.support.services import require
 from tests.support.waiting import wait_for, wait_for_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    """A cluster on a Redis broker, or (``indirect`` param ``rabbitmq``) on a RabbitMQ vhost
+    of its own, with its run state in Redis."""
+    vhost = None
+    if getattr(request, "param", "redis") == "rabbitmq":
+        require(rabbitmq_available(), "RabbitMQ is not running on 127.0.0.1:5672")
+        vhost = RabbitVhost()
+    c = Cluster(tmp_path, broker=vhost.url if vhost else None)
     try:
         yield c
     finally:
         c.close()
+        if vhost is not None:
+            vhost.delete()
+
+
+BOTH_BROKERS = pytest.mark.parametrize("cluster", ["redis", "rabbitmq"], indirect=True)
 
 
 def _attempts(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
+@BOTH_BROKERS
 def test_a_whole_worker_killed_mid_step_is_recovered_within_lease_and_sweep(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -69,6 +84,7 @@ def test_a_whole_worker_killed_mid_step_is_recovered_within_lease_and_sweep(
     assert count(events, "task_ok", "long") == 1 and count(events, "dag_done") == 1
 
 
+@BOTH_BROKERS
 def test_a_retry_held_by_a_killed_worker_still_runs(cluster: Cluster, tmp_path: Path) -> None:
     # Given a task whose first attempt fails and whose retry (3 s later) worker a holds
     cluster.worker("a", DAGFLOW_RETRY_BASE_S="3", DAGFLOW_RETRY_MAX_S="3")
@@ -87,6 +103,7 @@ def test_a_retry_held_by_a_killed_worker_still_runs(cluster: Cluster, tmp_path: 
     assert [e["attempt"] for e in events if e["event"] == "task_start"] == [1, 2]
 
 
+@BOTH_BROKERS
 def test_redis_restarted_mid_dag_loses_and_doubles_nothing(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -180,6 +197,7 @@ def test_a_duplicate_of_a_finished_root_costs_at_most_one_message_per_child(
     assert count(cluster.events(handle.run_id), "task_start") == 1 + 24
 
 
+@BOTH_BROKERS
 def test_pool_processes_killed_five_times_in_a_400_task_dag(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -207,6 +225,7 @@ def test_pool_processes_killed_five_times_in_a_400_task_dag(
     assert len(oks) == 400 and len(set(oks)) == 400
 
 
+@BOTH_BROKERS
 def test_a_step_terminated_from_outside_fails_the_run_with_a_reason(
     cluster: Cluster, tmp_path: Path
 ) -> None:
