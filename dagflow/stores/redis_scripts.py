@@ -1,0 +1,239 @@
+"""The Lua scripts of :class:`~dagflow.stores.redis.RedisRunStore`, one per atomic operation.
+
+Each script is one step of the run store contract (:mod:`dagflow.stores.base`), atomic on
+the Redis server. They share :data:`_LIB` (clock, lease parsing). Expiries are compared with
+Redis's own ``TIME``, so hosts whose clocks disagree still agree on when a lease ends.
+"""
+
+from __future__ import annotations
+
+# A lease is one hash field: "token \t fence \t worker \t expires_ms \t failed_attempts".
+# ``expires_ms`` 0 means released (the fence and failure count are kept for the next holder).
+_LIB = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function parse(raw)
+  if not raw then return '', 0, '', 0, 0 end
+  local f = {}
+  for part in string.gmatch(raw .. '\\t', '([^\\t]*)\\t') do f[#f + 1] = part end
+  return f[1] or '', tonumber(f[2]) or 0, f[3] or '', tonumber(f[4]) or 0, tonumber(f[5]) or 0
+end
+local function lease(token, fence, worker, expires, fails)
+  return token .. '\\t' .. string.format('%.0f', fence) .. '\\t' .. worker .. '\\t'
+    .. string.format('%.0f', expires) .. '\\t' .. string.format('%.0f', fails)
+end
+local function terminal(s) return s == 'ok' or s == 'failed' or s == 'skipped' end
+"""
+
+# KEYS: states, claims, out, LEASES, OUTBOX, RUNS, OUTBOX_RESENDS
+# ARGV: task, token, worker, lease_ms, run_id, parents...
+CLAIM = (
+    _LIB
+    + """
+local s = redis.call('HGET', KEYS[1], ARGV[1])
+if not s then return {'gone'} end
+if terminal(s) then return {s} end
+local now = now_ms()
+local token, fence, worker, expires, fails = parse(redis.call('HGET', KEYS[2], ARGV[1]))
+if token ~= '' and expires > now then return {'busy', worker} end
+local prev = ''
+if token ~= '' and expires > 0 then prev = worker end
+fence = fence + 1
+local until_ms = now + tonumber(ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], lease(ARGV[2], fence, ARGV[3], until_ms, fails))
+redis.call('HSET', KEYS[1], ARGV[1], 'running')
+local member = ARGV[5] .. '\\t' .. ARGV[1]
+redis.call('ZADD', KEYS[4], until_ms, member)
+redis.call('ZREM', KEYS[5], member)
+redis.call('HDEL', KEYS[7], member)
+redis.call('ZADD', KEYS[6], 'XX', now, ARGV[5])
+local result = {'run', fence, fails + 1, prev}
+for i = 6, #ARGV do
+  table.insert(result, redis.call('HGET', KEYS[3], ARGV[i]) or '')
+end
+return result
+"""
+)
+
+# KEYS: LEASES, RUNS, claims of each lease...   ARGV: lease_ms, then (task, fence, run_id)...
+RENEW = (
+    _LIB
+    + """
+local now = now_ms()
+local out = {}
+for i = 3, #KEYS do
+  local a = 2 + (i - 3) * 3
+  local token, fence, worker, expires, fails = parse(redis.call('HGET', KEYS[i], ARGV[a]))
+  local ok = 0
+  if token ~= '' and expires > 0 and fence == tonumber(ARGV[a + 1]) then
+    local until_ms = now + tonumber(ARGV[1])
+    redis.call('HSET', KEYS[i], ARGV[a], lease(token, fence, worker, until_ms, fails))
+    redis.call('ZADD', KEYS[1], until_ms, ARGV[a + 2] .. '\\t' .. ARGV[a])
+    redis.call('ZADD', KEYS[2], 'XX', now, ARGV[a + 2])
+    ok = 1
+  end
+  out[#out + 1] = ok
+end
+return out
+"""
+)
+
+# KEYS: states, claims, LEASES, OUTBOX, RUNS   ARGV: task, fence, due_ms, run_id
+RETRY = (
+    _LIB
+    + """
+local token, fence, worker, expires, fails = parse(redis.call('HGET', KEYS[2], ARGV[1]))
+if token == '' or fence ~= tonumber(ARGV[2]) then return 0 end
+if redis.call('HGET', KEYS[1], ARGV[1]) == 'running' then
+  local now = now_ms()
+  local member = ARGV[4] .. '\\t' .. ARGV[1]
+  redis.call('HSET', KEYS[2], ARGV[1], lease(token, fence, worker, 0, fails + 1))
+  redis.call('HSET', KEYS[1], ARGV[1], 'retry')
+  redis.call('ZREM', KEYS[3], member)
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), member)
+  redis.call('ZADD', KEYS[5], 'XX', now, ARGV[4])
+end
+return 1
+"""
+)
+
+# KEYS: states, out, meta, claims, LEASES, OUTBOX, RUNS, arr:<join child>...
+# ARGV: task, state, output, total, ttl, fence, token, run_id, grace_ms, n_links, n_joins,
+#       links..., join children..., join needs..., skips...
+FINISH = (
+    _LIB
+    + """
+local task = ARGV[1]
+local now = now_ms()
+local token, fence, worker, expires, fails = parse(redis.call('HGET', KEYS[4], task))
+local want = tonumber(ARGV[6])
+local s = redis.call('HGET', KEYS[1], task)
+if not s then return {'lost', ''} end
+if want > 0 then
+  if token == '' or fence ~= want then return {'lost', s} end
+elseif token ~= '' and token ~= ARGV[7] and expires > now then
+  return {'lost', s}
+end
+local member = ARGV[8] .. '\\t' .. task
+local first = 0
+if not terminal(s) then
+  redis.call('HSET', KEYS[1], task, ARGV[2])
+  if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], task, ARGV[3]) end
+  redis.call('HINCRBY', KEYS[3], 'n_' .. ARGV[2], 1)
+  first = 1
+end
+redis.call('HSET', KEYS[4], task, lease(token, fence, worker, 0, fails))
+redis.call('ZREM', KEYS[5], member)
+redis.call('ZREM', KEYS[6], member)
+local n_links, n_joins = tonumber(ARGV[10]), tonumber(ARGV[11])
+local newly = {}
+for i = 12 + n_links + 2 * n_joins, #ARGV do
+  if not terminal(redis.call('HGET', KEYS[1], ARGV[i])) then
+    redis.call('HSET', KEYS[1], ARGV[i], 'skipped')
+    redis.call('HINCRBY', KEYS[3], 'n_skipped', 1)
+    redis.call('ZREM', KEYS[6], ARGV[8] .. '\\t' .. ARGV[i])
+    table.insert(newly, ARGV[i])
+  end
+end
+local ok = tonumber(redis.call('HGET', KEYS[3], 'n_ok') or '0')
+local failed = tonumber(redis.call('HGET', KEYS[3], 'n_failed') or '0')
+local skipped = tonumber(redis.call('HGET', KEYS[3], 'n_skipped') or '0')
+local complete = 0
+if ok + failed + skipped >= tonumber(ARGV[4]) then
+  complete = redis.call('HSETNX', KEYS[3], 'complete', '1')
+end
+local ready = {}
+if ARGV[2] == 'ok' then
+  for i = 1, n_links do
+    local child = ARGV[11 + i]
+    if first == 1 and redis.call('HGET', KEYS[1], child) == 'pending' then
+      table.insert(ready, child)
+    end
+  end
+  for j = 1, n_joins do
+    local key = KEYS[7 + j]
+    local added = redis.call('SADD', key, task)
+    redis.call('EXPIRE', key, ARGV[5])
+    local need = tonumber(ARGV[11 + n_links + n_joins + j])
+    if added == 1 and redis.call('SCARD', key) >= need then
+      table.insert(ready, ARGV[11 + n_links + j])
+    end
+  end
+end
+local due = now + tonumber(ARGV[9])
+for _, child in ipairs(ready) do
+  redis.call('ZADD', KEYS[6], due, ARGV[8] .. '\\t' .. child)
+end
+redis.call('ZADD', KEYS[7], 'XX', now, ARGV[8])
+local result = {'done', complete, ok, failed, skipped, first, #newly}
+for _, id in ipairs(newly) do table.insert(result, id) end
+for _, id in ipairs(ready) do table.insert(result, id) end
+return result
+"""
+)
+
+# KEYS: claims, LEASES   ARGV: task, token, run_id
+RELEASE = (
+    _LIB
+    + """
+local token, fence, worker, expires, fails = parse(redis.call('HGET', KEYS[1], ARGV[1]))
+if token == '' or token ~= ARGV[2] or expires <= 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], lease(token, fence, worker, 1, fails))
+redis.call('ZADD', KEYS[2], 1, ARGV[3] .. '\\t' .. ARGV[1])
+return 1
+"""
+)
+
+# KEYS: LEASES, OUTBOX, OUTBOX_RESENDS, RUNS   ARGV: limit, grace_ms, idle_ms, run key prefix
+SWEEP = (
+    _LIB
+    + """
+local now = now_ms()
+local limit, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
+local function key(run, part) return ARGV[4] .. '{' .. run .. '}:' .. part end
+local expired = {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', KEYS[1], m)
+  local run, task = string.match(m, '^([^\\t]*)\\t(.*)$')
+  local token, fence, worker, expires = parse(redis.call('HGET', key(run, 'claims'), task))
+  if token ~= '' and expires > 0 and expires <= now
+      and redis.call('HGET', key(run, 'states'), task) == 'running' then
+    redis.call('ZADD', KEYS[2], now, m)
+    table.insert(expired, {run, task, worker, fence})
+  end
+end
+local due = {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)) do
+  local run, task = string.match(m, '^([^\\t]*)\\t(.*)$')
+  local s = redis.call('HGET', key(run, 'states'), task)
+  local live = false
+  if s == 'running' then
+    local token, fence, worker, expires = parse(redis.call('HGET', key(run, 'claims'), task))
+    live = token ~= '' and expires > now
+  end
+  if (not s) or terminal(s) or live then
+    redis.call('ZREM', KEYS[2], m)
+    redis.call('HDEL', KEYS[3], m)
+  else
+    local n = redis.call('HINCRBY', KEYS[3], m, 1)
+    redis.call('ZADD', KEYS[2], now + grace * math.pow(2, math.min(n - 1, 5)), m)
+    table.insert(due, {run, task})
+  end
+end
+local idle_before = now - tonumber(ARGV[3])
+local idle = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', idle_before, 'LIMIT', 0, limit)
+local result = {#expired}
+for _, e in ipairs(expired) do
+  for _, v in ipairs(e) do table.insert(result, v) end
+end
+table.insert(result, #due)
+for _, d in ipairs(due) do
+  table.insert(result, d[1])
+  table.insert(result, d[2])
+end
+for _, r in ipairs(idle) do table.insert(result, r) end
+return result
+"""
+)
