@@ -326,3 +326,14 @@ def test_dagflow_wait_on_an_unknown_run_is_one_line(cluster: Cluster) -> None:
     assert proc.stderr.strip() == (
         "RunnerError: run no-such-run is not in the run store (unknown or expired)"
     )
+
+
+def test_step_messages_lost_from_the_broker_are_sent_again(cluster: Cluster) -> None:
+    # Given a run submitted while no worker listens
+    handle = cluster.runner.submit(make_dag([task("a"), task("b", deps=("a",))]))
+    # When its start messages are lost (purged from the broker's queue)
+    assert cluster.runner.app.control.purge() >= 1
+    # Then a worker started later still gets the step from the outbox, and the run ends
+    cluster.worker("a")
+    result = handle.wait(timeout=LEASE_S * 2 + SWEEP_S + 10)
+    assert (result.status, result.succeeded) == ("success", 2)
