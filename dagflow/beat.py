@@ -20,7 +20,7 @@ from dagflow.clock import utc_now
 from dagflow.firing import START_TASK
 from dagflow.schedules import ScheduleDir
 from dagflow.settings import Settings
-from dagflow.state_store import JsonlStateStore
+from dagflow.state_store import state_recorder
 from dagflow.sweeper import Sweeper
 from dagflow.ticker import Clock, Ticker, claims_for, next_sleep
 
@@ -33,9 +33,9 @@ class DagflowScheduler(Scheduler):  # type: ignore[misc]
     def setup_schedule(self) -> None:
         """Build the ticker from the environment (Beat calls this once, at start)."""
         self.settings = Settings.from_env()
-        self.state = JsonlStateStore(self.settings.state_path)
+        self.state = state_recorder(self.settings)
         self.directory = ScheduleDir(self.settings.schedules_dir)
-        self.ticker = Ticker(self.directory, claims_for(self.settings, self.state), self.state)
+        self.ticker = Ticker(self.directory, claims_for(self.settings), self.state)
         self.clock = Clock()
         # Recovery does not depend on Beat, but a deployment whose workers all run with
         # another app (or none yet) still gets its expired leases and due retries re-sent.

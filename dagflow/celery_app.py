@@ -18,7 +18,7 @@ from dagflow.errors import ConfigError
 from dagflow.firing import run_finished_hook
 from dagflow.runtime import Runtime, runtime_for
 from dagflow.settings import Settings
-from dagflow.state_store import JsonlStateStore
+from dagflow.state_store import state_recorder
 from dagflow.sweeper import SweeperStep
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
 def build_runtime(settings: Settings) -> Runtime:
     """The runtime of an app made for ``settings``, with scheduling's run-finished hook."""
     runtime = Runtime.from_settings(settings)
-    runtime.run_finished_hooks.append(run_finished_hook(JsonlStateStore(settings.state_path)))
+    runtime.run_finished_hooks.append(run_finished_hook(state_recorder(settings)))
     return runtime
 
 

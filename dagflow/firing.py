@@ -21,7 +21,7 @@ from dagflow.clock import now_iso
 from dagflow.dag import Dag, check_dag, load_dag
 from dagflow.runtime import RunEnded, RunFinishedHook
 from dagflow.settings import Settings
-from dagflow.state_store import JsonlStateStore
+from dagflow.state_store import StateRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def firing_dag(firing: Firing, settings: Settings, root: Path | None = None) -> 
     return dag
 
 
-def run_finished_hook(state: JsonlStateStore) -> RunFinishedHook:
+def run_finished_hook(state: StateRecorder) -> RunFinishedHook:
     """A hook that writes ``run_finished`` to ``state`` when a scheduled run ends."""
 
     def record(ended: RunEnded) -> None:

@@ -22,6 +22,8 @@ Keys shared by every run (the sweeper's indexes; a member is ``<run_id>\t<task_i
     dagflow:runs              zset    run -> last time a step of it moved (ms)
     dagflow:runs:index        hash    run -> "<dag_name>\t<tenant_id>" (kept until it ends)
     dagflow:lock:<name>       string  a short lock (one sweep at a time)
+    dagflow:events            stream  every event and state line (log, data), capped
+    (group "collectors" on dagflow:events: the collectors' read positions and pending entries)
 
 Scheduler keys::
 
@@ -47,6 +49,9 @@ OUTBOX_RESENDS = f"{PREFIX}outbox:resends"
 RUNS = f"{PREFIX}runs"
 RUN_INDEX = f"{PREFIX}runs:index"
 LOCK_PREFIX = f"{PREFIX}lock:"
+#: The stream every event goes through in distributed mode, and its collectors' group.
+EVENTS_STREAM = f"{PREFIX}events"
+COLLECTOR_GROUP = "collectors"
 
 #: URL schemes of a Redis server (TCP, TLS, unix socket), as redis-py and kombu accept them.
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")

@@ -57,6 +57,14 @@ def start_run(
     }
     # The roots go into the outbox with the plan: if the start canvas is lost, the sweeper
     # sends them.
+    edges = [[p, c] for c in compiled.graph.order for p in compiled.graph.parents[c]]
+    event = rt.event(
+        "dag_start",
+        run_id,
+        plan,
+        tasks=len(spec.tasks),
+        edges=edges if len(edges) <= MAX_EDGES_IN_EVENT else None,
+    )
     rt.store.create_run(
         run_id,
         plan.to_json(),
@@ -64,15 +72,10 @@ def start_run(
         compiled.graph.order,
         roots=compiled.graph.roots,
         grace_s=rt.settings.lease_s,
+        event=event.to_record(),
     )
-    edges = [[p, c] for c in compiled.graph.order for p in compiled.graph.parents[c]]
-    rt.emit(
-        "dag_start",
-        run_id,
-        plan,
-        tasks=len(spec.tasks),
-        edges=edges if len(edges) <= MAX_EDGES_IN_EVENT else None,
-    )
+    if not rt.store.writes_events:
+        rt.events.emit(event)
     compiled.start_canvas(app, run_id).apply_async()
     return run_id
 
@@ -97,7 +100,7 @@ def finish_run(
     status = "failed" if result.counts.get("failed", 0) or error else "success"
     started = float(meta.get("started_at", time.time()))
     duration = round(max(time.time() - started, 0.0), 6)
-    rt.emit(
+    event = rt.event(
         "dag_done",
         run_id,
         plan,
@@ -112,7 +115,8 @@ def finish_run(
     fields: dict[str, Any] = {"finished_at": time.time(), "duration_s": duration}
     if error:
         fields["error"] = error
-    rt.store.mark_done(run_id, status, fields)
+    # Hooks and the file's dag_done come before mark_done wakes the waiters, so a waiter
+    # finds them written.
     rt.run_finished(
         RunEnded(
             run_id=run_id,
@@ -123,3 +127,6 @@ def finish_run(
             labels=dict(meta.get("labels") or {}),
         )
     )
+    if not rt.store.writes_events:
+        rt.events.emit(event)
+    rt.store.mark_done(run_id, status, fields, event.to_record())

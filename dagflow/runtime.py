@@ -11,12 +11,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dagflow.clock import isoformat, utc_now
 from dagflow.errors import ConfigError
+from dagflow.event_stream import RedisEventStream
 from dagflow.events import Event, JsonlEventLog
 from dagflow.heartbeat import Heartbeat
+from dagflow.jsonl import ReadStats
 from dagflow.keys import is_redis_url
 from dagflow.plan import RunPlan
 from dagflow.retry import RetryPolicy
@@ -27,6 +29,17 @@ if TYPE_CHECKING:
     from celery import Celery
 
 logger = logging.getLogger(__name__)
+
+
+class EventSink(Protocol):
+    """Where events go: the JSONL file (embedded, ``DAGFLOW_EVENTS=file``) or the stream."""
+
+    def emit(self, event: Event) -> bool:
+        """Write one event; False (logged) if it could not be written. Never raises."""
+
+    def read(self, stats: ReadStats | None = None) -> list[dict[str, Any]]:
+        """Every event still held, oldest first (for tools and tests)."""
+
 
 #: Plans kept parsed per worker process (one per run in flight).
 PLAN_CACHE_SIZE = 64
@@ -76,7 +89,7 @@ class Runtime:
 
     settings: Settings
     store: RunStore
-    events: JsonlEventLog
+    events: EventSink
     retry: RetryPolicy
     heartbeat: Heartbeat = field(init=False)
     run_finished_hooks: list[RunFinishedHook] = field(default_factory=list)
@@ -86,16 +99,26 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings, store: RunStore | None = None) -> Runtime:
         """Build a runtime; the store is Redis unless one is given (embedded mode)."""
+        stream = settings.events_sink == "stream" and not settings.embedded
         if store is None:
             store = (
                 MemoryRunStore()
                 if settings.embedded
-                else RedisRunStore(store_url(settings), ttl=settings.run_ttl_s)
+                else RedisRunStore(
+                    store_url(settings),
+                    ttl=settings.run_ttl_s,
+                    events_maxlen=settings.events_maxlen if stream else None,
+                )
             )
+        events: EventSink = (
+            RedisEventStream(store_url(settings), settings.events_maxlen)
+            if stream
+            else JsonlEventLog(settings.events_path)
+        )
         return cls(
             settings=settings,
             store=store,
-            events=JsonlEventLog(settings.events_path),
+            events=events,
             retry=RetryPolicy(settings.retry_base_s, settings.retry_max_s, settings.retry_jitter),
         )
 
@@ -130,6 +153,17 @@ class Runtime:
     def emit(self, name: str, run_id: str, plan: RunPlan, **fields: Any) -> None:
         """Write one event for ``run_id``; never raises for an I/O problem."""
         self.emit_raw(name, run_id, plan.dag_name, plan.tenant_id, **fields)
+
+    def event(self, name: str, run_id: str, plan: RunPlan, **fields: Any) -> Event:
+        """Build (not write) one event of ``run_id``."""
+        return Event(
+            timestamp=isoformat(utc_now()),
+            event=name,  # type: ignore[arg-type]
+            run_id=run_id,
+            dag_name=plan.dag_name,
+            tenant_id=plan.tenant_id,
+            **fields,
+        )
 
     def emit_raw(
         self, name: str, run_id: str, dag_name: str, tenant_id: str, **fields: Any

@@ -65,6 +65,11 @@ class Settings:
         retry_max_s: ``DAGFLOW_RETRY_MAX_S``, cap on one retry delay in seconds.
         retry_jitter: ``DAGFLOW_RETRY_JITTER``, fraction of the delay added at random (0..1).
         run_ttl_s: ``DAGFLOW_RUN_TTL_S``, how long a run's state is kept in Redis, in seconds.
+        events_sink: ``DAGFLOW_EVENTS``: ``stream`` (the default with a broker: every event
+            goes through a Redis stream and ``dagflow events collect`` writes the log) or
+            ``file`` (each process appends to its own ``ORCH_EVENTS_PATH``; the embedded mode
+            always does).
+        events_maxlen: ``DAGFLOW_EVENTS_MAXLEN``, the stream's cap in entries.
         lease_s: ``DAGFLOW_LEASE_S``, seconds a step's lease lasts without a heartbeat: a
             step whose worker died is run again after at most ``lease_s + sweep_s``.
         sweep_s: ``DAGFLOW_SWEEP_S``, seconds between two sweeps (expired leases, due
@@ -90,6 +95,8 @@ class Settings:
     retry_max_s: float = 300.0
     retry_jitter: float = 0.1
     run_ttl_s: int = 7 * 24 * 3600
+    events_sink: str = "file"
+    events_maxlen: int = 200_000
     lease_s: float = 30.0
     sweep_s: float = 5.0
     store_retry_s: float = 60.0
@@ -123,6 +130,11 @@ class Settings:
             raise ConfigError(f"DAGFLOW_RETRY_JITTER={jitter} must be between 0 and 1")
         retry_max = _float(env, "DAGFLOW_RETRY_MAX_S", 300.0)
         lease = _float(env, "DAGFLOW_LEASE_S", 30.0, minimum=0.5)
+        sink = (env.get("DAGFLOW_EVENTS") or ("stream" if broker else "file")).lower()
+        if sink not in ("stream", "file"):
+            raise ConfigError(f"DAGFLOW_EVENTS={sink!r} must be 'stream' or 'file'")
+        if broker is None:
+            sink = "file"  # the embedded mode writes the log itself
         sweep = _float(env, "DAGFLOW_SWEEP_S", 5.0, minimum=0.1)
         return cls(
             broker_url=broker,
@@ -138,6 +150,8 @@ class Settings:
             retry_max_s=retry_max,
             retry_jitter=jitter,
             run_ttl_s=_int(env, "DAGFLOW_RUN_TTL_S", 7 * 24 * 3600, minimum=60),
+            events_sink=sink,
+            events_maxlen=_int(env, "DAGFLOW_EVENTS_MAXLEN", 200_000, minimum=1000),
             lease_s=lease,
             sweep_s=sweep,
             store_retry_s=_float(env, "DAGFLOW_STORE_RETRY_S", 60.0),

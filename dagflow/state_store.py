@@ -22,13 +22,37 @@ import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from dagflow.clock import isoformat, utc_now
 from dagflow.jsonl import ReadStats, append_record, append_records, iter_records
 from dagflow.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+class StateRecorder(Protocol):
+    """Where the scheduler writes its state lines: the JSONL file, or the event stream."""
+
+    def record_event(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Append one line (a ``timestamp`` is added if missing); never raises."""
+
+    def record_events(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Append many lines at once; never raises."""
+
+
+def state_recorder(settings: Settings) -> StateRecorder:
+    """The stream in distributed mode (``DAGFLOW_EVENTS=stream``), else the JSONL file.
+
+    In distributed mode the collector (``dagflow events collect``) writes the lines to
+    ``STATE_STORE_PATH``, so the module-level readers below see every host's lines.
+    """
+    if settings.events_sink == "stream" and not settings.embedded:
+        from dagflow.event_stream import RedisEventStream
+        from dagflow.runtime import store_url
+
+        return RedisEventStream(store_url(settings), settings.events_maxlen)
+    return JsonlStateStore(settings.state_path)
 
 
 class JsonlStateStore:

@@ -221,6 +221,7 @@ def _succeeded(
     common: dict[str, Any],
 ) -> None:
     spec = plan.tasks[task_id]
+    event = rt.event("task_ok", run_id, plan, **common, duration_s=duration)
     result = with_store(
         rt,
         "finish",
@@ -234,12 +235,14 @@ def _succeeded(
             links=spec.links,
             joins=spec.joins,
             grace_s=rt.settings.lease_s,
+            event=event.to_record(),
         ),
     )
     if result.lost:
         _lease_lost(rt, run_id, plan, common)
         return
-    rt.emit("task_ok", run_id, plan, **common, duration_s=duration)
+    if not rt.store.writes_events:
+        rt.events.emit(event)
     send_steps(app, run_id, result.ready)
     if result.complete:
         finish_run(rt, run_id, plan, result)
@@ -260,16 +263,20 @@ def _failed(
     error = f"{type(exc).__name__}: {exc}"
     if attempt <= spec.retries and not isinstance(exc, PERMANENT_ERRORS):
         delay = rt.retry.delay(attempt)
+        event = rt.event("task_retry", run_id, plan, **common, delay_s=delay, error=error)
         # Durable: the store sends it (through the sweeper) if the ETA message is lost.
         held = with_store(
             rt,
             "retry",
-            lambda: rt.store.retry(run_id, task_id, common["fence"], delay, rt.settings.lease_s),
+            lambda: rt.store.retry(
+                run_id, task_id, common["fence"], delay, rt.settings.lease_s, event.to_record()
+            ),
         )
         if not held:
             _lease_lost(rt, run_id, plan, common)
             return
-        rt.emit("task_retry", run_id, plan, **common, delay_s=delay, error=error)
+        if not rt.store.writes_events:
+            rt.events.emit(event)
         if delay <= ETA_MAX_S:
             try:
                 app.tasks[STEP_TASK].apply_async(args=(run_id, task_id), countdown=delay)
@@ -279,38 +286,50 @@ def _failed(
                 )
         return
     message = f"Task '{task_id}' failed after {_attempts(attempt)}"
+    failure = f"RunnerError: {message}: {error}"
+    fields = {**common, "duration_s": duration}
+    fail_step(rt, run_id, plan, task_id, common["fence"], failure, fields)
+    raise RunnerError(f"{message}: {error}") from None
+
+
+def fail_step(
+    rt: Runtime,
+    run_id: str,
+    plan: RunPlan,
+    task_id: str,
+    fence: int,
+    error: str,
+    fields: dict[str, Any],
+    token: str = "",
+) -> bool:
+    """Commit a task's failure, write ``task_fail`` and the ``task_skip`` lines, end the run.
+
+    Returns False if nothing was committed (the lease was lost, or the task had ended).
+    """
+    event = rt.event("task_fail", run_id, plan, **{**fields, "task_id": task_id}, error=error)
     result = with_store(
         rt,
         "finish",
         lambda: rt.store.finish(
             run_id,
             task_id,
-            common["fence"],
+            fence,
             "failed",
             None,
             skip=plan.descendants(task_id),
             total=len(plan.tasks),
+            token=token,
+            event=event.to_record(),
         ),
     )
     if result.lost:
-        _lease_lost(rt, run_id, plan, common)
-        return
-    failure = f"RunnerError: {message}: {error}"
-    fail_and_skip(rt, run_id, plan, task_id, failure, result, {**common, "duration_s": duration})
-    raise RunnerError(f"{message}: {error}") from None
-
-
-def fail_and_skip(
-    rt: Runtime,
-    run_id: str,
-    plan: RunPlan,
-    task_id: str,
-    error: str,
-    result: FinishResult,
-    common: dict[str, Any],
-) -> None:
-    """Write ``task_fail`` and the ``task_skip`` lines of a committed failure; end the run."""
-    rt.emit("task_fail", run_id, plan, **{**common, "task_id": task_id}, error=error)
+        if fence:
+            _lease_lost(rt, run_id, plan, fields)
+        return False
+    if not result.recorded:
+        return False
+    if not rt.store.writes_events:
+        rt.events.emit(event)
     for skipped in result.newly_skipped:
         rt.emit(
             "task_skip",
@@ -322,6 +341,7 @@ def fail_and_skip(
         )
     if result.complete:
         finish_run(rt, run_id, plan, result)
+    return True
 
 
 def abort_step(app: Celery, run_id: str, task_id: str, token: str, reason: str) -> bool:
@@ -334,20 +354,6 @@ def abort_step(app: Celery, run_id: str, task_id: str, token: str, reason: str) 
     plan = rt.plan(run_id)
     if plan is None or task_id not in plan.tasks:
         return False
-    result = rt.store.finish(
-        run_id,
-        task_id,
-        0,
-        "failed",
-        None,
-        skip=plan.descendants(task_id),
-        total=len(plan.tasks),
-        token=token,
-    )
-    if result.lost or not result.recorded:
-        return False
-    common = {"workflow_ref": plan.tasks[task_id].workflow_ref}
-    fail_and_skip(
-        rt, run_id, plan, task_id, f"RunnerError: Task '{task_id}' {reason}", result, common
-    )
-    return True
+    fields = {"workflow_ref": plan.tasks[task_id].workflow_ref}
+    error = f"RunnerError: Task '{task_id}' {reason}"
+    return fail_step(rt, run_id, plan, task_id, 0, error, fields, token=token)

@@ -19,7 +19,7 @@ from dagflow.errors import SpecError
 from dagflow.firing import START_TASK, Firing, firing_dag
 from dagflow.lifecycle import start_run
 from dagflow.runtime import runtime_for
-from dagflow.state_store import JsonlStateStore
+from dagflow.state_store import state_recorder
 from dagflow.step import execute_step
 
 if TYPE_CHECKING:
@@ -102,9 +102,7 @@ def _register_start(app: Celery) -> Task:
         except SpecError as exc:
             logger.error("dagflow: schedule %s: %s", item.schedule_id, exc.one_line())
             return None
-        JsonlStateStore(rt.settings.state_path).record_event(
-            item.state_event("run_started", dag_name=dag.name)
-        )
+        state_recorder(rt.settings).record_event(item.state_event("run_started", dag_name=dag.name))
         start_run(app, rt, dag, run_id=item.run_id, labels=item.labels)
         return item.run_id
 

@@ -39,7 +39,7 @@ from dagflow.keys import is_redis_url
 from dagflow.minute_claims import MemoryMinuteClaims, MinuteClaims, RedisMinuteClaims
 from dagflow.schedules import Schedule, ScheduleDir, minute_key, parse_minute_key
 from dagflow.settings import Settings
-from dagflow.state_store import JsonlStateStore
+from dagflow.state_store import StateRecorder
 
 logger = logging.getLogger("dagflow.scheduler")
 
@@ -61,7 +61,7 @@ class Ticker:
 
     schedules: ScheduleDir
     claims: MinuteClaims
-    state: JsonlStateStore
+    state: StateRecorder
     catch_up_s: int = CATCH_UP_S
     new_run_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
     _seen: dict[str, tuple[Schedule, datetime]] = field(default_factory=dict, init=False)
@@ -152,13 +152,14 @@ class Ticker:
         return firings
 
 
-def claims_for(settings: Settings, state: JsonlStateStore) -> MinuteClaims:
-    """Redis claims on the broker's Redis; else in-process claims seeded from ``state``."""
-    url = settings.broker_url
-    if url and is_redis_url(url):
-        return RedisMinuteClaims.from_url(url)
+def claims_for(settings: Settings) -> MinuteClaims:
+    """Redis claims on the Redis that holds run state; else in-process claims seeded from the
+    state store's ``schedule_enqueued`` lines (the embedded mode)."""
+    for url in (settings.result_backend, settings.broker_url):
+        if is_redis_url(url):
+            return RedisMinuteClaims.from_url(url)
     claims = MemoryMinuteClaims()
-    claims.seed(iter_records(state.path))
+    claims.seed(iter_records(settings.state_path))
     return claims
 
 

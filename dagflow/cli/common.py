@@ -69,7 +69,7 @@ def print_result(result: RunResult, events_path: object) -> int:
     print(f"Duration: {result.duration_s:.2f}s")
     print(f"Status: {result.status} (run {result.run_id})")
     if not result.ok:
-        print(f"See {events_path} for the errors (grep task_fail).")
+        print(f"See the errors from any host: dagflow events tail --run {result.run_id}")
     return EXIT_OK if result.ok else EXIT_RUN_FAILED
 
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from dagflow.firing import Firing
     from dagflow.schedules import ScheduleDir
     from dagflow.settings import Settings
-    from dagflow.state_store import JsonlStateStore
+    from dagflow.state_store import StateRecorder
 
 logger = logging.getLogger("dagflow.scheduler")
 
@@ -97,7 +97,7 @@ def schedule(
         raise click.UsageError("give exactly one of --once and --serve")
     from dagflow.schedules import ScheduleDir
     from dagflow.settings import Settings
-    from dagflow.state_store import JsonlStateStore
+    from dagflow.state_store import state_recorder
 
     verbose = is_verbose()
     settings = Settings.from_env()
@@ -105,7 +105,7 @@ def schedule(
     _setup_logging(verbose)
     if not directory.is_dir():
         raise ScheduleError("schedules directory not found", file=str(directory))
-    state = JsonlStateStore(settings.state_path)
+    state = state_recorder(settings)
     schedules = ScheduleDir(directory)
     schedules.refresh()
     if once and schedules.errors:
@@ -117,7 +117,7 @@ def schedule(
 
 def _run(
     settings: Settings,
-    state: JsonlStateStore,
+    state: StateRecorder,
     schedules: ScheduleDir,
     *,
     once: bool,
@@ -130,7 +130,7 @@ def _run(
     from dagflow.runner import Runner
     from dagflow.ticker import Clock, Ticker, claims_for, serve
 
-    ticker = Ticker(schedules, claims_for(settings, state), state)
+    ticker = Ticker(schedules, claims_for(settings), state)
     runner = Runner(settings)
     runner.start_embedded_worker(loglevel="WARNING" if verbose else "CRITICAL")
     _setup_logging(verbose)  # the embedded worker's Celery log setup replaced ours

@@ -136,7 +136,15 @@ class RunInspection:
 
 
 class RunStore(Protocol):
-    """Storage for runs in flight. See the module docstring for the guarantees."""
+    """Storage for runs in flight. See the module docstring for the guarantees.
+
+    Attributes:
+        writes_events: True when the store appends the ``event`` given to ``create_run``,
+            ``retry``, ``finish`` and ``mark_done`` to the event stream in the same atomic
+            step (so the caller must not write it again); False when the caller writes it.
+    """
+
+    writes_events: bool
 
     def create_run(
         self,
@@ -146,6 +154,7 @@ class RunStore(Protocol):
         task_ids: Sequence[str],
         roots: Sequence[str] = (),
         grace_s: float = 30.0,
+        event: Mapping[str, Any] | None = None,
     ) -> None:
         """Store a new run's plan, metadata and ``pending`` tasks; put ``roots`` in the outbox."""
 
@@ -173,7 +182,15 @@ class RunStore(Protocol):
         is kept, so a late commit of the dead holder is still refused.
         """
 
-    def retry(self, run_id: str, task_id: str, fence: int, due_in_s: float, grace_s: float) -> bool:
+    def retry(
+        self,
+        run_id: str,
+        task_id: str,
+        fence: int,
+        due_in_s: float,
+        grace_s: float,
+        event: Mapping[str, Any] | None = None,
+    ) -> bool:
         """End a failed attempt that will be retried; False if the lease was lost.
 
         The step goes into the outbox, due ``due_in_s + grace_s`` from now (the grace lets
@@ -197,6 +214,7 @@ class RunStore(Protocol):
         joins: Sequence[tuple[str, int]] = (),
         grace_s: float = 30.0,
         token: str = "",
+        event: Mapping[str, Any] | None = None,
     ) -> FinishResult:
         """Record ``task_id``'s end for lease ``fence``; see the module docstring.
 
@@ -209,12 +227,20 @@ class RunStore(Protocol):
             joins: ``(child, number of parents)`` for each child with several parents.
             grace_s: Seconds the outbox waits before the sweeper re-sends a ready child.
             token: With ``fence`` 0: the delivery that is allowed to end it.
+            event: The ``task_ok``/``task_fail`` record, written only by the call that
+                records the end (see :attr:`writes_events`).
         """
 
     def unsent(self, run_id: str, task_ids: Sequence[str]) -> list[str]:
         """Those of ``task_ids`` that sit in the outbox, ready and not yet claimed."""
 
-    def mark_done(self, run_id: str, status: str, fields: Mapping[str, Any]) -> None:
+    def mark_done(
+        self,
+        run_id: str,
+        status: str,
+        fields: Mapping[str, Any],
+        event: Mapping[str, Any] | None = None,
+    ) -> None:
         """Set the run's final status, drop it from the sweeper's index and wake waiters."""
 
     def snapshot(self, run_id: str, with_states: bool = False) -> RunSnapshot | None:

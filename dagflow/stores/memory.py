@@ -54,6 +54,9 @@ class MemoryRunStore:
         clock: Seconds (wall clock by default; tests pass a fake to expire leases).
     """
 
+    #: This store writes no events: the step writes them to the event log itself.
+    writes_events = False
+
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
@@ -73,6 +76,7 @@ class MemoryRunStore:
         task_ids: Sequence[str],
         roots: Sequence[str] = (),
         grace_s: float = 30.0,
+        event: Mapping[str, Any] | None = None,
     ) -> None:
         """Store a new run, index it and put its roots in the outbox."""
         now = self._clock()
@@ -149,7 +153,15 @@ class MemoryRunStore:
             self._leases[(run_id, task_id)] = 1.0
             return True
 
-    def retry(self, run_id: str, task_id: str, fence: int, due_in_s: float, grace_s: float) -> bool:
+    def retry(
+        self,
+        run_id: str,
+        task_id: str,
+        fence: int,
+        due_in_s: float,
+        grace_s: float,
+        event: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Release the lease and put the step in the outbox, due later."""
         now = self._clock()
         with self._lock:
@@ -187,6 +199,7 @@ class MemoryRunStore:
         joins: Sequence[tuple[str, int]] = (),
         grace_s: float = 30.0,
         token: str = "",
+        event: Mapping[str, Any] | None = None,
     ) -> FinishResult:
         """Check the fence, record the end once, skip, record arrivals, fill the outbox."""
         now = self._clock()
@@ -247,7 +260,13 @@ class MemoryRunStore:
                 if (run_id, t) in self._outbox and run.states.get(t) == "pending"
             ]
 
-    def mark_done(self, run_id: str, status: str, fields: Mapping[str, Any]) -> None:
+    def mark_done(
+        self,
+        run_id: str,
+        status: str,
+        fields: Mapping[str, Any],
+        event: Mapping[str, Any] | None = None,
+    ) -> None:
         """Set the final status, drop the run from the index and wake waiters."""
         with self._lock:
             run = self._runs[run_id]

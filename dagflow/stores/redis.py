@@ -18,7 +18,9 @@ from typing import Any, Literal, cast
 import redis
 from redis.typing import EncodableT, FieldT
 
+from dagflow.event_stream import encode
 from dagflow.keys import (
+    EVENTS_STREAM,
     LEASES,
     LOCK_PREFIX,
     OUTBOX,
@@ -53,9 +55,15 @@ class RedisRunStore:
         ttl: Seconds every key of a run lives after the run starts.
     """
 
-    def __init__(self, url: str, ttl: int = 7 * 24 * 3600) -> None:
+    def __init__(
+        self, url: str, ttl: int = 7 * 24 * 3600, events_maxlen: int | None = None
+    ) -> None:
         self.url = url
         self.ttl = ttl
+        #: With a cap, the events handed to finish, retry, create_run and mark_done are
+        #: appended to the event stream in the same atomic step as the change they report.
+        self.events_maxlen = events_maxlen
+        self.writes_events = events_maxlen is not None
         self.client: redis.Redis = redis.Redis.from_url(
             url, decode_responses=True, health_check_interval=30
         )
@@ -66,6 +74,9 @@ class RedisRunStore:
         self._sweep = self.client.register_script(SWEEP)
         self._release = self.client.register_script(RELEASE)
 
+    def _event_line(self, event: Mapping[str, Any] | None) -> str:
+        return encode(event) if event is not None and self.writes_events else ""
+
     def create_run(
         self,
         run_id: str,
@@ -74,6 +85,7 @@ class RedisRunStore:
         task_ids: Sequence[str],
         roots: Sequence[str] = (),
         grace_s: float = 30.0,
+        event: Mapping[str, Any] | None = None,
     ) -> None:
         """Store the plan, metadata, pending states, the run index and the roots' outbox."""
         fields: dict[FieldT, EncodableT] = {k: json.dumps(v) for k, v in meta.items()}
@@ -94,7 +106,14 @@ class RedisRunStore:
         if roots:
             due = now_ms + _ms(grace_s)
             pipe.zadd(OUTBOX, {step_member(run_id, r): due for r in roots})
+        self._xadd(pipe, event)
         pipe.execute()
+
+    def _xadd(self, pipe: Any, event: Mapping[str, Any] | None) -> None:
+        line = self._event_line(event)
+        if line:
+            fields = {"log": "events", "data": line}
+            pipe.xadd(EVENTS_STREAM, fields, maxlen=self.events_maxlen, approximate=True)
 
     def _now_ms(self) -> int:
         seconds, micros = self.client.time()
@@ -147,10 +166,26 @@ class RedisRunStore:
         keys = [run_key(run_id, "claims"), LEASES]
         return bool(int(self._release(keys=keys, args=[task_id, token, run_id])))
 
-    def retry(self, run_id: str, task_id: str, fence: int, due_in_s: float, grace_s: float) -> bool:
+    def retry(
+        self,
+        run_id: str,
+        task_id: str,
+        fence: int,
+        due_in_s: float,
+        grace_s: float,
+        event: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Run the retry script: release the lease, put the step in the outbox."""
-        keys = [run_key(run_id, "states"), run_key(run_id, "claims"), LEASES, OUTBOX, RUNS]
+        keys = [
+            run_key(run_id, "states"),
+            run_key(run_id, "claims"),
+            LEASES,
+            OUTBOX,
+            RUNS,
+            EVENTS_STREAM,
+        ]
         args: list[str | int] = [task_id, fence, _ms(due_in_s + grace_s), run_id]
+        args += [self._event_line(event), self.events_maxlen or 0]
         return bool(int(self._retry(keys=keys, args=args)))
 
     def outputs(self, run_id: str, task_ids: Sequence[str]) -> dict[str, str]:
@@ -174,6 +209,7 @@ class RedisRunStore:
         joins: Sequence[tuple[str, int]] = (),
         grace_s: float = 30.0,
         token: str = "",
+        event: Mapping[str, Any] | None = None,
     ) -> FinishResult:
         """Run the finish script: fence check, state, output, skips, joins and outbox at once."""
         keys = [
@@ -184,17 +220,19 @@ class RedisRunStore:
             LEASES,
             OUTBOX,
             RUNS,
+            EVENTS_STREAM,
             *(run_key(run_id, f"arr:{child}") for child, _ in joins),
         ]
         args: list[str | int] = [task_id, state, output or "", total, self.ttl, fence, token]
-        args += [run_id, _ms(grace_s), len(links), len(joins), *links]
+        args += [run_id, _ms(grace_s), len(links), len(joins)]
+        args += [self._event_line(event), self.events_maxlen or 0, *links]
         args += [child for child, _ in joins]
         args += [need for _, need in joins]
         args += list(skip)
         raw = self._finish(keys=keys, args=args)
         if raw[0] == "lost":
             return FinishResult(complete=False, lost=True)
-        _, complete, ok, failed, skipped, first, n_newly, *rest = raw
+        _, complete, ok, failed, skipped, first, _written, n_newly, *rest = raw
         newly, ready = rest[: int(n_newly)], rest[int(n_newly) :]
         return FinishResult(
             complete=bool(int(complete)),
@@ -218,7 +256,13 @@ class RedisRunStore:
             if score is not None and state == "pending"
         ]
 
-    def mark_done(self, run_id: str, status: str, fields: Mapping[str, Any]) -> None:
+    def mark_done(
+        self,
+        run_id: str,
+        status: str,
+        fields: Mapping[str, Any],
+        event: Mapping[str, Any] | None = None,
+    ) -> None:
         """Set the final status, drop the run from the index and push the wake-up token."""
         mapping: dict[FieldT, EncodableT] = {k: json.dumps(v) for k, v in fields.items()}
         mapping["status"] = json.dumps(status)
@@ -228,6 +272,7 @@ class RedisRunStore:
         pipe.expire(run_key(run_id, "done"), self.ttl)
         pipe.zrem(RUNS, run_id)
         pipe.hdel(RUN_INDEX, run_id)
+        self._xadd(pipe, event)
         pipe.execute()
 
     def snapshot(self, run_id: str, with_states: bool = False) -> RunSnapshot | None:

@@ -80,7 +80,8 @@ return out
 """
 )
 
-# KEYS: states, claims, LEASES, OUTBOX, RUNS   ARGV: task, fence, due_ms, run_id
+# KEYS: states, claims, LEASES, OUTBOX, RUNS, EVENTS_STREAM
+# ARGV: task, fence, due_ms, run_id, event line ('' for none), stream maxlen
 RETRY = (
     _LIB
     + """
@@ -94,14 +95,21 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == 'running' then
   redis.call('ZREM', KEYS[3], member)
   redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), member)
   redis.call('ZADD', KEYS[5], 'XX', now, ARGV[4])
+  if ARGV[5] ~= '' then
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[6], '*', 'log', 'events', 'data', ARGV[5])
+    return 2
+  end
 end
 return 1
 """
 )
 
-# KEYS: states, out, meta, claims, LEASES, OUTBOX, RUNS, arr:<join child>...
+# KEYS: states, out, meta, claims, LEASES, OUTBOX, RUNS, EVENTS_STREAM, arr:<join child>...
 # ARGV: task, state, output, total, ttl, fence, token, run_id, grace_ms, n_links, n_joins,
-#       links..., join children..., join needs..., skips...
+#       event line ('' for none), stream maxlen, links..., join children..., join needs...,
+#       skips...
+# The event line (task_ok/task_fail) is appended to the stream only by the call that records
+# the end, in the same atomic step.
 FINISH = (
     _LIB
     + """
@@ -129,7 +137,7 @@ redis.call('ZREM', KEYS[5], member)
 redis.call('ZREM', KEYS[6], member)
 local n_links, n_joins = tonumber(ARGV[10]), tonumber(ARGV[11])
 local newly = {}
-for i = 12 + n_links + 2 * n_joins, #ARGV do
+for i = 14 + n_links + 2 * n_joins, #ARGV do
   if not terminal(redis.call('HGET', KEYS[1], ARGV[i])) then
     redis.call('HSET', KEYS[1], ARGV[i], 'skipped')
     redis.call('HINCRBY', KEYS[3], 'n_skipped', 1)
@@ -147,18 +155,18 @@ end
 local ready = {}
 if ARGV[2] == 'ok' then
   for i = 1, n_links do
-    local child = ARGV[11 + i]
+    local child = ARGV[13 + i]
     if first == 1 and redis.call('HGET', KEYS[1], child) == 'pending' then
       table.insert(ready, child)
     end
   end
   for j = 1, n_joins do
-    local key = KEYS[7 + j]
+    local key = KEYS[8 + j]
     local added = redis.call('SADD', key, task)
     redis.call('EXPIRE', key, ARGV[5])
-    local need = tonumber(ARGV[11 + n_links + n_joins + j])
+    local need = tonumber(ARGV[13 + n_links + n_joins + j])
     if added == 1 and redis.call('SCARD', key) >= need then
-      table.insert(ready, ARGV[11 + n_links + j])
+      table.insert(ready, ARGV[13 + n_links + j])
     end
   end
 end
@@ -167,7 +175,12 @@ for _, child in ipairs(ready) do
   redis.call('ZADD', KEYS[6], due, ARGV[8] .. '\\t' .. child)
 end
 redis.call('ZADD', KEYS[7], 'XX', now, ARGV[8])
-local result = {'done', complete, ok, failed, skipped, first, #newly}
+local written = 0
+if first == 1 and ARGV[12] ~= '' then
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[13], '*', 'log', 'events', 'data', ARGV[12])
+  written = 1
+end
+local result = {'done', complete, ok, failed, skipped, first, written, #newly}
 for _, id in ipairs(newly) do table.insert(result, id) end
 for _, id in ipairs(ready) do table.insert(result, id) end
 return result

@@ -199,7 +199,7 @@ def test_bad_environment_is_one_line_and_exit_3(env: dict[str, str], expected: s
     assert proc.stderr.startswith(expected) and len(proc.stderr.strip().splitlines()) == 1
 
 
-COMMANDS = ("dashboard", "plan", "run", "schedule", "validate", "wait")
+COMMANDS = ("dashboard", "events", "plan", "run", "schedule", "validate", "wait")
 
 
 def test_help_lists_every_command_with_examples_and_the_exit_codes() -> None:

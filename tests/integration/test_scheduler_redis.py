@@ -4,7 +4,8 @@ Each test builds a deployment root under ``tmp_path`` (``dags/``, ``schedules/``
 workflow module with a slow and a failing step), gets an empty database of the session's
 private Redis, starts ``python -m celery -A dagflow worker`` in the root (and waits until it
 is ready),
-and runs ``python -m dagflow.scheduler`` or ``celery -A dagflow beat`` there. Simulated
+and runs ``dagflow schedule`` or ``celery -A dagflow beat`` there, with a collector
+(``dagflow events collect``) writing the state file from the event stream. Simulated
 minutes come from the CLI's test clock (``DAGFLOW_SCHED_CLOCK_*``, 60 s per real second).
 """
 
@@ -22,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from dagflow.collector import collector_lag
 from tests.support.processes import start_worker, stop_worker
 from tests.support.waiting import wait_for
 
@@ -61,6 +64,7 @@ class Deployment:
 
     def __init__(self, root: Path, broker: str) -> None:
         self.root = root
+        self.broker = broker
         self.state = root / "logs" / "state.jsonl"
         self.events = root / "logs" / "events.jsonl"
         self.env = {
@@ -110,7 +114,25 @@ class Deployment:
             cwd=self.root, env=self.env, capture_output=True, text=True, timeout=45,
         )  # fmt: skip
 
+    def collector(self) -> None:
+        """Start ``dagflow events collect``: with a broker, every state line goes through the
+        event stream and the collector writes the state file."""
+        self.start(sys.executable, "-m", "dagflow", "events", "collect")
+
+    def collected(self) -> None:
+        """Wait until the collector wrote every line appended to the stream so far."""
+        client = redis.Redis.from_url(self.broker, decode_responses=True)
+        try:
+            wait_for(
+                lambda: collector_lag(client, int(time.time() * 1000)).entries == 0,
+                15,
+                "the collector caught up",
+            )
+        finally:
+            client.close()
+
     def records(self, path: Path | None = None) -> list[dict[str, Any]]:
+        self.collected()
         path = path or self.state
         if not path.exists():
             return []
@@ -144,6 +166,7 @@ def deploy(tmp_path: Path, scratch_redis: str) -> Iterator[Deployment]:
     (tmp_path / "dags" / "boom.yaml").write_text(dag_yaml("boom", "boom_step"))
     (tmp_path / "testflows.py").write_text(WORKFLOWS)
     deployment = Deployment(tmp_path, scratch_redis)
+    deployment.collector()
     yield deployment
     deployment.stop()
 

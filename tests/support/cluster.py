@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from dagflow import workflows
-from dagflow.events import JsonlEventLog
 from dagflow.runner import Runner
 from dagflow.settings import Settings
 from tests.support.processes import kill_worker, start_worker, stop_worker, worker_env
@@ -77,8 +76,8 @@ class Cluster:
         kill_worker(self.workers.pop(name))
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's events, in log order."""
-        return [e for e in JsonlEventLog(self.events_path).read() if e.get("run_id") == run_id]
+        """The run's events, in log order (from the event stream every worker writes to)."""
+        return [e for e in self.runner.runtime.events.read() if e.get("run_id") == run_id]
 
     def log(self, name: str) -> str:
         """Worker ``name``'s log so far."""
