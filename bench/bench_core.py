@@ -5,6 +5,9 @@ Not a test: run it by hand and paste the tables into ``bench/README.md``::
     python bench/bench_core.py            # full sizes, ~3-5 minutes
     python bench/bench_core.py --quick    # small sizes, a smoke run (~1 minute)
 
+It starts its own ``redis-server`` on a free port (``BENCH_REDIS=redis://host:port`` uses
+an existing server instead; database 12 of it is flushed).
+
 One worker process (``python -m celery -A bench.bench_app worker --pool prefork -c 2``,
 started and stopped by ``tests.support.processes``, as the tests do) holds both
 ``dagflow.step`` and the raw baseline tasks, so both engines run on the same processes,
@@ -51,7 +54,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-REDIS_BASE = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379")
+from bench.redis_service import redis_base  # noqa: E402
+
+#: A private redis-server started for this run, or the server ``BENCH_REDIS`` names.
+REDIS_BASE = redis_base()
 DB = 12
 BROKER = f"{REDIS_BASE}/{DB}"
 WORKFLOWS = "bench.bench_workflows"
