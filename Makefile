@@ -18,3 +18,4 @@ bench:
 	python bench/bench_core.py
 	python bench/bench_scheduler.py
 	python bench/bench_analytics.py
+	python bench/bench_recovery.py

@@ -5,6 +5,9 @@ Not a test: run it by hand and paste the tables into ``bench/README.md``::
     python bench/bench_core.py            # full sizes, ~3-5 minutes
     python bench/bench_core.py --quick    # small sizes, a smoke run (~1 minute)
 
+It starts its own ``redis-server`` on a free port (``BENCH_REDIS=redis://host:port`` uses
+an existing server instead; database 12 of it is flushed).
+
 One worker process (``python -m celery -A bench.bench_app worker --pool prefork -c 2``,
 started and stopped by ``tests.support.processes``, as the tests do) holds both
 ``dagflow.step`` and the raw baseline tasks, so both engines run on the same processes,
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import os
 import platform
 import random
@@ -45,13 +49,17 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-REDIS_BASE = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379")
+from bench.redis_service import redis_base  # noqa: E402
+
+#: A private redis-server started for this run, or the server ``BENCH_REDIS`` names.
+REDIS_BASE = redis_base()
 DB = 12
 BROKER = f"{REDIS_BASE}/{DB}"
 WORKFLOWS = "bench.bench_workflows"
@@ -76,6 +84,7 @@ from celery import chain, chord, group  # noqa: E402
 from bench.bench_workflows import RAW_MERGE, RAW_NOOP, RAW_SLEEP, register_raw  # noqa: E402
 from dagflow import workflows  # noqa: E402
 from dagflow.dag import Dag, check_dag, load_dag, plan_text  # noqa: E402
+from dagflow.events import iter_events  # noqa: E402
 from dagflow.runner import Runner  # noqa: E402
 from dagflow.settings import Settings  # noqa: E402
 from dagflow.spec import parse_dag, read_yaml  # noqa: E402
@@ -246,15 +255,18 @@ class Bench:
         self.noop = self.app.signature(RAW_NOOP, immutable=True)
         self.merge = self.app.signature(RAW_MERGE)
         self.poll = redis.Redis.from_url(BROKER)
+        self.last_run_id = ""
 
     # dagflow -----------------------------------------------------------------
     def dagflow(self, dag: Dag) -> float:
         n = len(dag.spec.tasks)
         t0 = time.perf_counter()
-        result = self.runner.submit(dag).wait(timeout=RUN_TIMEOUT_S)
+        handle = self.runner.submit(dag)
+        result = handle.wait(timeout=RUN_TIMEOUT_S)
         dt = time.perf_counter() - t0
         if result.status != "success" or result.succeeded != n:
             raise RuntimeError(f"dagflow run of {dag.name} ended {result}")
+        self.last_run_id = handle.run_id
         return dt
 
     # raw Celery --------------------------------------------------------------
@@ -615,6 +627,7 @@ def machine() -> list[str]:
     import kombu
 
     info = redis.Redis.from_url(BROKER).info("server")
+    settings = Settings.from_env()
     mem = sh("free -g | awk '/Mem:/ {print $2}'")
     return [
         f"- CPU: {sh('nproc')} cores, {sh(MODEL_CMD)}",
@@ -622,7 +635,74 @@ def machine() -> list[str]:
         f"- Python {platform.python_version()}, celery {celery.__version__}, kombu "
         f"{kombu.__version__}, redis-py {redis.__version__}, redis-server {info['redis_version']}",
         f"- {platform.platform()}",
+        f"- dagflow leases on: DAGFLOW_LEASE_S={settings.lease_s:g}, "
+        f"DAGFLOW_SWEEP_S={settings.sweep_s:g} (heartbeat every {settings.lease_s / 3:g} s)",
     ]
+
+
+# --------------------------------------------------------------------------- hop latency
+
+
+def _event_time(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["timestamp"]).timestamp()
+
+
+def hop_latencies_ms(events_path: Path, run_id: str, order: list[str]) -> list[float]:
+    """Each hop of a chain: the child's ``task_start`` minus its parent's ``task_ok``, in ms.
+
+    Read from dagflow's own event log (both stamps are written by worker processes on this
+    machine, with microseconds).
+    """
+    ok: dict[str, float] = {}
+    start: dict[str, float] = {}
+    for e in iter_events(events_path):
+        if e.get("run_id") != run_id:
+            continue
+        if e["event"] == "task_ok":
+            ok[e["task_id"]] = _event_time(e)
+        elif e["event"] == "task_start":
+            start.setdefault(e["task_id"], _event_time(e))
+    return [(start[c] - ok[p]) * 1000 for p, c in itertools.pairwise(order)]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values``, interpolated between ranks."""
+    ranked = sorted(values)
+    pos = (len(ranked) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(ranked) - 1)
+    return ranked[lo] + (ranked[hi] - ranked[lo]) * (pos - lo)
+
+
+#: Targets for one hop (child start - parent ok), in milliseconds.
+HOP_P50_TARGET_MS = 1.5
+HOP_P99_TARGET_MS = 10.0
+
+
+def measure_hops(bench: Bench, n: int, runs: int) -> tuple[list[str], list[float]]:
+    """Run a dagflow chain of ``n`` no-op tasks ``runs`` times; return table rows and hops."""
+    dag = make_dag(chain_tasks(n), f"hop_chain_{n}")
+    order = [t.id for t in dag.spec.tasks]
+    hops: list[float] = []
+    per_run: list[float] = []
+    for _ in range(runs):
+        bench.dagflow(dag)
+        these = hop_latencies_ms(_TMP / "events.jsonl", bench.last_run_id, order)
+        per_run.append(statistics.median(these))
+        hops += these
+    p50, p90, p99 = (percentile(hops, q) for q in (50, 90, 99))
+    rows = [
+        f"Hop latency on a dagflow chain of {n} no-op tasks (child `task_start` - parent "
+        f"`task_ok`, from the event log; worker prefork -c 2; {runs} runs, {len(hops)} hops "
+        f"pooled; per-run p50 {min(per_run):.2f}-{max(per_run):.2f} ms):",
+        "",
+        "| p50 ms | p90 ms | p99 ms | max ms | mean ms | target p50 | target p99 |",
+        "|---:|---:|---:|---:|---:|---|---|",
+        f"| {p50:.2f} | {p90:.2f} | {p99:.2f} | {max(hops):.2f} | {statistics.mean(hops):.2f} "
+        f"| <= {HOP_P50_TARGET_MS} ms: {'met' if p50 <= HOP_P50_TARGET_MS else 'MISSED'} "
+        f"| <= {HOP_P99_TARGET_MS:.0f} ms: {'met' if p99 <= HOP_P99_TARGET_MS else 'MISSED'} |",
+    ]
+    return rows, hops
 
 
 # --------------------------------------------------------------------------- plan timing
@@ -721,10 +801,11 @@ class Sizes:
     sleep_concurrency: int
     plan_tasks: int
     reps: int
+    hop_chain: int
 
 
-FULL = Sizes(100, 1000, 10, 100, 3, 500, 10, 100, 10, 10, 0.2, 10, 10_000, 5)
-QUICK = Sizes(20, 100, 4, 20, 3, 100, 3, 20, 4, 4, 0.1, 4, 1_000, 1)
+FULL = Sizes(100, 1000, 10, 100, 3, 500, 10, 100, 10, 10, 0.2, 10, 10_000, 5, 300)
+QUICK = Sizes(20, 100, 4, 20, 3, 100, 3, 20, 4, 4, 0.1, 4, 1_000, 1, 60)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -781,6 +862,8 @@ def main(argv: list[str] | None = None) -> int:
             reps,
             meter,
         )
+        print(f"[bench] hop latency, chain of {sz.hop_chain} ...", file=sys.stderr)
+        hop_rows, hops = measure_hops(bench, sz.hop_chain, reps)
         print(
             f"[bench] raw chain of chords (limit {CHAIN_OF_CHORDS_LIMIT_S:.0f} s) ...",
             file=sys.stderr,
@@ -911,6 +994,21 @@ def main(argv: list[str] | None = None) -> int:
                 None if hop is None else hop <= 1.15,
             )
         )
+        hop_p50, hop_p99 = percentile(hops, 50), percentile(hops, 99)
+        tg.append(
+            (
+                f"hop latency p50 <= {HOP_P50_TARGET_MS} ms (chain of {sz.hop_chain})",
+                f"{hop_p50:.2f} ms",
+                hop_p50 <= HOP_P50_TARGET_MS,
+            )
+        )
+        tg.append(
+            (
+                f"hop latency p99 <= {HOP_P99_TARGET_MS:.0f} ms (chain of {sz.hop_chain})",
+                f"{hop_p99:.2f} ms",
+                hop_p99 <= HOP_P99_TARGET_MS,
+            )
+        )
         raw_chord_rate = r[(names["fan"], "raw chord + body")].rate
         fan = df["fan"].rate / raw_chord_rate if df["fan"].rate and raw_chord_rate else None
         tg.append(
@@ -965,6 +1063,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
         out += table_rows(rows)
+        out += ["", *hop_rows]
         out += [
             "",
             "CPU per task during the timed runs (/proc utime+stime, all reps; 'cores busy' = "
@@ -994,7 +1093,11 @@ def main(argv: list[str] | None = None) -> int:
         out += [
             f"| {a} | {b} | {'n/a' if c is None else ('yes' if c else 'NO')} |" for a, b, c in tg
         ]
-        out += ["", f"Total benchmark time: {time.perf_counter() - started:.0f} s."]
+        out += [
+            "",
+            f"Total benchmark time: {time.perf_counter() - started:.0f} s; load average at the "
+            f"end: {os.getloadavg()[0]:.2f}.",
+        ]
         print("\n".join(out))
         bench.release_pending()
         bench.runner.close()

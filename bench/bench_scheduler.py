@@ -1,8 +1,12 @@
 """Scheduler benchmarks: one tick over 10,000 schedules, and how late a firing is.
 
-Run from the repository root (needs Redis on 127.0.0.1:6379; uses and flushes db 6)::
+Run from the repository root::
 
     python bench/bench_scheduler.py
+
+It starts its own ``redis-server`` on a free port for the Redis claims
+(``BENCH_REDIS=redis://host:port`` uses an existing server instead; database 6 of it is
+flushed before and after).
 
 Targets: a tick over 10,000 schedules under 50 ms; a firing under 1 s after its minute
 starts at the default tick (SCHED_TICK_MS=1000).
@@ -11,6 +15,7 @@ starts at the default tick (SCHED_TICK_MS=1000).
 from __future__ import annotations
 
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -19,6 +24,9 @@ from pathlib import Path
 
 import redis
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.redis_service import redis_base
 from dagflow.cron import floor_minute
 from dagflow.firing import Firing
 from dagflow.minute_claims import MemoryMinuteClaims, MinuteClaims, RedisMinuteClaims
@@ -27,7 +35,7 @@ from dagflow.state_store import JsonlStateStore
 from dagflow.ticker import Clock, Ticker, serve
 
 N = 10_000
-REDIS_URL = "redis://127.0.0.1:6379/6"
+DB = 6
 CRONS = ["*/5 * * * *", "0 9 * * mon-fri", "*/15 * * * *", "30 2 * * *", "0 */2 * * *"]
 ZONES = ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo"]
 
@@ -127,7 +135,7 @@ def bench_lateness(root: Path, speed: float = 20.0, boundaries: int = 4) -> tupl
 
 
 def main() -> None:
-    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    client = redis.Redis.from_url(f"{redis_base()}/{DB}", decode_responses=True)
     client.flushdb()
     rows: list[tuple[str, str, str]] = []
     try:
