@@ -287,11 +287,12 @@ class ScheduleDir:
             except ScheduleError as exc:
                 kept = known.schedules if known else []
                 self._files[path] = _LoadedFile(signature, kept, exc)
-                logger.error(
-                    "dagflow: %s; keeping the last good version (%d schedules)",
-                    exc.one_line(),
-                    len(kept),
-                )
+                for line in exc.lines():
+                    logger.error(
+                        "dagflow: %s; keeping the last good version (%d schedules)",
+                        line,
+                        len(kept),
+                    )
                 continue
             self._files[path] = _LoadedFile(signature, loaded)
             logger.info("dagflow: loaded %d schedules from %s", len(loaded), path)

@@ -12,7 +12,8 @@ A DAG file is YAML, read with PyYAML's safe loader only (``SAFE_LOADER``)::
         depends_on: []
         timeout_s: 30        # optional
 
-Unknown keys are errors, and every error names the file, the task and the field.
+Unknown keys are errors, every error names the file, the task and the field, and every
+problem of a file is reported at once (:attr:`~dagflow.errors.SpecError.errors`).
 """
 
 from __future__ import annotations
