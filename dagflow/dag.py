@@ -47,7 +47,8 @@ def load_dag(path: str | Path, settings: Settings | None = None) -> Dag:
     ``workflow_ref`` is checked against the registry.
 
     Raises:
-        SpecError: The file breaks a rule; the message names file, task and field.
+        SpecError: The file breaks rules; ``errors`` holds every problem, each naming file,
+            task and field.
     """
     return dag_from_data(read_yaml(Path(path)), str(path), settings)
 

@@ -16,10 +16,13 @@ catch one class. The tree::
           +-- PlanVersionError     a stored plan of a format this dagflow cannot read
 
 Errors about user input carry ``file``, ``task`` and ``field`` so the CLI can print one line
-that says exactly what to fix.
+that says exactly what to fix. A file with several problems raises one :class:`SpecError`
+whose ``errors`` holds them all (see :meth:`SpecError.collect`); the CLI prints one line each.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class DagflowError(Exception):
@@ -47,6 +50,10 @@ class SpecError(DagflowError):
         task: The task id (or schedule entry id) the problem is in, if any.
         field: The field the problem is in, if any.
         line: The 1-based line number, when the YAML parser knows it.
+        errors: Every problem found, when there are several (see :meth:`collect`).
+
+    Attributes:
+        errors: Every problem found in the file, this error first; ``(self,)`` for one.
     """
 
     label = "task"
@@ -60,15 +67,48 @@ class SpecError(DagflowError):
         task: str | None = None,
         field: str | None = None,
         line: int | None = None,
+        errors: Sequence[SpecError] = (),
     ) -> None:
         self.message = message
         self.file = file
         self.task = task
         self.field = field
         self.line = line
+        self.errors: tuple[SpecError, ...] = tuple(errors) or (self,)
         super().__init__(message)
 
+    @classmethod
+    def collect(cls, errors: Sequence[SpecError]) -> SpecError:
+        """Return one error to raise for ``errors`` (at least one), all of them kept.
+
+        A single error is returned as it is, so its class (``CycleDetectedError``...) is
+        what the caller catches; several become one ``cls`` carrying them in ``errors``,
+        located and worded like the first.
+        """
+        flat = [one for error in errors for one in error.errors]
+        if len(flat) == 1:
+            return flat[0]
+        first = flat[0]
+        return cls(
+            first.message,
+            file=first.file,
+            task=first.task,
+            field=first.field,
+            line=first.line,
+            errors=flat,
+        )
+
+    @property
+    def _more(self) -> str:
+        return f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+
+    def lines(self) -> list[str]:
+        """Return one :meth:`one_line` per problem, as the CLI prints them."""
+        return [error.one_line() for error in self.errors]
+
     def __str__(self) -> str:
+        if len(self.errors) > 1:
+            return f"{self.errors[0]}{self._more}"
         where = []
         if self.file:
             where.append(f"{self.file}:{self.line}" if self.line else self.file)
@@ -80,7 +120,12 @@ class SpecError(DagflowError):
         return f"{location}: {self.message}" if location else self.message
 
     def one_line(self) -> str:
-        """Return ``file:line, task 'x', field 'y': ErrorName: message``."""
+        """Return ``file:line, task 'x', field 'y': ErrorName: message``.
+
+        With several problems, the first one's line and ``(and N more)``.
+        """
+        if len(self.errors) > 1:
+            return f"{self.errors[0].one_line()}{self._more}"
         name = self.headline or type(self).__name__
         location = str(self).removesuffix(self.message).removesuffix(": ")
         return f"{location}: {name}: {self.message}" if location else f"{name}: {self.message}"

@@ -9,7 +9,12 @@ import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from dagflow.errors import CycleDetectedError, DagValidationError, UnknownWorkflowError
+from dagflow.errors import (
+    CycleDetectedError,
+    DagValidationError,
+    SpecError,
+    UnknownWorkflowError,
+)
 from dagflow.spec import NAMESPACE_SEP, DagSpec
 
 
@@ -105,60 +110,87 @@ def build_graph(
         source: The file name used in error messages.
         workflows: Registered workflow names; when given, every ``workflow_ref`` must be one.
 
+    Every problem is reported, not only the first: the raised error's ``errors`` holds
+    them all, in file order, the cycle (checked when the ids are unique) last.
+
     Raises:
         DagValidationError: No tasks, a duplicate id, an unknown or self dependency, or a
-            param whose key would collide with an upstream output's namespaced key.
+            param whose key would collide with an upstream output's namespaced key; or
+            several problems of any kind (all in ``errors``).
         CycleDetectedError: ``depends_on`` edges form a cycle (the path is in the message).
         UnknownWorkflowError: A ``workflow_ref`` is not registered.
     """
     if not spec.tasks:
         raise DagValidationError("a DAG needs at least one task", file=source, field="tasks")
+    problems: list[SpecError] = []
     index: dict[str, int] = {}
     for position, task in enumerate(spec.tasks):
         if task.id in index:
-            raise DagValidationError(
-                f"duplicate task id (also task #{index[task.id] + 1})",
-                file=source,
-                task=task.id,
-                field="id",
-            )
-        index[task.id] = position
-    known = sorted(set(workflows)) if workflows is not None else None
-    parents: dict[str, tuple[str, ...]] = {}
-    children: dict[str, list[str]] = {task.id: [] for task in spec.tasks}
-    for task in spec.tasks:
-        deps = tuple(dict.fromkeys(task.depends_on))
-        for dep in deps:
-            if dep == task.id:
-                raise DagValidationError(
-                    "a task cannot depend on itself", file=source, task=task.id, field="depends_on"
-                )
-            if dep not in index:
-                raise DagValidationError(
-                    f"depends on unknown task '{dep}'",
+            problems.append(
+                DagValidationError(
+                    f"duplicate task id (also task #{index[task.id] + 1})",
                     file=source,
                     task=task.id,
-                    field="depends_on",
+                    field="id",
                 )
-            children[dep].append(task.id)
+            )
+        else:
+            index[task.id] = position
+    unique = not problems
+    known = sorted(set(workflows)) if workflows is not None else None
+    parents: dict[str, tuple[str, ...]] = {}
+    children: dict[str, list[str]] = {task_id: [] for task_id in index}
+    for position, task in enumerate(spec.tasks):
+        deps = tuple(dict.fromkeys(task.depends_on))
+        edges: list[str] = []
+        for dep in deps:
+            if dep == task.id:
+                problems.append(
+                    DagValidationError(
+                        "a task cannot depend on itself",
+                        file=source,
+                        task=task.id,
+                        field="depends_on",
+                    )
+                )
+            elif dep not in index:
+                problems.append(
+                    DagValidationError(
+                        f"depends on unknown task '{dep}'",
+                        file=source,
+                        task=task.id,
+                        field="depends_on",
+                    )
+                )
+            else:
+                edges.append(dep)
         for key in task.params:
             prefix = key.split(NAMESPACE_SEP, 1)[0]
             if NAMESPACE_SEP in key and prefix in deps:
-                raise DagValidationError(
-                    f"param '{key}' would collide with the output of upstream task '{prefix}' "
-                    f"(keys '{prefix}{NAMESPACE_SEP}...' are reserved for it)",
-                    file=source,
-                    task=task.id,
-                    field=f"params.{key}",
+                problems.append(
+                    DagValidationError(
+                        f"param '{key}' would collide with the output of upstream task "
+                        f"'{prefix}' (keys '{prefix}{NAMESPACE_SEP}...' are reserved for it)",
+                        file=source,
+                        task=task.id,
+                        field=f"params.{key}",
+                    )
                 )
         if known is not None and task.workflow_ref not in known:
-            raise UnknownWorkflowError(
-                f"Unknown workflow: {task.workflow_ref} (known: {', '.join(known) or 'none'})",
-                file=source,
-                task=task.id,
-                field="workflow_ref",
+            problems.append(
+                UnknownWorkflowError(
+                    f"Unknown workflow: {task.workflow_ref} (known: {', '.join(known) or 'none'})",
+                    file=source,
+                    task=task.id,
+                    field="workflow_ref",
+                )
             )
-        parents[task.id] = deps
+        if index[task.id] == position:  # a duplicate's edges are not part of the graph
+            parents[task.id] = tuple(edges)
+            for dep in edges:
+                children[dep].append(task.id)
+    if not unique:
+        raise DagValidationError.collect(problems)
     # Kahn's algorithm with a heap on file position: a stable, readable order.
     pending = {t: len(p) for t, p in parents.items()}
     ready = [index[t] for t, n in pending.items() if n == 0]
@@ -175,9 +207,13 @@ def build_graph(
     if len(order) != len(ids):
         left = [t for t in ids if pending[t] > 0]
         cycle = _find_cycle(left, parents)
-        raise CycleDetectedError(
-            f"Cycle detected in DAG '{spec.name}': {' -> '.join(cycle)}", file=source
+        problems.append(
+            CycleDetectedError(
+                f"Cycle detected in DAG '{spec.name}': {' -> '.join(cycle)}", file=source
+            )
         )
+    if problems:
+        raise DagValidationError.collect(problems)
     return Graph(
         order=tuple(order),
         parents=parents,

@@ -30,14 +30,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dagflow.cron import CronExpr, CronSyntaxError, parse_cron
+from dagflow.cron import CronExpr, parse_cron
 from dagflow.errors import ScheduleError, SpecError
+from dagflow.field_errors import field_errors, field_path
 from dagflow.spec import TASK_ID_PATTERN, read_yaml
 
 logger = logging.getLogger(__name__)
 
 #: File name endings read from a schedules directory.
 SCHEDULE_SUFFIXES = (".yaml", ".yml")
+#: Every field of a schedule entry and what it expects, for error messages.
+FIELDS: dict[str, str] = {
+    "id": "a schedule id (1-128 letters, digits, '_', '-' or '.')",
+    "cron": 'a cron expression in quotes, such as "*/5 * * * *"',
+    "dag": "the path of a DAG file (a non-empty string)",
+    "tenant": "a tenant id (a non-empty string)",
+    "enabled": "true or false",
+    "timezone": "an IANA time zone name, such as Europe/Paris",
+}
 #: Format of ``scheduled_minute`` everywhere (labels, state events, claim keys): UTC, seconds 00.
 MINUTE_FORMAT = "%Y-%m-%dT%H:%M:00Z"
 
@@ -108,28 +118,21 @@ class Schedule(BaseModel):
         return zone(self.timezone)
 
 
-def _entry_error(raw: Any, index: int, source: str, exc: ValidationError) -> ScheduleError:
-    first = exc.errors()[0]
+def _entry_errors(raw: Any, index: int, source: str, exc: ValidationError) -> list[SpecError]:
     name = raw.get("id") if isinstance(raw, dict) else None
     entry = name if isinstance(name, str) and name else f"#{index + 1}"
-    where = ".".join(str(p) for p in first["loc"]) or None
-    ctx_error = (first.get("ctx") or {}).get("error")
-    if first["type"] == "extra_forbidden":
-        message = "unknown key"
-    elif first["type"] == "missing":
-        message = "required field is missing"
-    elif isinstance(ctx_error, CronSyntaxError):
-        message = str(ctx_error)
-    else:
-        message = str(first["msg"]).removeprefix("Value error, ")
-    return ScheduleError(message, file=source, task=entry, field=where)
+    return [
+        ScheduleError(message, file=source, task=entry, field=field_path(loc) or None)
+        for loc, message in field_errors(exc, FIELDS)
+    ]
 
 
 def parse_schedules(data: Any, *, source: str = "<schedules>") -> list[Schedule]:
     """Validate parsed YAML (a list of entries or one entry) into schedules (pure).
 
     Raises:
-        ScheduleError: The first bad entry, with the file, the entry id and the field.
+        ScheduleError: Bad entries: every problem is in ``errors``, each with the file, the
+            entry id and the field.
     """
     items = data if isinstance(data, list) else [data]
     if data is None or not all(isinstance(item, dict) for item in items):
@@ -138,16 +141,23 @@ def parse_schedules(data: Any, *, source: str = "<schedules>") -> list[Schedule]
             file=source,
         )
     schedules: list[Schedule] = []
+    problems: list[SpecError] = []
     seen: set[str] = set()
     for index, raw in enumerate(items):
         try:
             schedule = Schedule.model_validate(raw)
         except ValidationError as exc:
-            raise _entry_error(raw, index, source, exc) from None
+            problems += _entry_errors(raw, index, source, exc)
+            continue
         if schedule.id in seen:
-            raise ScheduleError("duplicate id in this file", file=source, task=schedule.id)
+            problems.append(
+                ScheduleError("duplicate id in this file", file=source, task=schedule.id)
+            )
+            continue
         seen.add(schedule.id)
         schedules.append(schedule)
+    if problems:
+        raise ScheduleError.collect(problems)
     return schedules
 
 
@@ -197,11 +207,18 @@ def schedules_from_data(data: Any, source: str, root: Path | None = None) -> lis
     """Validate already-read YAML ``data`` of the schedule file ``source`` (see above).
 
     Raises:
-        ScheduleError: A bad entry, or a ``dag`` path that is missing or outside ``root``.
+        ScheduleError: Bad entries, or ``dag`` paths that are missing or outside ``root``
+            (every problem is in ``errors``).
     """
     schedules = parse_schedules(data, source=source)
+    problems: list[SpecError] = []
     for schedule in schedules:
-        check_dag_path(schedule, root or Path.cwd(), source)
+        try:
+            check_dag_path(schedule, root or Path.cwd(), source)
+        except ScheduleError as exc:
+            problems.append(exc)
+    if problems:
+        raise ScheduleError.collect(problems)
     return schedules
 
 
@@ -270,11 +287,12 @@ class ScheduleDir:
             except ScheduleError as exc:
                 kept = known.schedules if known else []
                 self._files[path] = _LoadedFile(signature, kept, exc)
-                logger.error(
-                    "dagflow: %s; keeping the last good version (%d schedules)",
-                    exc.one_line(),
-                    len(kept),
-                )
+                for line in exc.lines():
+                    logger.error(
+                        "dagflow: %s; keeping the last good version (%d schedules)",
+                        line,
+                        len(kept),
+                    )
                 continue
             self._files[path] = _LoadedFile(signature, loaded)
             logger.info("dagflow: loaded %d schedules from %s", len(loaded), path)
@@ -312,23 +330,35 @@ def load_schedule_dir(directory: Path, root: Path | None = None) -> list[Schedul
     """Load every schedule file of ``directory`` strictly (for ``--once`` and validation).
 
     Raises:
-        ScheduleError: The directory is missing, a file is bad, or an id is used twice.
+        ScheduleError: The directory is missing, a file is bad, or an id is used twice (every
+            problem of every file is in ``errors``).
     """
     if not directory.is_dir():
         raise ScheduleError("schedules directory not found", file=str(directory))
     schedules: list[Schedule] = []
+    problems: list[SpecError] = []
     owner: dict[str, Path] = {}
     for path in sorted(directory.iterdir()):
         if path.suffix not in SCHEDULE_SUFFIXES or not path.is_file():
             continue
-        for schedule in load_schedule_file(path, root):
+        try:
+            loaded = load_schedule_file(path, root)
+        except ScheduleError as exc:
+            problems.append(exc)
+            continue
+        for schedule in loaded:
             if schedule.id in owner:
-                raise ScheduleError(
-                    f"duplicate id, already defined in {owner[schedule.id]}",
-                    file=str(path),
-                    task=schedule.id,
-                    field="id",
+                problems.append(
+                    ScheduleError(
+                        f"duplicate id, already defined in {owner[schedule.id]}",
+                        file=str(path),
+                        task=schedule.id,
+                        field="id",
+                    )
                 )
+                continue
             owner[schedule.id] = path
             schedules.append(schedule)
+    if problems:
+        raise ScheduleError.collect(problems)
     return schedules

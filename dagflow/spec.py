@@ -12,7 +12,8 @@ A DAG file is YAML, read with PyYAML's safe loader only (``SAFE_LOADER``)::
         depends_on: []
         timeout_s: 30        # optional
 
-Unknown keys are errors, and every error names the file, the task and the field.
+Unknown keys are errors, every error names the file, the task and the field, and every
+problem of a file is reported at once (:attr:`~dagflow.errors.SpecError.errors`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dagflow.errors import DagValidationError
+from dagflow.errors import DagValidationError, SpecError
+from dagflow.field_errors import field_errors
 
 #: Task ids become key prefixes (``sweep__summary``) and Redis key parts: keep them plain.
 TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -36,6 +38,23 @@ TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: Separator between an upstream task id and its output key in downstream params.
 NAMESPACE_SEP = "__"
+#: Most ``retries`` a task may have (``retries: 100`` is up to 101 attempts).
+RETRIES_MAX = 100
+
+#: Every field of a DAG file by its README name, and what it expects, for error messages.
+FIELDS: dict[str, str] = {
+    "name": "a non-empty string",
+    "tenant_id": "a non-empty string",
+    "tasks": "a list of tasks",
+    "tasks[]": "a task (a mapping with id, workflow_ref and optional fields)",
+    "tasks[].id": "a task id (1-128 letters, digits, '_', '-' or '.')",
+    "tasks[].workflow_ref": "a workflow name (a non-empty string)",
+    "tasks[].params": "a mapping of JSON values",
+    "tasks[].retries": f"an integer between 0 and {RETRIES_MAX}",
+    "tasks[].depends_on": "a list of task ids",
+    "tasks[].depends_on[]": "a task id (a string)",
+    "tasks[].timeout_s": "a number of seconds greater than 0",
+}
 
 
 class TaskSpec(BaseModel):
@@ -55,7 +74,7 @@ class TaskSpec(BaseModel):
     id: str = Field(min_length=1)
     workflow_ref: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
-    retries: int = Field(default=0, ge=0, le=100)
+    retries: int = Field(default=0, ge=0, le=RETRIES_MAX)
     depends_on: tuple[str, ...] = ()
     timeout_s: float | None = Field(default=None, gt=0)
 
@@ -135,22 +154,12 @@ def _error_location(data: Any, loc: tuple[int | str, ...]) -> tuple[str | None, 
     return None, ".".join(str(part) for part in loc) or None
 
 
-def _message(error: Mapping[str, Any]) -> str:
-    kind = error.get("type", "")
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required field is missing"
-    message = str(error.get("msg", "invalid value"))
-    return message.removeprefix("Value error, ")
-
-
 def parse_dag(data: Any, *, source: str = "<dag>") -> DagSpec:
     """Validate already-parsed YAML ``data`` into a :class:`DagSpec` (fields only, no graph).
 
     Raises:
-        DagValidationError: The data is not a DAG mapping or a field is missing, ill-typed
-            or unknown. Only the first problem is reported, with its task and field.
+        DagValidationError: The data is not a DAG mapping, or fields are missing, ill-typed
+            or unknown: every such problem is in ``errors``, each with its task and field.
     """
     if not isinstance(data, Mapping):
         kind = "empty" if data is None else type(data).__name__
@@ -161,9 +170,11 @@ def parse_dag(data: Any, *, source: str = "<dag>") -> DagSpec:
     try:
         return DagSpec.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        task, field = _error_location(data, tuple(first["loc"]))
-        raise DagValidationError(_message(first), file=source, task=task, field=field) from None
+        problems: list[SpecError] = []
+        for loc, message in field_errors(exc, FIELDS):
+            task, field = _error_location(data, loc)
+            problems.append(DagValidationError(message, file=source, task=task, field=field))
+        raise DagValidationError.collect(problems) from None
 
 
 def read_yaml(path: Path) -> Any:

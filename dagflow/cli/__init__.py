@@ -2,7 +2,7 @@
 
 Each module of this package that defines ``COMMANDS`` (a tuple of click commands) is found
 and added to the root group, so a new command group is one new file. The root group turns
-the errors dagflow raises on purpose into one line and an exit code from
+the errors dagflow raises on purpose into one line per problem and an exit code from
 :data:`~dagflow.cli.common.EXIT_CODES`; ``--verbose`` (before or after the command) shows
 the traceback instead. Commands import the library lazily, so ``dagflow plan`` does not pay
 for Celery or Dash. Nothing imports this package but the console script and ``python -m dagflow``.
@@ -63,7 +63,7 @@ class DagflowGroup(click.Group):
     """The root group: runs a command and maps the errors it raises to the exit-code table."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; a dagflow error is one line on stderr and an exit code."""
+        """Run the command; a dagflow error is one line per problem on stderr and an exit code."""
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -71,7 +71,7 @@ class DagflowGroup(click.Group):
         except SpecError as exc:
             if is_verbose(ctx):
                 raise
-            return _report(exc.one_line(), EXIT_INVALID)
+            return _report("\n".join(exc.lines()), EXIT_INVALID)
         except DagflowError as exc:
             if is_verbose(ctx):
                 raise

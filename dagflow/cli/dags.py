@@ -65,10 +65,10 @@ def _is_schedule_file(path: Path, data: object) -> bool:
 @click.argument("files", type=_FILE, nargs=-1, required=True)
 @verbose_option()
 def validate(files: Sequence[Path]) -> int:
-    """Check each DAG and schedule file in FILES; print one line per file.
+    """Check each DAG and schedule file in FILES; print one line per file or per problem.
 
-    Every file is checked, and each bad one is reported in one line on stderr. Exits 2 if any
-    file is invalid.
+    Every file is checked: a good one is one line on stdout, a bad one one line per problem on
+    stderr (each naming the file, the task and the field). Exits 2 if any file is invalid.
     """
     from dagflow.dag import dag_from_data
     from dagflow.spec import read_yaml
@@ -88,7 +88,8 @@ def validate(files: Sequence[Path]) -> int:
                 print(f"{path}: ok ({len(dag.spec.tasks)} tasks)", file=out)
         except SpecError as exc:
             bad += 1
-            print(exc.one_line(), file=err)
+            for line in exc.lines():
+                print(line, file=err)
     return EXIT_INVALID if bad else EXIT_OK
 
 

@@ -110,7 +110,8 @@ def schedule(
     schedules.refresh()
     if once and schedules.errors:
         for error in schedules.errors:
-            print(error.one_line(), file=sys.stderr)
+            for line in error.lines():
+                print(line, file=sys.stderr)
         return EXIT_INVALID
     return _run(settings, state, schedules, once=once, now=now, timeout=timeout, verbose=verbose)
 

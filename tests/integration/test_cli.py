@@ -111,6 +111,56 @@ def test_validate_many_files(tmp_path: Path) -> None:
     assert dagflow("validate", str(SEED)).returncode == 0
 
 
+FIVE_PROBLEMS = (
+    "name: five\ntenant: t\ntasks:\n"
+    "  - {id: a, workflow_ref: inbox_drive_sweep, retries: '2', depends_on: b}\n"
+    "  - {id: b, workflow_ref: inbox_drive_sweep, params: [1], timeout_s: 0}\n"
+)
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "run"])
+def test_every_problem_of_a_file_is_one_line(tmp_path: Path, command: str) -> None:
+    # Given a DAG file with five mistakes
+    (tmp_path / "five.yaml").write_text(FIVE_PROBLEMS)
+    logs = tmp_path / "logs"
+    # When it is validated, planned or run
+    proc = dagflow(command, "five.yaml", cwd=tmp_path, env={"ORCH_EVENTS_PATH": str(logs / "e")})
+    # Then it exits 2 with five lines, each naming the file, the task or key, and the field
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 5, proc.stderr
+    assert all(line.startswith("five.yaml, ") for line in lines)
+    assert (
+        "five.yaml, field 'tenant': DagValidationError: unknown key (did you mean 'tenant_id'?)"
+        in lines
+    )
+    assert (
+        "five.yaml, task 'a', field 'depends_on': DagValidationError: "
+        "expected a list of task ids, got the string 'b' (write [b])"
+    ) in lines
+    assert not logs.exists()
+
+
+def test_validate_reports_every_problem_of_a_schedule_file(tmp_path: Path) -> None:
+    (tmp_path / "schedules").mkdir()
+    bad = tmp_path / "schedules" / "bad.yaml"
+    bad.write_text(
+        "- {id: a, cron: '61 * * * *', dag: d.yaml, tenant_id: t}\n"
+        "- {id: b, cron: '* * * * *', dag: d.yaml, tenant: t, enabled: maybe}\n"
+    )
+    proc = dagflow("validate", "schedules/bad.yaml", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "schedules/bad.yaml, schedule 'a', field 'cron': ScheduleError: minute field '61' is "
+        "invalid (use 0-59, with *, */n, a-b and lists)",
+        "schedules/bad.yaml, schedule 'a', field 'tenant_id': ScheduleError: unknown key "
+        "(did you mean 'tenant'?)",
+        "schedules/bad.yaml, schedule 'b', field 'enabled': ScheduleError: expected true or "
+        "false, got the string 'maybe'",
+    ]
+
+
 @pytest.mark.integration
 def test_run_on_redis_workers(
     redis_env: dict[str, str], celery_worker_proc: object, tmp_path: Path

@@ -103,6 +103,23 @@ def test_bad_entries_get_one_line_errors(root: Path, text: str, expected: str) -
     assert expected in line
 
 
+def test_every_bad_entry_and_field_is_reported(root: Path) -> None:
+    path = write(
+        root,
+        "bad.yaml",
+        "- {id: a, cron: '61 * * * *', dag: dags/d.yaml, tenant_id: t}\n"
+        "- {id: b, cron: '* * * * *', dag: dags/missing.yaml, tenant: t}\n"
+        "- {id: c, cron: '* * * * *', dag: dags/d.yaml, tenant: t, enabled: maybe}\n",
+    )
+    with pytest.raises(ScheduleError) as info:
+        load_schedule_file(path, root)
+    assert [(e.task, e.field, e.message) for e in info.value.errors] == [
+        ("a", "cron", "minute field '61' is invalid (use 0-59, with *, */n, a-b and lists)"),
+        ("a", "tenant_id", "unknown key (did you mean 'tenant'?)"),
+        ("c", "enabled", "expected true or false, got the string 'maybe'"),
+    ]  # the dag paths are checked once every entry is valid
+
+
 def test_duplicate_id_across_files_is_refused(root: Path) -> None:
     write(root, "a.yaml", ENTRY.format(id="x", cron="* * * * *"))
     write(root, "b.yaml", ENTRY.format(id="x", cron="0 * * * *"))

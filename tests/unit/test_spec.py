@@ -9,7 +9,7 @@ import pytest
 
 from dagflow.dag import check_dag, load_dag
 from dagflow.errors import CycleDetectedError, DagValidationError, SpecError, UnknownWorkflowError
-from dagflow.spec import parse_dag
+from dagflow.spec import FIELDS, DagSpec, TaskSpec, parse_dag
 
 KNOWN = ["inbox_drive_sweep", "w"]
 
@@ -27,9 +27,15 @@ BAD: list[tuple[str, Any, type[SpecError], str]] = [
     ("empty file", None, DagValidationError, "must be a mapping with name, tenant_id and tasks, not empty"),
     ("missing tenant", {"name": "x", "tasks": [t("a")]}, DagValidationError, "f.yaml, field 'tenant_id': DagValidationError: required field is missing"),
     ("unknown top key", dag(t("a"), owner="me"), DagValidationError, "field 'owner': DagValidationError: unknown key"),
-    ("unknown task key", dag(t("a", retry=3)), DagValidationError, "f.yaml, task 'a', field 'retry': DagValidationError: unknown key"),
-    ("retries as string", dag(t("a", retries="2")), DagValidationError, "task 'a', field 'retries': DagValidationError: Input should be a valid integer"),
-    ("negative retries", dag(t("a", retries=-1)), DagValidationError, "task 'a', field 'retries'"),
+    ("unknown task key", dag(t("a", retry=3)), DagValidationError, "f.yaml, task 'a', field 'retry': DagValidationError: unknown key (did you mean 'retries'?)"),
+    ("retries as string", dag(t("a", retries="2")), DagValidationError, "task 'a', field 'retries': DagValidationError: expected an integer between 0 and 100, got the string '2'"),
+    ("negative retries", dag(t("a", retries=-1)), DagValidationError, "task 'a', field 'retries': DagValidationError: expected an integer between 0 and 100, got the integer -1"),
+    ("too many retries", dag(t("a", retries=101)), DagValidationError, "expected an integer between 0 and 100, got the integer 101"),
+    ("depends_on as string", dag(t("a"), {"id": "b", "workflow_ref": "w", "depends_on": "a"}), DagValidationError, "task 'b', field 'depends_on': DagValidationError: expected a list of task ids, got the string 'a' (write [a])"),
+    ("tasks as mapping", dag() | {"tasks": {"a": 1}}, DagValidationError, "field 'tasks': DagValidationError: expected a list of tasks, got a mapping"),
+    ("task not a mapping", dag() | {"tasks": ["a"]}, DagValidationError, "task '#1': DagValidationError: expected a task (a mapping"),
+    ("zero timeout", dag(t("a", timeout_s=0)), DagValidationError, "field 'timeout_s': DagValidationError: expected a number of seconds greater than 0, got the number 0"),
+    ("tenant for tenant_id", {"name": "x", "tenant": "t", "tasks": [t("a")]}, DagValidationError, "f.yaml, field 'tenant': DagValidationError: unknown key (did you mean 'tenant_id'?)"),
     ("params not a mapping", dag(t("a", params=[1])), DagValidationError, "task 'a', field 'params'"),
     ("date param", dag(t("a", params={"d": __import__("datetime").date(2025, 1, 1)})), DagValidationError, "quote dates"),
     ("task without id", dag({"workflow_ref": "w"}), DagValidationError, "task '#1', field 'id': DagValidationError: required field is missing"),
@@ -95,3 +101,84 @@ def test_seed_dag_loads() -> None:
     loaded = load_dag(Path(__file__).resolve().parents[2] / "dags" / "weekly_ops_chain.yaml")
     assert loaded.spec.task_ids == ["sweep", "report", "brief"]
     assert loaded.spec.task("report").depends_on == ("sweep",)
+
+
+FIVE_PROBLEMS = """\
+name: five
+tenant: t
+tasks:
+  - id: a
+    workflow_ref: w
+    retries: "2"
+    depends_on: b
+  - id: b
+    workflow_ref: w
+    params: [1]
+    timeout_s: 0
+"""
+
+
+def test_every_field_problem_of_a_file_is_reported(tmp_path: Path) -> None:
+    # Given a DAG file with five different mistakes
+    path = tmp_path / "five.yaml"
+    path.write_text(FIVE_PROBLEMS)
+    # When it is loaded, Then one error carries all five, each naming file, task and field
+    with pytest.raises(DagValidationError) as caught:
+        load_dag(path)
+    lines = [line.replace(f"{tmp_path}/", "") for line in caught.value.lines()]
+    assert lines == [
+        "five.yaml, task 'a', field 'retries': DagValidationError: expected an integer between 0 and 100, got the string '2'",
+        "five.yaml, task 'a', field 'depends_on': DagValidationError: expected a list of task ids, got the string 'b' (write [b])",
+        "five.yaml, task 'b', field 'params': DagValidationError: expected a mapping of JSON values, got a list",
+        "five.yaml, task 'b', field 'timeout_s': DagValidationError: expected a number of seconds greater than 0, got the number 0",
+        "five.yaml, field 'tenant': DagValidationError: unknown key (did you mean 'tenant_id'?)",
+    ]  # fmt: skip
+    assert [e.field for e in caught.value.errors] == [
+        "retries", "depends_on", "params", "timeout_s", "tenant",
+    ]  # fmt: skip
+    assert caught.value.one_line() == lines[0].replace("five.yaml", str(path)) + " (and 4 more)"
+    assert "\n" not in str(caught.value)
+
+
+def test_every_graph_problem_is_reported_with_the_cycle_last() -> None:
+    data = dag(
+        t("a", "b"),
+        t("b", "a", params={"a__x": 1}),
+        t("c", "ghost", "c"),
+        {"id": "d", "workflow_ref": "nope"},
+    )
+    with pytest.raises(DagValidationError) as caught:
+        check_dag(parse_dag(data, source="f.yaml"), "f.yaml", KNOWN)
+    errors = caught.value.errors
+    assert [(type(e), e.task, e.field) for e in errors] == [
+        (DagValidationError, "b", "params.a__x"),
+        (DagValidationError, "c", "depends_on"),
+        (DagValidationError, "c", "depends_on"),
+        (UnknownWorkflowError, "d", "workflow_ref"),
+        (CycleDetectedError, None, None),
+    ]
+    assert errors[-1].message == "Cycle detected in DAG 'my_dag': a -> b -> a"
+
+
+def test_duplicate_ids_are_reported_with_the_other_graph_problems() -> None:
+    data = dag(t("a"), t("a"), t("b", "ghost"), t("b"))
+    with pytest.raises(DagValidationError) as caught:
+        check_dag(parse_dag(data, source="f.yaml"), "f.yaml", KNOWN)
+    assert [(e.task, e.message) for e in caught.value.errors] == [
+        ("a", "duplicate task id (also task #1)"),
+        ("b", "duplicate task id (also task #3)"),
+        ("b", "depends on unknown task 'ghost'"),
+    ]
+
+
+def test_one_problem_is_raised_as_itself() -> None:
+    with pytest.raises(CycleDetectedError) as caught:
+        check_dag(parse_dag(dag(t("a", "b"), t("b", "a")), source="f.yaml"), "f.yaml", KNOWN)
+    assert caught.value.errors == (caught.value,)
+    assert caught.value.lines() == [caught.value.one_line()]
+
+
+def test_the_field_table_names_every_field_of_the_models() -> None:
+    # Unknown-key suggestions and expected types come from FIELDS: it must not fall behind.
+    names = set(DagSpec.model_fields) | {f"tasks[].{name}" for name in TaskSpec.model_fields}
+    assert names <= set(FIELDS)
