@@ -7,8 +7,9 @@ Beat processes; a sweep is also safe to run twice) looks at the store's indexes 
   delivery takes the step over with a larger fencing number;
 * re-sends **outbox** entries that are due: children that were made ready but never
   claimed (a lost message, a worker that died before sending them, a broker error) and
-  **retries** whose Celery ETA message was lost with its worker. A re-sent entry is
-  re-armed with a doubling delay, so a long queue is not flooded with copies;
+  **retries** whose Celery ETA message was lost with its worker. While the broker's queue
+  has a backlog such a step is probably still queued, so it is re-sent once the queue has
+  drained; an entry is re-armed with a doubling delay, so a long queue is never flooded;
 * checks runs that **nothing moved** for a lease period: a run whose tasks all ended but
   that was never finalized is finalized; a task that could move but has nothing to move it
   is re-queued; a run whose state is gone, or that can never make progress, is ended as
@@ -70,18 +71,40 @@ def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
             "dagflow: lease of step %s/%s on %s (fence %d) expired; sending it again",
             run_id, task_id, worker or "?", fence,
         )  # fmt: skip
+    expired = {(run_id, task_id) for run_id, task_id, _, _ in found.expired}
+    # A ready step is probably still queued while the broker has a backlog: re-send only
+    # what a dead worker held, and the rest once the queue has drained (its entries stay
+    # in the outbox, re-armed).
+    busy = len(found.due) > len(expired) and queue_backlog(app) != 0
     by_run: dict[str, list[str]] = defaultdict(list)
     for run_id, task_id in found.due:
-        by_run[run_id].append(task_id)
+        if not busy or (run_id, task_id) in expired:
+            by_run[run_id].append(task_id)
     for run_id, task_ids in by_run.items():
         send_steps(app, run_id, task_ids)
     verdicts: dict[str, list[str]] = defaultdict(list)
     for run_id in found.idle_runs:
         verdicts[check_run(app, rt, run_id)].append(run_id)
     finalized, requeued, stalled = (verdicts[k] for k in ("finalized", "requeued", "stalled"))
+    resent = sum(len(tasks) for tasks in by_run.values())
     return SweepReport(
-        len(found.expired), len(found.due), tuple(finalized), tuple(requeued), tuple(stalled)
+        len(found.expired), resent, tuple(finalized), tuple(requeued), tuple(stalled)
     )
+
+
+def queue_backlog(app: Celery) -> int | None:
+    """Messages waiting in the default queue, or None if the broker cannot say."""
+    try:
+        with app.connection_for_write() as conn:
+            declared = conn.default_channel.queue_declare(
+                queue=app.conf.task_default_queue, passive=True
+            )
+            return int(declared.message_count)
+    except Exception as exc:
+        if getattr(exc, "code", None) == 404 or "NOT_FOUND" in str(exc):
+            return 0  # no queue yet: nothing waits in it
+        logger.debug("dagflow: queue length unknown: %s", exc)  # send anyway
+        return None
 
 
 def check_run(app: Celery, rt: Runtime, run_id: str) -> str:
