@@ -80,7 +80,7 @@ return out
 """
 )
 
-# KEYS: states, claims, LEASES, OUTBOX, RUNS   ARGV: task, fence, due_ms, run_id
+# KEYS: states, claims, LEASES, OUTBOX, RUNS, info   ARGV: task, fence, due_ms, run_id, end
 RETRY = (
     _LIB
     + """
@@ -91,6 +91,7 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == 'running' then
   local member = ARGV[4] .. '\\t' .. ARGV[1]
   redis.call('HSET', KEYS[2], ARGV[1], lease(token, fence, worker, 0, fails + 1))
   redis.call('HSET', KEYS[1], ARGV[1], 'retry')
+  if ARGV[5] ~= '' then redis.call('HSET', KEYS[6], ARGV[1], ARGV[5]) end
   redis.call('ZREM', KEYS[3], member)
   redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), member)
   redis.call('ZADD', KEYS[5], 'XX', now, ARGV[4])
@@ -99,9 +100,9 @@ return 1
 """
 )
 
-# KEYS: states, out, meta, claims, LEASES, OUTBOX, RUNS, arr:<join child>...
+# KEYS: states, out, meta, claims, LEASES, OUTBOX, RUNS, info, arr:<join child>...
 # ARGV: task, state, output, total, ttl, fence, token, run_id, grace_ms, n_links, n_joins,
-#       links..., join children..., join needs..., skips...
+#       end, links..., join children..., join needs..., skips...
 FINISH = (
     _LIB
     + """
@@ -121,6 +122,7 @@ local first = 0
 if not terminal(s) then
   redis.call('HSET', KEYS[1], task, ARGV[2])
   if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], task, ARGV[3]) end
+  if ARGV[12] ~= '' then redis.call('HSET', KEYS[8], task, ARGV[12]) end
   redis.call('HINCRBY', KEYS[3], 'n_' .. ARGV[2], 1)
   first = 1
 end
@@ -129,7 +131,7 @@ redis.call('ZREM', KEYS[5], member)
 redis.call('ZREM', KEYS[6], member)
 local n_links, n_joins = tonumber(ARGV[10]), tonumber(ARGV[11])
 local newly = {}
-for i = 12 + n_links + 2 * n_joins, #ARGV do
+for i = 13 + n_links + 2 * n_joins, #ARGV do
   if not terminal(redis.call('HGET', KEYS[1], ARGV[i])) then
     redis.call('HSET', KEYS[1], ARGV[i], 'skipped')
     redis.call('HINCRBY', KEYS[3], 'n_skipped', 1)
@@ -147,18 +149,18 @@ end
 local ready = {}
 if ARGV[2] == 'ok' then
   for i = 1, n_links do
-    local child = ARGV[11 + i]
+    local child = ARGV[12 + i]
     if first == 1 and redis.call('HGET', KEYS[1], child) == 'pending' then
       table.insert(ready, child)
     end
   end
   for j = 1, n_joins do
-    local key = KEYS[7 + j]
+    local key = KEYS[8 + j]
     local added = redis.call('SADD', key, task)
     redis.call('EXPIRE', key, ARGV[5])
-    local need = tonumber(ARGV[11 + n_links + n_joins + j])
+    local need = tonumber(ARGV[12 + n_links + n_joins + j])
     if added == 1 and redis.call('SCARD', key) >= need then
-      table.insert(ready, ARGV[11 + n_links + j])
+      table.insert(ready, ARGV[12 + n_links + j])
     end
   end
 end
