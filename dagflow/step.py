@@ -39,7 +39,9 @@ from dagflow.payload import merge_params
 from dagflow.plan import RunPlan
 from dagflow.runtime import Runtime, runtime_for
 from dagflow.stores import TERMINAL, FinishResult
+from dagflow.stores.base import AttemptEnd
 from dagflow.timeouts import call_with_timeout
+from dagflow.tracebacks import user_traceback
 
 if TYPE_CHECKING:
     from celery import Celery, Task
@@ -234,6 +236,7 @@ def _succeeded(
             links=spec.links,
             joins=spec.joins,
             grace_s=rt.settings.lease_s,
+            end=AttemptEnd(duration_s=duration),
         ),
     )
     if result.lost:
@@ -258,18 +261,26 @@ def _failed(
     spec = plan.tasks[task_id]
     attempt: int = common["attempt"]
     error = f"{type(exc).__name__}: {exc}"
+    trace = user_traceback(exc)
     if attempt <= spec.retries and not isinstance(exc, PERMANENT_ERRORS):
         delay = rt.retry.delay(attempt)
         # Durable: the store sends it (through the sweeper) if the ETA message is lost.
         held = with_store(
             rt,
             "retry",
-            lambda: rt.store.retry(run_id, task_id, common["fence"], delay, rt.settings.lease_s),
+            lambda: rt.store.retry(
+                run_id,
+                task_id,
+                common["fence"],
+                delay,
+                rt.settings.lease_s,
+                end=AttemptEnd(duration, error, trace),
+            ),
         )
         if not held:
             _lease_lost(rt, run_id, plan, common)
             return
-        rt.emit("task_retry", run_id, plan, **common, delay_s=delay, error=error)
+        rt.emit("task_retry", run_id, plan, **common, delay_s=delay, error=error, traceback=trace)
         if delay <= ETA_MAX_S:
             try:
                 app.tasks[STEP_TASK].apply_async(args=(run_id, task_id), countdown=delay)
@@ -279,6 +290,7 @@ def _failed(
                 )
         return
     message = f"Task '{task_id}' failed after {_attempts(attempt)}"
+    failure = f"RunnerError: {message}: {error}"
     result = with_store(
         rt,
         "finish",
@@ -290,14 +302,15 @@ def _failed(
             None,
             skip=plan.descendants(task_id),
             total=len(plan.tasks),
+            end=AttemptEnd(duration, failure, trace),
         ),
     )
     if result.lost:
         _lease_lost(rt, run_id, plan, common)
         return
-    failure = f"RunnerError: {message}: {error}"
-    fail_and_skip(rt, run_id, plan, task_id, failure, result, {**common, "duration_s": duration})
-    raise RunnerError(f"{message}: {error}") from None
+    ended = {**common, "duration_s": duration, "traceback": trace}
+    fail_and_skip(rt, run_id, plan, task_id, failure, result, ended)
+    raise RunnerError(f"{message}: {error}") from exc
 
 
 def fail_and_skip(
@@ -343,6 +356,7 @@ def abort_step(app: Celery, run_id: str, task_id: str, token: str, reason: str) 
         skip=plan.descendants(task_id),
         total=len(plan.tasks),
         token=token,
+        end=AttemptEnd(error=f"RunnerError: Task '{task_id}' {reason}"),
     )
     if result.lost or not result.recorded:
         return False
