@@ -172,7 +172,14 @@ class RunHandle:
                 on_progress(snap)
             if done:
                 break
-        failures = tuple(self.status().failures) if snap.counts["failed"] else ()
+        failures: tuple[str, ...] = ()
+        if snap.counts["failed"]:
+            try:
+                failures = tuple(self.status().failures)
+            except (*STORE_ERRORS, RunnerError) as exc:  # the result is known: do not lose it
+                logger.warning(
+                    "dagflow: could not read the failed tasks of %s: %s", self.run_id, exc
+                )
         return RunResult(
             run_id=self.run_id,
             dag_name=self.dag.name if self.dag else str(snap.meta.get("dag_name", "")),
