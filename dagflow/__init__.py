@@ -8,6 +8,8 @@ The public API, by concept::
     print(dagflow.plan_text(dag))                           # the dry-run plan
     result = dagflow.run(dag)                               # embedded or on workers
     handle = dagflow.submit(dag); handle.wait()             # start now, wait later
+    dagflow.get_run(run_id).status()                        # from any process or host
+    dagflow.list_runs(tenant="acme", status="failed")       # recent runs, newest first
 
     @dagflow.workflow("my_step")                            # register a workflow
     def my_step(params): ...
@@ -47,6 +49,9 @@ __all__ = [
     "UnknownWorkflowError",
     # the Celery app
     "app",
+    # run control
+    "get_run",
+    "list_runs",
     # DAGs
     "load_dag",
     "plan_text",
@@ -62,6 +67,8 @@ _LAZY = {
     "plan_text": ("dagflow.dag", "plan_text"),
     "run": ("dagflow.runner", "run"),
     "submit": ("dagflow.runner", "submit"),
+    "get_run": ("dagflow.runner", "get_run"),
+    "list_runs": ("dagflow.runner", "list_runs"),
 }
 _app: Celery | None = None
 

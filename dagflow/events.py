@@ -54,6 +54,9 @@ class Event(BaseModel):
         delay_s: Seconds until the next attempt, for ``task_retry``.
         error: ``ErrorName: message`` of a failed attempt, why a task was skipped, why an
             attempt's result was discarded (``task_lease_lost``) or why a run stalled.
+        traceback: For ``task_fail`` and ``task_retry``: the workflow's own frames of the
+            failed attempt (dagflow's and Celery's trimmed away; at most 20 frames and 4 kB,
+            see :mod:`dagflow.tracebacks`); absent when the error was dagflow's own.
         worker: The Celery node name of the worker that ran the attempt.
         fence: The attempt's lease fencing number (grows with each new holder of the step).
         status: ``success`` or ``failed``, for ``dag_done``.
@@ -77,6 +80,7 @@ class Event(BaseModel):
     duration_s: float | None = None
     delay_s: float | None = None
     error: str | None = None
+    traceback: str | None = None
     worker: str | None = None
     fence: int | None = None
     status: Literal["success", "failed"] | None = None

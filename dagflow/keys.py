@@ -11,6 +11,8 @@ slot and its Lua scripts may touch all of them::
     dagflow:run:{<run_id>}:states    hash    task -> pending|running|retry|ok|failed|skipped
     dagflow:run:{<run_id>}:claims    hash    task -> lease of the delivery allowed to run it
     dagflow:run:{<run_id>}:out       hash    task -> output JSON
+    dagflow:run:{<run_id>}:info      hash    task -> how its last attempt ended (JSON: duration,
+                                             error, traceback; see stores.base.AttemptEnd)
     dagflow:run:{<run_id>}:arr:<t>   set     parents of join task t that have finished
     dagflow:run:{<run_id>}:done      list    pushed once when the run ends (wakes waiters)
 
@@ -21,6 +23,9 @@ Keys shared by every run (the sweeper's indexes; a member is ``<run_id>\t<task_i
     dagflow:outbox:resends    hash    step -> times the sweeper re-sent it (backoff)
     dagflow:runs              zset    run -> last time a step of it moved (ms)
     dagflow:runs:index        hash    run -> "<dag_name>\t<tenant_id>" (kept until it ends)
+    dagflow:runs:started      zset    run -> start time (ms): every run, newest last, for
+                                      ``dagflow runs``; trimmed to DAGFLOW_RUN_TTL_S and
+                                      RUN_HISTORY_MAX at each new run
     dagflow:lock:<name>       string  a short lock (one sweep at a time)
     dagflow:events            stream  every event and state line (log, data), capped
     (group "collectors" on dagflow:events: the collectors' read positions and pending entries)
@@ -48,6 +53,10 @@ OUTBOX = f"{PREFIX}outbox"
 OUTBOX_RESENDS = f"{PREFIX}outbox:resends"
 RUNS = f"{PREFIX}runs"
 RUN_INDEX = f"{PREFIX}runs:index"
+#: Every run by start time, finished or not (the listing of ``dagflow runs``).
+RUNS_STARTED = f"{PREFIX}runs:started"
+#: At most this many runs are kept in :data:`RUNS_STARTED` (the oldest are dropped).
+RUN_HISTORY_MAX = 100_000
 LOCK_PREFIX = f"{PREFIX}lock:"
 #: The stream every event goes through in distributed mode, and its collectors' group.
 EVENTS_STREAM = f"{PREFIX}events"

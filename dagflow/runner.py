@@ -22,11 +22,13 @@ import redis
 
 from dagflow.celery_app import make_app
 from dagflow.dag import Dag, load_dag
-from dagflow.errors import RunnerError
+from dagflow.errors import PlanVersionError, RunnerError
 from dagflow.lifecycle import start_run
-from dagflow.runtime import Runtime, runtime_for
+from dagflow.run_status import RunStatus
+from dagflow.runtime import Runtime, runtime_for, store_url
 from dagflow.settings import Settings
-from dagflow.stores import RunSnapshot
+from dagflow.stores import RedisRunStore, RunSnapshot
+from dagflow.stores.base import TaskInfo
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -63,6 +65,8 @@ class RunResult:
     failed: int
     skipped: int
     duration_s: float
+    #: One line per failed task: ``RunnerError: Task 'x' failed after N attempts: <error>``.
+    failures: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -91,12 +95,39 @@ class RunHandle:
         """The run's current progress."""
         return self.runner.runtime.store.snapshot(self.run_id, with_states=with_states)
 
-    def outputs(self) -> dict[str, Any]:
-        """Each finished task's output, decoded (kept in the run store for the run's TTL)."""
-        snap = self.snapshot(with_states=True)
-        task_ids = list(snap.states or {}) if snap else []
+    def outputs(self, task_ids: list[str] | None = None) -> dict[str, Any]:
+        """Each finished task's output, decoded (kept in the run store for the run's TTL).
+
+        Args:
+            task_ids: Only these tasks (default: every task); unfinished ones are left out.
+        """
+        if task_ids is None:
+            snap = self.snapshot(with_states=True)
+            task_ids = list(snap.states or {}) if snap else []
         raw = self.runner.runtime.store.outputs(self.run_id, task_ids)
         return {task_id: json.loads(value) for task_id, value in raw.items()}
+
+    def tasks(self) -> list[TaskInfo]:
+        """Each task's state, attempts, worker and how its last attempt ended, in plan order."""
+        return list(self.status().tasks)
+
+    def status(self) -> RunStatus:
+        """The run's status and every task's details, read from the run store.
+
+        Raises:
+            RunnerError: The run's state is gone from the store (expired or flushed).
+        """
+        rt = self.runner.runtime
+        snap = rt.store.snapshot(self.run_id)
+        tasks = rt.store.tasks(self.run_id)
+        if snap is None or tasks is None:
+            raise RunnerError(f"run {self.run_id} is not in the run store (unknown or expired)")
+        try:
+            plan = rt.plan(self.run_id)
+        except PlanVersionError:
+            plan = None
+        order = list(plan.tasks) if plan else []
+        return RunStatus.from_store(snap, tasks, order)
 
     def wait(
         self, timeout: float | None = None, on_progress: ProgressCallback | None = None
@@ -141,6 +172,14 @@ class RunHandle:
                 on_progress(snap)
             if done:
                 break
+        failures: tuple[str, ...] = ()
+        if snap.counts["failed"]:
+            try:
+                failures = tuple(self.status().failures)
+            except (*STORE_ERRORS, RunnerError) as exc:  # the result is known: do not lose it
+                logger.warning(
+                    "dagflow: could not read the failed tasks of %s: %s", self.run_id, exc
+                )
         return RunResult(
             run_id=self.run_id,
             dag_name=self.dag.name if self.dag else str(snap.meta.get("dag_name", "")),
@@ -150,6 +189,7 @@ class RunHandle:
             failed=snap.counts["failed"],
             skipped=snap.counts["skipped"],
             duration_s=float(snap.meta.get("duration_s", 0.0)),
+            failures=failures,
         )
 
 
@@ -288,3 +328,55 @@ def run(
     loaded = dag if isinstance(dag, Dag) else load_dag(dag, settings)
     with Runner(settings) as runner:
         return runner.submit(loaded).wait(timeout=timeout, on_progress=on_progress)
+
+
+def get_run(
+    run_id: str, *, settings: Settings | None = None, timeout: float | None = None
+) -> RunHandle:
+    """A handle to a run started by any process or host, from the run store in Redis.
+
+    The handle's :meth:`~RunHandle.status`, :meth:`~RunHandle.wait` and
+    :meth:`~RunHandle.outputs` work without the process that submitted the run.
+
+    Args:
+        run_id: The run's id.
+        settings: Settings (from the environment if None).
+        timeout: Seconds to keep trying an unreachable run store (default 30).
+
+    Raises:
+        ConfigError: No Redis run store is configured (``DAGFLOW_BROKER_URL`` or
+            ``DAGFLOW_RESULT_BACKEND``): an embedded run lives only in its own process.
+        RunnerError: The run store does not know the run (unknown or expired).
+    """
+    settings = settings or Settings.from_env()
+    store_url(settings)
+    return Runner(settings).attach(run_id, timeout)
+
+
+def list_runs(
+    *,
+    tenant: str | None = None,
+    dag: str | None = None,
+    status: str | None = None,
+    limit: int = 20,
+    settings: Settings | None = None,
+) -> list[RunStatus]:
+    """Recent runs still in the run store, newest first (their ``tasks`` are left empty).
+
+    Args:
+        tenant: Only runs of this ``tenant_id``.
+        dag: Only runs of the DAG with this ``name``.
+        status: Only ``running``, ``success`` or ``failed`` runs.
+        limit: At most this many.
+        settings: Settings (from the environment if None).
+
+    Raises:
+        ConfigError: No Redis run store is configured.
+    """
+    settings = settings or Settings.from_env()
+    store = RedisRunStore(store_url(settings), ttl=settings.run_ttl_s)
+    try:
+        found = store.list_runs(tenant_id=tenant, dag_name=dag, status=status, limit=limit)
+    finally:
+        store.client.close()
+    return [RunStatus.from_store(snap) for snap in found]

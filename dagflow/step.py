@@ -39,7 +39,9 @@ from dagflow.payload import merge_params
 from dagflow.plan import RunPlan
 from dagflow.runtime import Runtime, runtime_for
 from dagflow.stores import TERMINAL, FinishResult
+from dagflow.stores.base import AttemptEnd
 from dagflow.timeouts import call_with_timeout
+from dagflow.tracebacks import user_traceback
 
 if TYPE_CHECKING:
     from celery import Celery, Task
@@ -236,6 +238,7 @@ def _succeeded(
             joins=spec.joins,
             grace_s=rt.settings.lease_s,
             event=event.to_record(),
+            end=AttemptEnd(duration_s=duration),
         ),
     )
     if result.lost:
@@ -261,15 +264,24 @@ def _failed(
     spec = plan.tasks[task_id]
     attempt: int = common["attempt"]
     error = f"{type(exc).__name__}: {exc}"
+    trace = user_traceback(exc)
     if attempt <= spec.retries and not isinstance(exc, PERMANENT_ERRORS):
         delay = rt.retry.delay(attempt)
-        event = rt.event("task_retry", run_id, plan, **common, delay_s=delay, error=error)
+        event = rt.event(
+            "task_retry", run_id, plan, **common, delay_s=delay, error=error, traceback=trace
+        )
         # Durable: the store sends it (through the sweeper) if the ETA message is lost.
         held = with_store(
             rt,
             "retry",
             lambda: rt.store.retry(
-                run_id, task_id, common["fence"], delay, rt.settings.lease_s, event.to_record()
+                run_id,
+                task_id,
+                common["fence"],
+                delay,
+                rt.settings.lease_s,
+                event.to_record(),
+                end=AttemptEnd(duration, error, trace),
             ),
         )
         if not held:
@@ -287,9 +299,9 @@ def _failed(
         return
     message = f"Task '{task_id}' failed after {_attempts(attempt)}"
     failure = f"RunnerError: {message}: {error}"
-    fields = {**common, "duration_s": duration}
+    fields = {**common, "duration_s": duration, "traceback": trace}
     fail_step(rt, run_id, plan, task_id, common["fence"], failure, fields)
-    raise RunnerError(f"{message}: {error}") from None
+    raise RunnerError(f"{message}: {error}") from exc
 
 
 def fail_step(
@@ -307,6 +319,7 @@ def fail_step(
     Returns False if nothing was committed (the lease was lost, or the task had ended).
     """
     event = rt.event("task_fail", run_id, plan, **{**fields, "task_id": task_id}, error=error)
+    end = AttemptEnd(fields.get("duration_s"), error, fields.get("traceback"))
     result = with_store(
         rt,
         "finish",
@@ -320,6 +333,7 @@ def fail_step(
             total=len(plan.tasks),
             token=token,
             event=event.to_record(),
+            end=end,
         ),
     )
     if result.lost:

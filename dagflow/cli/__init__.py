@@ -37,7 +37,9 @@ EXAMPLES = """\
   dagflow validate dags/*.yaml schedules/*.yaml  # for CI: exit 2 if any file is invalid
   dagflow run dags/weekly_ops_chain.yaml         # embedded worker, or DAGFLOW_BROKER_URL's
   dagflow schedule --dir schedules --once        # one scheduler tick
-  dagflow dashboard --port 8050                  # the Dash dashboard on 127.0.0.1"""
+  dagflow dashboard --port 8050                  # the Dash dashboard on 127.0.0.1
+  dagflow runs --status failed                   # recent failed runs, from any host
+  dagflow status RUN_ID --verbose                # a run's tasks, errors and tracebacks"""
 
 
 def _epilog() -> str:

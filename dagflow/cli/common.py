@@ -59,7 +59,7 @@ def is_verbose(ctx: click.Context | None = None) -> bool:
 
 
 def print_result(result: RunResult, events_path: object) -> int:
-    """Print the seed's run summary block; return the run's exit code."""
+    """Print the seed's run summary block, one line per failed task; return the exit code."""
     print("", file=sys.stdout)
     print("DAG EXECUTION COMPLETE")
     print(f"DAG: {result.dag_name}")
@@ -68,8 +68,13 @@ def print_result(result: RunResult, events_path: object) -> int:
     print(f"Tasks Skipped: {result.skipped}")
     print(f"Duration: {result.duration_s:.2f}s")
     print(f"Status: {result.status} (run {result.run_id})")
+    for line in result.failures:
+        print(line)
     if not result.ok:
-        print(f"See the errors from any host: dagflow events tail --run {result.run_id}")
+        print(
+            f"See the errors and tracebacks from any host: dagflow status {result.run_id} "
+            f"--verbose (every event: dagflow events tail --run {result.run_id})"
+        )
     return EXIT_OK if result.ok else EXIT_RUN_FAILED
 
 

@@ -1,10 +1,34 @@
-"""Commands about runs that already exist: ``dagflow wait RUN_ID``."""
+"""Commands about runs that already exist: ``wait``, ``status``, ``runs`` and ``outputs``.
+
+They read the run store in Redis (``DAGFLOW_BROKER_URL`` or ``DAGFLOW_RESULT_BACKEND``), so
+they work from any host, not only from the one that submitted the run. A run that is unknown
+or expired is one line and exit 3; ``status`` exits 0 whatever the run's status (a query).
+"""
 
 from __future__ import annotations
 
+import json
+import textwrap
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
 import click
 
-from dagflow.cli.common import EXIT_INTERRUPTED, print_result, still_running, verbose_option
+from dagflow.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    is_verbose,
+    print_result,
+    still_running,
+    verbose_option,
+)
+
+if TYPE_CHECKING:
+    from dagflow.run_status import RunStatus
+
+#: Run statuses ``dagflow runs --status`` accepts.
+RUN_STATUSES = ("running", "success", "failed")
 
 
 @click.command(
@@ -45,4 +69,151 @@ def wait(run_id: str, timeout: float | None) -> int:
     return print_result(result, settings.events_path)
 
 
-COMMANDS = (wait,)
+def _time(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}s"
+
+
+def _print_status(run: RunStatus, verbose: bool) -> None:
+    counts = run.counts
+    print(f"Run {run.run_id}: DAG '{run.dag_name}' (tenant {run.tenant_id}): {run.status}")
+    print(
+        f"Started {_time(run.started_at)}, finished {_time(run.finished_at)}, "
+        f"duration {_seconds(run.duration_s)}"
+    )
+    print(
+        f"Tasks: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed, "
+        f"{counts.get('skipped', 0)} skipped of {counts.get('total', 0)}"
+    )
+    if run.error:
+        print(f"Error: {run.error}")
+    width = max([len(t.task_id) for t in run.tasks] + [4])
+    print(f"  {'TASK':<{width}}  {'STATE':<8} {'ATTEMPTS':>8}  {'DURATION':>9}  WORKER")
+    for task in run.tasks:
+        print(
+            f"  {task.task_id:<{width}}  {task.state:<8} {task.attempts:>8}  "
+            f"{_seconds(task.last.duration_s):>9}  {task.worker or '-'}"
+        )
+        if task.last.error and task.state in ("failed", "retry", "running"):
+            print(f"      {task.last.error}")
+        if verbose and task.last.traceback and task.state in ("failed", "retry", "running"):
+            print(textwrap.indent(task.last.traceback, "      "))
+
+
+@click.command(
+    short_help="a run's status and each task's state, attempts and last error",
+    epilog=(
+        "\b\nExamples:\n"
+        "  dagflow status 3f2c9e...             # a table of the run's tasks\n"
+        "  dagflow status 3f2c9e... --verbose   # with the failed attempts' tracebacks\n"
+        "  dagflow status 3f2c9e... --json      # for scripts"
+    ),
+)
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="print the status as one JSON object")
+@verbose_option("show the tracebacks of failed attempts")
+def status(run_id: str, as_json: bool) -> int:
+    """Show RUN_ID's status and, for each task, its state, attempts, duration, worker and
+    last error.
+
+    Works from any host that reaches the run store. Exits 0 whatever the run's status (it is
+    a query; `dagflow wait` exits 1 for a failed run), 3 if the run is unknown or expired.
+    """
+    from dagflow.runner import get_run
+
+    handle = get_run(run_id)
+    run = handle.status()
+    if as_json:
+        print(json.dumps(run.to_dict(tracebacks=True), indent=2))
+    else:
+        _print_status(run, is_verbose())
+    return EXIT_OK
+
+
+@click.command(
+    "runs",
+    short_help="recent runs, newest first",
+    epilog=(
+        "\b\nExamples:\n"
+        "  dagflow runs                                  # the 20 newest runs\n"
+        "  dagflow runs --tenant acme --status failed    # acme's failed runs\n"
+        "  dagflow runs --dag weekly_ops_chain --limit 5 --json"
+    ),
+)
+@click.option("--tenant", default=None, help="only runs of this tenant_id")
+@click.option("--dag", default=None, help="only runs of the DAG with this name")
+@click.option("--status", "status_", type=click.Choice(RUN_STATUSES), help="only these runs")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list")
+@verbose_option()
+def runs(
+    tenant: str | None, dag: str | None, status_: str | None, limit: int, as_json: bool
+) -> int:
+    """List recent runs still in the run store (DAGFLOW_RUN_TTL_S), newest first.
+
+    Works from any host that reaches the run store.
+    """
+    from dagflow.runner import list_runs
+
+    found = list_runs(tenant=tenant, dag=dag, status=status_, limit=limit)
+    if as_json:
+        print(json.dumps([run.to_dict() for run in found], indent=2))
+        return EXIT_OK
+    if not found:
+        print("no runs")
+        return EXIT_OK
+    print(
+        f"{'RUN':<32}  {'STARTED':<20}  {'STATUS':<8}  {'TASKS':>11}  {'DURATION':>9}  DAG (TENANT)"
+    )
+    for run in found:
+        c = run.counts
+        done = f"{c.get('ok', 0) + c.get('failed', 0) + c.get('skipped', 0)}/{c.get('total', 0)}"
+        print(
+            f"{run.run_id:<32}  {_time(run.started_at):<20}  {run.status:<8}  {done:>11}  "
+            f"{_seconds(run.duration_s):>9}  {run.dag_name} ({run.tenant_id})"
+        )
+    return EXIT_OK
+
+
+@click.command(
+    short_help="a run's stored outputs as JSON",
+    epilog=(
+        "\b\nExamples:\n"
+        "  dagflow outputs 3f2c9e...          # {task: output, ...} of every finished task\n"
+        "  dagflow outputs 3f2c9e... sweep    # one task's output"
+    ),
+)
+@click.argument("run_id")
+@click.argument("task", required=False)
+@verbose_option()
+def outputs(run_id: str, task: str | None) -> int:
+    """Print RUN_ID's stored task outputs as one JSON object (task -> output), or TASK's
+    output alone.
+
+    Works from any host that reaches the run store. Exits 3 if the run is unknown or expired,
+    2 if TASK is not a task of the run, 1 if TASK has no output (it did not succeed).
+    """
+    from dagflow.runner import get_run
+
+    handle = get_run(run_id)
+    if task is None:
+        print(json.dumps(handle.outputs(), indent=2))
+        return EXIT_OK
+    snap = handle.snapshot(with_states=True)
+    states = dict(snap.states or {}) if snap else {}
+    if task not in states:
+        raise click.BadParameter(f"run {run_id} has no task {task!r}", param_hint="TASK")
+    found = handle.outputs([task])
+    if task not in found:
+        click.echo(f"task {task!r} of run {run_id} has no output (it is {states[task]})", err=True)
+        return EXIT_RUN_FAILED
+    print(json.dumps(found[task], indent=2))
+    return EXIT_OK
+
+
+COMMANDS = (wait, status, runs, outputs)

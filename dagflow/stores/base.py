@@ -19,6 +19,10 @@ and safe to repeat:
 * :meth:`RunStore.retry` ends a failed attempt that will be tried again: the lease is
   released and the step goes into the outbox with its due time (a **durable retry**: it
   does not live only in a worker's memory as a Celery ETA).
+* :meth:`RunStore.tasks` and :meth:`RunStore.list_runs` are read-only views for
+  ``dagflow status`` and ``dagflow runs``: each task's attempts, worker and how its last
+  attempt ended (an :class:`AttemptEnd`, written by ``finish`` and ``retry`` in the same
+  atomic call), and recent runs newest first.
 * :meth:`RunStore.sweep` is the sweeper's view: leases that expired and outbox entries that
   are due (never picked up, or a retry whose message was lost). It re-arms what it returns,
   so a step is re-sent at most once per grace period.
@@ -28,8 +32,9 @@ A step therefore still costs two round trips to the store, whatever its fan-in a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 #: States after which a task never changes again.
@@ -91,12 +96,93 @@ class RunSnapshot:
         counts: Tasks ``ok``, ``failed``, ``skipped`` so far, and ``total``.
         states: Each task's state (``pending``, ``running``, ``retry`` or terminal), if asked for.
         meta: The run's metadata (dag name, tenant, labels, start and finish times).
+        run_id: The run's id.
     """
 
     status: str
     counts: Mapping[str, int]
     states: Mapping[str, str] | None
     meta: Mapping[str, Any]
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class AttemptEnd:
+    """How one attempt of a task ended, kept with the task (the store's ``info`` hash).
+
+    Written by :meth:`RunStore.finish` and :meth:`RunStore.retry` in the same atomic call
+    as the end itself, so ``dagflow status`` reads it from any host, without the event log.
+
+    Attributes:
+        duration_s: Seconds the attempt ran.
+        error: ``ErrorName: message`` of a failed attempt; for a task's last attempt, the
+            seed's line ``RunnerError: Task 'x' failed after N attempts: ...``.
+        traceback: The workflow's own frames of a failed attempt (see
+            :mod:`dagflow.tracebacks`), or None.
+    """
+
+    duration_s: float | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+    def to_json(self) -> str:
+        """The JSON stored for the task (null fields left out)."""
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> AttemptEnd:
+        """Parse :meth:`to_json`'s output; an empty or unreadable value gives an empty end."""
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+        return cls(
+            duration_s=data.get("duration_s"),
+            error=data.get("error"),
+            traceback=data.get("traceback"),
+        )
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One task of a run as ``dagflow status`` shows it.
+
+    Attributes:
+        task_id: The task.
+        state: ``pending``, ``running``, ``retry``, ``ok``, ``failed`` or ``skipped``.
+        attempts: Attempts started so far (0 for a task that never ran).
+        worker: The Celery node of the last attempt, or "".
+        fence: The last attempt's lease fencing number (0: never claimed).
+        last: How the last finished attempt ended (empty while the first one runs).
+    """
+
+    task_id: str
+    state: str
+    attempts: int = 0
+    worker: str = ""
+    fence: int = 0
+    last: AttemptEnd = field(default_factory=AttemptEnd)
+
+
+def run_matches(
+    snap: RunSnapshot, tenant_id: str | None, dag_name: str | None, status: str | None
+) -> bool:
+    """True if the run passes every filter of :meth:`RunStore.list_runs` that is given."""
+    meta = snap.meta
+    return (
+        (tenant_id is None or meta.get("tenant_id") == tenant_id)
+        and (dag_name is None or meta.get("dag_name") == dag_name)
+        and (status is None or snap.status == status)
+    )
+
+
+def attempts_started(state: str, fence: int, failed_attempts: int) -> int:
+    """Attempts of a task so far, from its lease: the failed ones, plus the one that is
+    running or that ended it (a retry waiting to run is not started yet)."""
+    current = 1 if fence > 0 and state in ("running", "ok", "failed") else 0
+    return failed_attempts + current
 
 
 @dataclass(frozen=True)
@@ -190,11 +276,12 @@ class RunStore(Protocol):
         due_in_s: float,
         grace_s: float,
         event: Mapping[str, Any] | None = None,
+        end: AttemptEnd | None = None,
     ) -> bool:
         """End a failed attempt that will be retried; False if the lease was lost.
 
         The step goes into the outbox, due ``due_in_s + grace_s`` from now (the grace lets
-        the fast path, a Celery ETA message, run it first).
+        the fast path, a Celery ETA message, run it first); ``end`` is kept with the task.
         """
 
     def outputs(self, run_id: str, task_ids: Sequence[str]) -> dict[str, str]:
@@ -215,6 +302,7 @@ class RunStore(Protocol):
         grace_s: float = 30.0,
         token: str = "",
         event: Mapping[str, Any] | None = None,
+        end: AttemptEnd | None = None,
     ) -> FinishResult:
         """Record ``task_id``'s end for lease ``fence``; see the module docstring.
 
@@ -229,6 +317,7 @@ class RunStore(Protocol):
             token: With ``fence`` 0: the delivery that is allowed to end it.
             event: The ``task_ok``/``task_fail`` record, written only by the call that
                 records the end (see :attr:`writes_events`).
+            end: How the attempt ended, kept with the task if this call records its end.
         """
 
     def unsent(self, run_id: str, task_ids: Sequence[str]) -> list[str]:
@@ -245,6 +334,21 @@ class RunStore(Protocol):
 
     def snapshot(self, run_id: str, with_states: bool = False) -> RunSnapshot | None:
         """Return the run's progress, or None if the run is unknown."""
+
+    def tasks(self, run_id: str) -> list[TaskInfo] | None:
+        """Each task's state, attempts, worker and last attempt's end, in no set order; None
+        if the run is unknown."""
+
+    def list_runs(
+        self,
+        *,
+        tenant_id: str | None = None,
+        dag_name: str | None = None,
+        status: str | None = None,
+        limit: int = 20,
+    ) -> list[RunSnapshot]:
+        """Up to ``limit`` runs still in the store, newest start first, that match every filter
+        given (``status``: ``running``, ``success`` or ``failed``)."""
 
     def wait_done(self, run_id: str, timeout: float) -> bool:
         """Block up to ``timeout`` seconds for the run to be marked done; True if it is."""

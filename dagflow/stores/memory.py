@@ -16,12 +16,16 @@ from typing import Any, Literal, cast
 
 from dagflow.stores.base import (
     TERMINAL,
+    AttemptEnd,
     Claim,
     ClaimResult,
     FinishResult,
     RunInspection,
     RunSnapshot,
     SweepResult,
+    TaskInfo,
+    attempts_started,
+    run_matches,
 )
 
 
@@ -41,6 +45,7 @@ class _Run:
     states: dict[str, str]
     leases: dict[str, _Lease] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    ends: dict[str, AttemptEnd] = field(default_factory=dict)
     arrivals: dict[str, set[str]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "failed": 0, "skipped": 0})
     complete: bool = False
@@ -161,8 +166,9 @@ class MemoryRunStore:
         due_in_s: float,
         grace_s: float,
         event: Mapping[str, Any] | None = None,
+        end: AttemptEnd | None = None,
     ) -> bool:
-        """Release the lease and put the step in the outbox, due later."""
+        """Release the lease and put the step in the outbox, due later; keep ``end``."""
         now = self._clock()
         with self._lock:
             run = self._runs.get(run_id)
@@ -173,6 +179,8 @@ class MemoryRunStore:
                 lease.expires = 0.0
                 lease.fails += 1
                 run.states[task_id] = "retry"
+                if end is not None:
+                    run.ends[task_id] = end
                 self._leases.pop((run_id, task_id), None)
                 self._outbox[(run_id, task_id)] = now + due_in_s + grace_s
                 self._moved[run_id] = now
@@ -200,6 +208,7 @@ class MemoryRunStore:
         grace_s: float = 30.0,
         token: str = "",
         event: Mapping[str, Any] | None = None,
+        end: AttemptEnd | None = None,
     ) -> FinishResult:
         """Check the fence, record the end once, skip, record arrivals, fill the outbox."""
         now = self._clock()
@@ -217,6 +226,8 @@ class MemoryRunStore:
                 run.states[task_id] = state
                 if output is not None:
                     run.outputs[task_id] = output
+                if end is not None:
+                    run.ends[task_id] = end
                 run.counts[state] += 1
             lease.expires = 0.0
             self._leases.pop((run_id, task_id), None)
@@ -285,7 +296,52 @@ class MemoryRunStore:
             counts = dict(run.counts, total=len(run.states))
             states = dict(run.states) if with_states else None
             status = str(run.meta.get("status", "running"))
-            return RunSnapshot(status=status, counts=counts, states=states, meta=dict(run.meta))
+            return RunSnapshot(status, counts, states, dict(run.meta), run_id)
+
+    def tasks(self, run_id: str) -> list[TaskInfo] | None:
+        """Each task's state, attempts, worker and last attempt's end."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                return None
+            out = []
+            for task_id, state in run.states.items():
+                lease = run.leases.get(task_id, _Lease())
+                out.append(
+                    TaskInfo(
+                        task_id=task_id,
+                        state=state,
+                        attempts=attempts_started(state, lease.fence, lease.fails),
+                        worker=lease.worker,
+                        fence=lease.fence,
+                        last=run.ends.get(task_id, AttemptEnd()),
+                    )
+                )
+            return out
+
+    def list_runs(
+        self,
+        *,
+        tenant_id: str | None = None,
+        dag_name: str | None = None,
+        status: str | None = None,
+        limit: int = 20,
+    ) -> list[RunSnapshot]:
+        """Runs of this process, newest start first, that match every filter given."""
+        with self._lock:
+            run_ids = sorted(
+                self._runs,
+                key=lambda r: float(self._runs[r].meta.get("started_at") or 0.0),
+                reverse=True,
+            )
+        found = []
+        for run_id in run_ids:
+            snap = self.snapshot(run_id)
+            if snap is not None and run_matches(snap, tenant_id, dag_name, status):
+                found.append(snap)
+                if len(found) >= limit:
+                    break
+        return found
 
     def wait_done(self, run_id: str, timeout: float) -> bool:
         """Wait on the run's event."""

@@ -25,29 +25,39 @@ from dagflow.keys import (
     LOCK_PREFIX,
     OUTBOX,
     OUTBOX_RESENDS,
+    RUN_HISTORY_MAX,
     RUN_INDEX,
     RUN_PREFIX,
     RUNS,
+    RUNS_STARTED,
     run_key,
     step_member,
 )
 from dagflow.stores.base import (
     TERMINAL,
+    AttemptEnd,
     Claim,
     ClaimResult,
     FinishResult,
-    RunInspection,
-    RunSnapshot,
     SweepResult,
 )
 from dagflow.stores.redis_scripts import CLAIM, FINISH, RELEASE, RENEW, RETRY, SWEEP
+from dagflow.stores.redis_views import RedisRunViews
 
 
 def _ms(seconds: float) -> int:
     return max(int(seconds * 1000), 1)
 
 
-class RedisRunStore:
+def _started_ms(meta: Mapping[str, Any], default: int) -> int:
+    """The run's ``started_at`` (epoch seconds) in ms, for the listing index."""
+    try:
+        return int(float(meta["started_at"]) * 1000)
+    except (KeyError, TypeError, ValueError):
+        return default
+
+
+class RedisRunStore(RedisRunViews):
     """A :class:`~dagflow.stores.base.RunStore` on a Redis server.
 
     Args:
@@ -87,7 +97,11 @@ class RedisRunStore:
         grace_s: float = 30.0,
         event: Mapping[str, Any] | None = None,
     ) -> None:
-        """Store the plan, metadata, pending states, the run index and the roots' outbox."""
+        """Store the plan, metadata, pending states, the indexes and the roots' outbox.
+
+        The listing index (:data:`~dagflow.keys.RUNS_STARTED`) is trimmed here of runs
+        older than the TTL (their keys are gone) and beyond ``RUN_HISTORY_MAX``.
+        """
         fields: dict[FieldT, EncodableT] = {k: json.dumps(v) for k, v in meta.items()}
         fields.update(n_ok="0", n_failed="0", n_skipped="0", total=str(len(task_ids)))
         now_ms = self._now_ms()
@@ -98,11 +112,15 @@ class RedisRunStore:
         # Placeholder fields so these hashes exist now and carry the run's expiry.
         pipe.hset(run_key(run_id, "claims"), "_", "")
         pipe.hset(run_key(run_id, "out"), "_", "")
-        for part in ("meta", "states", "claims", "out"):
+        pipe.hset(run_key(run_id, "info"), "_", "")
+        for part in ("meta", "states", "claims", "out", "info"):
             pipe.expire(run_key(run_id, part), self.ttl)
         index = f"{meta.get('dag_name', '')}\t{meta.get('tenant_id', '')}"
         pipe.hset(RUN_INDEX, run_id, index)
         pipe.zadd(RUNS, {run_id: now_ms})
+        pipe.zadd(RUNS_STARTED, {run_id: _started_ms(meta, now_ms)})
+        pipe.zremrangebyscore(RUNS_STARTED, "-inf", f"({now_ms - self.ttl * 1000}")
+        pipe.zremrangebyrank(RUNS_STARTED, 0, -RUN_HISTORY_MAX - 1)
         if roots:
             due = now_ms + _ms(grace_s)
             pipe.zadd(OUTBOX, {step_member(run_id, r): due for r in roots})
@@ -174,8 +192,9 @@ class RedisRunStore:
         due_in_s: float,
         grace_s: float,
         event: Mapping[str, Any] | None = None,
+        end: AttemptEnd | None = None,
     ) -> bool:
-        """Run the retry script: release the lease, put the step in the outbox."""
+        """Run the retry script: release the lease, put the step in the outbox, keep ``end``."""
         keys = [
             run_key(run_id, "states"),
             run_key(run_id, "claims"),
@@ -183,9 +202,10 @@ class RedisRunStore:
             OUTBOX,
             RUNS,
             EVENTS_STREAM,
+            run_key(run_id, "info"),
         ]
         args: list[str | int] = [task_id, fence, _ms(due_in_s + grace_s), run_id]
-        args += [self._event_line(event), self.events_maxlen or 0]
+        args += [self._event_line(event), self.events_maxlen or 0, end.to_json() if end else ""]
         return bool(int(self._retry(keys=keys, args=args)))
 
     def outputs(self, run_id: str, task_ids: Sequence[str]) -> dict[str, str]:
@@ -210,6 +230,7 @@ class RedisRunStore:
         grace_s: float = 30.0,
         token: str = "",
         event: Mapping[str, Any] | None = None,
+        end: AttemptEnd | None = None,
     ) -> FinishResult:
         """Run the finish script: fence check, state, output, skips, joins and outbox at once."""
         keys = [
@@ -221,11 +242,13 @@ class RedisRunStore:
             OUTBOX,
             RUNS,
             EVENTS_STREAM,
+            run_key(run_id, "info"),
             *(run_key(run_id, f"arr:{child}") for child, _ in joins),
         ]
         args: list[str | int] = [task_id, state, output or "", total, self.ttl, fence, token]
         args += [run_id, _ms(grace_s), len(links), len(joins)]
-        args += [self._event_line(event), self.events_maxlen or 0, *links]
+        args += [self._event_line(event), self.events_maxlen or 0, end.to_json() if end else ""]
+        args += list(links)
         args += [child for child, _ in joins]
         args += [need for _, need in joins]
         args += list(skip)
@@ -275,30 +298,6 @@ class RedisRunStore:
         self._xadd(pipe, event)
         pipe.execute()
 
-    def snapshot(self, run_id: str, with_states: bool = False) -> RunSnapshot | None:
-        """Read meta (and states) in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(run_key(run_id, "meta"))
-        if with_states:
-            pipe.hgetall(run_key(run_id, "states"))
-        results = pipe.execute()
-        raw: dict[str, str] = results[0]
-        if not raw:
-            return None
-        counts = {k: int(raw.get(f"n_{k}", 0)) for k in ("ok", "failed", "skipped")}
-        counts["total"] = int(raw.get("total", 0))
-        meta: dict[str, Any] = {}
-        for k, v in raw.items():
-            if k.startswith("n_") or k in ("total", "complete"):
-                continue
-            try:
-                meta[k] = json.loads(v)
-            except ValueError:
-                meta[k] = v
-        status = str(meta.get("status", "running"))
-        states = results[1] if with_states else None
-        return RunSnapshot(status=status, counts=counts, states=states, meta=meta)
-
     def wait_done(self, run_id: str, timeout: float) -> bool:
         """Block on the run's ``done`` list (BLPOP) without consuming the token for others."""
         key = run_key(run_id, "done")
@@ -326,35 +325,6 @@ class RedisRunStore:
         due = tuple((str(raw[at + 1 + 2 * i]), str(raw[at + 2 + 2 * i])) for i in range(n_due))
         idle = tuple(str(r) for r in raw[at + 1 + 2 * n_due :])
         return SweepResult(expired=expired, due=due, idle_runs=idle)
-
-    def inspect(self, run_id: str) -> RunInspection:
-        """Read states, leases, outbox entries and the index entry of one run."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(run_key(run_id, "states"))
-        pipe.hgetall(run_key(run_id, "claims"))
-        pipe.hget(run_key(run_id, "meta"), "status")
-        pipe.hget(RUN_INDEX, run_id)
-        pipe.time()
-        states, claims, status, index, (sec, micros) = pipe.execute()
-        now_ms = int(sec) * 1000 + int(micros) // 1000
-        dag_name, _, tenant = str(index or "\t").partition("\t")
-        open_tasks = [t for t, s in states.items() if s not in TERMINAL]
-        live: set[str] = set()
-        for task in open_tasks:
-            parts = str(claims.get(task, "")).split("\t")
-            if len(parts) >= 4 and parts[0] and int(parts[3] or 0) > now_ms:
-                live.add(task)
-        if open_tasks:
-            scores = self.client.zmscore(OUTBOX, [step_member(run_id, t) for t in open_tasks])
-            live.update(t for t, score in zip(open_tasks, scores, strict=True) if score is not None)
-        return RunInspection(
-            exists=bool(states),
-            done=status is not None,
-            dag_name=dag_name,
-            tenant_id=tenant,
-            states=states,
-            live=frozenset(live),
-        )
 
     def touch(self, run_id: str) -> None:
         """ZADD XX the run's last-moved time to now."""

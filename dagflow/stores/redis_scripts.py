@@ -80,8 +80,8 @@ return out
 """
 )
 
-# KEYS: states, claims, LEASES, OUTBOX, RUNS, EVENTS_STREAM
-# ARGV: task, fence, due_ms, run_id, event line ('' for none), stream maxlen
+# KEYS: states, claims, LEASES, OUTBOX, RUNS, EVENTS_STREAM, info
+# ARGV: task, fence, due_ms, run_id, event line ('' for none), stream maxlen, end ('' for none)
 RETRY = (
     _LIB
     + """
@@ -92,6 +92,7 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == 'running' then
   local member = ARGV[4] .. '\\t' .. ARGV[1]
   redis.call('HSET', KEYS[2], ARGV[1], lease(token, fence, worker, 0, fails + 1))
   redis.call('HSET', KEYS[1], ARGV[1], 'retry')
+  if ARGV[7] ~= '' then redis.call('HSET', KEYS[7], ARGV[1], ARGV[7]) end
   redis.call('ZREM', KEYS[3], member)
   redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), member)
   redis.call('ZADD', KEYS[5], 'XX', now, ARGV[4])
@@ -104,12 +105,13 @@ return 1
 """
 )
 
-# KEYS: states, out, meta, claims, LEASES, OUTBOX, RUNS, EVENTS_STREAM, arr:<join child>...
+# KEYS: states, out, meta, claims, LEASES, OUTBOX, RUNS, EVENTS_STREAM, info,
+#       arr:<join child>...
 # ARGV: task, state, output, total, ttl, fence, token, run_id, grace_ms, n_links, n_joins,
-#       event line ('' for none), stream maxlen, links..., join children..., join needs...,
-#       skips...
-# The event line (task_ok/task_fail) is appended to the stream only by the call that records
-# the end, in the same atomic step.
+#       event line ('' for none), stream maxlen, end ('' for none), links...,
+#       join children..., join needs..., skips...
+# The event line (task_ok/task_fail) is appended to the stream, and the attempt's end to the
+# info hash, only by the call that records the end, in the same atomic step.
 FINISH = (
     _LIB
     + """
@@ -129,6 +131,7 @@ local first = 0
 if not terminal(s) then
   redis.call('HSET', KEYS[1], task, ARGV[2])
   if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], task, ARGV[3]) end
+  if ARGV[14] ~= '' then redis.call('HSET', KEYS[9], task, ARGV[14]) end
   redis.call('HINCRBY', KEYS[3], 'n_' .. ARGV[2], 1)
   first = 1
 end
@@ -137,7 +140,7 @@ redis.call('ZREM', KEYS[5], member)
 redis.call('ZREM', KEYS[6], member)
 local n_links, n_joins = tonumber(ARGV[10]), tonumber(ARGV[11])
 local newly = {}
-for i = 14 + n_links + 2 * n_joins, #ARGV do
+for i = 15 + n_links + 2 * n_joins, #ARGV do
   if not terminal(redis.call('HGET', KEYS[1], ARGV[i])) then
     redis.call('HSET', KEYS[1], ARGV[i], 'skipped')
     redis.call('HINCRBY', KEYS[3], 'n_skipped', 1)
@@ -155,18 +158,18 @@ end
 local ready = {}
 if ARGV[2] == 'ok' then
   for i = 1, n_links do
-    local child = ARGV[13 + i]
+    local child = ARGV[14 + i]
     if first == 1 and redis.call('HGET', KEYS[1], child) == 'pending' then
       table.insert(ready, child)
     end
   end
   for j = 1, n_joins do
-    local key = KEYS[8 + j]
+    local key = KEYS[9 + j]
     local added = redis.call('SADD', key, task)
     redis.call('EXPIRE', key, ARGV[5])
-    local need = tonumber(ARGV[13 + n_links + n_joins + j])
+    local need = tonumber(ARGV[14 + n_links + n_joins + j])
     if added == 1 and redis.call('SCARD', key) >= need then
-      table.insert(ready, ARGV[13 + n_links + j])
+      table.insert(ready, ARGV[14 + n_links + j])
     end
   end
 end

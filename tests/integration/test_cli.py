@@ -64,9 +64,14 @@ def test_failed_run_exits_1(tmp_path: Path) -> None:
         "  - {id: report, workflow_ref: weekly_report_pack, params: {start_date: nope}}\n"
         "  - {id: brief, workflow_ref: meeting_transcript_brief, depends_on: [report]}\n"
     )
-    proc = dagflow("run", str(dag), env={"ORCH_EVENTS_PATH": str(tmp_path / "e.jsonl")})
+    proc = dagflow("run", "--quiet", str(dag), env={"ORCH_EVENTS_PATH": str(tmp_path / "e.jsonl")})
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Tasks Failed: 1\nTasks Skipped: 1\n" in proc.stdout
+    # --quiet still names the failed task, its attempts and its error, in one line
+    assert (
+        "RunnerError: Task 'report' failed after 1 attempt: ValueError: start_date must be an "
+        "ISO date like 2025-10-01, got 'nope'\n"
+    ) in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
@@ -249,7 +254,18 @@ def test_bad_environment_is_one_line_and_exit_3(env: dict[str, str], expected: s
     assert proc.stderr.startswith(expected) and len(proc.stderr.strip().splitlines()) == 1
 
 
-COMMANDS = ("dashboard", "events", "plan", "run", "schedule", "validate", "wait")
+COMMANDS = (
+    "dashboard",
+    "events",
+    "outputs",
+    "plan",
+    "run",
+    "runs",
+    "schedule",
+    "status",
+    "validate",
+    "wait",
+)
 
 
 def test_help_lists_every_command_with_examples_and_the_exit_codes() -> None:
@@ -333,6 +349,9 @@ def test_console_script_entry_point_is_the_same_command() -> None:
             {"SCHED_TICK_MS": "abc"},
             "ConfigError: SCHED_TICK_MS='abc' is not an integer",
         ),
+        (["status", "0" * 32], {}, "ConfigError: dagflow keeps run state in Redis"),
+        (["runs"], {}, "ConfigError: dagflow keeps run state in Redis"),
+        (["outputs", "0" * 32], {}, "ConfigError: dagflow keeps run state in Redis"),
         (
             ["dashboard"],
             {"DAGFLOW_DASHBOARD_PORT": "x"},
@@ -368,6 +387,9 @@ def test_every_command_exits_3_on_a_configuration_error(
             "Error: Invalid value for '--now'",
         ),
         (["dashboard", "--port", "x"], "Error: Invalid value for '--port'"),
+        (["runs", "--status", "lost"], "Error: Invalid value for '--status'"),
+        (["runs", "--limit", "0"], "Error: Invalid value for '--limit'"),
+        (["status"], "Error: Missing argument 'RUN_ID'"),
         (["validate"], "Error: Missing argument 'FILES...'"),
         (["no-such-command"], "Error: No such command 'no-such-command'"),
         (["plan", "--no-such-option", str(SEED)], "Error: No such option"),

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import redis
 
+from dagflow.keys import RUNS_STARTED
 from dagflow.stores import FinishResult, MemoryRunStore, RedisRunStore, RunStore
+from dagflow.stores.base import AttemptEnd
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +27,20 @@ def store(request: pytest.FixtureRequest, redis_db: str) -> Iterator[RunStore]:
     yield RedisRunStore(redis_db, ttl=600)
 
 
-def new_run(store: RunStore, tasks: list[str], roots: tuple[str, ...] = ()) -> str:
+def new_run(
+    store: RunStore,
+    tasks: list[str],
+    roots: tuple[str, ...] = (),
+    *,
+    dag: str = "d",
+    tenant: str = "t",
+    started_at: float | None = None,
+) -> str:
     run_id = uuid.uuid4().hex
     store.create_run(
         run_id,
         json.dumps({"plan": True}),
-        {"dag_name": "d", "tenant_id": "t", "started_at": 1.0},
+        {"dag_name": dag, "tenant_id": tenant, "started_at": started_at or time.time()},
         tasks,
         roots=roots,
         grace_s=600,
@@ -283,3 +293,65 @@ def test_a_released_lease_is_taken_over_at_once_and_stays_fenced(store: RunStore
     again = store.claim(run_id, "a", "msg-1", "w1", 60)
     assert (again.state, again.fence, again.took_over) == ("run", dead.fence + 1, "w1")
     assert store.finish(run_id, "a", dead.fence, "ok", "1", total=1).lost
+
+
+def test_task_details_count_attempts_and_keep_how_the_last_one_ended(store: RunStore) -> None:
+    # Given a task that failed once (retried), then failed for good, and one never run
+    run_id = new_run(store, ["a", "b", "c"])
+    first = store.claim(run_id, "a", "m1", "w1", 60)
+    retry_end = AttemptEnd(0.5, "ValueError: boom", 'File "x.py", line 3')
+    assert store.retry(run_id, "a", first.fence, 0, 0, end=retry_end)
+    tasks = {t.task_id: t for t in store.tasks(run_id) or []}
+    assert (tasks["a"].state, tasks["a"].attempts, tasks["a"].last) == ("retry", 1, retry_end)
+    second = store.claim(run_id, "a", "m2", "w2", 60)
+    assert {t.task_id: t.attempts for t in store.tasks(run_id) or []}["a"] == 2
+    final = AttemptEnd(0.25, "RunnerError: Task 'a' failed after 2 attempts: ValueError: boom")
+    store.finish(run_id, "a", second.fence, "failed", None, skip=["b"], total=3, end=final)
+    run_to_end(store, run_id, "c", total=3, end=AttemptEnd(duration_s=1.5))
+    # When its details are read
+    tasks = {t.task_id: t for t in store.tasks(run_id) or []}
+    # Then each task has its state, attempts, worker and last end
+    assert set(tasks) == {"a", "b", "c"}
+    a, b, c = tasks["a"], tasks["b"], tasks["c"]
+    assert (a.state, a.attempts, a.worker, a.fence, a.last) == ("failed", 2, "w2", 2, final)
+    assert (b.state, b.attempts, b.last) == ("skipped", 0, AttemptEnd())
+    assert (c.state, c.attempts, c.last.duration_s, c.last.error) == ("ok", 1, 1.5, None)
+    # A repeated commit does not overwrite what the first one kept
+    store.finish(run_id, "a", second.fence, "failed", None, total=3, end=AttemptEnd(error="x"))
+    assert {t.task_id: t.last for t in store.tasks(run_id) or []}["a"] == final
+    assert store.tasks("nope") is None
+
+
+def test_list_runs_filters_and_orders_newest_first(store: RunStore) -> None:
+    tag = uuid.uuid4().hex  # the Redis index is shared with other tests' runs
+    base = time.time()
+    old = new_run(store, ["a"], dag=f"etl-{tag}", tenant=f"acme-{tag}", started_at=base - 30)
+    mid = new_run(store, ["a"], dag=f"etl-{tag}", tenant=f"other-{tag}", started_at=base - 20)
+    new = new_run(store, ["a"], dag=f"report-{tag}", tenant=f"acme-{tag}", started_at=base - 10)
+    store.mark_done(old, "failed", {"duration_s": 1.0})
+
+    def ids(**kw: Any) -> list[str]:
+        return [s.run_id for s in store.list_runs(limit=1000, **kw) if tag in s.meta["dag_name"]]
+
+    assert ids() == [new, mid, old]
+    assert ids(tenant_id=f"acme-{tag}") == [new, old]
+    assert ids(dag_name=f"etl-{tag}") == [mid, old]
+    assert ids(status="failed") == [old]
+    assert ids(status="running", tenant_id=f"acme-{tag}") == [new]
+    got = store.list_runs(dag_name=f"etl-{tag}", limit=1)
+    assert [s.run_id for s in got] == [mid] and got[0].meta["tenant_id"] == f"other-{tag}"
+
+
+def test_listing_drops_runs_whose_state_expired(redis_db: str) -> None:
+    store = RedisRunStore(redis_db, ttl=600)
+    client = redis.Redis.from_url(redis_db, decode_responses=True)
+    gone = new_run(store, ["a"], dag="expiring")
+    kept = new_run(store, ["a"], dag="expiring")
+    client.delete(f"dagflow:run:{{{gone}}}:meta")  # as if its TTL had passed
+    assert [s.run_id for s in store.list_runs(dag_name="expiring", limit=10)] == [kept]
+    assert client.zscore(RUNS_STARTED, gone) is None
+    assert client.zscore(RUNS_STARTED, kept) is not None
+    # Runs that started longer ago than the TTL are trimmed when a new run starts
+    client.zadd(RUNS_STARTED, {"ancient": 1000})
+    new_run(store, ["a"])
+    assert client.zscore(RUNS_STARTED, "ancient") is None

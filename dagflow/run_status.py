@@ -1,0 +1,123 @@
+"""A run as ``dagflow status`` and ``dagflow runs`` show it, built from the run store's reads.
+
+Pure: :meth:`RunStatus.from_store` takes a :class:`~dagflow.stores.RunSnapshot` and the
+run's :class:`~dagflow.stores.base.TaskInfo` list and returns a value; nothing here reads
+Redis or the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagflow.stores.base import RunSnapshot, TaskInfo
+
+
+def failure_line(task: TaskInfo) -> str:
+    """The one line that says why a failed task failed (the seed's format).
+
+    ``RunnerError: Task 'x' failed after N attempts: <error>`` as the worker stored it, or
+    a line built from the attempts when the store kept no error.
+    """
+    if task.last.error:
+        return task.last.error
+    attempts = f"{task.attempts} attempt" + ("" if task.attempts == 1 else "s")
+    return f"RunnerError: Task '{task.task_id}' failed after {attempts}"
+
+
+def ordered(tasks: Sequence[TaskInfo], order: Sequence[str]) -> list[TaskInfo]:
+    """``tasks`` in ``order`` (the plan's), unknown ones last by id."""
+    rank = {task_id: i for i, task_id in enumerate(order)}
+    return sorted(tasks, key=lambda t: (rank.get(t.task_id, len(rank)), t.task_id))
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """A run's status, its tasks and its metadata, from any process that reaches the store.
+
+    Attributes:
+        run_id: The run.
+        dag_name: The DAG's name.
+        tenant_id: The DAG's tenant.
+        status: ``running``, ``success`` or ``failed``.
+        started_at: Epoch seconds.
+        finished_at: Epoch seconds, or None while it runs.
+        duration_s: Seconds from start to end, or None while it runs.
+        counts: Tasks ``ok``, ``failed``, ``skipped`` and ``total``.
+        labels: The labels it was started with.
+        error: Why the run ended without all its tasks ending (``stalled: ...``), or None.
+        tasks: Each task, in plan order (empty in listings).
+    """
+
+    run_id: str
+    dag_name: str
+    tenant_id: str
+    status: str
+    started_at: float | None
+    finished_at: float | None
+    duration_s: float | None
+    counts: Mapping[str, int]
+    labels: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    tasks: tuple[TaskInfo, ...] = ()
+
+    @classmethod
+    def from_store(
+        cls, snapshot: RunSnapshot, tasks: Sequence[TaskInfo] = (), order: Sequence[str] = ()
+    ) -> RunStatus:
+        """Build a status from the store's snapshot and (optionally) its task details."""
+        meta = snapshot.meta
+
+        def number(key: str) -> float | None:
+            value = meta.get(key)
+            return float(value) if isinstance(value, int | float) else None
+
+        labels = meta.get("labels")
+        return cls(
+            run_id=snapshot.run_id,
+            dag_name=str(meta.get("dag_name", "")),
+            tenant_id=str(meta.get("tenant_id", "")),
+            status=snapshot.status,
+            started_at=number("started_at"),
+            finished_at=number("finished_at"),
+            duration_s=number("duration_s"),
+            counts=dict(snapshot.counts),
+            labels=dict(labels) if isinstance(labels, dict) else {},
+            error=str(meta["error"]) if meta.get("error") else None,
+            tasks=tuple(ordered(tasks, order)),
+        )
+
+    @property
+    def failures(self) -> list[str]:
+        """One line per failed task (see :func:`failure_line`), in plan order."""
+        return [failure_line(t) for t in self.tasks if t.state == "failed"]
+
+    def to_dict(self, tracebacks: bool = True) -> dict[str, Any]:
+        """A JSON-ready dict (``dagflow status --json``, ``dagflow runs --json``)."""
+        data: dict[str, Any] = {
+            "run_id": self.run_id,
+            "dag_name": self.dag_name,
+            "tenant_id": self.tenant_id,
+            "status": self.status,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration_s": self.duration_s,
+            "counts": dict(self.counts),
+            "labels": dict(self.labels),
+            "error": self.error,
+        }
+        if self.tasks:
+            data["tasks"] = [
+                {
+                    "task_id": t.task_id,
+                    "state": t.state,
+                    "attempts": t.attempts,
+                    "worker": t.worker or None,
+                    "duration_s": t.last.duration_s,
+                    "error": t.last.error,
+                    **({"traceback": t.last.traceback} if tracebacks else {}),
+                }
+                for t in self.tasks
+            ]
+        return data
