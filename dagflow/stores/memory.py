@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from dagflow.stores.base import (
@@ -20,39 +19,12 @@ from dagflow.stores.base import (
     Claim,
     ClaimResult,
     FinishResult,
-    RunInspection,
-    RunSnapshot,
     SweepResult,
-    TaskInfo,
-    attempts_started,
-    run_matches,
 )
+from dagflow.stores.memory_views import MemoryLease, MemoryRun, MemoryRunViews
 
 
-@dataclass
-class _Lease:
-    token: str = ""
-    fence: int = 0
-    worker: str = ""
-    expires: float = 0.0  # 0: released
-    fails: int = 0
-
-
-@dataclass
-class _Run:
-    plan: str
-    meta: dict[str, Any]
-    states: dict[str, str]
-    leases: dict[str, _Lease] = field(default_factory=dict)
-    outputs: dict[str, str] = field(default_factory=dict)
-    ends: dict[str, AttemptEnd] = field(default_factory=dict)
-    arrivals: dict[str, set[str]] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "failed": 0, "skipped": 0})
-    complete: bool = False
-    done: threading.Event = field(default_factory=threading.Event)
-
-
-class MemoryRunStore:
+class MemoryRunStore(MemoryRunViews):
     """A :class:`~dagflow.stores.base.RunStore` in dicts, guarded by one lock.
 
     Args:
@@ -63,7 +35,7 @@ class MemoryRunStore:
     writes_events = False
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, MemoryRun] = {}
         self._lock = threading.Lock()
         self._clock = clock
         self._leases: dict[tuple[str, str], float] = {}
@@ -86,7 +58,7 @@ class MemoryRunStore:
         """Store a new run, index it and put its roots in the outbox."""
         now = self._clock()
         with self._lock:
-            self._runs[run_id] = _Run(plan, dict(meta), dict.fromkeys(task_ids, "pending"))
+            self._runs[run_id] = MemoryRun(plan, dict(meta), dict.fromkeys(task_ids, "pending"))
             self._index[run_id] = (str(meta.get("dag_name", "")), str(meta.get("tenant_id", "")))
             self._moved[run_id] = now
             for root in roots:
@@ -115,7 +87,7 @@ class MemoryRunStore:
                 return Claim("gone")
             if state in TERMINAL:
                 return Claim(cast(ClaimResult, state))
-            lease = run.leases.setdefault(task_id, _Lease())
+            lease = run.leases.setdefault(task_id, MemoryLease())
             if lease.token and lease.expires > now:
                 return Claim("busy", holder=lease.worker)
             took_over = lease.worker if lease.token and lease.expires > 0 else ""
@@ -216,7 +188,7 @@ class MemoryRunStore:
             run = self._runs.get(run_id)
             if run is None or task_id not in run.states:
                 return FinishResult(complete=False, lost=True)
-            lease = run.leases.setdefault(task_id, _Lease())
+            lease = run.leases.setdefault(task_id, MemoryLease())
             if fence > 0 and (not lease.token or lease.fence != fence):
                 return FinishResult(complete=False, lost=True)
             if fence == 0 and lease.token and lease.token != token and lease.expires > now:
@@ -287,62 +259,6 @@ class MemoryRunStore:
             self._index.pop(run_id, None)
         run.done.set()
 
-    def snapshot(self, run_id: str, with_states: bool = False) -> RunSnapshot | None:
-        """Return a copy of the run's progress."""
-        with self._lock:
-            run = self._runs.get(run_id)
-            if run is None:
-                return None
-            counts = dict(run.counts, total=len(run.states))
-            states = dict(run.states) if with_states else None
-            status = str(run.meta.get("status", "running"))
-            return RunSnapshot(status, counts, states, dict(run.meta), run_id)
-
-    def tasks(self, run_id: str) -> list[TaskInfo] | None:
-        """Each task's state, attempts, worker and last attempt's end."""
-        with self._lock:
-            run = self._runs.get(run_id)
-            if run is None:
-                return None
-            out = []
-            for task_id, state in run.states.items():
-                lease = run.leases.get(task_id, _Lease())
-                out.append(
-                    TaskInfo(
-                        task_id=task_id,
-                        state=state,
-                        attempts=attempts_started(state, lease.fence, lease.fails),
-                        worker=lease.worker,
-                        fence=lease.fence,
-                        last=run.ends.get(task_id, AttemptEnd()),
-                    )
-                )
-            return out
-
-    def list_runs(
-        self,
-        *,
-        tenant_id: str | None = None,
-        dag_name: str | None = None,
-        status: str | None = None,
-        limit: int = 20,
-    ) -> list[RunSnapshot]:
-        """Runs of this process, newest start first, that match every filter given."""
-        with self._lock:
-            run_ids = sorted(
-                self._runs,
-                key=lambda r: float(self._runs[r].meta.get("started_at") or 0.0),
-                reverse=True,
-            )
-        found = []
-        for run_id in run_ids:
-            snap = self.snapshot(run_id)
-            if snap is not None and run_matches(snap, tenant_id, dag_name, status):
-                found.append(snap)
-                if len(found) >= limit:
-                    break
-        return found
-
     def wait_done(self, run_id: str, timeout: float) -> bool:
         """Wait on the run's event."""
         run = self._runs.get(run_id)
@@ -385,27 +301,6 @@ class MemoryRunStore:
                 due.append(key)
             idle = [r for r, t in self._moved.items() if t <= now - idle_s][:limit]
         return SweepResult(expired=tuple(expired), due=tuple(due), idle_runs=tuple(idle))
-
-    def inspect(self, run_id: str) -> RunInspection:
-        """Read what the sweeper needs to judge one idle run."""
-        now = self._clock()
-        with self._lock:
-            dag_name, tenant = self._index.get(run_id, ("", ""))
-            run = self._runs.get(run_id)
-            if run is None:
-                return RunInspection(False, False, dag_name, tenant, {}, frozenset())
-            live = {
-                t
-                for t, s in run.states.items()
-                if s not in TERMINAL
-                and (
-                    (run_id, t) in self._outbox
-                    or (t in run.leases and run.leases[t].token and run.leases[t].expires > now)
-                )
-            }
-            return RunInspection(
-                True, "status" in run.meta, dag_name, tenant, dict(run.states), frozenset(live)
-            )
 
     def touch(self, run_id: str) -> None:
         """Mark the run as moved now."""

@@ -1,0 +1,132 @@
+"""The read side of the in-memory run store: snapshots, task details, listings, inspection.
+
+:class:`~dagflow.stores.memory.MemoryRunStore` inherits them, as the Redis store inherits
+:class:`~dagflow.stores.redis_views.RedisRunViews`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagflow.stores.base import (
+    TERMINAL,
+    AttemptEnd,
+    RunInspection,
+    RunSnapshot,
+    TaskInfo,
+    attempts_started,
+    run_matches,
+)
+
+
+@dataclass
+class MemoryLease:
+    token: str = ""
+    fence: int = 0
+    worker: str = ""
+    expires: float = 0.0  # 0: released
+    fails: int = 0
+
+
+@dataclass
+class MemoryRun:
+    plan: str
+    meta: dict[str, Any]
+    states: dict[str, str]
+    leases: dict[str, MemoryLease] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+    ends: dict[str, AttemptEnd] = field(default_factory=dict)
+    arrivals: dict[str, set[str]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "failed": 0, "skipped": 0})
+    complete: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class MemoryRunViews:
+    """Read-only queries on the in-memory store's state (see the module docstring)."""
+
+    _runs: dict[str, MemoryRun]
+    _lock: threading.Lock
+    _clock: Callable[[], float]
+    _index: dict[str, tuple[str, str]]
+    _outbox: dict[tuple[str, str], float]
+
+    def snapshot(self, run_id: str, with_states: bool = False) -> RunSnapshot | None:
+        """Return a copy of the run's progress."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                return None
+            counts = dict(run.counts, total=len(run.states))
+            states = dict(run.states) if with_states else None
+            status = str(run.meta.get("status", "running"))
+            return RunSnapshot(status, counts, states, dict(run.meta), run_id)
+
+    def tasks(self, run_id: str) -> list[TaskInfo] | None:
+        """Each task's state, attempts, worker and last attempt's end."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                return None
+            out = []
+            for task_id, state in run.states.items():
+                lease = run.leases.get(task_id, MemoryLease())
+                out.append(
+                    TaskInfo(
+                        task_id=task_id,
+                        state=state,
+                        attempts=attempts_started(state, lease.fence, lease.fails),
+                        worker=lease.worker,
+                        fence=lease.fence,
+                        last=run.ends.get(task_id, AttemptEnd()),
+                    )
+                )
+            return out
+
+    def list_runs(
+        self,
+        *,
+        tenant_id: str | None = None,
+        dag_name: str | None = None,
+        status: str | None = None,
+        limit: int = 20,
+    ) -> list[RunSnapshot]:
+        """Runs of this process, newest start first, that match every filter given."""
+        with self._lock:
+            run_ids = sorted(
+                self._runs,
+                key=lambda r: float(self._runs[r].meta.get("started_at") or 0.0),
+                reverse=True,
+            )
+        found = []
+        for run_id in run_ids:
+            snap = self.snapshot(run_id)
+            if snap is not None and run_matches(snap, tenant_id, dag_name, status):
+                found.append(snap)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def inspect(self, run_id: str) -> RunInspection:
+        """Read what the sweeper needs to judge one idle run."""
+        now = self._clock()
+        with self._lock:
+            dag_name, tenant = self._index.get(run_id, ("", ""))
+            run = self._runs.get(run_id)
+            if run is None:
+                return RunInspection(False, False, dag_name, tenant, {}, frozenset())
+            live = {
+                t
+                for t, s in run.states.items()
+                if s not in TERMINAL
+                and (
+                    (run_id, t) in self._outbox
+                    or (t in run.leases and run.leases[t].token and run.leases[t].expires > now)
+                )
+            }
+            return RunInspection(
+                True, "status" in run.meta, dag_name, tenant, dict(run.states), frozenset(live)
+            )
