@@ -98,6 +98,7 @@ class Collector:
         events_path: ``ORCH_EVENTS_PATH``.
         state_path: ``STATE_STORE_PATH``.
         name: This consumer's name in the group (host and pid by default).
+        claim_idle_ms: Take over another consumer's entries pending this long.
     """
 
     def __init__(
@@ -106,10 +107,12 @@ class Collector:
         events_path: Path,
         state_path: Path,
         name: str | None = None,
+        claim_idle_ms: int = CLAIM_IDLE_MS,
     ) -> None:
         self.client = client
         self.paths = {"events": Path(events_path), "state": Path(state_path)}
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.claim_idle_ms = claim_idle_ms
         self.written = 0
         self.skipped = 0
         self._seen: deque[str] = deque(maxlen=DEDUP_WINDOW)
@@ -168,7 +171,7 @@ class Collector:
 
     def _autoclaim(self) -> list[tuple[str, dict[str, str]]]:
         reply: Any = self.client.xautoclaim(
-            EVENTS_STREAM, COLLECTOR_GROUP, self.name, CLAIM_IDLE_MS, "0-0", count=BATCH
+            EVENTS_STREAM, COLLECTOR_GROUP, self.name, self.claim_idle_ms, "0-0", count=BATCH
         )
         entries = reply[1] if len(reply) > 1 else []
         return [(entry_id, fields) for entry_id, fields in entries if fields]

@@ -70,6 +70,8 @@ class Settings:
             ``file`` (each process appends to its own ``ORCH_EVENTS_PATH``; the embedded mode
             always does).
         events_maxlen: ``DAGFLOW_EVENTS_MAXLEN``, the stream's cap in entries.
+        collector_claim_s: ``DAGFLOW_COLLECTOR_CLAIM_S``, seconds after which a collector
+            takes over the unwritten entries of another collector that stopped.
         lease_s: ``DAGFLOW_LEASE_S``, seconds a step's lease lasts without a heartbeat: a
             step whose worker died is run again after at most ``lease_s + sweep_s``.
         sweep_s: ``DAGFLOW_SWEEP_S``, seconds between two sweeps (expired leases, due
@@ -97,6 +99,7 @@ class Settings:
     run_ttl_s: int = 7 * 24 * 3600
     events_sink: str = "file"
     events_maxlen: int = 200_000
+    collector_claim_s: float = 30.0
     lease_s: float = 30.0
     sweep_s: float = 5.0
     store_retry_s: float = 60.0
@@ -152,6 +155,7 @@ class Settings:
             run_ttl_s=_int(env, "DAGFLOW_RUN_TTL_S", 7 * 24 * 3600, minimum=60),
             events_sink=sink,
             events_maxlen=_int(env, "DAGFLOW_EVENTS_MAXLEN", 200_000, minimum=1000),
+            collector_claim_s=_float(env, "DAGFLOW_COLLECTOR_CLAIM_S", 30.0, minimum=0.1),
             lease_s=lease,
             sweep_s=sweep,
             store_retry_s=_float(env, "DAGFLOW_STORE_RETRY_S", 60.0),

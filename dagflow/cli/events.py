@@ -48,7 +48,12 @@ def collect() -> int:
             "(DAGFLOW_BROKER_URL): without them every process writes ORCH_EVENTS_PATH itself"
         )
     client = redis.Redis.from_url(store_url(settings), decode_responses=True)
-    collector = Collector(client, settings.events_path, settings.state_path)
+    collector = Collector(
+        client,
+        settings.events_path,
+        settings.state_path,
+        claim_idle_ms=int(settings.collector_claim_s * 1000),
+    )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
