@@ -23,7 +23,7 @@ from dagflow.analytics import for_tenant, schedule_by_run, summarize, summarize_
 from dagflow.clock import utc_now
 from dagflow.dashboard import layout
 from dagflow.dashboard.figures import error_rate_figure, runs_figure
-from dagflow.dashboard.queue import QueueStats, redis_queue_stats
+from dagflow.dashboard.queue import QueueStats, redis_queue_stats, with_collector_lag
 from dagflow.dashboard.sources import CachedLog
 from dagflow.keys import is_redis_url
 from dagflow.settings import Settings
@@ -37,10 +37,16 @@ RECENT_JOBS = 10
 
 
 def probe_queue(settings: Settings) -> QueueStats | None:
-    """Read queue stats from the broker, or None when the broker is not Redis."""
-    if settings.broker_url is None or not is_redis_url(settings.broker_url):
-        return None
-    return redis_queue_stats(settings.broker_url, settings.result_backend)
+    """Queue stats from a Redis broker, and the event collector's lag (None: neither)."""
+    stats = None
+    if settings.broker_url is not None and is_redis_url(settings.broker_url):
+        stats = redis_queue_stats(settings.broker_url, settings.result_backend)
+    if settings.events_sink == "stream" and not settings.embedded:
+        # The panels read the collected log: say how far behind it is.
+        from dagflow.runtime import store_url
+
+        stats = with_collector_lag(stats, store_url(settings))
+    return stats
 
 
 @dataclass

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from dash import dcc, html
 
 from dagflow.dashboard.figures import STATE_COLORS, dag_graph_figure, gantt_figure
-from dagflow.dashboard.queue import QueueStats
+from dagflow.dashboard.queue import NO_BROKER, QueueStats
 
 Row = Mapping[str, Any]
 Column = tuple[str, str, Callable[[Any], Any]]
@@ -153,7 +153,7 @@ def queue_panel(
 ) -> list[Any]:
     """The queue panel: Redis counts (or why there are none), run counts and recent jobs."""
     children: list[Any] = []
-    if stats is None:
+    if stats is None or stats.error == NO_BROKER:
         children.append(html.P("Queue stats only available with a Redis broker "
                                "(DAGFLOW_BROKER_URL)", id="queue-note"))  # fmt: skip
     elif stats.error:
@@ -163,6 +163,9 @@ def queue_panel(
         _count_card("Succeeded", run_counts.get("success", 0), "queue-succeeded"),
         _count_card("Failed", run_counts.get("failed", 0), "queue-failed"),
     ]
+    if stats is not None and stats.collector_behind is not None:
+        behind = f"{stats.collector_behind} events, {stats.collector_lag_s:g} s"
+        cards.append(_count_card("Collector behind", behind, "queue-collector-lag"))
     if stats is not None and not stats.error:
         cards.insert(0, _count_card("Pending (broker)", stats.pending, "queue-pending"))
         for state, count in sorted(stats.results.items()):

@@ -40,12 +40,17 @@ class QueueStats:
         results: Result-backend tasks per Celery state (``SUCCESS``, ``FAILURE``, ...).
         truncated: True if a SCAN stopped at :data:`MAX_SCAN_CALLS` (the counts are partial).
         error: Why Redis could not be read, or None.
+        collector_behind: Events in the stream the collector has not written yet (None when
+            events do not go through the stream).
+        collector_lag_s: Age of the oldest of them, in seconds.
     """
 
     queues: dict[str, int] = field(default_factory=dict)
     results: dict[str, int] = field(default_factory=dict)
     truncated: bool = False
     error: str | None = None
+    collector_behind: int | None = None
+    collector_lag_s: float | None = None
 
     @property
     def pending(self) -> int:
@@ -143,3 +148,29 @@ def redis_queue_stats(
     except (redis.RedisError, OSError, ValueError) as exc:
         return QueueStats(error=f"Redis error: {type(exc).__name__}: {exc}")
     return QueueStats(queues=queues, results=results, truncated=truncated)
+
+
+def with_collector_lag(stats: QueueStats | None, store_url: str) -> QueueStats | None:
+    """``stats`` plus how far behind the event collector is (read from the stream's group)."""
+    import dataclasses
+    import time
+
+    from dagflow.collector import collector_lag
+
+    try:
+        client = redis.Redis.from_url(
+            store_url,
+            decode_responses=True,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=SOCKET_TIMEOUT_S,
+        )
+        try:
+            lag = collector_lag(client, int(time.time() * 1000))
+        finally:
+            client.close()
+    except (redis.RedisError, OSError):
+        return stats
+    base = stats if stats is not None else QueueStats(error=NO_BROKER)
+    return dataclasses.replace(
+        base, collector_behind=lag.entries, collector_lag_s=round(lag.seconds, 1)
+    )

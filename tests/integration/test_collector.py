@@ -215,3 +215,24 @@ def test_the_collector_refuses_to_run_without_the_stream(tmp_path: Path) -> None
     )
     assert proc.returncode == 3
     assert "DAGFLOW_EVENTS=stream" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_dashboard_says_how_far_behind_the_collector_is(
+    server: RedisServer, collectors: Collectors
+) -> None:
+    from dagflow.dashboard.queue import with_collector_lag
+
+    # Given 10 events in the stream and no collector running
+    stream = RedisEventStream(server.url(0))
+    for i in range(10):
+        stream.emit(event(i))
+    time.sleep(0.05)
+    # Then the panel's stats say 10 events are not written yet, and how old the oldest is
+    stats = with_collector_lag(None, server.url(0))
+    assert stats is not None and stats.collector_behind == 10
+    assert stats.collector_lag_s is not None and stats.collector_lag_s >= 0.0
+    # When a collector catches up, the lag is zero
+    collectors.start()
+    collectors.caught_up()
+    caught = with_collector_lag(None, server.url(0))
+    assert caught is not None and (caught.collector_behind, caught.collector_lag_s) == (0, 0.0)

@@ -172,6 +172,18 @@ def test_queue_panel_with_counts(data: DashboardData) -> None:
     assert any("partial" in t for t in texts(panel))
 
 
+def test_queue_panel_shows_the_collectors_lag(data: DashboardData) -> None:
+    # Given events through the stream with a RabbitMQ broker (no Redis queue counts)
+    stats = QueueStats(error=NO_BROKER, collector_behind=12, collector_lag_s=1.5)
+    data.queue_probe = lambda _settings: stats
+
+    panel = render_overview(data, None).queue_panel
+
+    assert texts(panel)[0] == NO_BROKER
+    assert texts(find(panel, "queue-collector-lag"))[1] == "12 events, 1.5 s"
+    assert find(panel, "queue-pending") is None
+
+
 def test_route_shows_overview_or_run_page(data: DashboardData) -> None:
     shown, hidden, children = render_route(data, "/") or ((), (), ())
     assert (shown["display"], hidden["display"], children) == ("block", "none", [])
