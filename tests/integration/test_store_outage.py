@@ -22,7 +22,7 @@ from tests.support.dags import make_dag, task
 from tests.support.processes import ROOT, start_worker, stop_worker, worker_env
 from tests.support.redis_server import RedisServer, redis_server_binary
 from tests.support.services import require
-from tests.support.waiting import wait_for_file
+from tests.support.waiting import wait_for, wait_for_file
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,10 @@ def test_a_waiting_cli_rides_out_a_redis_outage_until_its_timeout(
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_for_file(tmp_path / "events.jsonl")
+    # (the run's start message is on the queue: no worker takes it)
+    client = store_server.client()
+    wait_for(lambda: client.llen("celery") >= 1, 30, "the start message is queued")
+    client.close()
     # When Redis stops (and stays down)
     store_server.stop()
     started = time.monotonic()
