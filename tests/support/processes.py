@@ -64,6 +64,7 @@ def start_worker(
     app: str = "dagflow",
     cwd: Path = ROOT,
     loglevel: str = "info",
+    prefix: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """Start ``celery -A <app> worker`` and wait until it logged that it is ready.
 
@@ -78,13 +79,15 @@ def start_worker(
         cwd: Folder the worker runs in.
         loglevel: ``-l``. Celery logs `` ready.`` at info; an app started at a higher level
             must print it itself on ``worker_ready`` (``bench.bench_app`` does).
+        prefix: A command the worker runs under, such as ``ip netns exec NAME`` (it must
+            exec the worker, so that the process group still holds everything it started).
 
     Raises:
         RuntimeError: The worker exited, or was not ready in :data:`READY_TIMEOUT_S`
             (it is killed then); the message ends with the tail of its log.
     """
     cmd = [
-        sys.executable, "-m", "celery", "-A", app, "worker",
+        *prefix, sys.executable, "-m", "celery", "-A", app, "worker",
         "--pool", pool, "-c", str(concurrency), "-l", loglevel,
         "--without-mingle", "--without-gossip", "--without-heartbeat",
         "-n", name or f"test-{os.getpid()}-{time.monotonic_ns()}@%h",

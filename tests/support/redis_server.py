@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,37 +32,54 @@ def redis_server_binary() -> str | None:
 
 
 class RedisServer:
-    """One ``redis-server`` on 127.0.0.1, started in its own session.
+    """One ``redis-server`` on 127.0.0.1 (and any other addresses given), in its own session.
 
     Attributes:
         dir: Working folder of the server (its log, and its append-only file if any).
         port: TCP port it listens on.
         appendonly: Whether it keeps an append-only file (fsync on every write), so a
             restart keeps its data.
+        bind: Addresses it listens on besides 127.0.0.1.
     """
 
-    def __init__(self, dir: Path, port: int, appendonly: bool) -> None:
+    def __init__(self, dir: Path, port: int, appendonly: bool, bind: Sequence[str] = ()) -> None:
         self.dir = dir
         self.port = port
         self.appendonly = appendonly
+        self.bind = tuple(bind)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def start(cls, dir: Path, *, port: int | None = None, appendonly: bool = False) -> RedisServer:
+    def start(
+        cls,
+        dir: Path,
+        *,
+        port: int | None = None,
+        appendonly: bool = False,
+        bind: Sequence[str] = (),
+    ) -> RedisServer:
         """Start a server on ``port`` (a free one if None) and wait until it answers PING.
+
+        Args:
+            dir: Working folder (created if missing).
+            port: TCP port; a free one of 127.0.0.1 by default (pass one that is also free
+                on the ``bind`` addresses if that matters).
+            appendonly: Keep an append-only file.
+            bind: More addresses to listen on, such as a veth address a test created. Clients
+                then connect from non-loopback addresses, so protected mode is switched off.
 
         Raises:
             FileNotFoundError: ``redis-server`` is not installed.
             RuntimeError: It exited or did not answer in :data:`START_TIMEOUT_S`.
         """
         dir.mkdir(parents=True, exist_ok=True)
-        server = cls(dir, port or free_port(), appendonly)
+        server = cls(dir, port or free_port(), appendonly, bind)
         server._spawn()
         return server
 
-    def url(self, db: int = 0) -> str:
-        """``redis://127.0.0.1:<port>/<db>``."""
-        return f"redis://127.0.0.1:{self.port}/{db}"
+    def url(self, db: int = 0, host: str = "127.0.0.1") -> str:
+        """``redis://<host>:<port>/<db>`` (``host``: 127.0.0.1 or one of :attr:`bind`)."""
+        return f"redis://{host}:{self.port}/{db}"
 
     def client(self, db: int = 0) -> redis.Redis:
         """A new client on database ``db`` (close it when done)."""
@@ -102,10 +120,12 @@ class RedisServer:
         if binary is None:
             raise FileNotFoundError("redis-server is not installed")
         cmd = [
-            binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-            "--save", "", "--daemonize", "no", "--logfile", "redis.log",
+            binary, "--port", str(self.port), "--bind", "127.0.0.1", *self.bind,
+            "--dir", str(self.dir), "--save", "", "--daemonize", "no", "--logfile", "redis.log",
             "--appendonly", "yes" if self.appendonly else "no",
         ]  # fmt: skip
+        if self.bind:
+            cmd += ["--protected-mode", "no"]
         if self.appendonly:
             cmd += ["--appendfsync", "always"]
         self.proc = subprocess.Popen(

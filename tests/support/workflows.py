@@ -116,3 +116,16 @@ def sleep_traced(params: Mapping[str, Any]) -> dict[str, float]:
         _trace(params, "spans.txt", f"tick {key} {time.time()}")
     _trace(params, "spans.txt", f"end {key} {time.time()}")
     return {"slept": float(params.get("seconds", 1.0))}
+
+
+def network_namespace() -> str:
+    """This process's network namespace (``net:[<inode>]``): tells the hosts of a test apart."""
+    return os.readlink("/proc/self/ns/net")
+
+
+@dagflow.workflow("test.where_sleep")
+def where_sleep(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Record ``<pid> <network namespace>`` (one line per attempt), then sleep ``seconds``."""
+    _trace(params, "where.txt", f"{os.getpid()} {network_namespace()}")
+    time.sleep(float(params.get("seconds", 1.0)))
+    return {"pid": os.getpid(), "netns": network_namespace()}
