@@ -16,7 +16,12 @@ from dagflow.rollup import EventRollup, RunIds, parse_timestamp
 Record = Mapping[str, Any]
 
 #: Attempt outcome for each event that ends an attempt.
-_ENDS = {"task_ok": "ok", "task_retry": "retry", "task_fail": "failed"}
+_ENDS = {
+    "task_ok": "ok",
+    "task_retry": "retry",
+    "task_fail": "failed",
+    "task_lease_lost": "lease lost",
+}
 
 
 def _edges(value: object) -> list[tuple[str, str]]:
@@ -33,12 +38,19 @@ def _edges(value: object) -> list[tuple[str, str]]:
     ]
 
 
-def _attempt(attempts: dict[tuple[str, int], dict[str, Any]], task: str, n: int) -> dict[str, Any]:
-    key = (task, n)
+def _attempt(
+    attempts: dict[tuple[str, int, int], dict[str, Any]], task: str, n: int, event: Record
+) -> dict[str, Any]:
+    # One bar per delivery: an attempt taken over after its worker died (a new lease
+    # fence) is drawn apart from the one that lost it.
+    fence = event.get("fence")
+    key = (task, n, fence if isinstance(fence, int) else 0)
     if key not in attempts:
         attempts[key] = {
             "task_id": task,
             "attempt": n,
+            "worker": event.get("worker"),
+            "fence": fence,
             "workflow_ref": None,
             "start": None,
             "end": None,
@@ -93,7 +105,7 @@ def run_timeline(events: Iterable[Record], run_id: str) -> dict[str, Any] | None
     stamps = [t for t in (parse_timestamp(e.get("timestamp")) for e in mine) if t is not None]
     last_ts = max(stamps, default=datetime(1970, 1, 1, tzinfo=UTC))
     rollup = EventRollup(now=last_ts, window_hours=1)
-    attempts: dict[tuple[str, int], dict[str, Any]] = {}
+    attempts: dict[tuple[str, int, int], dict[str, Any]] = {}
     skipped: dict[str, str | None] = {}
     edges: list[tuple[str, str]] = []
     for event in mine:
@@ -110,11 +122,11 @@ def run_timeline(events: Iterable[Record], run_id: str) -> dict[str, Any] | None
         number = event.get("attempt")
         n = number if isinstance(number, int) else 1
         if kind == "task_start":
-            attempt = _attempt(attempts, task, n)
+            attempt = _attempt(attempts, task, n, event)
             attempt["start"] = ts
             attempt["workflow_ref"] = event.get("workflow_ref")
         elif kind in _ENDS:
-            attempt = _attempt(attempts, task, n)
+            attempt = _attempt(attempts, task, n, event)
             attempt["workflow_ref"] = attempt["workflow_ref"] or event.get("workflow_ref")
             _close(attempt, event, ts, _ENDS[str(kind)])
     ordered = sorted(attempts.values(), key=lambda a: (a["start"] or last_ts, a["attempt"]))

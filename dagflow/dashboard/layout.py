@@ -201,6 +201,8 @@ def run_page(timeline: Row | None, run_id: str) -> list[Any]:
             [
                 ("task_id", "Task", plain),
                 ("attempt", "Attempt", plain),
+                ("worker", "Worker", plain),
+                ("fence", "Lease", plain),
                 ("status", "Outcome", status),
                 ("error", "Error", plain),
             ],

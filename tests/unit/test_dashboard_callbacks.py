@@ -329,3 +329,64 @@ def test_dashboard_command_help_shows_the_apps_defaults() -> None:
 
     assert f"{DEFAULT_MAX_EVENTS:,}" == command.MAX_EVENTS_HELP
     assert float(command.REFRESH_HELP) == DEFAULT_REFRESH_S
+
+
+def test_run_page_shows_where_each_delivery_ran_and_which_lost_its_lease() -> None:
+    # Given attempt 1 of a task started on worker a (fence 1), taken over by b (fence 2),
+    # and a's late result refused
+    events = [
+        ev("dag_start", 5, "r9", "acme", dag_name="d", tasks=1),
+        ev(
+            "task_start",
+            4,
+            "r9",
+            "acme",
+            dag_name="d",
+            task_id="t",
+            attempt=1,
+            worker="a@h1",
+            fence=1,
+        ),
+        ev(
+            "task_start",
+            3,
+            "r9",
+            "acme",
+            dag_name="d",
+            task_id="t",
+            attempt=1,
+            worker="b@h2",
+            fence=2,
+        ),
+        ev(
+            "task_ok",
+            2,
+            "r9",
+            "acme",
+            dag_name="d",
+            task_id="t",
+            attempt=1,
+            worker="b@h2",
+            fence=2,
+            duration_s=60.0,
+        ),
+        ev(
+            "task_lease_lost",
+            1,
+            "r9",
+            "acme",
+            dag_name="d",
+            task_id="t",
+            attempt=1,
+            worker="a@h1",
+            fence=1,
+            error="lease lost: ...",
+        ),
+        ev("dag_done", 1, "r9", "acme", dag_name="d", status="success", tasks=1),
+    ]
+    timeline = run_timeline(events, "r9")
+    assert timeline is not None
+    # Then each delivery is its own attempt, with its worker and lease, and the task is ok
+    tries = [(a["worker"], a["fence"], a["status"]) for a in timeline["attempts"]]
+    assert tries == [("a@h1", 1, "lease lost"), ("b@h2", 2, "ok")]
+    assert [t["state"] for t in timeline["tasks"]] == ["success"]
