@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import threading
 from collections import deque
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+logger = logging.getLogger(__name__)
+
 
 def encode_line(record: Mapping[str, Any]) -> bytes:
     """``record`` as one compact JSON line (raises TypeError for a non-JSON value)."""
@@ -27,7 +30,11 @@ def encode_line(record: Mapping[str, Any]) -> bytes:
 
 
 def _open(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        # A relative ORCH_EVENTS_PATH/STATE_STORE_PATH lands wherever the process was started:
+        # say where, so a log written from the wrong folder is found, not lost.
+        logger.warning("dagflow: creating %s for %s", path.parent.resolve(), path.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -162,6 +163,9 @@ def run(file: Path, no_wait: bool, timeout: float | None, quiet: bool) -> int:
         _check_broker(runner)
         if not runner.embedded or not no_wait:
             runner.start_embedded_worker(loglevel="WARNING" if is_verbose() else "CRITICAL")
+            # Celery's log setup silenced everything below CRITICAL; dagflow's own warnings
+            # (where a log file is created, an unreachable store) must still show.
+            logging.getLogger("dagflow").setLevel(logging.WARNING)
         if no_wait and runner.embedded:
             print("--no-wait needs a broker (DAGFLOW_BROKER_URL); running and waiting.", file=out)
         mode = "embedded worker" if runner.embedded else f"workers on {settings.broker_url}"

@@ -424,3 +424,27 @@ def test_verbose_before_or_after_the_command_shows_the_traceback(position: str) 
     proc = dagflow(*args)
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "DagValidationError" in proc.stderr
+
+
+def test_run_from_another_folder_says_where_it_creates_the_log(tmp_path: Path) -> None:
+    # Given a relative ORCH_EVENTS_PATH (the default) and a run started from another folder
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGFLOW_", "ORCH_", "QUEUE_"))}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagflow",
+            "run",
+            "--quiet",
+            str(ROOT / "dags" / "weekly_ops_chain.yaml"),
+        ],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # Then the run succeeds and says, on stderr, which folder it created for the log
+    assert proc.returncode == 0, proc.stderr
+    assert f"creating {tmp_path.resolve()}/logs for orchestrator_events.jsonl" in proc.stderr
+    assert (tmp_path / "logs" / "orchestrator_events.jsonl").exists()
