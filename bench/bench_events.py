@@ -28,9 +28,11 @@ whatever else that server receives). It measures:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -40,7 +42,9 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,7 +111,7 @@ def make_dag(tasks: list[dict[str, Any]], name: str) -> Dag:
     return check_dag(spec, f"{name}.yaml", ["bench.noop"])
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0-100) of ``values``, interpolated between ranks."""
     ranked = sorted(values)
     pos = (len(ranked) - 1) * q / 100
@@ -282,6 +286,11 @@ class Rate:
         )
 
 
+def emit_all(stream: RedisEventStream, events: list[Event]) -> None:
+    for event in events:
+        stream.emit(event)
+
+
 def append_batched(stream: RedisEventStream, events: list[Event], batch: int) -> None:
     # RedisEventStream has no public batch emit; _add is the pipeline emit() and
     # record_events() already use, so this is what a batch emit would cost.
@@ -301,16 +310,17 @@ def throughput(client: redis.Redis, n: int, reps: int) -> list[str]:
         rates.setdefault(key, []).append(time.perf_counter() - t0)
 
     for _ in range(reps):
-        timed("emit", lambda: [stream.emit(e) for e in events] and None)
+        timed("emit", lambda: emit_all(stream, events))
         timed("batch100", lambda: append_batched(stream, events, 100))
         timed("batch1000", lambda: append_batched(stream, events, 1000))
 
     e2e: dict[str, list[float]] = {}
     for rep in range(reps):
-        for key, fn in (
-            ("e2e emit", lambda: [stream.emit(e) for e in events] and None),
+        cases: list[tuple[str, Callable[[], None]]] = [
+            ("e2e emit", lambda: emit_all(stream, events)),
             ("e2e batch100", lambda: append_batched(stream, events, 100)),
-        ):
+        ]
+        for key, fn in cases:
             client.flushdb()
             path = _TMP / f"e2e-{key.replace(' ', '-')}-{rep}.jsonl"
             env = env_for("stream", path, _TMP / f"e2e-state-{rep}.jsonl")
@@ -325,7 +335,8 @@ def throughput(client: redis.Redis, n: int, reps: int) -> list[str]:
                 collector.stop()
             e2e.setdefault(key, []).append(done - t0)
             e2e.setdefault(key + " appended", []).append(appended)
-    line_b = len(stream.client.xrange(EVENTS_STREAM, count=1)[0][1]["data"])
+    first: Any = stream.client.xrange(EVENTS_STREAM, count=1)
+    line_b = len(first[0][1]["data"])
     client.flushdb()
     stream.client.close()
 
@@ -379,7 +390,8 @@ def sampler(client: redis.Redis, out: LagRun, stop: threading.Event) -> None:
 
 def dag_done_entry_ms(client: redis.Redis, run_id: str) -> int:
     """The ms part of the stream id of the run's ``dag_done`` (Redis server time)."""
-    for entry_id, fields in client.xrevrange(EVENTS_STREAM, count=200):  # type: ignore[union-attr]
+    newest: Any = client.xrevrange(EVENTS_STREAM, count=200)
+    for entry_id, fields in newest:
         data = fields["data"]
         if '"dag_done"' in data and run_id in data:
             return int(str(entry_id).split("-")[0])
@@ -443,8 +455,100 @@ def bytes_run(client: redis.Redis, runner: Runner, dag: Dag, out: Bytes, collect
     added = client.xlen(EVENTS_STREAM) - length0
     out.entries_per_task.append(added / n)
     if added:
-        entries = client.xrevrange(EVENTS_STREAM, count=added)
-        out.data_b.append(statistics.mean(len(f["data"]) for _, f in entries))  # type: ignore[union-attr]
+        entries: Any = client.xrevrange(EVENTS_STREAM, count=added)
+        out.data_b.append(statistics.mean(len(f["data"]) for _, f in entries))
+
+
+_LINE = re.compile(rb"^\S+ \[(\d+) ([^\]]+)\] (.*)$", re.S)
+_ARG = re.compile(rb'"((?:[^"\\]|\\.)*)"', re.S)
+_ESC = re.compile(rb"\\(x[0-9a-fA-F]{2}|.)", re.S)
+
+
+def _script_names() -> dict[bytes, str]:
+    """sha1 -> name of dagflow's run-store scripts (EVALSHA shows only the sha)."""
+    from dagflow.stores import redis_scripts
+
+    names = ("CLAIM", "RENEW", "RETRY", "FINISH", "RELEASE", "SWEEP")
+    return {
+        hashlib.sha1(getattr(redis_scripts, k).encode()).hexdigest().encode(): k.lower()
+        for k in names
+    }
+
+
+@contextmanager
+def monitored(by_command: Counter[str]) -> Iterator[None]:
+    """Add the RESP bytes Redis receives on database :data:`DB` to ``by_command`` (MONITOR).
+
+    Commands a Lua script runs are not counted (Redis did not receive them); an ``EVALSHA``
+    is named after dagflow's script it runs.
+    """
+    scripts = _script_names()
+    admin = redis.Redis.from_url(URL)
+    marker = f"bench-marker-{uuid.uuid4().hex}".encode()
+    mon: Any = redis.Redis.from_url(URL).monitor()  # type: ignore[no-untyped-call]
+    mon.__enter__()
+    conn = mon.connection
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            while True:
+                m = _LINE.match(conn.read_response())
+                if not m or int(m.group(1)) != DB or m.group(2) == b"lua":
+                    continue
+                args = _ARG.findall(m.group(3))
+                if not args:
+                    continue
+                if args[0].upper() == b"ECHO" and len(args) > 1 and args[1] == marker:
+                    return
+                lens = [len(_ESC.sub(b"_", a)) for a in args]
+                resp = len(f"*{len(args)}\r\n") + sum(len(f"${n}\r\n") + n + 2 for n in lens)
+                name = args[0].upper().decode()
+                if name == "EVALSHA" and len(args) > 1:
+                    name += " " + scripts.get(args[1], "?")
+                by_command[name] += resp
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    time.sleep(0.05)
+    try:
+        yield
+    finally:
+        admin.echo(marker)
+        thread.join(120)
+        mon.__exit__(None, None, None)
+        admin.close()
+        if errors:
+            raise RuntimeError(f"MONITOR reader failed: {errors[0]!r}")
+
+
+def monitor_run(client: redis.Redis, runner: Runner, dag: Dag, collector: bool) -> Counter[str]:
+    """Bytes per task by command for one run (an extra, untimed run under MONITOR)."""
+    counts: Counter[str] = Counter()
+    with monitored(counts):
+        if runner.submit(dag).wait(timeout=RUN_TIMEOUT_S).status != "success":
+            raise RuntimeError("monitored run failed")
+        if collector:
+            wait_caught_up(client)
+    n = len(dag.spec.tasks)
+    return Counter({k: v / n for k, v in counts.items()})
+
+
+def breakdown_rows(stream: Counter[str], file: Counter[str]) -> list[str]:
+    rows = [
+        "| command | stream B/task | file B/task | stream - file |",
+        "|---|---:|---:|---:|",
+    ]
+    keys = sorted(set(stream) | set(file), key=lambda k: -max(stream[k], file[k]))
+    for k in keys:
+        if max(stream[k], file[k]) < 5:
+            continue
+        rows.append(f"| {k} | {stream[k]:,.0f} | {file[k]:,.0f} | {stream[k] - file[k]:+,.0f} |")
+    total_s, total_f = sum(stream.values()), sum(file.values())
+    rows.append(f"| **total** | {total_s:,.0f} | {total_f:,.0f} | {total_s - total_f:+,.0f} |")
+    return rows
 
 
 # --------------------------------------------------------------------------- main
@@ -514,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         stream_bytes = Bytes("stream")
         for _ in range(sz.reps):
             bytes_run(client, runner, dag, stream_bytes, collector=True)
+        stream_cmds = monitor_run(client, runner, dag, collector=True)
         collector.stop()
         stop_worker(worker)
 
@@ -526,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
         file_bytes = Bytes("file")
         for _ in range(sz.reps):
             bytes_run(client, file_runner, dag, file_bytes, collector=False)
+        file_cmds = monitor_run(client, file_runner, dag, collector=False)
         stop_worker(worker)
 
         # ----- report
@@ -566,7 +672,11 @@ def main(argv: list[str] | None = None) -> int:
         diff = statistics.median(stream_bytes.per_task) - statistics.median(file_bytes.per_task)
         out += [
             "",
-            f"The stream costs {diff:,.0f} B per task into Redis over the file mode.",
+            f"The stream costs {diff:,.0f} B per task into Redis over the file mode. Where the "
+            "bytes go, by command (one more run per mode under `MONITOR`, database "
+            f"{DB} only, RESP bytes received; `EVALSHA <name>` is dagflow's run-store script):",
+            "",
+            *breakdown_rows(stream_cmds, file_cmds),
             "",
             f"Total benchmark time: {time.perf_counter() - started:.0f} s; load average at the "
             f"end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}.",
