@@ -2,7 +2,7 @@
 
 Not a test: run it by hand and paste the tables into ``bench/README.md``::
 
-    python bench/bench_events.py            # full sizes, ~2 minutes
+    python bench/bench_events.py            # full sizes, ~3 minutes
     python bench/bench_events.py --quick    # small sizes, a smoke run
 
 It starts its own ``redis-server`` on a free port (``BENCH_REDIS=redis://host:port`` uses an
@@ -607,8 +607,8 @@ class ProposedCollector(DagflowCollector):
     def collect_once(self, block_ms: int = COLLECT_BLOCK_MS) -> int:
         now = time.monotonic()
         if now >= self._recover_at:
-            self._recover_at = now + CLAIM_IDLE_MS / 2000
             entries = self._read("0", 0) or self._autoclaim()
+            self._recover_at = now + CLAIM_IDLE_MS / 2000  # only once both calls succeeded
             if entries:
                 self._load_seen()
                 return self._write(entries)
