@@ -22,7 +22,10 @@ whatever else that server receives). It measures:
 3. **Bytes into Redis per task** (``INFO stats total_net_input_bytes`` before and after, on
    the private server, so everything counts: worker, client, collector) on the same DAG,
    with ``DAGFLOW_EVENTS=stream`` (collector running, counted until it has caught up) and
-   with ``DAGFLOW_EVENTS=file``.
+   with ``DAGFLOW_EVENTS=file``; then one more run per mode under ``MONITOR``, by command.
+
+Parts 2 and 3 also run :class:`ProposedCollector`, a change to the collector that exists only
+here, so that the fix proposed in ``bench/README.md`` is measured before it is made.
 """
 
 from __future__ import annotations
