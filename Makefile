@@ -19,3 +19,4 @@ bench:
 	python bench/bench_scheduler.py
 	python bench/bench_analytics.py
 	python bench/bench_recovery.py
+	python bench/bench_events.py
