@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,6 +40,10 @@ BATCH = 1_000
 BLOCK_MS = 1_000
 #: Pending entries idle this long (ms) belong to a collector that stopped: take them over.
 CLAIM_IDLE_MS = 30_000
+#: Seconds between two looks for unacknowledged entries (see :meth:`Collector.collect_once`).
+RECOVER_S = 15.0
+#: Seconds to wait after a short batch, so the next read takes more entries at once.
+LINGER_S = 0.05
 #: How many of the newest lines of each file are checked for ids already written.
 DEDUP_WINDOW = 50_000
 
@@ -113,6 +118,7 @@ class Collector:
         self.paths = {"events": Path(events_path), "state": Path(state_path)}
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.claim_idle_ms = claim_idle_ms
+        self._recover_at = 0.0  # look for unacknowledged entries on the first batch
         self.written = 0
         self.skipped = 0
         self._seen: deque[str] = deque(maxlen=DEDUP_WINDOW)
@@ -144,15 +150,27 @@ class Collector:
         self._seen_set.add(event_id)
 
     def collect_once(self, block_ms: int = BLOCK_MS) -> int:
-        """Write one batch: this consumer's pending entries first, then taken-over ones,
-        then new ones. Returns how many entries it handled (written or skipped)."""
-        entries = self._read("0", 0)  # mine, read before a crash and never acknowledged
+        """Write one batch; returns how many entries it handled (written or skipped).
+
+        Entries left unacknowledged (this consumer's, read before a crash, and those of a
+        collector that stopped) are looked for at start, after an error and every
+        :data:`RECOVER_S`, not on every batch: each look costs two commands per wake-up.
+        After a short batch it pauses :data:`LINGER_S`, so a busy stream is read in batches
+        rather than one entry per wake-up.
+        """
+        entries: list[tuple[str, dict[str, str]]] = []
+        if time.monotonic() >= self._recover_at:
+            entries = self._read("0", 0)  # mine, read before a crash and never acknowledged
+            if not entries:
+                entries = self._autoclaim()
+            if entries:
+                self._load_seen()  # another process may have written some of them
+            else:
+                self._recover_at = time.monotonic() + RECOVER_S
         if not entries:
-            entries = self._autoclaim()
-        if entries:
-            self._load_seen()  # another process may have written some of them
-        else:
             entries = self._read(">", block_ms)
+            if 0 < len(entries) < BATCH:
+                time.sleep(LINGER_S)
         return self._write(entries)
 
     def _read(self, start: str, block_ms: int) -> list[tuple[str, dict[str, str]]]:
@@ -205,4 +223,5 @@ class Collector:
                 self.collect_once()
             except (redis.RedisError, OSError) as exc:
                 logger.warning("dagflow: collector: %s; retrying in 1 s", exc)
+                self._recover_at = 0.0
                 stop.wait(1.0)
