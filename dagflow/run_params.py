@@ -20,10 +20,11 @@ from dagflow.spec import SAFE_LOADER
 
 
 def parse_param_args(items: Sequence[str]) -> dict[str, Any]:
-    """Parse ``key=value`` strings; each value is a YAML scalar (``3`` is an int, ``x`` a str).
+    """Parse ``key=value`` strings; each value is read as YAML (``3`` is an int, ``true`` a
+    bool, ``x`` a str); a value YAML would read as a date or time stays the text given.
 
     Raises:
-        ValueError: An item has no ``=``, an empty key, or a value that is not a JSON scalar.
+        ValueError: An item has no ``=``, has an empty key, or its value is not valid YAML.
     """
     out: dict[str, Any] = {}
     for item in items:
@@ -33,11 +34,12 @@ def parse_param_args(items: Sequence[str]) -> dict[str, Any]:
             raise ValueError(f"expected key=value, got {item!r}")
         try:
             value = yaml.load(raw, Loader=SAFE_LOADER) if raw.strip() else ""
+        except yaml.YAMLError:
+            raise ValueError(f"{key}: {raw!r} is not valid YAML") from None
+        try:
             json.dumps(value, allow_nan=False)
-        except (yaml.YAMLError, TypeError, ValueError):
-            raise ValueError(
-                f"{key}: {raw!r} is not a plain value (quote dates: {key}='\"2026-01-05\"')"
-            ) from None
+        except (TypeError, ValueError):
+            value = raw  # a date or a time YAML would parse: keep the text, as JSON can
         out[key] = value
     return out
 
