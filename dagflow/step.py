@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import redis
 from kombu.exceptions import KombuError
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from celery import Celery, Task
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 #: Errors that another attempt cannot fix: they fail the task at once.
 PERMANENT_ERRORS = (UnknownWorkflowError, WorkflowOutputError)
