@@ -286,14 +286,8 @@ class RedisRunStore(RedisRunViews):
 
     def cancel(self, run_id: str, force: bool = False) -> CancelResult:
         """Run the cancel script (flag, open tasks, outbox and leases at once)."""
-        keys = [
-            run_key(run_id, "states"),
-            run_key(run_id, "meta"),
-            run_key(run_id, "claims"),
-            LEASES,
-            OUTBOX,
-            OUTBOX_RESENDS,
-        ]
+        keys = [run_key(run_id, part) for part in ("states", "meta", "claims")]
+        keys += [LEASES, OUTBOX, OUTBOX_RESENDS]
         raw = self._cancel(keys=keys, args=[run_id, "1" if force else "0"])
         if raw[0] == "gone":
             return CancelResult("gone")
