@@ -43,6 +43,7 @@ __all__ = [
     "CycleDetectedError",
     "DagValidationError",
     "DagflowError",
+    "RunContext",  # what a workflow's second argument is
     "RunnerError",
     "ScheduleError",
     "SpecError",
@@ -69,6 +70,7 @@ _LAZY = {
     "submit": ("dagflow.runner", "submit"),
     "get_run": ("dagflow.runner", "get_run"),
     "list_runs": ("dagflow.runner", "list_runs"),
+    "RunContext": ("dagflow.context", "RunContext"),
 }
 _app: Celery | None = None
 

@@ -17,8 +17,9 @@ message size does not grow with the DAG.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dagflow.graph import Graph, build_graph
 from dagflow.plan import RunPlan
@@ -53,22 +54,32 @@ class CompiledDag:
         """Children with two or more parents, and those parents."""
         return {c: p for c in self.graph.order if len(p := self.graph.parents[c]) > 1}
 
-    def plan(self) -> RunPlan:
-        """The plan workers read: each task's workflow, params, retries and edges."""
+    def plan(
+        self, params: Mapping[str, Any] | None = None, labels: Mapping[str, str] | None = None
+    ) -> RunPlan:
+        """The plan workers read: each task's workflow, params, retries and edges, and the
+        run-level ``params`` and ``labels`` a workflow's run context shows."""
         return RunPlan.build(
             self.spec.name,
             self.spec.tenant_id,
             {t.id: (t.workflow_ref, t.params, t.retries, t.timeout_s) for t in self.spec.tasks},
             self.graph.parents,
             self.graph.children,
+            params=params,
+            labels=labels,
         )
 
     def start_canvas(self, app: Celery, run_id: str) -> Signature:
         """The canvas sent when a run starts: one step, or a group of the root steps."""
-        from celery import group
+        return steps_canvas(app, run_id, self.graph.roots)
 
-        sigs = [step_signature(app, run_id, root) for root in self.graph.roots]
-        return sigs[0] if len(sigs) == 1 else group(sigs)
+
+def steps_canvas(app: Celery, run_id: str, task_ids: Sequence[str]) -> Signature:
+    """One step signature, or a group of them, for ``task_ids`` (at least one)."""
+    from celery import group
+
+    sigs = [step_signature(app, run_id, task_id) for task_id in task_ids]
+    return sigs[0] if len(sigs) == 1 else group(sigs)
 
 
 def step_signature(app: Celery, run_id: str, task_id: str) -> Signature:

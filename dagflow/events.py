@@ -33,6 +33,8 @@ EventName = Literal[
     "task_retry",
     "task_skip",
     "task_lease_lost",
+    "task_cancel",
+    "task_reused",
     "dag_done",
 ]
 
@@ -59,12 +61,18 @@ class Event(BaseModel):
             see :mod:`dagflow.tracebacks`); absent when the error was dagflow's own.
         worker: The Celery node name of the worker that ran the attempt.
         fence: The attempt's lease fencing number (grows with each new holder of the step).
-        status: ``success`` or ``failed``, for ``dag_done``.
+        status: ``success``, ``failed`` or ``cancelled``, for ``dag_done``.
         tasks: How many tasks the DAG has, for ``dag_start`` and ``dag_done``.
         tasks_succeeded: Tasks that succeeded, for ``dag_done``.
         tasks_failed: Tasks that failed after their last attempt, for ``dag_done``.
         tasks_skipped: Tasks not started because an upstream task failed, for ``dag_done``.
+        tasks_cancelled: Tasks ended by ``dagflow cancel`` (never started, or interrupted),
+            for ``dag_done``.
         edges: ``[parent, child]`` pairs, for ``dag_start`` of DAGs with up to 1,000 edges.
+        params: The run-level params, for ``dag_start`` (when the run has any).
+        retry_of: For ``dag_start`` of a run made by ``dagflow retry``: the run it retries.
+        reused_from: For ``task_reused``: the run whose output the task took over (its
+            workflow did not run in this run).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -83,12 +91,16 @@ class Event(BaseModel):
     traceback: str | None = None
     worker: str | None = None
     fence: int | None = None
-    status: Literal["success", "failed"] | None = None
+    status: Literal["success", "failed", "cancelled"] | None = None
     tasks: int | None = None
     tasks_succeeded: int | None = None
     tasks_failed: int | None = None
     tasks_skipped: int | None = None
+    tasks_cancelled: int | None = None
     edges: list[list[str]] | None = None
+    params: dict[str, Any] | None = None
+    retry_of: str | None = None
+    reused_from: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         """Return the event as the dict written to the log (no null fields)."""

@@ -39,6 +39,8 @@ class Firing(BaseModel):
         scheduled_minute: The UTC minute it is due, ``2026-11-26T10:05:00Z``.
         run_id: The run's id, chosen when the minute was claimed.
         catch_up: True if it makes up for a minute missed while no scheduler ran.
+        params: The schedule entry's run-level ``params`` (checked against the DAG's
+            ``params:`` block when the run starts).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -49,6 +51,7 @@ class Firing(BaseModel):
     scheduled_minute: str
     run_id: str
     catch_up: bool = False
+    params: dict[str, Any] = {}
 
     @classmethod
     def from_labels(

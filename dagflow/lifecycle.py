@@ -3,8 +3,9 @@
 :func:`start_run` is the one way a run begins, whether a client submits it
 (:meth:`dagflow.runner.Runner.submit`) or a worker starts a scheduled firing
 (``dagflow.start_scheduled_run``): store the plan, write ``dag_start``, send the start canvas.
-:func:`finish_run` is the one way it ends: write ``dag_done``, record the final status,
-wake waiters and call the runtime's run-finished hooks.
+:func:`finish_run` is the one way it ends: write ``dag_done``, record the final status
+(``cancelled`` for a run that ``dagflow cancel`` stopped), wake waiters and call the
+runtime's run-finished hooks.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from dagflow.compile import steps_canvas
 from dagflow.dag import Dag
 from dagflow.plan import RunPlan
+from dagflow.run_params import resolve_params
 from dagflow.runtime import RunEnded, Runtime
 from dagflow.stores import FinishResult
 
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 
 #: dag_start carries the DAG's edges (for the dashboard's graph) up to this many.
 MAX_EDGES_IN_EVENT = 1000
+#: Labels a workflow's run context shows; they are copied into the stored plan.
+CONTEXT_LABELS = ("schedule_id", "scheduled_minute", "retry_of")
 
 
 def start_run(
@@ -34,6 +39,7 @@ def start_run(
     *,
     run_id: str | None = None,
     labels: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> str:
     """Store the run's plan, emit ``dag_start`` and send the start canvas; return the run id.
 
@@ -43,40 +49,83 @@ def start_run(
         dag: A loaded DAG.
         run_id: The run's id (a new UUID if None).
         labels: Metadata kept with the run; ``schedule_id`` marks a scheduled run.
+        params: Run-level params over the DAG's ``params:`` defaults.
+
+    Raises:
+        DagValidationError: ``params`` holds a key the DAG's ``params:`` does not declare.
     """
-    run_id = run_id or uuid.uuid4().hex
     compiled = dag.compiled
     spec = compiled.spec
-    plan = compiled.plan()
-    meta = {
-        "dag_name": spec.name,
-        "tenant_id": spec.tenant_id,
-        "source": dag.source,
-        "started_at": time.time(),
-        "labels": dict(labels or {}),
-    }
-    # The roots go into the outbox with the plan: if the start canvas is lost, the sweeper
-    # sends them.
+    run_params = resolve_params(spec.params, params, dag.source)
+    labels = dict(labels or {})
+    plan = compiled.plan(run_params, {k: str(labels[k]) for k in CONTEXT_LABELS if k in labels})
+    meta = {"source": dag.source, "labels": labels, "params": run_params}
     edges = [[p, c] for c in compiled.graph.order for p in compiled.graph.parents[c]]
+    return open_run(
+        app, rt, plan, meta, compiled.graph.order, compiled.graph.roots, run_id=run_id, edges=edges
+    )
+
+
+def open_run(
+    app: Celery,
+    rt: Runtime,
+    plan: RunPlan,
+    meta: Mapping[str, Any],
+    order: Sequence[str],
+    start: Sequence[str],
+    *,
+    run_id: str | None = None,
+    edges: list[list[str]] | None = None,
+    reused: Mapping[str, str] | None = None,
+    arrivals: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """Create a run from its plan in the store, write ``dag_start``, send the ``start`` steps.
+
+    The one way a run begins (:func:`start_run`, and :func:`dagflow.rerun.retry_run` with
+    ``reused`` tasks that start ``ok``).
+    """
+    run_id = run_id or uuid.uuid4().hex
+    meta = {
+        "dag_name": plan.dag_name,
+        "tenant_id": plan.tenant_id,
+        "started_at": time.time(),
+        **meta,
+    }
     event = rt.event(
         "dag_start",
         run_id,
         plan,
-        tasks=len(spec.tasks),
-        edges=edges if len(edges) <= MAX_EDGES_IN_EVENT else None,
+        tasks=len(plan.tasks),
+        edges=edges if edges is not None and len(edges) <= MAX_EDGES_IN_EVENT else None,
+        params=dict(plan.params) or None,
+        retry_of=plan.labels.get("retry_of"),
     )
+    # The start steps go into the outbox with the plan: if the start canvas is lost, the
+    # sweeper sends them.
     rt.store.create_run(
         run_id,
         plan.to_json(),
         meta,
-        compiled.graph.order,
-        roots=compiled.graph.roots,
+        order,
+        roots=start,
         grace_s=rt.settings.lease_s,
         event=event.to_record(),
+        reused=reused,
+        arrivals=arrivals,
     )
     if not rt.store.writes_events:
         rt.events.emit(event)
-    compiled.start_canvas(app, run_id).apply_async()
+    for task_id in reused or {}:
+        rt.emit(
+            "task_reused",
+            run_id,
+            plan,
+            task_id=task_id,
+            workflow_ref=plan.tasks[task_id].workflow_ref,
+            reused_from=plan.labels.get("retry_of"),
+        )
+    if start:
+        steps_canvas(app, run_id, start).apply_async()
     return run_id
 
 
@@ -97,7 +146,11 @@ def finish_run(
     if snapshot is not None and snapshot.status != "running":
         return
     meta = snapshot.meta if snapshot else {}
-    status = "failed" if result.counts.get("failed", 0) or error else "success"
+    counts = result.counts
+    if counts.get("cancelled", 0) or meta.get("cancelled"):
+        status = "cancelled"
+    else:
+        status = "failed" if counts.get("failed", 0) or error else "success"
     started = float(meta.get("started_at", time.time()))
     duration = round(max(time.time() - started, 0.0), 6)
     event = rt.event(
@@ -109,6 +162,7 @@ def finish_run(
         tasks_succeeded=result.counts.get("ok", 0),
         tasks_failed=result.counts.get("failed", 0),
         tasks_skipped=result.counts.get("skipped", 0),
+        tasks_cancelled=result.counts.get("cancelled", 0),
         duration_s=duration,
         error=error,
     )

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dagflow.errors import PlanVersionError
 from dagflow.graph import reachable
 
 #: The plan format this dagflow writes and reads. Bump it on any change a reader must know.
-PLAN_VERSION = 2
+#: 3: run-level ``params`` and ``labels`` (what a workflow's run context shows).
+PLAN_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,21 @@ class TaskPlan:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """Everything a worker needs to run any step of one run."""
+    """Everything a worker needs to run any step of one run.
+
+    Attributes:
+        params: The run-level params (the DAG's ``params:`` defaults with ``--param``
+            values over them), shown to workflows through :class:`dagflow.RunContext`.
+        labels: The run's labels a workflow may see: ``schedule_id`` and
+            ``scheduled_minute`` of a scheduled run, ``retry_of`` of a retry.
+    """
 
     dag_name: str
     tenant_id: str
     tasks: Mapping[str, TaskPlan]
     version: int = PLAN_VERSION
+    params: Mapping[str, Any] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -62,15 +72,20 @@ class RunPlan:
         tasks: Mapping[str, tuple[str, Mapping[str, Any], int, float | None]],
         parents: Mapping[str, tuple[str, ...]],
         children: Mapping[str, tuple[str, ...]],
+        *,
+        params: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> RunPlan:
         """Build a plan from each task's ``(workflow_ref, params, retries, timeout_s)``."""
         return cls(
             dag_name=dag_name,
             tenant_id=tenant_id,
             tasks={
-                tid: _task(ref, params, retries, timeout, parents, children, tid)
-                for tid, (ref, params, retries, timeout) in tasks.items()
+                tid: _task(ref, task_params, retries, timeout, parents, children, tid)
+                for tid, (ref, task_params, retries, timeout) in tasks.items()
             },
+            params=dict(params or {}),
+            labels=dict(labels or {}),
         )
 
     def to_json(self) -> str:
@@ -88,7 +103,8 @@ class RunPlan:
                 entry["timeout_s"] = task.timeout_s
             tasks[tid] = entry
         data = {"version": self.version, "dag": self.dag_name, "tenant": self.tenant_id}
-        return json.dumps({**data, "tasks": tasks}, separators=(",", ":"))
+        run = {"params": dict(self.params), "labels": dict(self.labels)}
+        return json.dumps({**data, **run, "tasks": tasks}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str) -> RunPlan:
@@ -116,6 +132,8 @@ class RunPlan:
             },
             parents,
             children,
+            params=data.get("params") or {},
+            labels=data.get("labels") or {},
         )
 
     def descendants(self, task_id: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""A run as ``dagflow status`` and ``dagflow runs`` show it, built from the run store's reads.
+"""A run as ``dagflow status`` and ``dagflow runs`` show it, and how a finished run ended.
 
 Pure: :meth:`RunStatus.from_store` takes a :class:`~dagflow.stores.RunSnapshot` and the
 run's :class:`~dagflow.stores.base.TaskInfo` list and returns a value; nothing here reads
@@ -121,3 +121,26 @@ class RunStatus:
                 for t in self.tasks
             ]
         return data
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a finished run ended."""
+
+    run_id: str
+    dag_name: str
+    status: str
+    tasks: int
+    succeeded: int
+    failed: int
+    skipped: int
+    duration_s: float
+    #: One line per failed task: ``RunnerError: Task 'x' failed after N attempts: <error>``.
+    failures: tuple[str, ...] = ()
+    #: Tasks ended by a cancel (never started, or interrupted).
+    cancelled: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True if every task succeeded."""
+        return self.status == "success"

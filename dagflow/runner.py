@@ -15,16 +15,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
 
+from dagflow.cancel import CancelOutcome, cancel_run
 from dagflow.celery_app import make_app
 from dagflow.dag import Dag, load_dag
 from dagflow.errors import PlanVersionError, RunnerError
 from dagflow.lifecycle import start_run
-from dagflow.run_status import RunStatus
+from dagflow.rerun import retry_run
+from dagflow.run_status import RunResult, RunStatus
 from dagflow.runtime import Runtime, runtime_for, store_url
 from dagflow.settings import Settings
 from dagflow.stores import RedisRunStore, RunSnapshot
@@ -51,27 +52,6 @@ class WaitTimeout(TimeoutError):
     def __init__(self, run_id: str, timeout: float) -> None:
         super().__init__(f"run {run_id} did not finish within {timeout:g} s")
         self.run_id = run_id
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """How a finished run ended."""
-
-    run_id: str
-    dag_name: str
-    status: str
-    tasks: int
-    succeeded: int
-    failed: int
-    skipped: int
-    duration_s: float
-    #: One line per failed task: ``RunnerError: Task 'x' failed after N attempts: <error>``.
-    failures: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        """True if every task succeeded."""
-        return self.status == "success"
 
 
 ProgressCallback = Callable[[RunSnapshot], None]
@@ -190,7 +170,21 @@ class RunHandle:
             skipped=snap.counts["skipped"],
             duration_s=float(snap.meta.get("duration_s", 0.0)),
             failures=failures,
+            cancelled=snap.counts.get("cancelled", 0),
         )
+
+    def cancel(self, force: bool = False) -> CancelOutcome:
+        """Cancel the run from this process (see :func:`dagflow.cancel.cancel_run`).
+
+        Args:
+            force: End running steps as ``cancelled`` now (their holders die with this process).
+        """
+        return cancel_run(self.runner.app, self.runner.runtime, self.run_id, force=force)
+
+    def retry(self) -> RunHandle:
+        """Start a retry of this ended run (see :func:`dagflow.rerun.retry_run`); its handle."""
+        self.runner.start_embedded_worker()
+        return RunHandle(self.runner, retry_run(self.runner.app, self.runner.runtime, self.run_id))
 
 
 class Runner:
@@ -290,7 +284,12 @@ class Runner:
         return RunHandle(self, run_id)
 
     def submit(
-        self, dag: Dag, *, run_id: str | None = None, labels: Mapping[str, Any] | None = None
+        self,
+        dag: Dag,
+        *,
+        run_id: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> RunHandle:
         """Store the run's plan, emit ``dag_start`` and send the start canvas.
 
@@ -299,9 +298,11 @@ class Runner:
             run_id: The run's id (a new UUID if None).
             labels: Extra metadata kept with the run; ``schedule_id`` makes the run write
                 ``run_finished`` to the state store when it ends.
+            params: Run-level params over the DAG's ``params:`` defaults (an unknown key
+                raises :class:`~dagflow.errors.DagValidationError`).
         """
         self.start_embedded_worker()
-        run_id = start_run(self.app, self.runtime, dag, run_id=run_id, labels=labels)
+        run_id = start_run(self.app, self.runtime, dag, run_id=run_id, labels=labels, params=params)
         return RunHandle(self, run_id, dag)
 
 

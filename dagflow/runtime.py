@@ -50,7 +50,7 @@ class RunEnded:
     """What a run-finished hook is told when a run ends.
 
     Attributes:
-        status: ``success`` or ``failed``.
+        status: ``success``, ``failed`` or ``cancelled``.
         duration_s: Seconds from the run's start to its end.
         labels: The labels the run was started with (``schedule_id`` for scheduled runs).
     """

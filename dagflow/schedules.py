@@ -47,6 +47,7 @@ FIELDS: dict[str, str] = {
     "tenant": "a tenant id (a non-empty string)",
     "enabled": "true or false",
     "timezone": "an IANA time zone name, such as Europe/Paris",
+    "params": "a mapping of run-level params for the DAG's params: block (JSON values)",
 }
 #: Format of ``scheduled_minute`` everywhere (labels, state events, claim keys): UTC, seconds 00.
 MINUTE_FORMAT = "%Y-%m-%dT%H:%M:00Z"
@@ -86,6 +87,7 @@ class Schedule(BaseModel):
     tenant: str = Field(min_length=1)
     enabled: bool = True
     timezone: str = "UTC"
+    params: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("id")
     @classmethod

@@ -11,6 +11,7 @@ A DAG file is YAML, read with PyYAML's safe loader only (``SAFE_LOADER``)::
         retries: 1
         depends_on: []
         timeout_s: 30        # optional
+    params: {day: null}      # optional: run-level params and their defaults
 
 Unknown keys are errors, every error names the file, the task and the field, and every
 problem of a file is reported at once (:attr:`~dagflow.errors.SpecError.errors`).
@@ -54,6 +55,7 @@ FIELDS: dict[str, str] = {
     "tasks[].depends_on": "a list of task ids",
     "tasks[].depends_on[]": "a task id (a string)",
     "tasks[].timeout_s": "a number of seconds greater than 0",
+    "params": "a mapping of run-level params and their default values (JSON values)",
 }
 
 
@@ -114,13 +116,19 @@ class TaskSpec(BaseModel):
 
 
 class DagSpec(BaseModel):
-    """A whole DAG: its ``name``, ``tenant_id`` and ``tasks``."""
+    """A whole DAG: its ``name``, ``tenant_id``, ``tasks`` and run-level ``params`` defaults."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str = Field(min_length=1)
     tenant_id: str = Field(min_length=1)
     tasks: tuple[TaskSpec, ...]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _json_run_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return TaskSpec._json_params(value)
 
     @field_validator("tasks", mode="before")
     @classmethod

@@ -25,21 +25,23 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import redis
 from kombu.exceptions import KombuError
 
 from dagflow import workflows
 from dagflow.compile import STEP_TASK
+from dagflow.context import RunContext
 from dagflow.errors import RunnerError, UnknownWorkflowError, WorkflowOutputError
 from dagflow.lifecycle import finish_run
 from dagflow.payload import merge_params
 from dagflow.plan import RunPlan
 from dagflow.runtime import Runtime, runtime_for
+from dagflow.step_io import encode_output, send_steps, with_store
 from dagflow.stores import TERMINAL, FinishResult
-from dagflow.stores.base import AttemptEnd
+from dagflow.stores.base import COUNTED, AttemptEnd
 from dagflow.timeouts import call_with_timeout
 from dagflow.tracebacks import user_traceback
 
@@ -47,78 +49,16 @@ if TYPE_CHECKING:
     from celery import Celery, Task
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
-#: Run store errors that are retried in-process rather than failing the step.
-STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 #: Errors that another attempt cannot fix: they fail the task at once.
 PERMANENT_ERRORS = (UnknownWorkflowError, WorkflowOutputError)
 #: Retries due within this many seconds are also sent as a Celery ETA message (the fast
 #: path); later ones are sent by the sweeper alone, so no worker holds them in memory.
 ETA_MAX_S = 600.0
-#: First and largest pause between two tries of an unreachable run store, in seconds.
-STORE_BACKOFF_S = (0.1, 2.0)
 
 
 def _attempts(n: int) -> str:
     return f"{n} attempt" if n == 1 else f"{n} attempts"
-
-
-def encode_output(task_id: str, value: Any) -> str:
-    """Serialize a workflow's return value to JSON.
-
-    Raises:
-        WorkflowOutputError: The value holds something JSON cannot encode.
-    """
-    try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise WorkflowOutputError(
-            f"Task '{task_id}' returned a value that is not JSON-serializable: {exc}"
-        ) from None
-
-
-def with_store(rt: Runtime, what: str, call: Callable[[], T]) -> T:
-    """Call the run store, retrying in-process with backoff while it is unreachable.
-
-    A Celery retry would have to publish to the same Redis that just failed (and Celery
-    drops the message when that publish fails); waiting here loses nothing. After
-    ``DAGFLOW_STORE_RETRY_S`` the error is raised: the step's lease then expires and the
-    sweeper runs it again once the store is back.
-    """
-    deadline = time.monotonic() + rt.settings.store_retry_s
-    pause = STORE_BACKOFF_S[0]
-    while True:
-        try:
-            return call()
-        except STORE_ERRORS as exc:
-            if time.monotonic() + pause > deadline:
-                logger.error("dagflow: run store unreachable for %s; giving up: %s", what, exc)
-                raise
-            logger.warning("dagflow: run store unreachable for %s (%s); retrying", what, exc)
-            time.sleep(pause)
-            pause = min(pause * 2, STORE_BACKOFF_S[1])
-
-
-def send_steps(app: Celery, run_id: str, task_ids: tuple[str, ...] | list[str]) -> bool:
-    """Publish one ``dagflow.step`` per task over one producer; False if publishing failed.
-
-    A failure is logged, not raised: the steps are in the outbox, and the sweeper sends
-    them if this did not.
-    """
-    if not task_ids:
-        return True
-    step = app.tasks[STEP_TASK]
-    try:
-        with app.producer_or_acquire() as producer:
-            for task_id in task_ids:
-                step.apply_async(args=(run_id, task_id), producer=producer)
-    except (KombuError, OSError, redis.exceptions.RedisError) as exc:
-        logger.warning(
-            "dagflow: could not send %s of run %s (%s); the sweeper will", task_ids, run_id, exc
-        )
-        return False
-    return True
 
 
 def _after_finished(
@@ -137,7 +77,7 @@ def _after_finished(
     if snapshot is None or snapshot.status != "running":
         return
     counts = snapshot.counts
-    if counts["ok"] + counts["failed"] + counts["skipped"] >= counts["total"]:
+    if sum(counts.get(k, 0) for k in COUNTED) >= counts["total"]:
         finish_run(rt, run_id, plan, FinishResult(complete=True, counts=counts))
 
 
@@ -165,6 +105,10 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
     if claim.state == "gone":
         logger.warning("dagflow: run %s has no state for %s; dropping it", run_id, task_id)
         return None
+    if claim.recorded:  # the run was cancelled: this step never starts
+        logger.info("dagflow: run %s was cancelled; step %s does not start", run_id, task_id)
+        _cancelled(rt, run_id, plan, task_id, claim.complete, "cancelled before it started")
+        return None
     if claim.state in TERMINAL:
         _after_finished(app, rt, run_id, plan, task_id, claim.state)
         return None
@@ -188,9 +132,9 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
     started = time.perf_counter()
     with rt.heartbeat.hold(run_id, task_id, fence):
         try:
-            func = workflows.get(spec.workflow_ref)
+            call = _workflow_call(run_id, plan, task_id, claim.attempt, fence)
             params = merge_params(spec.params, upstream)
-            value = call_with_timeout(lambda: func(params), spec.timeout_s, f"Task '{task_id}'")
+            value = call_with_timeout(lambda: call(params), spec.timeout_s, f"Task '{task_id}'")
             output: str | None = encode_output(task_id, value)
             error = None
         except Exception as exc:
@@ -199,6 +143,47 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
     if error is None:
         return _succeeded(app, rt, run_id, plan, task_id, output, duration, common)
     return _failed(app, rt, run_id, plan, task_id, error, duration, common)
+
+
+def _workflow_call(
+    run_id: str, plan: RunPlan, task_id: str, attempt: int, fence: int
+) -> Callable[[Mapping[str, Any]], Any]:
+    """The task's workflow as a one-argument call, given its run context if it takes one."""
+    ref = plan.tasks[task_id].workflow_ref
+    func = workflows.get(ref)
+    if not workflows.takes_context(ref):
+        return func
+    ctx = RunContext.build(
+        run_id,
+        task_id,
+        attempt,
+        fence,
+        dag_name=plan.dag_name,
+        tenant_id=plan.tenant_id,
+        params=plan.params,
+        labels=plan.labels,
+    )
+    return lambda params: func(params, ctx)  # type: ignore[call-arg]
+
+
+def _cancelled(
+    rt: Runtime,
+    run_id: str,
+    plan: RunPlan,
+    task_id: str,
+    complete: bool,
+    why: str,
+    fields: Mapping[str, Any] | None = None,
+) -> None:
+    """A task ended ``cancelled`` (its run was cancelled): write ``task_cancel``, maybe close."""
+    base = {"workflow_ref": plan.tasks[task_id].workflow_ref, **(fields or {})}
+    base.update(task_id=task_id, error=f"cancelled: {why}")
+    base.pop("traceback", None)
+    rt.emit("task_cancel", run_id, plan, **base)
+    if complete:
+        snapshot = rt.store.snapshot(run_id)
+        counts = dict(snapshot.counts) if snapshot else {"cancelled": 1}
+        finish_run(rt, run_id, plan, FinishResult(complete=True, counts=counts))
 
 
 def _lease_lost(rt: Runtime, run_id: str, plan: RunPlan, common: dict[str, Any]) -> None:
@@ -243,6 +228,11 @@ def _succeeded(
     )
     if result.lost:
         _lease_lost(rt, run_id, plan, common)
+        return
+    if result.cancelled:
+        why = "the run was cancelled while it ran; its output was discarded"
+        if result.recorded:
+            _cancelled(rt, run_id, plan, task_id, result.complete, why, common)
         return
     if not rt.store.writes_events:
         rt.events.emit(event)
@@ -342,6 +332,10 @@ def fail_step(
         return False
     if not result.recorded:
         return False
+    if result.cancelled:
+        why = "the run was cancelled while it ran"
+        _cancelled(rt, run_id, plan, task_id, result.complete, why, fields)
+        return True
     if not rt.store.writes_events:
         rt.events.emit(event)
     for skipped in result.newly_skipped:

@@ -10,6 +10,8 @@ Beat processes; a sweep is also safe to run twice) looks at the store's indexes 
   **retries** whose Celery ETA message was lost with its worker. While the broker's queue
   has a backlog such a step is probably still queued, so it is re-sent once the queue has
   drained; an entry is re-armed with a doubling delay, so a long queue is never flooded;
+* never re-sends a step of a **cancelled** run: it ends the steps nobody holds as
+  ``cancelled`` and closes the run (:func:`dagflow.cancel.cancel_run`);
 * checks runs that **nothing moved** for a lease period: a run whose tasks all ended but
   that was never finalized is finalized; a task that could move but has nothing to move it
   is re-queued; a run whose state is gone, or that can never make progress, is ended as
@@ -34,10 +36,12 @@ from typing import TYPE_CHECKING, Any
 
 from celery import bootsteps
 
+from dagflow.cancel import cancel_run
 from dagflow.lifecycle import finish_run
 from dagflow.runtime import Runtime, runtime_for
-from dagflow.step import send_steps
+from dagflow.step_io import send_steps
 from dagflow.stores import TERMINAL, FinishResult
+from dagflow.stores.base import COUNTED
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -83,6 +87,10 @@ def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
     for run_id, task_ids in by_run.items():
         send_steps(app, run_id, task_ids)
     verdicts: dict[str, list[str]] = defaultdict(list)
+    for run_id in found.cancelled_runs:
+        # Steps of a cancelled run are never re-sent: end the ones nobody holds instead.
+        if not cancel_run(app, rt, run_id, interrupt=False).already_ended:
+            verdicts["finalized"].append(run_id)
     for run_id in found.idle_runs:
         verdicts[check_run(app, rt, run_id)].append(run_id)
     finalized, requeued, stalled = (verdicts[k] for k in ("finalized", "requeued", "stalled"))
@@ -139,6 +147,9 @@ def check_run(app: Celery, rt: Runtime, run_id: str) -> str:
     if seen.live:
         rt.store.touch(run_id)
         return "alive"
+    if seen.cancelled:
+        cancel_run(app, rt, run_id, interrupt=False)
+        return "finalized"
     ok = {t for t, s in seen.states.items() if s == "ok"}
     movable = [
         t
@@ -161,7 +172,7 @@ def check_run(app: Celery, rt: Runtime, run_id: str) -> str:
 
 def _counts(states: Any) -> dict[str, int]:
     values = list(states.values())
-    return {k: values.count(k) for k in ("ok", "failed", "skipped")}
+    return {k: values.count(k) for k in COUNTED}
 
 
 class Sweeper:

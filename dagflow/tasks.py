@@ -103,7 +103,11 @@ def _register_start(app: Celery) -> Task:
             logger.error("dagflow: schedule %s: %s", item.schedule_id, exc.one_line())
             return None
         state_recorder(rt.settings).record_event(item.state_event("run_started", dag_name=dag.name))
-        start_run(app, rt, dag, run_id=item.run_id, labels=item.labels)
+        try:
+            start_run(app, rt, dag, run_id=item.run_id, labels=item.labels, params=item.params)
+        except SpecError as exc:  # the schedule's params do not fit the DAG's params:
+            logger.error("dagflow: schedule %s: %s", item.schedule_id, exc.one_line())
+            return None
         return item.run_id
 
     return app.tasks[START_TASK]

@@ -133,6 +133,7 @@ class Ticker:
                 scheduled_minute=key,
                 run_id=run_id,
                 catch_up=m < current,
+                params=s.params,
             )
             for (s, m), (_, key, run_id), ok in zip(due, tries, won, strict=True)
             if ok

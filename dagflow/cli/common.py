@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from dagflow.runner import RunResult
+    from dagflow.run_status import RunResult
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -66,6 +66,8 @@ def print_result(result: RunResult, events_path: object) -> int:
     print(f"Tasks Succeeded: {result.succeeded}")
     print(f"Tasks Failed: {result.failed}")
     print(f"Tasks Skipped: {result.skipped}")
+    if result.cancelled:
+        print(f"Tasks Cancelled: {result.cancelled}")
     print(f"Duration: {result.duration_s:.2f}s")
     print(f"Status: {result.status} (run {result.run_id})")
     for line in result.failures:

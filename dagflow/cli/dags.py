@@ -15,6 +15,7 @@ from dagflow.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_INVALID,
     EXIT_OK,
+    EXIT_STILL_RUNNING,
     is_verbose,
     print_result,
     still_running,
@@ -23,7 +24,7 @@ from dagflow.cli.common import (
 from dagflow.errors import SpecError
 
 if TYPE_CHECKING:
-    from dagflow.runner import Runner
+    from dagflow.runner import RunHandle, Runner
     from dagflow.stores import RunSnapshot
 
 #: With more tasks than this, progress is a counter line instead of one line per task.
@@ -31,7 +32,14 @@ PROGRESS_DETAIL_MAX = 40
 #: Seconds without any task starting before ``run`` hints that no worker may be listening.
 NO_WORKER_HINT_S = 10.0
 
-_MARKS = {"running": "..", "retry": "<>", "ok": "ok", "failed": "!!", "skipped": "--"}
+_MARKS = {
+    "running": "..",
+    "retry": "<>",
+    "ok": "ok",
+    "failed": "!!",
+    "skipped": "--",
+    "cancelled": "xx",
+}
 _FILE = click.Path(path_type=Path, dir_okay=False)
 
 
@@ -137,27 +145,44 @@ class _Progress:
         "\b\nExamples:\n"
         "  dagflow run dags/weekly_ops_chain.yaml            # embedded worker, no server\n"
         "  DAGFLOW_BROKER_URL=redis://127.0.0.1:6379/0 dagflow run --no-wait "
-        "dags/weekly_ops_chain.yaml"
+        "dags/weekly_ops_chain.yaml\n"
+        "  dagflow run dags/report.yaml --param day=2026-01-05 --param limit=10"
     ),
 )
 @click.argument("file", type=_FILE)
 @click.option("--no-wait", is_flag=True, help="print the run id and return")
 @click.option("--timeout", type=float, default=None, help="give up after this many seconds")
 @click.option("--quiet", is_flag=True, help="no live progress")
+@click.option(
+    "--param",
+    "param_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="a run-level param declared in the DAG's params: (repeatable; YAML scalar values)",
+)
 @verbose_option("show tracebacks and worker logs")
-def run(file: Path, no_wait: bool, timeout: float | None, quiet: bool) -> int:
+def run(
+    file: Path, no_wait: bool, timeout: float | None, quiet: bool, param_args: tuple[str, ...]
+) -> int:
     """Run the DAG in FILE now and wait for it to finish.
 
     Without DAGFLOW_BROKER_URL the run uses an embedded, in-process worker; with it, the
-    run is sent to the workers on that broker. Exits 1 if a task failed.
+    run is sent to the workers on that broker. Exits 1 if a task failed. With the embedded
+    worker, --timeout and Ctrl+C cancel the run (it cannot outlive this process).
     """
     from dagflow.dag import load_dag
+    from dagflow.run_params import parse_param_args, resolve_params
     from dagflow.runner import Runner, WaitTimeout
     from dagflow.settings import Settings
 
     out = sys.stdout
+    try:
+        params = parse_param_args(param_args)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--param") from None
     settings = Settings.from_env()
     dag = load_dag(file, settings)
+    resolve_params(dag.spec.params, params, dag.source)  # before any worker starts
     runner = Runner(settings)
     try:
         _check_broker(runner)
@@ -169,7 +194,7 @@ def run(file: Path, no_wait: bool, timeout: float | None, quiet: bool) -> int:
         if no_wait and runner.embedded:
             print("--no-wait needs a broker (DAGFLOW_BROKER_URL); running and waiting.", file=out)
         mode = "embedded worker" if runner.embedded else f"workers on {settings.broker_url}"
-        handle = runner.submit(dag)
+        handle = runner.submit(dag, params=params)
         print(
             f"Run {handle.run_id}: DAG '{dag.name}' ({len(dag.spec.tasks)} tasks) on {mode}",
             file=out,
@@ -181,13 +206,32 @@ def run(file: Path, no_wait: bool, timeout: float | None, quiet: bool) -> int:
         try:
             result = handle.wait(timeout=timeout, on_progress=progress)
         except WaitTimeout:
-            return still_running(handle.run_id, runner.embedded, f"gave up after {timeout:g} s")
+            why = f"gave up after {timeout:g} s"
+            if runner.embedded:
+                return _cancel_embedded(handle, why, EXIT_STILL_RUNNING)
+            return still_running(handle.run_id, runner.embedded, why)
         except KeyboardInterrupt:
+            if runner.embedded:
+                return _cancel_embedded(handle, "interrupted", EXIT_INTERRUPTED)
             still_running(handle.run_id, runner.embedded, "interrupted")
             return EXIT_INTERRUPTED
     finally:
         runner.close(wait=False)
     return print_result(result, settings.events_path)
+
+
+def _cancel_embedded(handle: RunHandle, why: str, code: int) -> int:
+    """An embedded run dies with this process: cancel it cleanly, say so, return ``code``."""
+    outcome = handle.cancel(force=True)
+    if outcome.already_ended:
+        click.echo(f"{why}: run {handle.run_id} had already ended ({outcome.status}).", err=True)
+        return code
+    click.echo(
+        f"{why}: run {handle.run_id} ran on this process's embedded worker; it is cancelled "
+        f"({len(outcome.cancelled)} tasks cancelled).",
+        err=True,
+    )
+    return code
 
 
 def _check_broker(runner: Runner) -> None:

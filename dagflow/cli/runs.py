@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from dagflow.run_status import RunStatus
 
 #: Run statuses ``dagflow runs --status`` accepts.
-RUN_STATUSES = ("running", "success", "failed")
+RUN_STATUSES = ("running", "success", "failed", "cancelled")
 
 
 @click.command(
@@ -88,7 +88,8 @@ def _print_status(run: RunStatus, verbose: bool) -> None:
     )
     print(
         f"Tasks: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed, "
-        f"{counts.get('skipped', 0)} skipped of {counts.get('total', 0)}"
+        f"{counts.get('skipped', 0)} skipped, {counts.get('cancelled', 0)} cancelled "
+        f"of {counts.get('total', 0)}"
     )
     if run.error:
         print(f"Error: {run.error}")
@@ -172,7 +173,8 @@ def runs(
     )
     for run in found:
         c = run.counts
-        done = f"{c.get('ok', 0) + c.get('failed', 0) + c.get('skipped', 0)}/{c.get('total', 0)}"
+        ended = sum(c.get(k, 0) for k in ("ok", "failed", "skipped", "cancelled"))
+        done = f"{ended}/{c.get('total', 0)}"
         print(
             f"{run.run_id:<32}  {_time(run.started_at):<20}  {run.status:<8}  {done:>11}  "
             f"{_seconds(run.duration_s):>9}  {run.dag_name} ({run.tenant_id})"

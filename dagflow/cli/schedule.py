@@ -141,7 +141,9 @@ def _run(
         dag = firing_dag(firing, settings)
         with submit_lock:  # one submit at a time: Celery producers are not thread-safe
             state.record_event(firing.state_event("run_started", dag_name=dag.name))
-            handle = runner.submit(dag, run_id=firing.run_id, labels=firing.labels)
+            handle = runner.submit(
+                dag, run_id=firing.run_id, labels=firing.labels, params=firing.params
+            )
 
         def wait() -> bool:
             result = handle.wait(timeout=timeout)

@@ -19,6 +19,12 @@ and safe to repeat:
 * :meth:`RunStore.retry` ends a failed attempt that will be tried again: the lease is
   released and the step goes into the outbox with its due time (a **durable retry**: it
   does not live only in a worker's memory as a Celery ETA).
+* :meth:`RunStore.cancel` marks the run cancelled: every task that is not running under a
+  live lease ends ``cancelled`` at once (its outbox entry dropped); the holders of live
+  leases are returned so the caller can interrupt them. From then on ``claim`` ends a
+  step of the run as ``cancelled`` instead of running it, ``finish`` records ``cancelled``
+  whatever the attempt's outcome (its output is discarded, no child is made ready), and
+  ``sweep`` re-sends nothing of the run.
 * :meth:`RunStore.tasks` and :meth:`RunStore.list_runs` are read-only views for
   ``dagflow status`` and ``dagflow runs``: each task's attempts, worker and how its last
   attempt ended (an :class:`AttemptEnd`, written by ``finish`` and ``retry`` in the same
@@ -32,138 +38,42 @@ A step therefore still costs two round trips to the store, whatever its fan-in a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
+from dagflow.stores.records import (
+    AttemptEnd,
+    CancelResult,
+    Claim,
+    ClaimResult,
+    FinishResult,
+    RunInspection,
+    RunSnapshot,
+    SweepResult,
+    TaskInfo,
+)
+
+__all__ = [
+    "COUNTED",
+    "TERMINAL",
+    "AttemptEnd",
+    "CancelResult",
+    "Claim",
+    "ClaimResult",
+    "FinishResult",
+    "RunInspection",
+    "RunSnapshot",
+    "RunStore",
+    "SweepResult",
+    "TaskInfo",
+    "attempts_started",
+    "run_matches",
+]
+
 #: States after which a task never changes again.
-TERMINAL = frozenset({"ok", "failed", "skipped"})
-
-ClaimResult = Literal["run", "busy", "gone", "ok", "failed", "skipped"]
-
-
-@dataclass(frozen=True)
-class Claim:
-    """What :meth:`RunStore.claim` said.
-
-    Attributes:
-        state: ``run`` (execute it under the lease), ``busy`` (another delivery holds a live
-            lease), ``gone`` (the run's state is not in the store) or the task's terminal
-            state (it already finished).
-        outputs: The parents' output JSON, when ``state`` is ``run``.
-        fence: The lease's fencing number (the attempt's idempotency key).
-        attempt: 1 + the attempts of this task that failed so far.
-        took_over: The worker whose expired lease this claim replaced, or "".
-        holder: For ``busy``: the worker holding the lease.
-    """
-
-    state: ClaimResult
-    outputs: Mapping[str, str] = field(default_factory=dict)
-    fence: int = 0
-    attempt: int = 1
-    took_over: str = ""
-    holder: str = ""
-
-
-@dataclass(frozen=True)
-class FinishResult:
-    """What :meth:`RunStore.finish` did.
-
-    Attributes:
-        complete: True for exactly one call per run: the one that finished its last task.
-        newly_skipped: Descendants this call marked skipped (not those skipped before).
-        counts: Tasks ``ok``, ``failed`` and ``skipped`` so far.
-        ready: Children this call made ready (in the outbox now: send them).
-        lost: True if the caller's lease was no longer current: nothing was written.
-        recorded: True if this call set the task's end (False if it had ended before).
-    """
-
-    complete: bool
-    newly_skipped: tuple[str, ...] = ()
-    counts: Mapping[str, int] = field(default_factory=dict)
-    ready: tuple[str, ...] = ()
-    lost: bool = False
-    recorded: bool = True
-
-
-@dataclass(frozen=True)
-class RunSnapshot:
-    """A run's progress as a waiter sees it.
-
-    Attributes:
-        status: ``running``, ``success`` or ``failed``.
-        counts: Tasks ``ok``, ``failed``, ``skipped`` so far, and ``total``.
-        states: Each task's state (``pending``, ``running``, ``retry`` or terminal), if asked for.
-        meta: The run's metadata (dag name, tenant, labels, start and finish times).
-        run_id: The run's id.
-    """
-
-    status: str
-    counts: Mapping[str, int]
-    states: Mapping[str, str] | None
-    meta: Mapping[str, Any]
-    run_id: str = ""
-
-
-@dataclass(frozen=True)
-class AttemptEnd:
-    """How one attempt of a task ended, kept with the task (the store's ``info`` hash).
-
-    Written by :meth:`RunStore.finish` and :meth:`RunStore.retry` in the same atomic call
-    as the end itself, so ``dagflow status`` reads it from any host, without the event log.
-
-    Attributes:
-        duration_s: Seconds the attempt ran.
-        error: ``ErrorName: message`` of a failed attempt; for a task's last attempt, the
-            seed's line ``RunnerError: Task 'x' failed after N attempts: ...``.
-        traceback: The workflow's own frames of a failed attempt (see
-            :mod:`dagflow.tracebacks`), or None.
-    """
-
-    duration_s: float | None = None
-    error: str | None = None
-    traceback: str | None = None
-
-    def to_json(self) -> str:
-        """The JSON stored for the task (null fields left out)."""
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
-
-    @classmethod
-    def from_json(cls, raw: str | None) -> AttemptEnd:
-        """Parse :meth:`to_json`'s output; an empty or unreadable value gives an empty end."""
-        try:
-            data = json.loads(raw) if raw else {}
-        except ValueError:
-            data = {}
-        if not isinstance(data, dict):
-            data = {}
-        return cls(
-            duration_s=data.get("duration_s"),
-            error=data.get("error"),
-            traceback=data.get("traceback"),
-        )
-
-
-@dataclass(frozen=True)
-class TaskInfo:
-    """One task of a run as ``dagflow status`` shows it.
-
-    Attributes:
-        task_id: The task.
-        state: ``pending``, ``running``, ``retry``, ``ok``, ``failed`` or ``skipped``.
-        attempts: Attempts started so far (0 for a task that never ran).
-        worker: The Celery node of the last attempt, or "".
-        fence: The last attempt's lease fencing number (0: never claimed).
-        last: How the last finished attempt ended (empty while the first one runs).
-    """
-
-    task_id: str
-    state: str
-    attempts: int = 0
-    worker: str = ""
-    fence: int = 0
-    last: AttemptEnd = field(default_factory=AttemptEnd)
+TERMINAL = frozenset({"ok", "failed", "skipped", "cancelled"})
+#: The task states a run's counts are kept for (``n_<state>`` in the store).
+COUNTED = ("ok", "failed", "skipped", "cancelled")
 
 
 def run_matches(
@@ -183,42 +93,6 @@ def attempts_started(state: str, fence: int, failed_attempts: int) -> int:
     running or that ended it (a retry waiting to run is not started yet)."""
     current = 1 if fence > 0 and state in ("running", "ok", "failed") else 0
     return failed_attempts + current
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    """What one :meth:`RunStore.sweep` found (already re-armed in the store).
-
-    Attributes:
-        expired: ``(run_id, task_id, worker, fence)`` of leases that expired: re-send them.
-        due: ``(run_id, task_id)`` of outbox entries that are due: re-send them.
-        idle_runs: Runs nothing touched for the idle period: check them for a stall.
-    """
-
-    expired: tuple[tuple[str, str, str, int], ...] = ()
-    due: tuple[tuple[str, str], ...] = ()
-    idle_runs: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RunInspection:
-    """Everything the sweeper needs to tell a slow run from a stalled one.
-
-    Attributes:
-        exists: False if the run's state is gone from the store (expired or flushed).
-        done: True if the run already has its final status.
-        dag_name: From the run index (kept even when the state is gone).
-        tenant_id: Likewise.
-        states: Each task's state.
-        live: Tasks with a live lease or an outbox entry: something will move them.
-    """
-
-    exists: bool
-    done: bool
-    dag_name: str
-    tenant_id: str
-    states: Mapping[str, str]
-    live: frozenset[str]
 
 
 class RunStore(Protocol):
@@ -241,8 +115,15 @@ class RunStore(Protocol):
         roots: Sequence[str] = (),
         grace_s: float = 30.0,
         event: Mapping[str, Any] | None = None,
+        reused: Mapping[str, str] | None = None,
+        arrivals: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
-        """Store a new run's plan, metadata and ``pending`` tasks; put ``roots`` in the outbox."""
+        """Store a new run's plan, metadata and ``pending`` tasks; put ``roots`` in the outbox.
+
+        Args:
+            reused: For a retry: tasks that start ``ok`` with this output JSON (counted ok).
+            arrivals: For a retry: join children and the (reused) parents already arrived.
+        """
 
     def load_plan(self, run_id: str) -> str | None:
         """Return the run's plan JSON, or None if the run is unknown or expired."""
@@ -320,6 +201,14 @@ class RunStore(Protocol):
             end: How the attempt ended, kept with the task if this call records its end.
         """
 
+    def cancel(self, run_id: str, force: bool = False) -> CancelResult:
+        """Mark the run cancelled and end its tasks that nobody runs; see the module docstring.
+
+        Args:
+            force: Also end the tasks running under a live lease (their holders die with
+                this process: the embedded mode).
+        """
+
     def unsent(self, run_id: str, task_ids: Sequence[str]) -> list[str]:
         """Those of ``task_ids`` that sit in the outbox, ready and not yet claimed."""
 
@@ -348,7 +237,7 @@ class RunStore(Protocol):
         limit: int = 20,
     ) -> list[RunSnapshot]:
         """Up to ``limit`` runs still in the store, newest start first, that match every filter
-        given (``status``: ``running``, ``success`` or ``failed``)."""
+        given (``status``: ``running``, ``success``, ``failed`` or ``cancelled``)."""
 
     def wait_done(self, run_id: str, timeout: float) -> bool:
         """Block up to ``timeout`` seconds for the run to be marked done; True if it is."""

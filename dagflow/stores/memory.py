@@ -16,6 +16,7 @@ from typing import Any, Literal, cast
 from dagflow.stores.base import (
     TERMINAL,
     AttemptEnd,
+    CancelResult,
     Claim,
     ClaimResult,
     FinishResult,
@@ -54,11 +55,20 @@ class MemoryRunStore(MemoryRunViews):
         roots: Sequence[str] = (),
         grace_s: float = 30.0,
         event: Mapping[str, Any] | None = None,
+        reused: Mapping[str, str] | None = None,
+        arrivals: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
-        """Store a new run, index it and put its roots in the outbox."""
+        """Store a new run (with its reused tasks), index it and put its roots in the outbox."""
         now = self._clock()
         with self._lock:
-            self._runs[run_id] = MemoryRun(plan, dict(meta), dict.fromkeys(task_ids, "pending"))
+            run = MemoryRun(plan, dict(meta), dict.fromkeys(task_ids, "pending"))
+            for task_id, output in (reused or {}).items():
+                run.states[task_id] = "ok"
+                run.outputs[task_id] = output
+                run.counts["ok"] += 1
+            for child, parents in (arrivals or {}).items():
+                run.arrivals[child] = set(parents)
+            self._runs[run_id] = run
             self._index[run_id] = (str(meta.get("dag_name", "")), str(meta.get("tenant_id", "")))
             self._moved[run_id] = now
             for root in roots:
@@ -90,6 +100,9 @@ class MemoryRunStore(MemoryRunViews):
             lease = run.leases.setdefault(task_id, MemoryLease())
             if lease.token and lease.expires > now:
                 return Claim("busy", holder=lease.worker)
+            if run.cancelled:
+                self._cancel_task(run_id, run, task_id)
+                return Claim("cancelled", recorded=True, complete=run.complete_if_done())
             took_over = lease.worker if lease.token and lease.expires > 0 else ""
             lease.token, lease.worker = token, worker
             lease.fence += 1
@@ -194,18 +207,19 @@ class MemoryRunStore(MemoryRunViews):
             if fence == 0 and lease.token and lease.token != token and lease.expires > now:
                 return FinishResult(complete=False, lost=True)
             first = run.states[task_id] not in TERMINAL
+            final = "cancelled" if run.cancelled else state
             if first:
-                run.states[task_id] = state
-                if output is not None:
+                run.states[task_id] = final
+                if output is not None and not run.cancelled:
                     run.outputs[task_id] = output
                 if end is not None:
                     run.ends[task_id] = end
-                run.counts[state] += 1
+                run.counts[final] += 1
             lease.expires = 0.0
             self._leases.pop((run_id, task_id), None)
             self._outbox.pop((run_id, task_id), None)
             newly = []
-            for node in skip:
+            for node in () if run.cancelled else skip:
                 if run.states.get(node) not in TERMINAL:
                     run.states[node] = "skipped"
                     run.counts["skipped"] += 1
@@ -215,7 +229,7 @@ class MemoryRunStore(MemoryRunViews):
             if sum(run.counts.values()) >= total and not run.complete:
                 run.complete = complete = True
             ready = []
-            if state == "ok":
+            if state == "ok" and not run.cancelled:
                 ready += [c for c in links if first and run.states.get(c) == "pending"]
                 for child, need in joins:
                     arrived = run.arrivals.setdefault(child, set())
@@ -228,8 +242,46 @@ class MemoryRunStore(MemoryRunViews):
             if run_id in self._moved:
                 self._moved[run_id] = now
             return FinishResult(
-                complete, tuple(newly), dict(run.counts), tuple(ready), recorded=first
+                complete,
+                tuple(newly),
+                dict(run.counts),
+                tuple(ready),
+                recorded=first,
+                cancelled=run.cancelled,
             )
+
+    def cancel(self, run_id: str, force: bool = False) -> CancelResult:
+        """Flag the run cancelled; end every open task nobody holds a live lease on."""
+        now = self._clock()
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                return CancelResult("gone")
+            if "status" in run.meta or run.complete:
+                return CancelResult("finished", status=str(run.meta.get("status", "finishing")))
+            run.cancelled = True
+            run.meta["cancelled"] = True
+            newly, running = [], []
+            for task_id, state in list(run.states.items()):
+                if state in TERMINAL:
+                    continue
+                lease = run.leases.get(task_id)
+                live = state == "running" and lease and lease.token and lease.expires > now
+                if live and not force and lease is not None:
+                    running.append((task_id, lease.token))
+                    continue
+                self._cancel_task(run_id, run, task_id)
+                newly.append(task_id)
+            complete = run.complete_if_done()
+            return CancelResult(
+                "cancelled", tuple(newly), tuple(running), complete, dict(run.counts)
+            )
+
+    def _cancel_task(self, run_id: str, run: MemoryRun, task_id: str) -> None:
+        """End an open task of a cancelled run and drop it from the indexes (lock held)."""
+        run.cancel_task(task_id)
+        for index in (self._leases, self._outbox, self._resends):
+            index.pop((run_id, task_id), None)
 
     def unsent(self, run_id: str, task_ids: Sequence[str]) -> list[str]:
         """Tasks of ``task_ids`` that are pending and in the outbox."""
@@ -269,6 +321,7 @@ class MemoryRunStore(MemoryRunViews):
         now = self._clock()
         expired: list[tuple[str, str, str, int]] = []
         due: list[tuple[str, str]] = []
+        cancelled: set[str] = set()
         with self._lock:
             for key, until in sorted(self._leases.items(), key=lambda kv: kv[1])[:limit]:
                 if until > now:
@@ -283,6 +336,9 @@ class MemoryRunStore(MemoryRunViews):
                     and 0 < lease.expires <= now
                     and run.states.get(key[1]) == "running"
                 ):
+                    if run.cancelled:
+                        cancelled.add(key[0])
+                        continue
                     self._outbox[key] = now
                     expired.append((key[0], key[1], lease.worker, lease.fence))
             for key, when in sorted(self._outbox.items(), key=lambda kv: kv[1])[:limit]:
@@ -292,7 +348,10 @@ class MemoryRunStore(MemoryRunViews):
                 state = run.states.get(key[1]) if run else None
                 lease = run.leases.get(key[1]) if run else None
                 live = state == "running" and lease is not None and lease.expires > now
-                if state is None or state in TERMINAL or live:
+                stop = run is not None and run.cancelled
+                if stop:
+                    cancelled.add(key[0])
+                if state is None or state in TERMINAL or live or stop:
                     self._outbox.pop(key, None)
                     self._resends.pop(key, None)
                     continue
@@ -300,7 +359,12 @@ class MemoryRunStore(MemoryRunViews):
                 self._outbox[key] = now + grace_s * 2 ** min(n - 1, 5)
                 due.append(key)
             idle = [r for r, t in self._moved.items() if t <= now - idle_s][:limit]
-        return SweepResult(expired=tuple(expired), due=tuple(due), idle_runs=tuple(idle))
+        return SweepResult(
+            expired=tuple(expired),
+            due=tuple(due),
+            idle_runs=tuple(idle),
+            cancelled_runs=tuple(sorted(cancelled)),
+        )
 
     def touch(self, run_id: str) -> None:
         """Mark the run as moved now."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dagflow.stores.base import (
+    COUNTED,
     TERMINAL,
     AttemptEnd,
     RunInspection,
@@ -40,8 +41,24 @@ class MemoryRun:
     outputs: dict[str, str] = field(default_factory=dict)
     ends: dict[str, AttemptEnd] = field(default_factory=dict)
     arrivals: dict[str, set[str]] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "failed": 0, "skipped": 0})
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTED, 0))
     complete: bool = False
+    cancelled: bool = False
+
+    def cancel_task(self, task_id: str) -> None:
+        """End an open task as ``cancelled`` (the run was cancelled); release its lease."""
+        self.states[task_id] = "cancelled"
+        self.counts["cancelled"] += 1
+        if task_id in self.leases:
+            self.leases[task_id].expires = 0.0
+
+    def complete_if_done(self) -> bool:
+        """Mark the run complete if every task ended; True for the one call that does."""
+        if sum(self.counts.values()) >= len(self.states) and not self.complete:
+            self.complete = True
+            return True
+        return False
+
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -118,6 +135,7 @@ class MemoryRunViews:
             run = self._runs.get(run_id)
             if run is None:
                 return RunInspection(False, False, dag_name, tenant, {}, frozenset())
+            done = "status" in run.meta
             live = {
                 t
                 for t, s in run.states.items()
@@ -127,6 +145,7 @@ class MemoryRunViews:
                     or (t in run.leases and run.leases[t].token and run.leases[t].expires > now)
                 )
             }
+            states = dict(run.states)
             return RunInspection(
-                True, "status" in run.meta, dag_name, tenant, dict(run.states), frozenset(live)
+                True, done, dag_name, tenant, states, frozenset(live), run.cancelled
             )

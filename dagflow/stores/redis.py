@@ -36,12 +36,13 @@ from dagflow.keys import (
 from dagflow.stores.base import (
     TERMINAL,
     AttemptEnd,
+    CancelResult,
     Claim,
     ClaimResult,
     FinishResult,
     SweepResult,
 )
-from dagflow.stores.redis_scripts import CLAIM, FINISH, RELEASE, RENEW, RETRY, SWEEP
+from dagflow.stores.redis_scripts import CANCEL, CLAIM, FINISH, RELEASE, RENEW, RETRY, SWEEP
 from dagflow.stores.redis_views import RedisRunViews
 
 
@@ -83,6 +84,7 @@ class RedisRunStore(RedisRunViews):
         self._finish = self.client.register_script(FINISH)
         self._sweep = self.client.register_script(SWEEP)
         self._release = self.client.register_script(RELEASE)
+        self._cancel = self.client.register_script(CANCEL)
 
     def _event_line(self, event: Mapping[str, Any] | None) -> str:
         return encode(event) if event is not None and self.writes_events else ""
@@ -96,6 +98,8 @@ class RedisRunStore(RedisRunViews):
         roots: Sequence[str] = (),
         grace_s: float = 30.0,
         event: Mapping[str, Any] | None = None,
+        reused: Mapping[str, str] | None = None,
+        arrivals: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """Store the plan, metadata, pending states, the indexes and the roots' outbox.
 
@@ -103,15 +107,25 @@ class RedisRunStore(RedisRunViews):
         older than the TTL (their keys are gone) and beyond ``RUN_HISTORY_MAX``.
         """
         fields: dict[FieldT, EncodableT] = {k: json.dumps(v) for k, v in meta.items()}
-        fields.update(n_ok="0", n_failed="0", n_skipped="0", total=str(len(task_ids)))
+        reused = dict(reused or {})
+        fields.update(n_ok=str(len(reused)), n_failed="0", n_skipped="0", n_cancelled="0")
+        fields["total"] = str(len(task_ids))
+        states: dict[FieldT, EncodableT] = dict.fromkeys(task_ids, "pending")
+        states.update(dict.fromkeys(reused, "ok"))
         now_ms = self._now_ms()
         pipe = self.client.pipeline(transaction=True)
         pipe.set(run_key(run_id, "plan"), plan, ex=self.ttl)
         pipe.hset(run_key(run_id, "meta"), mapping=fields)
-        pipe.hset(run_key(run_id, "states"), mapping=dict.fromkeys(task_ids, "pending"))
+        pipe.hset(run_key(run_id, "states"), mapping=states)
         # Placeholder fields so these hashes exist now and carry the run's expiry.
         pipe.hset(run_key(run_id, "claims"), "_", "")
-        pipe.hset(run_key(run_id, "out"), "_", "")
+        outputs: dict[FieldT, EncodableT] = {"_": ""}
+        outputs.update(reused)
+        pipe.hset(run_key(run_id, "out"), mapping=outputs)
+        for child, parents in (arrivals or {}).items():
+            if parents:
+                pipe.sadd(run_key(run_id, f"arr:{child}"), *parents)
+                pipe.expire(run_key(run_id, f"arr:{child}"), self.ttl)
         pipe.hset(run_key(run_id, "info"), "_", "")
         for part in ("meta", "states", "claims", "out", "info"):
             pipe.expire(run_key(run_id, part), self.ttl)
@@ -159,11 +173,14 @@ class RedisRunStore(RedisRunViews):
             OUTBOX,
             RUNS,
             OUTBOX_RESENDS,
+            run_key(run_id, "meta"),
         ]
         raw = self._claim(keys=keys, args=[task_id, token, worker, _ms(lease_s), run_id, *parents])
         state = cast(ClaimResult, raw[0])
         if state == "busy":
             return Claim("busy", holder=str(raw[1]))
+        if state == "cancelled" and len(raw) > 1:
+            return Claim("cancelled", recorded=True, complete=bool(int(raw[2])))
         if state != "run":
             return Claim(state)
         outputs = {p: v for p, v in zip(parents, raw[4:], strict=False) if v != ""}
@@ -255,14 +272,38 @@ class RedisRunStore(RedisRunViews):
         raw = self._finish(keys=keys, args=args)
         if raw[0] == "lost":
             return FinishResult(complete=False, lost=True)
-        _, complete, ok, failed, skipped, first, _written, n_newly, *rest = raw
+        tag, complete, ok, failed, skipped, first, _written, n_newly, n_cancelled, *rest = raw
         newly, ready = rest[: int(n_newly)], rest[int(n_newly) :]
+        counts = {"ok": ok, "failed": failed, "skipped": skipped, "cancelled": n_cancelled}
         return FinishResult(
             complete=bool(int(complete)),
             newly_skipped=tuple(newly),
-            counts={"ok": int(ok), "failed": int(failed), "skipped": int(skipped)},
+            counts={k: int(v) for k, v in counts.items()},
             ready=tuple(ready),
             recorded=bool(int(first)),
+            cancelled=tag == "cancelled",
+        )
+
+    def cancel(self, run_id: str, force: bool = False) -> CancelResult:
+        """Run the cancel script (flag, open tasks, outbox and leases at once)."""
+        keys = [run_key(run_id, part) for part in ("states", "meta", "claims")]
+        keys += [LEASES, OUTBOX, OUTBOX_RESENDS]
+        raw = self._cancel(keys=keys, args=[run_id, "1" if force else "0"])
+        if raw[0] == "gone":
+            return CancelResult("gone")
+        if raw[0] == "finished":
+            status = json.loads(raw[1]) if raw[1] else "finishing"
+            return CancelResult("finished", status=str(status))
+        n_newly = int(raw[2])
+        newly, rest = raw[3 : 3 + n_newly], raw[3 + n_newly :]
+        running = tuple((str(rest[i]), str(rest[i + 1])) for i in range(0, len(rest), 2))
+        snap = self.snapshot(run_id)
+        return CancelResult(
+            "cancelled",
+            newly_cancelled=tuple(str(t) for t in newly),
+            running=running,
+            complete=bool(int(raw[1])),
+            counts=dict(snap.counts) if snap else {},
         )
 
     def unsent(self, run_id: str, task_ids: Sequence[str]) -> list[str]:
@@ -323,8 +364,11 @@ class RedisRunStore(RedisRunViews):
         at = 1 + 4 * n_exp
         n_due = int(raw[at])
         due = tuple((str(raw[at + 1 + 2 * i]), str(raw[at + 2 + 2 * i])) for i in range(n_due))
-        idle = tuple(str(r) for r in raw[at + 1 + 2 * n_due :])
-        return SweepResult(expired=expired, due=due, idle_runs=idle)
+        at += 1 + 2 * n_due
+        n_cancelled = int(raw[at])
+        cancelled = tuple(str(r) for r in raw[at + 1 : at + 1 + n_cancelled])
+        idle = tuple(str(r) for r in raw[at + 1 + n_cancelled :])
+        return SweepResult(expired=expired, due=due, idle_runs=idle, cancelled_runs=cancelled)
 
     def touch(self, run_id: str) -> None:
         """ZADD XX the run's last-moved time to now."""

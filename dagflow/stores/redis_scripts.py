@@ -24,11 +24,38 @@ local function lease(token, fence, worker, expires, fails)
   return token .. '\\t' .. string.format('%.0f', fence) .. '\\t' .. worker .. '\\t'
     .. string.format('%.0f', expires) .. '\\t' .. string.format('%.0f', fails)
 end
-local function terminal(s) return s == 'ok' or s == 'failed' or s == 'skipped' end
+local function terminal(s)
+  return s == 'ok' or s == 'failed' or s == 'skipped' or s == 'cancelled'
+end
+local function counted(meta)
+  local n = 0
+  for _, k in ipairs({'n_ok', 'n_failed', 'n_skipped', 'n_cancelled'}) do
+    n = n + tonumber(redis.call('HGET', meta, k) or '0')
+  end
+  return n
+end
+-- End an open task as cancelled (its run was cancelled): state, count, lease, indexes.
+local function cancel_task(states, meta, claims, leases, outbox, resends, run, task)
+  local member = run .. '\\t' .. task
+  redis.call('HSET', states, task, 'cancelled')
+  redis.call('HINCRBY', meta, 'n_cancelled', 1)
+  local token, fence, worker, expires, fails = parse(redis.call('HGET', claims, task))
+  if token ~= '' then redis.call('HSET', claims, task, lease(token, fence, worker, 0, fails)) end
+  redis.call('ZREM', leases, member)
+  redis.call('ZREM', outbox, member)
+  redis.call('HDEL', resends, member)
+end
+local function complete_if_done(meta)
+  if counted(meta) >= tonumber(redis.call('HGET', meta, 'total') or '0') then
+    return redis.call('HSETNX', meta, 'complete', '1')
+  end
+  return 0
+end
 """
 
-# KEYS: states, claims, out, LEASES, OUTBOX, RUNS, OUTBOX_RESENDS
+# KEYS: states, claims, out, LEASES, OUTBOX, RUNS, OUTBOX_RESENDS, meta
 # ARGV: task, token, worker, lease_ms, run_id, parents...
+# In a cancelled run the task ends cancelled instead: {'cancelled', 1, complete}.
 CLAIM = (
     _LIB
     + """
@@ -38,6 +65,10 @@ if terminal(s) then return {s} end
 local now = now_ms()
 local token, fence, worker, expires, fails = parse(redis.call('HGET', KEYS[2], ARGV[1]))
 if token ~= '' and expires > now then return {'busy', worker} end
+if redis.call('HEXISTS', KEYS[8], 'cancelled') == 1 then
+  cancel_task(KEYS[1], KEYS[8], KEYS[2], KEYS[4], KEYS[5], KEYS[7], ARGV[5], ARGV[1])
+  return {'cancelled', 1, complete_if_done(KEYS[8])}
+end
 local prev = ''
 if token ~= '' and expires > 0 then prev = worker end
 fence = fence + 1
@@ -111,7 +142,8 @@ return 1
 #       event line ('' for none), stream maxlen, end ('' for none), links...,
 #       join children..., join needs..., skips...
 # The event line (task_ok/task_fail) is appended to the stream, and the attempt's end to the
-# info hash, only by the call that records the end, in the same atomic step.
+# info hash, only by the call that records the end, in the same atomic step. In a cancelled
+# run the task ends 'cancelled' (no output, no event, no skips, no ready children).
 FINISH = (
     _LIB
     + """
@@ -128,11 +160,14 @@ elseif token ~= '' and token ~= ARGV[7] and expires > now then
 end
 local member = ARGV[8] .. '\\t' .. task
 local first = 0
+local cancelled = redis.call('HEXISTS', KEYS[3], 'cancelled') == 1
+local final = ARGV[2]
+if cancelled then final = 'cancelled' end
 if not terminal(s) then
-  redis.call('HSET', KEYS[1], task, ARGV[2])
-  if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], task, ARGV[3]) end
+  redis.call('HSET', KEYS[1], task, final)
+  if ARGV[3] ~= '' and not cancelled then redis.call('HSET', KEYS[2], task, ARGV[3]) end
   if ARGV[14] ~= '' then redis.call('HSET', KEYS[9], task, ARGV[14]) end
-  redis.call('HINCRBY', KEYS[3], 'n_' .. ARGV[2], 1)
+  redis.call('HINCRBY', KEYS[3], 'n_' .. final, 1)
   first = 1
 end
 redis.call('HSET', KEYS[4], task, lease(token, fence, worker, 0, fails))
@@ -140,7 +175,9 @@ redis.call('ZREM', KEYS[5], member)
 redis.call('ZREM', KEYS[6], member)
 local n_links, n_joins = tonumber(ARGV[10]), tonumber(ARGV[11])
 local newly = {}
-for i = 15 + n_links + 2 * n_joins, #ARGV do
+local skip_from = 15 + n_links + 2 * n_joins
+if cancelled then skip_from = #ARGV + 1 end
+for i = skip_from, #ARGV do
   if not terminal(redis.call('HGET', KEYS[1], ARGV[i])) then
     redis.call('HSET', KEYS[1], ARGV[i], 'skipped')
     redis.call('HINCRBY', KEYS[3], 'n_skipped', 1)
@@ -151,12 +188,13 @@ end
 local ok = tonumber(redis.call('HGET', KEYS[3], 'n_ok') or '0')
 local failed = tonumber(redis.call('HGET', KEYS[3], 'n_failed') or '0')
 local skipped = tonumber(redis.call('HGET', KEYS[3], 'n_skipped') or '0')
+local n_cancelled = tonumber(redis.call('HGET', KEYS[3], 'n_cancelled') or '0')
 local complete = 0
-if ok + failed + skipped >= tonumber(ARGV[4]) then
+if ok + failed + skipped + n_cancelled >= tonumber(ARGV[4]) then
   complete = redis.call('HSETNX', KEYS[3], 'complete', '1')
 end
 local ready = {}
-if ARGV[2] == 'ok' then
+if ARGV[2] == 'ok' and not cancelled then
   for i = 1, n_links do
     local child = ARGV[14 + i]
     if first == 1 and redis.call('HGET', KEYS[1], child) == 'pending' then
@@ -179,11 +217,13 @@ for _, child in ipairs(ready) do
 end
 redis.call('ZADD', KEYS[7], 'XX', now, ARGV[8])
 local written = 0
-if first == 1 and ARGV[12] ~= '' then
+if first == 1 and ARGV[12] ~= '' and not cancelled then
   redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[13], '*', 'log', 'events', 'data', ARGV[12])
   written = 1
 end
-local result = {'done', complete, ok, failed, skipped, first, written, #newly}
+local tag = 'done'
+if cancelled then tag = 'cancelled' end
+local result = {tag, complete, ok, failed, skipped, first, written, #newly, n_cancelled}
 for _, id in ipairs(newly) do table.insert(result, id) end
 for _, id in ipairs(ready) do table.insert(result, id) end
 return result
@@ -203,6 +243,7 @@ return 1
 )
 
 # KEYS: LEASES, OUTBOX, OUTBOX_RESENDS, RUNS   ARGV: limit, grace_ms, idle_ms, run key prefix
+# Steps of a cancelled run are never re-sent: the run is reported in its own list instead.
 SWEEP = (
     _LIB
     + """
@@ -210,14 +251,19 @@ local now = now_ms()
 local limit, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
 local function key(run, part) return ARGV[4] .. '{' .. run .. '}:' .. part end
 local expired = {}
+local cancelled = {}
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', KEYS[1], m)
   local run, task = string.match(m, '^([^\\t]*)\\t(.*)$')
   local token, fence, worker, expires = parse(redis.call('HGET', key(run, 'claims'), task))
   if token ~= '' and expires > 0 and expires <= now
       and redis.call('HGET', key(run, 'states'), task) == 'running' then
-    redis.call('ZADD', KEYS[2], now, m)
-    table.insert(expired, {run, task, worker, fence})
+    if redis.call('HEXISTS', key(run, 'meta'), 'cancelled') == 1 then
+      cancelled[run] = true
+    else
+      redis.call('ZADD', KEYS[2], now, m)
+      table.insert(expired, {run, task, worker, fence})
+    end
   end
 end
 local due = {}
@@ -229,7 +275,9 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0,
     local token, fence, worker, expires = parse(redis.call('HGET', key(run, 'claims'), task))
     live = token ~= '' and expires > now
   end
-  if (not s) or terminal(s) or live then
+  local stop = s and redis.call('HEXISTS', key(run, 'meta'), 'cancelled') == 1
+  if stop then cancelled[run] = true end
+  if (not s) or terminal(s) or live or stop then
     redis.call('ZREM', KEYS[2], m)
     redis.call('HDEL', KEYS[3], m)
   else
@@ -249,7 +297,45 @@ for _, d in ipairs(due) do
   table.insert(result, d[1])
   table.insert(result, d[2])
 end
+local stopped = {}
+for run, _ in pairs(cancelled) do table.insert(stopped, run) end
+table.insert(result, #stopped)
+for _, r in ipairs(stopped) do table.insert(result, r) end
 for _, r in ipairs(idle) do table.insert(result, r) end
+return result
+"""
+)
+
+# KEYS: states, meta, claims, LEASES, OUTBOX, OUTBOX_RESENDS   ARGV: run_id, force ('1'/'0')
+# Returns {'gone'}, {'finished', status JSON} or
+# {'cancelled', complete, n_newly, newly..., (task, token) of live leases...}.
+CANCEL = (
+    _LIB
+    + """
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'gone'} end
+local status = redis.call('HGET', KEYS[2], 'status')
+if status then return {'finished', status} end
+if redis.call('HEXISTS', KEYS[2], 'complete') == 1 then return {'finished', ''} end
+redis.call('HSET', KEYS[2], 'cancelled', 'true')
+local now = now_ms()
+local states = redis.call('HGETALL', KEYS[1])
+local newly, running = {}, {}
+for i = 1, #states, 2 do
+  local task, s = states[i], states[i + 1]
+  if not terminal(s) then
+    local token, fence, worker, expires = parse(redis.call('HGET', KEYS[3], task))
+    if s == 'running' and token ~= '' and expires > now and ARGV[2] ~= '1' then
+      table.insert(running, task)
+      table.insert(running, token)
+    else
+      cancel_task(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[1], task)
+      table.insert(newly, task)
+    end
+  end
+end
+local result = {'cancelled', complete_if_done(KEYS[2]), #newly}
+for _, t in ipairs(newly) do table.insert(result, t) end
+for _, t in ipairs(running) do table.insert(result, t) end
 return result
 """
 )

@@ -15,6 +15,7 @@ import redis
 
 from dagflow.keys import OUTBOX, RUN_INDEX, RUNS_STARTED, run_key, step_member
 from dagflow.stores.base import (
+    COUNTED,
     TERMINAL,
     AttemptEnd,
     RunInspection,
@@ -112,10 +113,10 @@ class RedisRunViews:
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(run_key(run_id, "states"))
         pipe.hgetall(run_key(run_id, "claims"))
-        pipe.hget(run_key(run_id, "meta"), "status")
+        pipe.hmget(run_key(run_id, "meta"), ["status", "cancelled"])
         pipe.hget(RUN_INDEX, run_id)
         pipe.time()
-        states, claims, status, index, (sec, micros) = pipe.execute()
+        states, claims, (status, cancelled), index, (sec, micros) = pipe.execute()
         now_ms = int(sec) * 1000 + int(micros) // 1000
         dag_name, _, tenant = str(index or "\t").partition("\t")
         open_tasks = [t for t, s in states.items() if s not in TERMINAL]
@@ -134,6 +135,7 @@ class RedisRunViews:
             tenant_id=tenant,
             states=states,
             live=frozenset(live),
+            cancelled=cancelled is not None,
         )
 
 
@@ -141,7 +143,7 @@ def _snapshot(run_id: str, raw: Mapping[str, str], states: Any) -> RunSnapshot |
     """A snapshot from the ``meta`` hash's raw fields (None if there are none)."""
     if not raw:
         return None
-    counts = {k: int(raw.get(f"n_{k}", 0)) for k in ("ok", "failed", "skipped")}
+    counts = {k: int(raw.get(f"n_{k}", 0)) for k in COUNTED}
     counts["total"] = int(raw.get("total", 0))
     meta: dict[str, Any] = {}
     for k, v in raw.items():

@@ -9,6 +9,10 @@ plus namespaced upstream outputs) and returns a JSON-serializable value::
     def count_words(params):
         return {"words": len(params["text"].split())}
 
+A workflow that accepts a second positional argument also gets the run's
+:class:`~dagflow.context.RunContext` (run id, task id, attempt, fence, run-level params, the
+schedule); its signature is inspected once, when it is registered.
+
 Workflows are found in three places, and nowhere else (YAML never triggers an import):
 the built-ins in :mod:`dagflow.workflows.builtin`, the modules named in ``DAGFLOW_WORKFLOWS``
 (comma-separated), and the entry-point group ``dagflow.workflows``. The CLI and every worker
@@ -19,6 +23,7 @@ share the environment.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
 import sys
@@ -43,6 +48,7 @@ class Workflow(Protocol):
 F = TypeVar("F", bound=Callable[..., Any])
 
 _registry: dict[str, Workflow] = {}
+_with_context: dict[str, bool] = {}
 _loaded_modules: set[str] = set()
 _lock = threading.Lock()
 
@@ -64,9 +70,30 @@ def workflow(name: str) -> Callable[[F], F]:
             if not same:
                 raise ConfigError(f"workflow '{name}' is already registered by {existing!r}")
         _registry[name] = func
+        _with_context[name] = _accepts_context(func)
         return func
 
     return register
+
+
+def _accepts_context(func: Callable[..., Any]) -> bool:
+    """True if ``func`` can take a second positional argument (the run context)."""
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: call it the old way
+        return False
+    positional = 0
+    for p in parameters:
+        if p.kind is p.VAR_POSITIONAL:
+            return True
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            positional += 1
+    return positional >= 2
+
+
+def takes_context(name: str) -> bool:
+    """True if the workflow ``name`` is called with ``(params, ctx)``, not ``(params)``."""
+    return _with_context.get(name, False)
 
 
 def load(modules: tuple[str, ...] = ()) -> None:

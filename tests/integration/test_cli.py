@@ -255,10 +255,12 @@ def test_bad_environment_is_one_line_and_exit_3(env: dict[str, str], expected: s
 
 
 COMMANDS = (
+    "cancel",
     "dashboard",
     "events",
     "outputs",
     "plan",
+    "retry",
     "run",
     "runs",
     "schedule",

@@ -69,7 +69,7 @@ def test_plan_meta_and_pending_states(store: RunStore) -> None:
     assert snap is not None
     assert snap.status == "running" and snap.meta["dag_name"] == "d"
     assert dict(snap.states or {}) == {"a": "pending", "b": "pending"}
-    assert snap.counts == {"ok": 0, "failed": 0, "skipped": 0, "total": 2}
+    assert snap.counts == {"ok": 0, "failed": 0, "skipped": 0, "cancelled": 0, "total": 2}
     assert store.load_plan("nope") is None and store.snapshot("nope") is None
     assert store.claim("nope", "a", "msg").state == "gone"
 
@@ -142,6 +142,7 @@ def test_the_outbox_holds_ready_children_until_they_are_claimed(store: RunStore)
     assert result.ready == ("b", "c") and store.unsent(run_id, ["a", "b", "c"]) == ["b", "c"]
     store.claim(run_id, "b", "msg-b", "w1", 60)
     assert store.unsent(run_id, ["b", "c"]) == ["c"]
+    time.sleep(0.01)  # grace 0 is due 1 ms after the finish (the stores round up to 1 ms)
     assert due(store, run_id) == [(run_id, "c")]  # never picked up: sent again
 
 
@@ -158,12 +159,17 @@ def test_finish_counts_once_and_completes_once(store: RunStore) -> None:
     a = store.claim(run_id, "a", "m", "w", 60)
     first = store.finish(run_id, "a", a.fence, "ok", "1", total=3)
     again = store.finish(run_id, "a", a.fence, "ok", "1", total=3)  # a repeated commit
-    assert not first.complete and again.counts == {"ok": 1, "failed": 0, "skipped": 0}
+    assert not first.complete and again.counts == {
+        "ok": 1,
+        "failed": 0,
+        "skipped": 0,
+        "cancelled": 0,
+    }
     assert first.recorded and not again.recorded
     b = store.claim(run_id, "b", "m", "w", 60)
     failed = store.finish(run_id, "b", b.fence, "failed", None, skip=["c"], total=3)
     assert failed.complete and failed.newly_skipped == ("c",)
-    assert failed.counts == {"ok": 1, "failed": 1, "skipped": 1}
+    assert failed.counts == {"ok": 1, "failed": 1, "skipped": 1, "cancelled": 0}
     repeat = store.finish(run_id, "b", b.fence, "failed", None, skip=["c"], total=3)
     assert not repeat.complete and repeat.newly_skipped == ()
     assert store.outputs(run_id, ["a", "b"]) == {"a": "1"}
@@ -355,3 +361,93 @@ def test_listing_drops_runs_whose_state_expired(redis_db: str) -> None:
     client.zadd(RUNS_STARTED, {"ancient": 1000})
     new_run(store, ["a"])
     assert client.zscore(RUNS_STARTED, "ancient") is None
+
+
+def test_cancel_ends_open_tasks_and_returns_the_live_holders(store: RunStore) -> None:
+    # Given a run with one step running, one waiting to retry and two pending
+    run_id = new_run(store, ["a", "b", "c", "d"], roots=("a", "b"))
+    held = store.claim(run_id, "a", "msg-a", "w1", 60)
+    retried = store.claim(run_id, "b", "msg-b", "w1", 60)
+    assert store.retry(run_id, "b", retried.fence, 600, 600)
+    # When the run is cancelled
+    result = store.cancel(run_id)
+    # Then every task nobody runs is cancelled at once; the running one is handed back
+    assert result.state == "cancelled" and not result.complete
+    assert sorted(result.newly_cancelled) == ["b", "c", "d"]
+    assert result.running == (("a", "msg-a"),)
+    snap = store.snapshot(run_id, with_states=True)
+    assert snap is not None and snap.status == "running" and snap.meta["cancelled"] is True
+    assert dict(snap.states or {}) == {
+        "a": "running",
+        "b": "cancelled",
+        "c": "cancelled",
+        "d": "cancelled",
+    }
+    assert snap.counts["cancelled"] == 3
+    # And nothing of the run is re-sent from the outbox
+    found = store.sweep(1000, 60, 600)
+    assert not [d for d in found.due if d[0] == run_id]
+    # And the running step's end is recorded as cancelled: no output, no ready children
+    end = store.finish(run_id, "a", held.fence, "ok", '{"x":1}', total=4, links=["c"])
+    assert end.cancelled and end.recorded and end.complete and end.ready == ()
+    assert end.counts == {"ok": 0, "failed": 0, "skipped": 0, "cancelled": 4}
+    assert store.outputs(run_id, ["a"]) == {}
+    # And cancelling again changes nothing
+    assert store.cancel(run_id).newly_cancelled == ()
+
+
+def test_a_claim_in_a_cancelled_run_ends_the_step_cancelled(store: RunStore) -> None:
+    # Given a cancelled run whose only step runs under a lease that then expires
+    run_id = new_run(store, ["a"])
+    store.claim(run_id, "a", "msg-1", "w1", 0.05)
+    assert store.cancel(run_id).running == (("a", "msg-1"),)
+    time.sleep(0.2)
+    # Then the sweeper does not re-send it, and reports the run instead
+    found = store.sweep(1000, 60, 600)
+    assert not [e for e in found.expired if e[0] == run_id]
+    assert run_id in found.cancelled_runs
+    # And a delivery that claims it ends it cancelled, completing the run
+    claim = store.claim(run_id, "a", "msg-2", "w2", 60)
+    assert (claim.state, claim.recorded, claim.complete) == ("cancelled", True, True)
+    assert store.claim(run_id, "a", "msg-3", "w2", 60).state == "cancelled"
+
+
+def test_cancel_force_ends_live_steps_too(store: RunStore) -> None:
+    run_id = new_run(store, ["a", "b"])
+    store.claim(run_id, "a", "msg-1", "w1", 60)
+    result = store.cancel(run_id, force=True)
+    assert sorted(result.newly_cancelled) == ["a", "b"] and result.running == ()
+    assert result.complete and result.counts["cancelled"] == 2
+
+
+def test_cancelling_a_finished_or_unknown_run_changes_nothing(store: RunStore) -> None:
+    run_id = new_run(store, ["a"])
+    run_to_end(store, run_id, "a", total=1)
+    store.mark_done(run_id, "success", {"finished_at": time.time()})
+    result = store.cancel(run_id)
+    assert (result.state, result.status) == ("finished", "success")
+    snap = store.snapshot(run_id)
+    assert snap is not None and snap.status == "success" and "cancelled" not in snap.meta
+    assert store.cancel("nope").state == "gone"
+
+
+def test_a_run_created_with_reused_tasks_starts_from_them(store: RunStore) -> None:
+    # Given a retry: a and b reused (ok with their outputs), c joins a, b and x
+    run_id = uuid.uuid4().hex
+    store.create_run(
+        run_id,
+        "{}",
+        {"dag_name": "d", "tenant_id": "t", "started_at": time.time()},
+        ["a", "b", "x", "c"],
+        roots=("x",),
+        reused={"a": '{"n":1}', "b": '{"n":2}'},
+        arrivals={"c": ["a", "b"]},
+    )
+    snap = store.snapshot(run_id, with_states=True)
+    assert snap is not None and snap.counts["ok"] == 2
+    assert dict(snap.states or {}) == {"a": "ok", "b": "ok", "x": "pending", "c": "pending"}
+    assert store.outputs(run_id, ["a", "b"]) == {"a": '{"n":1}', "b": '{"n":2}'}
+    assert store.claim(run_id, "a", "msg").state == "ok"
+    # When x succeeds, the join is complete: c is ready
+    done = run_to_end(store, run_id, "x", total=4, joins=[("c", 3)])
+    assert done.ready == ("c",)

@@ -129,3 +129,41 @@ def where_sleep(params: Mapping[str, Any]) -> dict[str, Any]:
     _trace(params, "where.txt", f"{os.getpid()} {network_namespace()}")
     time.sleep(float(params.get("seconds", 1.0)))
     return {"pid": os.getpid(), "netns": network_namespace()}
+
+
+@dagflow.workflow("test.count")
+def count_calls(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Record one call in ``dir/calls-<key>.txt`` and return the key."""
+    _trace(params, f"calls-{params['key']}.txt", "call")
+    return {"key": params["key"]}
+
+
+@dagflow.workflow("test.fail_while_flag")
+def fail_while_flag(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Record the call; fail while the file ``dir/broken`` exists."""
+    _trace(params, f"calls-{params['key']}.txt", "call")
+    if (Path(params["dir"]) / "broken").exists():
+        raise RuntimeError("broken flag is set")
+    return {"fixed": True}
+
+
+@dagflow.workflow("test.context")
+def context(params: Mapping[str, Any], ctx: dagflow.RunContext) -> dict[str, Any]:
+    """Return the run context this attempt was given (and write it to ``dir`` if given)."""
+    fields = {
+        "run_id": ctx.run_id,
+        "dag_name": ctx.dag_name,
+        "tenant_id": ctx.tenant_id,
+        "task_id": ctx.task_id,
+        "attempt": ctx.attempt,
+        "fence": ctx.fence,
+        "params": dict(ctx.params),
+        "schedule_id": ctx.schedule_id,
+        "scheduled_minute": ctx.scheduled_minute,
+        "retry_of": ctx.retry_of,
+    }
+    if "dir" in params:
+        import json
+
+        (Path(params["dir"]) / f"ctx-{ctx.task_id}.json").write_text(json.dumps(fields))
+    return {"ctx": fields}

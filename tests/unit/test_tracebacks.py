@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from dagflow.errors import WorkflowOutputError
-from dagflow.step import encode_output
+from dagflow.step_io import encode_output
 from dagflow.timeouts import call_with_timeout
 from dagflow.tracebacks import user_traceback
 

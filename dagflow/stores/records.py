@@ -1,0 +1,209 @@
+"""The values the run store's operations return: claims, ends, snapshots, sweep findings.
+
+Frozen dataclasses shared by both stores (:mod:`dagflow.stores.base` re-exports them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+ClaimResult = Literal["run", "busy", "gone", "ok", "failed", "skipped", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What :meth:`RunStore.claim` said.
+
+    Attributes:
+        state: ``run`` (execute it under the lease), ``busy`` (another delivery holds a live
+            lease), ``gone`` (the run's state is not in the store) or the task's terminal
+            state (it already finished; ``cancelled`` also when this claim found the run
+            cancelled and ended the task so: then ``recorded`` is True).
+        outputs: The parents' output JSON, when ``state`` is ``run``.
+        fence: The lease's fencing number (the attempt's idempotency key).
+        attempt: 1 + the attempts of this task that failed so far.
+        took_over: The worker whose expired lease this claim replaced, or "".
+        holder: For ``busy``: the worker holding the lease.
+        recorded: True if this claim ended the task as ``cancelled`` (the run was cancelled).
+        complete: With ``recorded``: this claim ended the run's last open task.
+    """
+
+    state: ClaimResult
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    fence: int = 0
+    attempt: int = 1
+    took_over: str = ""
+    holder: str = ""
+    recorded: bool = False
+    complete: bool = False
+
+
+@dataclass(frozen=True)
+class FinishResult:
+    """What :meth:`RunStore.finish` did.
+
+    Attributes:
+        complete: True for exactly one call per run: the one that finished its last task.
+        newly_skipped: Descendants this call marked skipped (not those skipped before).
+        counts: Tasks ``ok``, ``failed``, ``skipped`` and ``cancelled`` so far.
+        ready: Children this call made ready (in the outbox now: send them).
+        lost: True if the caller's lease was no longer current: nothing was written.
+        recorded: True if this call set the task's end (False if it had ended before).
+        cancelled: True if the run was cancelled: the task ended ``cancelled`` (not the
+            state asked for), its output and event were not written.
+    """
+
+    complete: bool
+    newly_skipped: tuple[str, ...] = ()
+    counts: Mapping[str, int] = field(default_factory=dict)
+    ready: tuple[str, ...] = ()
+    lost: bool = False
+    recorded: bool = True
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """What :meth:`RunStore.cancel` did.
+
+    Attributes:
+        state: ``cancelled`` (the run is marked cancelled, now or before), ``finished`` (it
+            had ended: nothing changed) or ``gone`` (unknown or expired).
+        newly_cancelled: Tasks this call ended as ``cancelled``.
+        running: ``(task_id, token)`` of steps running under a live lease: interrupt them
+            (the token is the Celery message id); they end ``cancelled`` when they commit.
+        complete: True if this call ended the run's last open task (close the run).
+        counts: The run's counts after the call.
+        status: For ``finished``: the run's final status.
+    """
+
+    state: Literal["cancelled", "finished", "gone"]
+    newly_cancelled: tuple[str, ...] = ()
+    running: tuple[tuple[str, str], ...] = ()
+    complete: bool = False
+    counts: Mapping[str, int] = field(default_factory=dict)
+    status: str = ""
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """A run's progress as a waiter sees it.
+
+    Attributes:
+        status: ``running``, ``success``, ``failed`` or ``cancelled``.
+        counts: Tasks ``ok``, ``failed``, ``skipped``, ``cancelled`` so far, and ``total``.
+        states: Each task's state (``pending``, ``running``, ``retry`` or terminal), if asked for.
+        meta: The run's metadata (dag name, tenant, labels, start and finish times).
+        run_id: The run's id.
+    """
+
+    status: str
+    counts: Mapping[str, int]
+    states: Mapping[str, str] | None
+    meta: Mapping[str, Any]
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class AttemptEnd:
+    """How one attempt of a task ended, kept with the task (the store's ``info`` hash).
+
+    Written by :meth:`RunStore.finish` and :meth:`RunStore.retry` in the same atomic call
+    as the end itself, so ``dagflow status`` reads it from any host, without the event log.
+
+    Attributes:
+        duration_s: Seconds the attempt ran.
+        error: ``ErrorName: message`` of a failed attempt; for a task's last attempt, the
+            seed's line ``RunnerError: Task 'x' failed after N attempts: ...``.
+        traceback: The workflow's own frames of a failed attempt (see
+            :mod:`dagflow.tracebacks`), or None.
+    """
+
+    duration_s: float | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+    def to_json(self) -> str:
+        """The JSON stored for the task (null fields left out)."""
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> AttemptEnd:
+        """Parse :meth:`to_json`'s output; an empty or unreadable value gives an empty end."""
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+        return cls(
+            duration_s=data.get("duration_s"),
+            error=data.get("error"),
+            traceback=data.get("traceback"),
+        )
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One task of a run as ``dagflow status`` shows it.
+
+    Attributes:
+        task_id: The task.
+        state: ``pending``, ``running``, ``retry``, ``ok``, ``failed``, ``skipped`` or
+            ``cancelled``.
+        attempts: Attempts started so far (0 for a task that never ran).
+        worker: The Celery node of the last attempt, or "".
+        fence: The last attempt's lease fencing number (0: never claimed).
+        last: How the last finished attempt ended (empty while the first one runs).
+    """
+
+    task_id: str
+    state: str
+    attempts: int = 0
+    worker: str = ""
+    fence: int = 0
+    last: AttemptEnd = field(default_factory=AttemptEnd)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one :meth:`RunStore.sweep` found (already re-armed in the store).
+
+    Attributes:
+        expired: ``(run_id, task_id, worker, fence)`` of leases that expired: re-send them.
+        due: ``(run_id, task_id)`` of outbox entries that are due: re-send them.
+        idle_runs: Runs nothing touched for the idle period: check them for a stall.
+        cancelled_runs: Cancelled runs whose expired leases or outbox entries were dropped
+            instead of re-sent: cancel them again to end those tasks and close the run.
+    """
+
+    expired: tuple[tuple[str, str, str, int], ...] = ()
+    due: tuple[tuple[str, str], ...] = ()
+    idle_runs: tuple[str, ...] = ()
+    cancelled_runs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunInspection:
+    """Everything the sweeper needs to tell a slow run from a stalled one.
+
+    Attributes:
+        exists: False if the run's state is gone from the store (expired or flushed).
+        done: True if the run already has its final status.
+        dag_name: From the run index (kept even when the state is gone).
+        tenant_id: Likewise.
+        states: Each task's state.
+        live: Tasks with a live lease or an outbox entry: something will move them.
+        cancelled: True if the run was cancelled (it is closed by cancelling it again).
+    """
+
+    exists: bool
+    done: bool
+    dag_name: str
+    tenant_id: str
+    states: Mapping[str, str]
+    live: frozenset[str]
+    cancelled: bool = False
