@@ -161,7 +161,8 @@ def summarize_schedules(state_events: Iterable[Record]) -> list[dict[str, Any]]:
     """Return one row per schedule from the scheduler's state store, sorted by id.
 
     Each row has ``schedule_id``, ``tenant``, ``dag``, ``last_run`` (timestamp of the latest
-    ``run_started`` or ``run_finished``, or None), ``last_run_id`` (that record's run), ``status`` (of the latest run: ``success``,
+    ``run_started`` or ``run_finished``, or None), ``last_run_id`` (that record's run),
+    ``status`` (of the latest run: ``success``,
     ``failed``, ``running``; ``enqueued`` if it never ran), ``last_duration_s``, and the counts
     ``enqueued``, ``success`` and ``failed``. Records without a ``schedule_id`` are counted
     under ``"unknown"``.

@@ -117,10 +117,8 @@ class _Run:
 
     def current_status(self, now: datetime, stale_after_s: float) -> str:
         """The status, with a run that has no ``dag_done`` and no recent event as ``stale``."""
-        if self.status == "running" and self.last is not None:
-            if (now - self.last).total_seconds() > stale_after_s:
-                return "stale"
-        return self.status
+        quiet = self.last is not None and (now - self.last).total_seconds() > stale_after_s
+        return "stale" if self.status == "running" and quiet else self.status
 
     def as_dict(self, now: datetime, stale_after_s: float) -> dict[str, Any]:
         start = self.start or self.first
