@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from dagflow.clock import utc_now
-from dagflow.rollup import EventRollup, parse_timestamp
+from dagflow.rollup import STALE_AFTER_S, EventRollup, parse_timestamp
 
 __all__ = [
     "for_tenant",
@@ -56,9 +56,20 @@ def for_tenant(events: Iterable[Record], tenant: str | None) -> Iterator[Record]
 
 
 def _fold(
-    events: Iterable[Record], window_hours: float, now: datetime | None, buckets: int = 24
+    events: Iterable[Record],
+    window_hours: float,
+    now: datetime | None,
+    buckets: int = 24,
+    stale_after_s: float = STALE_AFTER_S,
+    tenant: str | None = None,
 ) -> EventRollup:
-    fold = EventRollup(now=now or utc_now(), window_hours=window_hours, buckets=buckets)
+    fold = EventRollup(
+        now=now or utc_now(),
+        window_hours=window_hours,
+        buckets=buckets,
+        stale_after_s=stale_after_s,
+        tenant=tenant,
+    )
     for event in events:
         fold.add(event)
     return fold
@@ -83,11 +94,15 @@ def summarize_dags(
 ) -> list[dict[str, Any]]:
     """Return the ``limit`` most recently started runs, newest first.
 
-    Each run has ``run_id``, ``dag_name``, ``tenant``, ``status`` (``running``, ``success`` or
-    ``failed``), ``start`` and ``end`` (ISO 8601 UTC or None), ``duration`` (seconds; for a
-    running run, up to its last event), ``tasks``, ``tasks_ok``, ``tasks_failed``,
-    ``tasks_skipped`` and ``retries``. Lines from the original product that lack a
-    ``run_id`` are grouped into ``legacy-<n>`` runs, one per ``dag_start``.
+    Each run has ``run_id``, ``dag_name``, ``tenant``, ``status``, ``error``, ``start`` and
+    ``end`` (ISO 8601 UTC or None), ``last_event`` (the newest event's time), ``duration``
+    (seconds; for a running run, up to its last event), ``tasks``, ``tasks_ok``,
+    ``tasks_failed``, ``tasks_skipped`` and ``retries``. ``status`` is the ``dag_done``'s
+    (``success``, ``failed``, ``cancelled``); without one, ``running``, or ``stale`` when the
+    run's last event is more than ``STALE_AFTER_S`` (600 s) before ``now``. ``error`` is the
+    ``dag_done``'s (the sweeper's ``stalled: ...``), else the first failed task's
+    (``task: error``), else None. Lines from the original product that lack a ``run_id`` are
+    grouped into ``legacy-<n>`` runs, one per ``dag_start``.
     """
     return _fold(events, 24, now).runs(limit)
 
@@ -109,17 +124,29 @@ def summarize(
     now: datetime | None = None,
     runs_limit: int = 15,
     buckets: int = 24,
+    tenant: str | None = None,
+    stale_after_s: float = STALE_AFTER_S,
 ) -> dict[str, Any]:
     """Compute every table the dashboard shows in one pass over ``events``.
 
+    Args:
+        events: Any events.
+        window_hours: The window ``(now - window_hours, now]``.
+        now: The end of the window (default: the clock).
+        runs_limit: Rows in ``runs``.
+        buckets: Rows in ``series``.
+        tenant: Only this tenant's events (None: all); ``tenant_ids`` still lists every one.
+        stale_after_s: Seconds of silence after which a run without ``dag_done`` is stale.
+
     Returns:
         ``tasks`` (as :func:`summarize_tasks`), ``runs`` (as :func:`summarize_dags`),
-        ``tenants`` (as :func:`per_tenant_load`), ``run_counts`` (``running``, ``success``,
-        ``failed`` among runs started in the window), ``series`` (``buckets`` rows of runs
+        ``tenants`` (as :func:`per_tenant_load`), ``run_counts`` (see
+        :meth:`EventRollup.run_counts`: ``running`` now, ``stale``, and ``success``,
+        ``failed``, ``cancelled`` finished in the window), ``series`` (``buckets`` rows of runs
         and task errors over the window, see :meth:`EventRollup.series`) and ``tenant_ids``
         (every tenant seen, sorted).
     """
-    fold = _fold(events, window_hours, now, buckets)
+    fold = _fold(events, window_hours, now, buckets, stale_after_s, tenant)
     return {
         "tasks": fold.task_summary(),
         "runs": fold.runs(runs_limit),
@@ -134,7 +161,8 @@ def summarize_schedules(state_events: Iterable[Record]) -> list[dict[str, Any]]:
     """Return one row per schedule from the scheduler's state store, sorted by id.
 
     Each row has ``schedule_id``, ``tenant``, ``dag``, ``last_run`` (timestamp of the latest
-    ``run_started`` or ``run_finished``, or None), ``status`` (of the latest run: ``success``,
+    ``run_started`` or ``run_finished``, or None), ``last_run_id`` (that record's run),
+    ``status`` (of the latest run: ``success``,
     ``failed``, ``running``; ``enqueued`` if it never ran), ``last_duration_s``, and the counts
     ``enqueued``, ``success`` and ``failed``. Records without a ``schedule_id`` are counted
     under ``"unknown"``.
@@ -152,6 +180,7 @@ def summarize_schedules(state_events: Iterable[Record]) -> list[dict[str, Any]]:
                 "tenant": "unknown",
                 "dag": "",
                 "last_run": None,
+                "last_run_id": None,
                 "status": "enqueued",
                 "last_duration_s": None,
                 "enqueued": 0,
@@ -166,6 +195,7 @@ def summarize_schedules(state_events: Iterable[Record]) -> list[dict[str, Any]]:
             row["enqueued"] += 1
             continue
         row["last_run"] = record.get("timestamp", row["last_run"])
+        row["last_run_id"] = record.get("run_id") or row["last_run_id"]
         if kind == "run_started":
             row["status"] = "running"
             continue

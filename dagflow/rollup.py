@@ -17,6 +17,12 @@ from dagflow.clock import isoformat
 
 Record = Mapping[str, Any]
 
+#: Seconds without any event after which a run that has no ``dag_done`` is shown as
+#: ``stale`` instead of ``running``. The sweeper ends a run nothing can move within two lease
+#: periods (60 s by default), so a run this quiet is most likely one whose workers and sweeper
+#: are all gone; it may also be one long step (a step's heartbeat writes no event).
+STALE_AFTER_S = 600.0
+
 #: Index of each counter in a task-stats list: ok, failed, retries, skipped, sum of
 #: durations (seconds) and number of durations.
 OK, FAILED, RETRIES, SKIPPED, DUR_SUM, DUR_N = range(6)
@@ -84,6 +90,7 @@ class _Run:
         "dag_name",
         "duration",
         "end",
+        "error",
         "failed",
         "first",
         "last",
@@ -103,11 +110,17 @@ class _Run:
         self.start: datetime | None = None
         self.end: datetime | None = None
         self.status = "running"
+        self.error: str | None = None
         self.duration: float | None = None
         self.tasks: int | None = None
         self.ok = self.failed = self.skipped = self.retries = 0
 
-    def as_dict(self) -> dict[str, Any]:
+    def current_status(self, now: datetime, stale_after_s: float) -> str:
+        """The status, with a run that has no ``dag_done`` and no recent event as ``stale``."""
+        quiet = self.last is not None and (now - self.last).total_seconds() > stale_after_s
+        return "stale" if self.status == "running" and quiet else self.status
+
+    def as_dict(self, now: datetime, stale_after_s: float) -> dict[str, Any]:
         start = self.start or self.first
         duration = self.duration
         if duration is None:
@@ -117,9 +130,11 @@ class _Run:
             "run_id": self.run_id,
             "dag_name": self.dag_name,
             "tenant": self.tenant,
-            "status": self.status,
+            "status": self.current_status(now, stale_after_s),
+            "error": self.error,
             "start": _iso(start),
             "end": _iso(self.end),
+            "last_event": _iso(self.last),
             "duration": duration,
             "tasks": self.tasks,
             "tasks_ok": self.ok,
@@ -140,10 +155,23 @@ class EventRollup:
         now: The end of the window (aware datetime).
         window_hours: The window's length in hours.
         buckets: How many equal time buckets :meth:`series` splits the window into.
+        stale_after_s: Seconds without an event after which a run with no ``dag_done`` is
+            ``stale`` rather than ``running``.
+        tenant: Fold only this tenant's events (None: all). Run ids are given first, so a
+            ``legacy-<n>`` id names the same run with or without the filter.
     """
 
-    def __init__(self, now: datetime, window_hours: float = 24, buckets: int = 24) -> None:
+    def __init__(
+        self,
+        now: datetime,
+        window_hours: float = 24,
+        buckets: int = 24,
+        stale_after_s: float = STALE_AFTER_S,
+        tenant: str | None = None,
+    ) -> None:
         self.now = now if now.tzinfo else now.replace(tzinfo=UTC)
+        self.stale_after_s = stale_after_s
+        self.tenant = tenant or None
         self.window_hours = window_hours
         self.cutoff = self.now - timedelta(hours=window_hours)
         self.buckets = max(buckets, 1)
@@ -163,6 +191,11 @@ class EventRollup:
         kind = event.get("event")
         raw_id = event.get("run_id")
         run_id = str(raw_id) if raw_id else self._run_ids.resolve(event)
+        if self.tenant is not None:
+            tenant = str(event.get("tenant_id") or "unknown")
+            if tenant != self.tenant:
+                self.tenant_ids.add(tenant)
+                return
         try:
             ts: datetime | None = datetime.fromisoformat(event["timestamp"])
         except (KeyError, TypeError, ValueError):
@@ -183,6 +216,8 @@ class EventRollup:
         in_window = ts is not None and self.cutoff < ts <= self.now
         if kind in ("task_ok", "task_fail"):
             self._task_end(run, event, kind == "task_fail", ts if in_window else None)
+            if kind == "task_fail" and run.error is None and event.get("error"):
+                run.error = f"{event.get('task_id')}: {event['error']}"
         elif kind == "task_retry":
             run.retries += 1
             self.all_time[RETRIES] += 1
@@ -232,9 +267,11 @@ class EventRollup:
             if value is not None:  # dag_done's counts are the runner's own, so they win
                 setattr(run, attr, int(value))
         status = event.get("status")
-        if status not in ("success", "failed"):  # the original product wrote no status
+        if status not in ("success", "failed", "cancelled"):  # the original product wrote none
             status = "failed" if run.failed else "success"
         run.status = str(status)
+        if event.get("error"):  # e.g. the sweeper's "stalled: ..." wins over a task's error
+            run.error = str(event["error"])
         skipped = _number(event.get("tasks_skipped"))
         if skipped is not None:
             run.skipped = int(skipped)
@@ -274,15 +311,25 @@ class EventRollup:
         newest = heapq.nlargest(
             max(limit, 0), self._runs.values(), key=lambda r: r.start or r.first or floor
         )
-        return [run.as_dict() for run in newest]
+        return [run.as_dict(self.now, self.stale_after_s) for run in newest]
 
     def run_counts(self) -> dict[str, int]:
-        """Count runs started in the window by status (``running``, ``success``, ``failed``)."""
-        counts = {"running": 0, "success": 0, "failed": 0}
+        """Count runs by status.
+
+        ``running``: runs without a ``dag_done`` whose last event is at most ``stale_after_s``
+        old, whenever they started. ``stale``: runs without a ``dag_done`` whose last event is
+        older than that but in the window. ``success``, ``failed`` and ``cancelled``: runs whose
+        ``dag_done`` is in the window (as in the runs chart).
+        """
+        counts = {"running": 0, "stale": 0, "success": 0, "failed": 0, "cancelled": 0}
         for run in self._runs.values():
-            start = run.start or run.first
-            if start is not None and self.cutoff < start <= self.now:
-                counts[run.status] += 1
+            status = run.current_status(self.now, self.stale_after_s)
+            if status == "running":
+                counts[status] += 1
+            elif status == "stale":
+                counts[status] += run.last is not None and self.cutoff < run.last
+            elif run.end is not None and self.cutoff < run.end <= self.now:
+                counts[status] = counts.get(status, 0) + 1
         return counts
 
     def tenants(self) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """One run's timeline: its task attempts, task states and edges, folded from its events.
 
 This is what the dashboard's run page draws (a Gantt bar per attempt, so retries show, and
-the DAG coloured by task state). Pure: events in, plain dicts out.
+the DAG coloured by task state). Pure: events in, plain dicts out; "now" is a parameter.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ _ENDS = {
     "task_retry": "retry",
     "task_fail": "failed",
     "task_lease_lost": "lease lost",
+    "task_cancel": "cancelled",
 }
+#: Task state for each event that ends a task without running it.
+_NOT_RUN = {"task_skip": "skipped", "task_cancel": "cancelled"}
 
 
 def _edges(value: object) -> list[tuple[str, str]]:
@@ -57,6 +60,7 @@ def _attempt(
             "status": "running",
             "duration_s": None,
             "error": None,
+            "traceback": None,
         }
     return attempts[key]
 
@@ -65,6 +69,8 @@ def _close(attempt: dict[str, Any], event: Record, ts: datetime | None, status: 
     attempt["status"] = status
     attempt["end"] = ts
     attempt["error"] = event.get("error")
+    attempt["traceback"] = event.get("traceback")
+    attempt["worker"] = attempt["worker"] or event.get("worker")
     duration = event.get("duration_s")
     if isinstance(duration, int | float):
         attempt["duration_s"] = float(duration)
@@ -82,21 +88,29 @@ def _task_state(attempts: list[dict[str, Any]]) -> str:
     return {"ok": "success", "failed": "failed", "retry": "running"}.get(last, last)
 
 
-def run_timeline(events: Iterable[Record], run_id: str) -> dict[str, Any] | None:
+def run_timeline(
+    events: Iterable[Record], run_id: str, now: datetime | None = None
+) -> dict[str, Any] | None:
     """Fold the events of run ``run_id`` into what the run page shows.
 
     Args:
         events: Any events; only those of ``run_id`` are used.
         run_id: The run (``legacy-<n>`` for lines of the original product without run ids).
+        now: The current time. A run that has not ended is drawn up to ``now``, and is
+            ``stale`` when it has been silent for ``STALE_AFTER_S``; None: up to its last event.
 
     Returns:
         None if no event belongs to the run; else ``run`` (the run's row, as
         :func:`dagflow.analytics.summarize_dags` gives it), ``attempts`` (one per task
-        attempt, in start order: ``task_id``, ``attempt``, ``start``/``end`` as ISO strings,
-        ``status`` of ``ok``/``retry``/``failed``/``running``, ``duration_s``, ``error``),
+        attempt, in start order: ``task_id``, ``attempt``, ``worker``, ``fence``,
+        ``start``/``end`` as ISO strings, ``status`` of ``ok``/``retry``/``failed``/
+        ``lease lost``/``cancelled``/``running``, ``duration_s``, ``error``, ``traceback``),
         ``tasks`` (one per task: ``task_id``, ``state`` of ``success``/``failed``/
-        ``running``/``skipped``, ``attempts``, ``start``, ``error``) and ``edges``
-        (``(parent, child)`` pairs from ``dag_start.edges``, empty when the log has none).
+        ``running``/``skipped``/``cancelled``, ``attempts``, ``start``, ``end`` (when a task
+        that never ran was skipped or cancelled), ``error``), ``edges`` (``(parent, child)``
+        pairs from ``dag_start.edges``, empty when the log has none) and ``until`` (ISO: the
+        end of the drawing, where a running attempt's bar stops: ``now`` for a run that has
+        not ended, else its last event).
     """
     ids = RunIds()
     mine = [event for event in events if ids.resolve(event) == run_id]
@@ -104,9 +118,9 @@ def run_timeline(events: Iterable[Record], run_id: str) -> dict[str, Any] | None
         return None
     stamps = [t for t in (parse_timestamp(e.get("timestamp")) for e in mine) if t is not None]
     last_ts = max(stamps, default=datetime(1970, 1, 1, tzinfo=UTC))
-    rollup = EventRollup(now=last_ts, window_hours=1)
+    rollup = EventRollup(now=max(now, last_ts) if now else last_ts, window_hours=1)
     attempts: dict[tuple[str, int, int], dict[str, Any]] = {}
-    skipped: dict[str, str | None] = {}
+    not_run: dict[str, tuple[str, datetime | None, str | None]] = {}
     edges: list[tuple[str, str]] = []
     for event in mine:
         rollup.add(event)
@@ -116,11 +130,14 @@ def run_timeline(events: Iterable[Record], run_id: str) -> dict[str, Any] | None
         if not isinstance(task, str):
             continue
         ts = parse_timestamp(event.get("timestamp"))
-        if kind == "task_skip":
-            skipped[task] = event.get("error")
-            continue
         number = event.get("attempt")
         n = number if isinstance(number, int) else 1
+        fence = event.get("fence")
+        started = (task, n, fence if isinstance(fence, int) else 0) in attempts
+        if kind in _NOT_RUN and not (kind == "task_cancel" and started):
+            # Cancelled before it started (or skipped): a task with no attempt.
+            not_run[task] = (_NOT_RUN[str(kind)], ts, event.get("error"))
+            continue
         if kind == "task_start":
             attempt = _attempt(attempts, task, n, event)
             attempt["start"] = ts
@@ -143,9 +160,18 @@ def run_timeline(events: Iterable[Record], run_id: str) -> dict[str, Any] | None
         }
         for task, tries in by_task.items()
     ]
+    for task in tasks:
+        task["end"] = None
     tasks += [
-        {"task_id": task, "state": "skipped", "attempts": 0, "start": None, "error": why}
-        for task, why in skipped.items()
+        {
+            "task_id": task,
+            "state": state,
+            "attempts": 0,
+            "start": None,
+            "end": isoformat(ts) if ts else None,
+            "error": why,
+        }
+        for task, (state, ts, why) in not_run.items()
         if task not in by_task
     ]
     for attempt in ordered:
@@ -153,4 +179,12 @@ def run_timeline(events: Iterable[Record], run_id: str) -> dict[str, Any] | None
             attempt[key] = isoformat(attempt[key]) if attempt[key] else None
     run = rollup.runs(1)[0]
     run["run_id"] = run_id  # the inner rollup numbers legacy runs from 1
-    return {"run": run, "attempts": ordered, "tasks": tasks, "edges": edges}
+    open_run = run["status"] in ("running", "stale")
+    until = max(now, last_ts) if now and open_run else last_ts
+    return {
+        "run": run,
+        "attempts": ordered,
+        "tasks": tasks,
+        "edges": edges,
+        "until": isoformat(until),
+    }

@@ -47,7 +47,15 @@ def create_app(
     data = DashboardData.from_settings(
         settings, clock=clock, max_events=max_events, queue_probe=queue_probe
     )
-    app = dash.Dash(__name__, title="dagflow", update_title="", serve_locally=True)
+    # The run page's charts exist only while it is shown: their click callbacks are
+    # registered before the components are.
+    app = dash.Dash(
+        __name__,
+        title="dagflow",
+        update_title="",
+        serve_locally=True,
+        suppress_callback_exceptions=True,
+    )
     app.layout = app_layout(settings.panel_window_h, refresh_s)
     install_basic_auth(app.server, settings.dashboard_auth)
     register(app, data)

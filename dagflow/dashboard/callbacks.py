@@ -12,14 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import dash
 import plotly.graph_objects as go
-from dash import Input, Output
+from dash import Input, Output, State
 from dash.exceptions import PreventUpdate
 
-from dagflow.analytics import for_tenant, schedule_by_run, summarize, summarize_schedules
+from dagflow.analytics import schedule_by_run, summarize, summarize_schedules
 from dagflow.clock import utc_now
 from dagflow.dashboard import layout
 from dagflow.dashboard.figures import error_rate_figure, runs_figure
@@ -101,6 +101,7 @@ class Overview:
     tenants_panel: Any
     tenant_options: list[dict[str, str]]
     read_status: str
+    log_note: str
     summary: dict[str, Any] = field(repr=False)
 
     @property
@@ -120,6 +121,7 @@ class Overview:
             self.tenants_panel,
             self.tenant_options,
             self.read_status,
+            self.log_note,
         )
 
 
@@ -133,44 +135,91 @@ OVERVIEW_OUTPUTS = [
     ("tenants-panel", "children"),
     ("tenant-filter", "options"),
     ("read-status", "children"),
+    ("log-note", "children"),
 ]
 
 
+def query(search: str | None) -> dict[str, str]:
+    """The parameters of a ``?a=1&b=2`` query string."""
+    return dict(parse_qsl((search or "").lstrip("?")))
+
+
+def with_query(search: str | None, **params: str | None) -> str:
+    """``search`` with ``params`` set (None or empty: removed); ``""`` when none is left."""
+    merged = {**query(search), **params}
+    kept = {k: v for k, v in merged.items() if v}
+    return "?" + urlencode(kept) if kept else ""
+
+
+def tenant_of(search: str | None) -> str | None:
+    """The tenant filter in the address (``?tenant=acme``), or None for all tenants."""
+    return query(search).get("tenant") or None
+
+
+def log_note(data: DashboardData, lines: int) -> str:
+    """Why the overview is empty, when the event log is missing or empty ("" otherwise)."""
+    path = data.settings.events_path
+    if not path.exists():
+        return f"No event log at {path} yet: no run has been recorded."
+    if lines == 0:
+        return f"The event log {path} is empty: no run has been recorded yet."
+    return ""
+
+
 def render_overview(data: DashboardData, tenant: str | None) -> Overview:
-    """Compute every overview panel for ``tenant`` (None: all tenants)."""
+    """Compute every overview panel for ``tenant`` (None: all tenants).
+
+    Every panel built from the logs follows the filter (KPIs, charts, runs, run counts,
+    jobs, schedules, tenants); only the tenant list and the broker's counts do not.
+    """
     events, stats = data.events.read()
     states, _ = data.state.read()
     now = data.clock()
     window = data.settings.panel_window_h
     summary = summarize(
-        for_tenant(events, tenant), window_hours=window, now=now, runs_limit=data.runs_limit
+        events, window_hours=window, now=now, runs_limit=data.runs_limit, tenant=tenant
     )
+    search = with_query("", tenant=tenant)
     schedules = [
         row for row in summarize_schedules(states) if not tenant or row["tenant"] == tenant
     ]
     by_run = schedule_by_run(states)
     jobs = [{**run, "schedule": by_run.get(run["run_id"])} for run in summary["runs"][:RECENT_JOBS]]
-    tenants = sorted({str(e.get("tenant_id") or "unknown") for e in events})
+    tenants = sorted({*summary["tenant_ids"], *([tenant] if tenant else [])})
     read_status = (
         f"{stats.lines:,} events read · {stats.skipped:,} corrupt lines skipped · "
         f"updated {now:%H:%M:%S} UTC"
     )
+    note = log_note(data, stats.lines)
     return Overview(
         kpis=layout.kpi_cards(summary["tasks"]["window"], window),
-        runs_figure=runs_figure(summary["series"]),
-        errors_figure=error_rate_figure(summary["series"]),
-        runs_panel=layout.table("runs-table", layout.RUN_COLUMNS, summary["runs"], "No runs yet."),
+        runs_figure=runs_figure(
+            summary["series"], note or f"No run finished in the last {window:g} h."
+        ),
+        errors_figure=error_rate_figure(
+            summary["series"], note or f"No task finished in the last {window:g} h."
+        ),
+        runs_panel=layout.table(
+            "runs-table",
+            layout.RUN_COLUMNS,
+            layout.linked(summary["runs"], search),
+            note or "No runs yet.",
+        ),
         queue_panel=layout.queue_panel(
-            data.queue_probe(data.settings), summary["run_counts"], jobs
+            data.queue_probe(data.settings), summary["run_counts"], jobs, search, tenant
         ),
         schedules_panel=layout.table(
-            "schedules-table", layout.SCHEDULE_COLUMNS, schedules, "No schedules have run."
+            "schedules-table",
+            layout.SCHEDULE_COLUMNS,
+            layout.linked(schedules, search, run_key="last_run_id"),
+            "No schedules have run.",
         ),
         tenants_panel=layout.table(
             "tenants-table", layout.TENANT_COLUMNS, summary["tenants"], "No load in the window."
         ),
         tenant_options=[{"label": t, "value": t} for t in tenants],
         read_status=read_status,
+        log_note=note,
         summary=summary,
     )
 
@@ -183,7 +232,7 @@ def run_id_of(pathname: str | None) -> str | None:
 
 
 def render_route(
-    data: DashboardData, pathname: str | None, refreshing: bool = False
+    data: DashboardData, pathname: str | None, refreshing: bool = False, search: str | None = ""
 ) -> tuple[Any, Any, Any] | None:
     """Show the overview or a run's page for ``pathname``.
 
@@ -196,35 +245,125 @@ def render_route(
     if run_id is None:
         return layout.SHOWN, layout.HIDDEN, []
     events, _ = data.events.read()
-    timeline = run_timeline(events, run_id)
-    if refreshing and (timeline is None or timeline["run"]["status"] != "running"):
+    timeline = run_timeline(events, run_id, now=data.clock())
+    if refreshing and (timeline is None or timeline["run"]["status"] not in ("running", "stale")):
         return None
-    return layout.HIDDEN, layout.SHOWN, layout.run_page(timeline, run_id)
+    back = with_query("", tenant=tenant_of(search))
+    return layout.HIDDEN, layout.SHOWN, layout.run_page(timeline, run_id, back)
+
+
+def render_task_detail(data: DashboardData, pathname: str | None, search: str | None) -> Any:
+    """The attempts of the task in ``?task=`` on a run's page; without one, the first task
+    that failed (what an operator opening a failed run wants to see)."""
+    run_id = run_id_of(pathname)
+    if run_id is None:
+        return []
+    events, _ = data.events.read()
+    timeline = run_timeline(events, run_id, now=data.clock())
+    if timeline is None:
+        return []
+    task = query(search).get("task")
+    if task is None:
+        task = next((t["task_id"] for t in timeline["tasks"] if t["state"] == "failed"), None)
+    return layout.task_detail(timeline, task)
+
+
+def clicked_task(*click_data: Any) -> str | None:
+    """The task id of a click on the Gantt chart or the DAG graph (their ``customdata``)."""
+    for data in click_data:
+        points = (data or {}).get("points") or []
+        if points and points[0].get("customdata") is not None:
+            return str(points[0]["customdata"])
+    return None
+
+
+def tenant_options(data: DashboardData, tenant: str | None) -> list[dict[str, str]]:
+    """The dropdown's choices: every tenant in the log, and ``tenant`` even if it is not."""
+    events, _ = data.events.read()
+    tenants = {str(e.get("tenant_id") or "unknown") for e in events}
+    return [{"label": t, "value": t} for t in sorted(tenants | ({tenant} if tenant else set()))]
+
+
+def sync_tenant(
+    data: DashboardData, trigger: str | None, search: str | None, tenant: str | None
+) -> tuple[Any, Any, Any]:
+    """Keep the tenant dropdown and ``?tenant=`` equal.
+
+    The address wins when it changed (a link, the back button, a page load): the dropdown
+    gets its tenant, and its options (a dropdown drops a value that is not among them); the
+    dropdown wins when the user picked a tenant.
+
+    Returns:
+        ``(new search, new dropdown value, new options)``; ``dash.no_update`` where unchanged.
+    """
+    if trigger == "tenant-filter":
+        new = with_query(search, tenant=tenant)
+        return (dash.no_update if new == (search or "") else new), dash.no_update, dash.no_update
+    wanted = tenant_of(search)
+    if wanted == tenant:
+        return dash.no_update, dash.no_update, dash.no_update
+    return dash.no_update, wanted, tenant_options(data, wanted)
 
 
 def register(app: dash.Dash, data: DashboardData) -> None:
     """Wire the render functions to ``app``'s components."""
 
     @app.callback(
+        Output("url", "search", allow_duplicate=True),
+        Output("tenant-filter", "value"),
+        Output("tenant-filter", "options", allow_duplicate=True),
+        Input("url", "search"),
+        Input("tenant-filter", "value"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def tenant_in_url(search: str | None, tenant: str | None) -> tuple[Any, Any, Any]:
+        return sync_tenant(data, dash.ctx.triggered_id, search, tenant)
+
+    @app.callback(
         [Output(cid, prop) for cid, prop in OVERVIEW_OUTPUTS],
         Input("refresh", "n_intervals"),
-        Input("tenant-filter", "value"),
+        Input("url", "search"),
         Input("url", "pathname"),
     )
-    def overview(_tick: int | None, tenant: str | None, pathname: str | None) -> tuple[Any, ...]:
+    def overview(_tick: int | None, search: str | None, pathname: str | None) -> tuple[Any, ...]:
         if run_id_of(pathname) is not None:
             raise PreventUpdate
-        return render_overview(data, tenant).outputs()
+        return render_overview(data, tenant_of(search)).outputs()
 
     @app.callback(
         Output("overview-page", "style"),
         Output("run-page", "style"),
-        Output("run-page", "children"),
+        Output("run-body", "children"),
         Input("url", "pathname"),
         Input("refresh", "n_intervals"),
+        State("url", "search"),
     )
-    def route(pathname: str | None, _tick: int | None) -> tuple[Any, Any, Any]:
-        result = render_route(data, pathname, refreshing=dash.ctx.triggered_id == "refresh")
+    def route(pathname: str | None, _tick: int | None, search: str | None) -> tuple[Any, ...]:
+        refreshing = dash.ctx.triggered_id == "refresh"
+        result = render_route(data, pathname, refreshing=refreshing, search=search)
         if result is None:
             raise PreventUpdate
         return result
+
+    @app.callback(
+        Output("task-detail", "children"),
+        Input("url", "pathname"),
+        Input("url", "search"),
+        Input("refresh", "n_intervals"),
+    )
+    def task_detail(pathname: str | None, search: str | None, _tick: int | None) -> Any:
+        return render_task_detail(data, pathname, search)
+
+    @app.callback(
+        Output("url", "search", allow_duplicate=True),
+        Input("gantt-chart", "clickData"),
+        Input("dag-graph", "clickData"),
+        State("url", "search"),
+        prevent_initial_call=True,
+    )
+    def select_task(gantt: Any, dag: Any, search: str | None) -> Any:
+        triggered = dash.ctx.triggered_id
+        task = clicked_task(gantt if triggered == "gantt-chart" else dag)
+        if task is None:
+            raise PreventUpdate
+        return with_query(search, task=task)

@@ -12,8 +12,9 @@ from urllib.parse import quote
 
 from dash import dcc, html
 
-from dagflow.dashboard.figures import STATE_COLORS, dag_graph_figure, gantt_figure
+from dagflow.dashboard.figures import LEGEND, STATE_COLORS, dag_graph_figure, gantt_figure
 from dagflow.dashboard.queue import NO_BROKER, QueueStats
+from dagflow.rollup import STALE_AFTER_S
 
 Row = Mapping[str, Any]
 Column = tuple[str, str, Callable[[Any], Any]]
@@ -57,14 +58,61 @@ def seconds(value: Any) -> str:
     return "—" if value is None else f"{float(value):.2f} s"
 
 
-def run_link(run_id: Any) -> dcc.Link:
+def keep(value: Any) -> Any:
+    """A cell already built as a component (or a dash when missing)."""
+    return "—" if value is None else value
+
+
+def short(value: Any) -> str:
+    """Format a long text (an error) to its first 100 characters."""
+    text = plain(value)
+    return text if len(text) <= 100 else text[:99] + "…"
+
+
+def run_href(run_id: Any, search: str = "", task: str | None = None) -> str:
+    """The run page's address; ``search`` (the tenant filter) is kept, ``task`` selects one."""
+    href = f"/runs/{quote(str(run_id), safe='')}{search}"
+    if task is not None:
+        href += ("&" if search else "?") + f"task={quote(task, safe='')}"
+    return href
+
+
+def run_link(run_id: Any, search: str = "") -> dcc.Link:
     """A link to a run's page; the id is URL-quoted and shown as text."""
-    return dcc.Link(str(run_id)[:12], href=f"/runs/{quote(str(run_id), safe='')}")
+    return dcc.Link(str(run_id)[:12], href=run_href(run_id, search))
 
 
 def status(value: Any) -> html.Span:
     """A status coloured by state."""
     return html.Span(str(value), style={"color": STATE_COLORS.get(str(value), "#333")})
+
+
+def status_cell(value: Any, run_id: Any, search: str, error: Any = None) -> Any:
+    """A status; a failed (or stale) one links to its run's page, with the reason on hover."""
+    if not run_id or value not in ("failed", "stale", "cancelled"):
+        return status(value)
+    hint = error or (f"no event for {STALE_AFTER_S / 60:g} min" if value == "stale" else "")
+    return dcc.Link(
+        str(value),
+        href=run_href(run_id, search),
+        title=str(hint),
+        className=f"status-{value}",
+        style={"color": STATE_COLORS.get(str(value), "#333"), "fontWeight": "bold"},
+    )
+
+
+def linked(rows: Sequence[Row], search: str, run_key: str = "run_id") -> list[dict[str, Any]]:
+    """Rows with ``run_cell`` and ``status_cell`` built: links to the run page, tenant kept."""
+    return [
+        {
+            **row,
+            "run_cell": run_link(row[run_key], search) if row.get(run_key) else None,
+            "status_cell": status_cell(
+                row.get("status"), row.get(run_key), search, row.get("error")
+            ),
+        }
+        for row in rows
+    ]
 
 
 def table(table_id: str, columns: Sequence[Column], rows: Sequence[Row], empty: str) -> html.Div:
@@ -81,44 +129,62 @@ def table(table_id: str, columns: Sequence[Column], rows: Sequence[Row], empty: 
     return html.Div(html.Table([head, body], style=_TABLE), id=table_id)
 
 
+def icon(symbol: str, color: str) -> html.Span:
+    """A round badge with an ASCII symbol: plain CSS, so it renders in any browser or font
+    (emoji show as empty boxes in headless browsers and on many servers)."""
+    return html.Span(
+        symbol,
+        className="kpi-icon",
+        style={
+            "display": "inline-block", "minWidth": "22px", "height": "22px", "lineHeight": "22px",
+            "borderRadius": "11px", "background": color, "color": "white", "fontSize": "12px",
+            "fontWeight": "bold", "textAlign": "center", "marginRight": "6px", "padding": "0 3px",
+        },
+    )  # fmt: skip
+
+
 def kpi_cards(stats: Row, window_hours: float) -> list[html.Div]:
     """The four task KPI cards of the window (ids ``kpi-ok``, ``kpi-failed``, ...)."""
     cards = [
-        ("kpi-ok", "✅ Tasks OK", str(stats["ok"])),
-        ("kpi-failed", "❌ Tasks Failed", str(stats["failed"])),
-        ("kpi-duration", "⏱️ Avg Duration", f"{stats['avg_duration_s']:.2f} s"),
-        ("kpi-error-rate", "📊 Error Rate", percent(stats["error_rate"])),
-    ]
+        ("kpi-ok", icon("OK", STATE_COLORS["ok"]), "Tasks OK", str(stats["ok"])),
+        ("kpi-failed", icon("!", STATE_COLORS["failed"]), "Tasks Failed", str(stats["failed"])),
+        ("kpi-duration", icon("s", STATE_COLORS["running"]), "Avg Duration",
+         f"{stats['avg_duration_s']:.2f} s"),
+        ("kpi-error-rate", icon("%", STATE_COLORS["retry"]), "Error Rate",
+         percent(stats["error_rate"])),
+    ]  # fmt: skip
     return [
         html.Div(
             [
-                html.Div(f"{label} (last {window_hours:g} h)", style={"color": "#666"}),
+                html.Div([badge, f"{label} (last {window_hours:g} h)"], style={"color": "#666"}),
                 html.Div(value, className="kpi-value", style={"fontSize": "28px"}),
             ],
             id=card_id,
             style=_CARD,
         )
-        for card_id, label, value in cards
+        for card_id, badge, label, value in cards
     ]
 
 
+#: Columns of the runs tables; ``run_cell`` and ``status_cell`` come from :func:`linked`.
 RUN_COLUMNS: list[Column] = [
-    ("run_id", "Run", run_link),
+    ("run_cell", "Run", keep),
     ("dag_name", "DAG", plain),
     ("tenant", "Tenant", plain),
-    ("status", "Status", status),
+    ("status_cell", "Status", keep),
     ("start", "Start (UTC)", when),
     ("duration", "Duration", seconds),
     ("tasks_ok", "Tasks OK", plain),
     ("tasks_failed", "Tasks failed", plain),
     ("retries", "Retries", plain),
+    ("error", "Reason", short),
 ]
 SCHEDULE_COLUMNS: list[Column] = [
     ("schedule_id", "Schedule", plain),
     ("dag", "DAG", plain),
     ("tenant", "Tenant", plain),
     ("last_run", "Last run (UTC)", when),
-    ("status", "Status", status),
+    ("status_cell", "Status", keep),
     ("enqueued", "Enqueued", plain),
     ("success", "Success", plain),
     ("failed", "Failed", plain),
@@ -131,11 +197,11 @@ TENANT_COLUMNS: list[Column] = [
     ("avg_latency_s", "Avg latency", seconds),
 ]
 JOB_COLUMNS: list[Column] = [
-    ("run_id", "Job (run)", run_link),
+    ("run_cell", "Job (run)", keep),
     ("schedule", "Schedule", plain),
     ("tenant", "Tenant", plain),
     ("dag_name", "DAG", plain),
-    ("status", "Status", status),
+    ("status_cell", "Status", keep),
     ("start", "Start (UTC)", when),
 ]
 
@@ -149,20 +215,34 @@ def _count_card(label: str, value: object, card_id: str) -> html.Div:
 
 
 def queue_panel(
-    stats: QueueStats | None, run_counts: Mapping[str, int], jobs: Sequence[Row]
+    stats: QueueStats | None,
+    run_counts: Mapping[str, int],
+    jobs: Sequence[Row],
+    search: str = "",
+    tenant: str | None = None,
 ) -> list[Any]:
-    """The queue panel: Redis counts (or why there are none), run counts and recent jobs."""
+    """The queue panel: Redis counts (or why there are none), run counts and recent jobs.
+
+    Run counts and jobs come from the event log and follow the tenant filter; the broker's
+    counts cannot be split by tenant, which the panel says when a tenant is chosen.
+    """
     children: list[Any] = []
     if stats is None or stats.error == NO_BROKER:
         children.append(html.P("Queue stats only available with a Redis broker "
                                "(DAGFLOW_BROKER_URL)", id="queue-note"))  # fmt: skip
     elif stats.error:
         children.append(html.P(stats.error, id="queue-error", style={"color": "#c62828"}))
+    quiet = f"{STALE_AFTER_S / 60:g} min"
     cards = [
-        _count_card("Running (event log)", run_counts.get("running", 0), "queue-running"),
-        _count_card("Succeeded", run_counts.get("success", 0), "queue-succeeded"),
-        _count_card("Failed", run_counts.get("failed", 0), "queue-failed"),
-    ]
+        _count_card("Running (event in the last " + quiet + ")", run_counts.get("running", 0),
+                    "queue-running"),
+        _count_card("Stale (no dag_done, no event for " + quiet + ")",
+                    run_counts.get("stale", 0), "queue-stale"),
+        _count_card("Succeeded (window)", run_counts.get("success", 0), "queue-succeeded"),
+        _count_card("Failed (window)", run_counts.get("failed", 0), "queue-failed"),
+    ]  # fmt: skip
+    if run_counts.get("cancelled"):
+        cards.append(_count_card("Cancelled", run_counts["cancelled"], "queue-cancelled"))
     if stats is not None and stats.collector_behind is not None:
         behind = f"{stats.collector_behind} events, {stats.collector_lag_s:g} s"
         cards.append(_count_card("Collector behind", behind, "queue-collector-lag"))
@@ -172,14 +252,36 @@ def queue_panel(
             cards.append(_count_card(f"Results {state}", count, f"queue-results-{state.lower()}"))
         if stats.truncated:
             children.append(html.P("Counts are partial: Redis has more keys than one scan."))
+        if tenant:
+            children.append(html.P(f"Broker counts are for all tenants, not only {tenant}.",
+                                   id="queue-all-tenants"))  # fmt: skip
     children.append(html.Div(cards, style=_ROW))
-    children.append(table("queue-jobs", JOB_COLUMNS, jobs, "No recent jobs."))
+    children.append(table("queue-jobs", JOB_COLUMNS, linked(jobs, search), "No recent jobs."))
     return children
 
 
-def run_page(timeline: Row | None, run_id: str) -> list[Any]:
-    """The run page: summary line, Gantt chart of attempts, the DAG graph and task errors."""
-    back = dcc.Link("← all runs", href="/")
+def legend() -> html.Div:
+    """What each colour of the Gantt chart and the DAG means."""
+    swatch = {"display": "inline-block", "width": "12px", "height": "12px",
+              "borderRadius": "2px", "marginRight": "4px", "verticalAlign": "middle"}  # fmt: skip
+    return html.Div(
+        [
+            html.Span(
+                [html.Span(style={**swatch, "background": STATE_COLORS[state]}), meaning],
+                title=state,
+                style={"marginRight": "14px", "whiteSpace": "nowrap"},
+            )
+            for state, meaning in LEGEND.items()
+        ],
+        id="state-legend",
+        style={**_ROW, "fontSize": "13px", "color": "#444", "gap": "4px"},
+    )
+
+
+def run_page(timeline: Row | None, run_id: str, search: str = "") -> list[Any]:
+    """The run page: summary and reason, a legend, the Gantt chart of attempts, the DAG
+    graph, a table of tasks (each a link that shows its attempts) and the task errors."""
+    back = dcc.Link("← all runs", href="/" + search, id="back-link")
     if timeline is None:
         return [back, html.H2("Run not found"), html.P(f"No events for run {run_id}.")]
     run = timeline["run"]
@@ -188,13 +290,49 @@ def run_page(timeline: Row | None, run_id: str) -> list[Any]:
         f"{seconds(run['duration'])} · {run['tasks_ok']} ok, {run['tasks_failed']} failed, "
         f"{run['tasks_skipped']} skipped, {run['retries']} retries"
     )
+    if not timeline["attempts"] and run["status"] in ("running", "stale"):
+        waiting = f"Waiting for a worker: no task has started since {when(run['start'])} UTC."
+    else:
+        waiting = "No task started."
     failures = [a for a in timeline["attempts"] if a.get("error")]
-    return [
-        back,
-        html.H2(f"Run {run_id}", id="run-title"),
-        html.P(summary, id="run-summary"),
-        dcc.Graph(id="gantt-chart", figure=gantt_figure(timeline["attempts"])),
+    task_rows = [
+        {**task, "task_cell": dcc.Link(str(task["task_id"]),
+                                       href=run_href(run_id, search, str(task["task_id"])))}
+        for task in timeline["tasks"]
+    ]  # fmt: skip
+    children: list[Any] = [back, html.H2(f"Run {run_id}", id="run-title")]
+    children.append(html.P(summary, id="run-summary"))
+    if run.get("error"):
+        children.append(html.P(f"Reason: {run['error']}", id="run-reason",
+                               style={"color": STATE_COLORS["failed"]}))  # fmt: skip
+    if not timeline["attempts"] and run["status"] in ("running", "stale"):
+        children.append(html.P(waiting, id="run-waiting"))
+    children += [
+        legend(),
+        dcc.Graph(
+            id="gantt-chart",
+            figure=gantt_figure(
+                timeline["attempts"], timeline["tasks"], timeline.get("until"), waiting
+            ),
+        ),
         dcc.Graph(id="dag-graph", figure=dag_graph_figure(timeline["tasks"], timeline["edges"])),
+        html.H3("Tasks"),
+        html.P(
+            "Click a task (here, on a bar or on a node) to see its attempts.",
+            style={"color": "#666", "fontSize": "13px"},
+        ),
+        table(
+            "run-tasks",
+            [
+                ("task_cell", "Task", keep),
+                ("state", "State", status),
+                ("attempts", "Attempts", plain),
+                ("start", "Start (UTC)", when),
+                ("error", "Last error", short),
+            ],
+            task_rows,
+            "No task has started.",
+        ),
         html.H3("Errors"),
         table(
             "run-errors",
@@ -210,6 +348,40 @@ def run_page(timeline: Row | None, run_id: str) -> list[Any]:
             "No errors.",
         ),
     ]
+    return children
+
+
+def task_detail(timeline: Row | None, task_id: str | None) -> list[Any]:
+    """One task's attempts: worker, lease fence, outcome, times, error and traceback."""
+    if timeline is None or not task_id:
+        return []
+    tries = [a for a in timeline["attempts"] if a["task_id"] == task_id]
+    task = next((t for t in timeline["tasks"] if t["task_id"] == task_id), None)
+    header = html.H3(f"Task {task_id}", id="task-title")
+    if task is None:
+        return [header, html.P("This run has no such task.")]
+    if not tries:
+        why = f" ({task['error']})" if task.get("error") else ""
+        return [header, html.P(f"{task['state']}: it never started{why}.", id="task-never")]
+    rows = []
+    for attempt in tries:
+        cells: list[Any] = [
+            plain(attempt["attempt"]), plain(attempt.get("worker")), plain(attempt.get("fence")),
+            status(attempt["status"]), when(attempt.get("start")),
+            seconds(attempt.get("duration_s")), plain(attempt.get("error")),
+        ]  # fmt: skip
+        rows.append(html.Tr([html.Td(cell, style=_CELL) for cell in cells]))
+        if attempt.get("traceback"):
+            pre = html.Pre(
+                str(attempt["traceback"]),
+                className="traceback",
+                style={"background": "#f5f5f5", "padding": "8px", "overflowX": "auto",
+                       "fontSize": "12px", "margin": "0"},
+            )  # fmt: skip
+            rows.append(html.Tr(html.Td(pre, colSpan=7, style=_CELL)))
+    labels = ["Attempt", "Worker", "Lease", "Outcome", "Start (UTC)", "Duration", "Error"]
+    head = html.Thead(html.Tr([html.Th(label, style=_CELL) for label in labels]))
+    return [header, html.Table([head, html.Tbody(rows)], id="task-attempts", style=_TABLE)]
 
 
 def app_layout(window_hours: float, refresh_s: float) -> html.Div:
@@ -217,6 +389,7 @@ def app_layout(window_hours: float, refresh_s: float) -> html.Div:
     section = {"marginTop": "24px"}
     overview = html.Div(
         [
+            html.P(id="log-note", style={"color": "#c62828"}),
             html.Div(id="kpi-cards", style=_ROW),
             html.Div(
                 [
@@ -246,11 +419,15 @@ def app_layout(window_hours: float, refresh_s: float) -> html.Div:
     )
     return html.Div(
         [
-            dcc.Location(id="url"),
+            # callback-nav: the tenant filter and the selected task change the address
+            # (so a link keeps them) without reloading the page.
+            dcc.Location(id="url", refresh="callback-nav"),
             dcc.Interval(id="refresh", interval=int(refresh_s * 1000)),
             header,
             overview,
-            html.Div(id="run-page", style=HIDDEN),
+            html.Div(
+                [html.Div(id="run-body"), html.Div(id="task-detail")], id="run-page", style=HIDDEN
+            ),
         ],
         style=_PAGE,
     )

@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.browser
 
 
+TRACEBACK = 'Traceback (most recent call last):\n  File "flows/extract.py", line 9, in run\nE: boom'
+
+
 def generated_log(path: Path, now: datetime) -> None:
     """Ten runs in the last hours: 9 succeed (2 tasks each), run-3 retries and fails.
 
@@ -47,8 +50,9 @@ def generated_log(path: Path, now: datetime) -> None:
         at(0, "task_start", task_id="extract", attempt=1)
         if n == 3:
             at(2, "task_retry", task_id="extract", attempt=1, delay_s=1, error="TimeoutError: x")
-            at(3, "task_start", task_id="extract", attempt=2)
-            at(5, "task_fail", task_id="extract", attempt=2, duration_s=2.0, error="E: boom")
+            at(3, "task_start", task_id="extract", attempt=2, worker="w1@host", fence=2)
+            at(5, "task_fail", task_id="extract", attempt=2, duration_s=2.0, error="E: boom",
+               worker="w1@host", fence=2, traceback=TRACEBACK)  # fmt: skip
             at(5, "task_skip", task_id="load", error="upstream task failed")
             at(5, "dag_done", status="failed", tasks=2, tasks_succeeded=0, tasks_failed=1,
                tasks_skipped=1, duration_s=5.0)  # fmt: skip
@@ -165,7 +169,7 @@ def test_dashboard_kpis_runs_and_run_page(dashboard_url: str, browser: Any, tmp_
     assert text_of("#run-title") == "Run run-3"
     assert browser.current_url.endswith("/runs/run-3")
     bars = browser.find_elements(By.CSS_SELECTOR, "#gantt-chart .bars path")
-    assert len(bars) == 2
+    assert len(bars) == 3  # two attempts of extract, and load (skipped)
     nodes = browser.find_elements(By.CSS_SELECTOR, "#dag-graph .scatterlayer .point")
     assert len(nodes) == 2
     assert "E: boom" in text_of("#run-errors")
@@ -173,3 +177,44 @@ def test_dashboard_kpis_runs_and_run_page(dashboard_url: str, browser: Any, tmp_
     shot = tmp_path / "run_page.png"
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
+
+    # And the failed task's attempts are shown, with its error, worker, lease and traceback
+    wait.until(lambda _: browser.find_elements(By.CSS_SELECTOR, "#task-attempts .traceback"))
+    assert text_of("#task-title") == "Task extract"
+    detail = text_of("#task-attempts")
+    assert "E: boom" in detail and "w1@host" in detail
+    assert text_of("#task-attempts .traceback") == TRACEBACK  # indentation kept
+    assert "Reason: extract: E: boom" in text_of("#run-reason")
+    assert "lease lost" in text_of("#state-legend").replace("worker lost its lease", "lease lost")
+
+
+def test_tenant_filter_survives_in_the_url(dashboard_url: str, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
+
+    def rows() -> list[str]:
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        try:
+            found = browser.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")
+            return [r.text for r in found]
+        except StaleElementReferenceException:  # redrawn while read
+            return []
+
+    # Given a link with a tenant in it
+    browser.get(dashboard_url + "/?tenant=tenant-1")
+
+    # Then only that tenant's runs show, and the address keeps the filter
+    wait.until(lambda _: len(rows()) == 5)
+    assert all("tenant-1" in row for row in rows())
+    assert browser.current_url.endswith("/?tenant=tenant-1")
+
+    # When a run is opened and the back link followed, the filter is still there
+    browser.find_element(By.LINK_TEXT, "run-3").click()
+    wait.until(lambda _: browser.current_url.endswith("/runs/run-3?tenant=tenant-1"))
+    wait.until(lambda _: browser.find_elements(By.ID, "back-link"))
+    browser.find_element(By.ID, "back-link").click()
+    wait.until(lambda _: browser.current_url.endswith("/?tenant=tenant-1"))
+    wait.until(lambda _: len(rows()) == 5 and all("tenant-1" in row for row in rows()))

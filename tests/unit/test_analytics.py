@@ -103,7 +103,9 @@ def test_empty_input_gives_zeros_not_errors() -> None:
     assert summarize_dags([]) == []
     assert per_tenant_load([], now=NOW) == []
     assert summarize_schedules([]) == []
-    assert summarize([], now=NOW)["run_counts"] == {"running": 0, "success": 0, "failed": 0}
+    assert summarize([], now=NOW)["run_counts"] == {
+        "running": 0, "stale": 0, "success": 0, "failed": 0, "cancelled": 0,
+    }  # fmt: skip
 
 
 def test_summarize_dags_newest_first_with_counts(
@@ -121,7 +123,7 @@ def test_summarize_dags_newest_first_with_counts(
     assert (r1["tasks_ok"], r1["tasks_failed"], r1["tasks_skipped"], r1["retries"]) == (1, 1, 1, 1)
     assert r1["start"] == isoformat(NOW - timedelta(minutes=60))
     assert (r0["dag_name"], r0["tenant"], r0["status"]) == ("nightly", "globex", "success")
-    assert summarize_dags(old_run + failed_run + running, limit=1) == [r2]
+    assert summarize_dags(old_run + failed_run + running, limit=1, now=NOW) == [r2]
 
 
 def test_per_tenant_load_in_window(
@@ -182,6 +184,7 @@ def test_summarize_schedules_per_schedule() -> None:
         states[4]["timestamp"],
     )
     assert s1["last_duration_s"] == 8.0
+    assert (s0["last_run_id"], s1["last_run_id"]) == (None, states[4]["run_id"])
     assert (unknown["success"], unknown["status"]) == (1, "success")
     assert schedule_by_run(states) == {"r1": "s1", "r2": "s1"}
 
@@ -198,7 +201,7 @@ def test_old_style_lines_without_ids_are_grouped_not_crashed() -> None:
         {"timestamp": "garbage", "event": "mystery"},
     ]
 
-    runs = summarize_dags(lines)
+    runs = summarize_dags(lines, now=datetime(2025, 10, 3, 11, 1, tzinfo=UTC))
 
     assert [(r["run_id"], r["dag_name"], r["tenant"], r["status"]) for r in runs] == [
         ("legacy-2", "other", "unknown", "running"),
@@ -228,3 +231,49 @@ def test_for_tenant_filters_and_unknown() -> None:
     assert list(for_tenant(events, None)) == events
     assert list(for_tenant(events, "b")) == [{"tenant_id": "b"}]
     assert list(for_tenant(events, "unknown")) == [{}]
+
+
+def test_run_counts_running_means_alive_and_stalled_runs_are_failed_with_the_reason(
+    failed_run: list[dict[str, Any]],
+) -> None:
+    # Given a run with an event 1 min ago, one silent for 30 min (no dag_done), one ended by
+    # the sweeper as stalled, and one that started 3 days ago and still reports
+    events = [
+        *failed_run,
+        ev("dag_start", 5, run="alive"), ev("task_start", 1, run="alive", task_id="a"),
+        ev("dag_start", 40, run="silent"), ev("task_start", 30, run="silent", task_id="a"),
+        ev("dag_start", 20, run="swept"),
+        ev("dag_done", 18, run="swept", status="failed",
+           error="stalled: tasks a can never start (their upstream tasks never ended)"),
+        ev("dag_start", 3 * 1440, run="long"), ev("task_start", 2, run="long", task_id="a"),
+    ]  # fmt: skip
+
+    report = summarize(events, now=NOW)
+
+    # Then only runs with a recent event are running; the silent one is stale
+    assert report["run_counts"] == {
+        "running": 2, "stale": 1, "success": 0, "failed": 2, "cancelled": 0,
+    }  # fmt: skip
+    rows = {r["run_id"]: r for r in report["runs"]}
+    assert (rows["silent"]["status"], rows["alive"]["status"]) == ("stale", "running")
+    # And a stalled run is failed, with the sweeper's reason; a failed task names itself
+    assert rows["swept"]["status"] == "failed"
+    assert rows["swept"]["error"].startswith("stalled: tasks a can never start")
+    assert rows["r1"]["error"] == "report: RunnerError: <b>"
+    assert summarize(events, now=NOW, stale_after_s=3600)["run_counts"]["stale"] == 0
+
+
+def test_summarize_for_one_tenant_keeps_legacy_ids_and_every_tenant_id() -> None:
+    # Given old lines without run ids from two tenants
+    lines = [
+        {"timestamp": "2026-11-26T11:00:00Z", "event": "dag_start", "tenant_id": "a"},
+        {"timestamp": "2026-11-26T11:00:01Z", "event": "dag_done", "tenant_id": "a"},
+        {"timestamp": "2026-11-26T11:01:00Z", "event": "dag_start", "tenant_id": "b"},
+        {"timestamp": "2026-11-26T11:01:01Z", "event": "dag_done", "tenant_id": "b"},
+    ]
+
+    report = summarize(lines, now=NOW, tenant="b")
+
+    # Then b's run keeps the id it has without the filter, so its link opens the right run
+    assert [r["run_id"] for r in report["runs"]] == ["legacy-2"]
+    assert report["tenant_ids"] == ["a", "b"]

@@ -17,7 +17,13 @@ from dash import dcc, html
 from dagflow.cli import main
 from dagflow.clock import isoformat
 from dagflow.dashboard.app import create_app
-from dagflow.dashboard.callbacks import DashboardData, render_overview, render_route, run_id_of
+from dagflow.dashboard.callbacks import (
+    OVERVIEW_OUTPUTS,
+    DashboardData,
+    render_overview,
+    render_route,
+    run_id_of,
+)
 from dagflow.dashboard.figures import dag_graph_figure, gantt_figure
 from dagflow.dashboard.queue import NO_BROKER, QueueStats, redis_queue_stats
 from dagflow.settings import Settings
@@ -109,7 +115,7 @@ def find(component: Any, component_id: str) -> Any:
 def test_overview_kpis_tables_and_status(data: DashboardData) -> None:
     overview = render_overview(data, tenant=None)
 
-    kpis = {card.id: texts(card)[1] for card in overview.kpis}
+    kpis = {card.id: texts(card)[-1] for card in overview.kpis}
     assert kpis == {
         "kpi-ok": "2",
         "kpi-failed": "1",
@@ -130,14 +136,14 @@ def test_overview_kpis_tables_and_status(data: DashboardData) -> None:
     ]
     assert "2 corrupt lines skipped" in overview.read_status
     assert [trace.name for trace in overview.runs_figure.data] == ["success", "failed"]
-    assert len(overview.outputs()) == 9
+    assert len(overview.outputs()) == len(OVERVIEW_OUTPUTS)
 
 
 def test_overview_tenant_filter(data: DashboardData) -> None:
     overview = render_overview(data, tenant="globex")
 
     assert [r["run_id"] for r in overview.runs] == ["r2"]
-    assert texts(overview.kpis[1])[1] == "0"
+    assert texts(overview.kpis[1])[-1] == "0"
     assert "nightly" in texts(overview.schedules_panel)
     assert render_overview(data, "acme").schedules_panel.children.children == (
         "No schedules have run."
@@ -390,3 +396,196 @@ def test_run_page_shows_where_each_delivery_ran_and_which_lost_its_lease() -> No
     tries = [(a["worker"], a["fence"], a["status"]) for a in timeline["attempts"]]
     assert tries == [("a@h1", 1, "lease lost"), ("b@h2", 2, "ok")]
     assert [t["state"] for t in timeline["tasks"]] == ["success"]
+
+
+def operator_log() -> list[dict[str, Any]]:
+    """A failed run with retries, a traceback, a lease lost, skips and ms tasks; a stalled
+    run; a run waiting for a worker; a stale run; a cancelled run."""
+    tb = 'Traceback (most recent call last):\n  File "wf.py", line 3, in run\nValueError: bad'
+    return [
+        ev("dag_start", 30, "f", "acme", tasks=4,
+           edges=[["a", "c"], ["b", "c"], ["a", "d"], ["c", "e"], ["d", "e"]]),
+        ev("task_start", 30, "f", "acme", task_id="a", attempt=1, worker="w1", fence=1),
+        ev("task_ok", 30 - 1e-5, "f", "acme", task_id="a", attempt=1, fence=1, duration_s=0.0006),
+        ev("task_start", 29, "f", "acme", task_id="b", attempt=1, worker="w2", fence=1),
+        ev("task_start", 28, "f", "acme", task_id="b", attempt=1, worker="w3", fence=2),
+        ev("task_ok", 27, "f", "acme", task_id="b", attempt=1, worker="w3", fence=2),
+        ev("task_lease_lost", 26, "f", "acme", task_id="b", attempt=1, worker="w2", fence=1,
+           error="lease lost"),
+        ev("task_start", 25, "f", "acme", task_id="c", attempt=1, worker="w1", fence=1),
+        ev("task_retry", 24, "f", "acme", task_id="c", attempt=1, worker="w1", fence=1,
+           error="ValueError: first", traceback=tb),
+        ev("task_start", 23, "f", "acme", task_id="c", attempt=2, worker="w1", fence=2),
+        ev("task_fail", 22, "f", "acme", task_id="c", attempt=2, worker="w1", fence=2,
+           error="ValueError: bad", traceback=tb),
+        ev("task_skip", 22, "f", "acme", task_id="e", error="upstream task c failed"),
+        ev("task_start", 22, "f", "acme", task_id="d", attempt=1),
+        ev("task_ok", 22, "f", "acme", task_id="d", attempt=1, duration_s=0.001),
+        ev("dag_done", 22, "f", "acme", status="failed"),
+        ev("dag_start", 20, "s", "globex"),
+        ev("dag_done", 18, "s", "globex", status="failed", error="stalled: tasks x can never start"),
+        ev("dag_start", 1, "w", "globex", tasks=2, edges=[["x", "y"]]),
+        ev("dag_start", 100, "old", "acme"),
+        ev("dag_start", 10, "c", "acme"),
+        ev("task_start", 10, "c", "acme", task_id="x", attempt=1),
+        ev("task_cancel", 9, "c", "acme", task_id="x", attempt=1, error="cancelled: ops"),
+        ev("task_cancel", 9, "c", "acme", task_id="y", error="cancelled: ops"),
+        ev("dag_done", 9, "c", "acme", status="cancelled"),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def ops(tmp_path: Path) -> DashboardData:
+    settings = Settings(
+        events_path=write_log(tmp_path / "events.jsonl", operator_log()),
+        state_path=tmp_path / "state.jsonl",
+    )
+    return DashboardData.from_settings(settings, clock=lambda: NOW)
+
+
+def test_running_counts_only_runs_with_a_recent_event_and_stalled_runs_show_why(
+    ops: DashboardData,
+) -> None:
+    overview = render_overview(ops, None)
+
+    panel = overview.queue_panel
+    assert texts(find(panel, "queue-running"))[1] == "1"  # only "w": "old" is stale
+    assert texts(find(panel, "queue-stale"))[1] == "1"
+    assert texts(find(panel, "queue-failed"))[1] == "2"
+    runs = texts(overview.runs_panel)
+    assert "stalled: tasks x can never start" in runs
+    assert "c: ValueError: bad" in runs
+
+
+def test_every_failed_row_links_to_its_run_page_keeping_the_tenant(ops: DashboardData) -> None:
+    overview = render_overview(ops, "acme")
+
+    links = [cell for row in overview.runs for cell in [row]]
+    assert {r["run_id"] for r in links} == {"f", "old", "c"}  # the filter applies
+    status = find(overview.runs_panel, "runs-table").children.children[1].children
+    failed = [tr.children[3].children for tr in status if "failed" in texts(tr.children[3])]
+    assert [(link.href, link.children) for link in failed] == [("/runs/f?tenant=acme", "failed")]
+    jobs = find(overview.queue_panel, "queue-jobs")
+    assert "/runs/f?tenant=acme" in {
+        getattr(cell.children, "href", None) for tr in jobs.children.children[1].children
+        for cell in tr.children
+    }  # fmt: skip
+    assert find(overview.queue_panel, "queue-running") is not None
+
+
+def test_tenant_filter_lives_in_the_url() -> None:
+    from dagflow.dashboard.callbacks import sync_tenant, tenant_of, with_query
+
+    assert tenant_of("?tenant=acme&task=x") == "acme"
+    assert tenant_of("") is None
+    assert with_query("?task=x", tenant="acme") == "?task=x&tenant=acme"
+    assert with_query("?tenant=acme", tenant=None) == ""
+    data = DashboardData.from_settings(Settings(events_path=Path("/nonexistent")))
+    # The address wins on load; the dropdown gets the tenant and it among its options
+    _, value, options = sync_tenant(data, "url", "?tenant=acme", None)
+    assert (value, options) == ("acme", [{"label": "acme", "value": "acme"}])
+    # The dropdown wins when the user picks
+    assert sync_tenant(data, "tenant-filter", "", "globex")[0] == "?tenant=globex"
+
+
+def test_empty_or_missing_log_says_so_without_axes(tmp_path: Path) -> None:
+    missing = Settings(events_path=tmp_path / "none.jsonl", state_path=tmp_path / "s.jsonl")
+    empty = Settings(events_path=write_log(tmp_path / "e.jsonl", []), state_path=tmp_path / "s")
+
+    for settings, words in ((missing, "No event log"), (empty, "is empty")):
+        overview = render_overview(DashboardData.from_settings(settings, clock=lambda: NOW), None)
+        assert words in overview.log_note
+        for figure in (overview.runs_figure, overview.errors_figure):
+            assert figure.data == ()
+            assert words in figure.layout.annotations[0].text
+            assert figure.layout.xaxis.visible is False
+
+
+def test_kpi_icons_are_plain_text_not_emoji(data: DashboardData) -> None:
+    labels = "".join(t for card in render_overview(data, None).kpis for t in texts(card))
+
+    assert labels.isascii()
+
+
+def test_gantt_bars_have_a_visible_width_and_every_state_shows() -> None:
+    timeline = run_timeline(operator_log(), "f", now=NOW)
+    assert timeline is not None
+
+    figure = gantt_figure(timeline["attempts"], timeline["tasks"], timeline["until"])
+
+    span_ms = 8 * 60 * 1000
+    bars = {t.name: t for t in figure.data}
+    assert set(bars) == {"ok", "retry", "failed", "lease lost", "skipped"}
+    assert min(w for t in figure.data for w in t.x) >= 0.005 * span_ms  # a 0.6 ms task shows
+    assert list(bars["retry"].customdata) == ["c"]
+    assert list(bars["skipped"].y) == ["e"]
+
+
+def test_running_attempt_extends_to_now_and_waiting_run_says_so() -> None:
+    events = [ev("dag_start", 5, "r", "t"), ev("task_start", 4, "r", "t", task_id="a", attempt=1)]
+    timeline = run_timeline(events, "r", now=NOW)
+    assert timeline is not None
+
+    figure = gantt_figure(timeline["attempts"], timeline["tasks"], timeline["until"])
+    assert figure.data[0].x[0] == pytest.approx(4 * 60 * 1000)  # to now, not to its start
+
+    waiting = run_timeline(operator_log(), "w", now=NOW)
+    assert waiting is not None
+    empty = gantt_figure(waiting["attempts"], waiting["tasks"], waiting["until"], "Waiting")
+    assert empty.data == () and empty.layout.annotations[0].text == "Waiting"
+
+
+def test_run_page_of_a_waiting_run_and_a_cancelled_run(ops: DashboardData) -> None:
+    page = (render_route(ops, "/runs/w") or ((), (), ()))[2]
+    assert "Waiting for a worker" in texts(find(page, "run-waiting"))[0]
+    assert "2000" not in str(find(page, "gantt-chart").figure.layout.xaxis)
+
+    cancelled = run_timeline(operator_log(), "c", now=NOW)
+    assert cancelled is not None
+    assert cancelled["run"]["status"] == "cancelled"
+    assert {t["task_id"]: t["state"] for t in cancelled["tasks"]} == {
+        "x": "cancelled",
+        "y": "cancelled",
+    }
+
+
+def test_run_page_has_a_legend_with_lease_lost_and_the_reason(ops: DashboardData) -> None:
+    page = (render_route(ops, "/runs/s") or ((), (), ()))[2]
+
+    assert "worker lost its lease; another took over" in texts(find(page, "state-legend"))
+    assert texts(find(page, "run-reason")) == ["Reason: stalled: tasks x can never start"]
+
+
+def test_task_detail_shows_attempts_worker_fence_error_and_traceback(ops: DashboardData) -> None:
+    from dagflow.dashboard.callbacks import clicked_task, render_task_detail
+
+    # Without a choice, a failed run's page shows its failed task
+    detail = render_task_detail(ops, "/runs/f", "")
+    shown = texts(detail)
+    assert shown[0] == "Task c"
+    assert "ValueError: bad" in shown and "w1" in shown and "2" in shown
+    assert any(t.startswith("Traceback (most recent call last)") for t in shown)
+    # A click on a bar or a node selects a task
+    assert clicked_task(None, {"points": [{"customdata": "b"}]}) == "b"
+    detail = texts(render_task_detail(ops, "/runs/f", "?task=b"))
+    assert detail[:4] == ["Task b", "Attempt", "Worker", "Lease"]
+    assert detail[8:12] == ["1", "w2", "1", "lease lost"]  # attempt, worker, fence, outcome
+    assert "skipped: it never started (upstream task c failed)." in texts(
+        render_task_detail(ops, "/runs/f", "?task=e")
+    )
+
+
+def test_dag_is_layered_left_to_right_with_no_needless_crossings() -> None:
+    from dagflow.dashboard.dag_layout import crossings, layered_positions
+
+    # Given parents ordered so that naive placement crosses: a->y, b->x
+    edges = [("a", "y"), ("b", "x"), ("x", "z"), ("y", "z")]
+    positions = layered_positions(["a", "b", "x", "y", "z"], edges)
+
+    assert {n: p[0] for n, p in positions.items()} == {"a": 0, "b": 0, "x": 1, "y": 1, "z": 2}
+    layers = [
+        sorted((n for n in positions if positions[n][0] == x), key=lambda n: -positions[n][1])
+        for x in range(3)
+    ]
+    assert crossings(layers, edges) == 0
+    assert crossings([["a", "b"], ["x", "y"]], edges) == 1
