@@ -21,7 +21,7 @@ from dash.exceptions import PreventUpdate
 
 from dagflow.analytics import schedule_by_run, summarize, summarize_schedules
 from dagflow.clock import utc_now
-from dagflow.dashboard import layout
+from dagflow.dashboard import layout, run_page
 from dagflow.dashboard.figures import error_rate_figure, runs_figure
 from dagflow.dashboard.queue import QueueStats, redis_queue_stats, with_collector_lag
 from dagflow.dashboard.sources import CachedLog
@@ -249,7 +249,7 @@ def render_route(
     if refreshing and (timeline is None or timeline["run"]["status"] not in ("running", "stale")):
         return None
     back = with_query("", tenant=tenant_of(search))
-    return layout.HIDDEN, layout.SHOWN, layout.run_page(timeline, run_id, back)
+    return layout.HIDDEN, layout.SHOWN, run_page.run_page(timeline, run_id, back)
 
 
 def render_task_detail(data: DashboardData, pathname: str | None, search: str | None) -> Any:
@@ -265,7 +265,7 @@ def render_task_detail(data: DashboardData, pathname: str | None, search: str | 
     task = query(search).get("task")
     if task is None:
         task = next((t["task_id"] for t in timeline["tasks"] if t["state"] == "failed"), None)
-    return layout.task_detail(timeline, task)
+    return run_page.task_detail(timeline, task)
 
 
 def clicked_task(*click_data: Any) -> str | None:
