@@ -46,7 +46,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -84,7 +84,6 @@ from celery import chain, chord, group  # noqa: E402
 from bench.bench_workflows import RAW_MERGE, RAW_NOOP, RAW_SLEEP, register_raw  # noqa: E402
 from dagflow import workflows  # noqa: E402
 from dagflow.dag import Dag, check_dag, load_dag, plan_text  # noqa: E402
-from dagflow.events import iter_events  # noqa: E402
 from dagflow.runner import Runner  # noqa: E402
 from dagflow.settings import Settings  # noqa: E402
 from dagflow.spec import parse_dag, read_yaml  # noqa: E402
@@ -647,15 +646,17 @@ def _event_time(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(event["timestamp"]).timestamp()
 
 
-def hop_latencies_ms(events_path: Path, run_id: str, order: list[str]) -> list[float]:
+def hop_latencies_ms(
+    events: Iterable[dict[str, Any]], run_id: str, order: list[str]
+) -> list[float]:
     """Each hop of a chain: the child's ``task_start`` minus its parent's ``task_ok``, in ms.
 
-    Read from dagflow's own event log (both stamps are written by worker processes on this
-    machine, with microseconds).
+    Read from dagflow's own events (the Redis stream in the default distributed mode; both
+    stamps are written by worker processes on this machine, with microseconds).
     """
     ok: dict[str, float] = {}
     start: dict[str, float] = {}
-    for e in iter_events(events_path):
+    for e in events:
         if e.get("run_id") != run_id:
             continue
         if e["event"] == "task_ok":
@@ -687,7 +688,7 @@ def measure_hops(bench: Bench, n: int, runs: int) -> tuple[list[str], list[float
     per_run: list[float] = []
     for _ in range(runs):
         bench.dagflow(dag)
-        these = hop_latencies_ms(_TMP / "events.jsonl", bench.last_run_id, order)
+        these = hop_latencies_ms(bench.runner.runtime.events.read(), bench.last_run_id, order)
         per_run.append(statistics.median(these))
         hops += these
     p50, p90, p99 = (percentile(hops, q) for q in (50, 90, 99))
