@@ -22,6 +22,7 @@ from dash.exceptions import PreventUpdate
 from dagflow.analytics import schedule_by_run, summarize, summarize_schedules
 from dagflow.clock import utc_now
 from dagflow.dashboard import layout, run_page
+from dagflow.dashboard.actions import ActionGuard, buttons
 from dagflow.dashboard.figures import error_rate_figure, runs_figure
 from dagflow.dashboard.queue import QueueStats, redis_queue_stats, with_collector_lag
 from dagflow.dashboard.sources import CachedLog
@@ -60,6 +61,7 @@ class DashboardData:
         clock: Returns "now", the end of the KPI window; tests pass a fixed one.
         queue_probe: Reads the broker; tests pass a fake.
         runs_limit: Rows in the recent runs table.
+        guard: Whether run pages offer Cancel and Retry (None: they do not).
     """
 
     settings: Settings
@@ -68,6 +70,7 @@ class DashboardData:
     clock: Callable[[], datetime] = utc_now
     queue_probe: Callable[[Settings], QueueStats | None] = probe_queue
     runs_limit: int = 15
+    guard: ActionGuard | None = None
 
     @classmethod
     def from_settings(
@@ -77,6 +80,7 @@ class DashboardData:
         clock: Callable[[], datetime] = utc_now,
         max_events: int = DEFAULT_MAX_EVENTS,
         queue_probe: Callable[[Settings], QueueStats | None] = probe_queue,
+        guard: ActionGuard | None = None,
     ) -> DashboardData:
         """Build the data sources from ``settings``."""
         return cls(
@@ -85,6 +89,7 @@ class DashboardData:
             state=CachedLog(settings.state_path, max_events),
             clock=clock,
             queue_probe=queue_probe,
+            guard=guard,
         )
 
 
@@ -249,7 +254,8 @@ def render_route(
     if refreshing and (timeline is None or timeline["run"]["status"] not in ("running", "stale")):
         return None
     back = with_query("", tenant=tenant_of(search))
-    return layout.HIDDEN, layout.SHOWN, run_page.run_page(timeline, run_id, back)
+    actions = buttons(data.guard, run_id, timeline["run"]["status"]) if timeline else []
+    return layout.HIDDEN, layout.SHOWN, run_page.run_page(timeline, run_id, back, actions)
 
 
 def render_task_detail(data: DashboardData, pathname: str | None, search: str | None) -> Any:
