@@ -31,6 +31,8 @@ from dagflow.settings import Settings
 from dagflow.timeline import run_timeline
 
 RUN_PREFIX = "/runs/"
+#: Run statuses whose page is redrawn at every refresh.
+ACTIVE = ("running", "stale")
 #: Newest events the dashboard keeps in memory (about 1 KB each).
 DEFAULT_MAX_EVENTS = 100_000
 #: Rows in the recent-jobs table of the queue panel.
@@ -244,14 +246,15 @@ def render_route(
     Returns:
         ``(overview style, run page style, run page children)``, or None when this is a
         periodic refresh of a finished run's page (nothing can change; redrawing would
-        reset the charts' zoom).
+        reset the charts' zoom). A run not in the log yet (a retry just started) is looked
+        for again at every refresh.
     """
     run_id = run_id_of(pathname)
     if run_id is None:
         return layout.SHOWN, layout.HIDDEN, []
     events, _ = data.events.read()
     timeline = run_timeline(events, run_id, now=data.clock())
-    if refreshing and (timeline is None or timeline["run"]["status"] not in ("running", "stale")):
+    if refreshing and timeline is not None and timeline["run"]["status"] not in ACTIVE:
         return None
     back = with_query("", tenant=tenant_of(search))
     actions = buttons(data.guard, run_id, timeline["run"]["status"]) if timeline else []
