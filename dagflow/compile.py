@@ -33,6 +33,16 @@ if TYPE_CHECKING:
 STEP_TASK = "dagflow.step"
 
 
+def step_name(dag_name: str | None, task_id: str) -> str:
+    """The name a step is sent under (Celery's ``shadow``): ``<dag name>:<task id>``.
+
+    Flower, ``celery events`` and the worker's log show this name instead of
+    ``dagflow.step``, so they say what runs; the task that runs is still ``dagflow.step``.
+    Without a DAG name (a plan that is gone), it is ``dagflow.step``.
+    """
+    return f"{dag_name}:{task_id}" if dag_name else STEP_TASK
+
+
 @dataclass(frozen=True)
 class CompiledDag:
     """A DAG ready to run: its spec, its graph and the plan stored for workers."""
@@ -71,20 +81,28 @@ class CompiledDag:
 
     def start_canvas(self, app: Celery, run_id: str) -> Signature:
         """The canvas sent when a run starts: one step, or a group of the root steps."""
-        return steps_canvas(app, run_id, self.graph.roots)
+        return steps_canvas(app, run_id, self.graph.roots, self.spec.name)
 
 
-def steps_canvas(app: Celery, run_id: str, task_ids: Sequence[str]) -> Signature:
+def steps_canvas(
+    app: Celery, run_id: str, task_ids: Sequence[str], dag_name: str | None
+) -> Signature:
     """One step signature, or a group of them, for ``task_ids`` (at least one)."""
     from celery import group
 
-    sigs = [step_signature(app, run_id, task_id) for task_id in task_ids]
+    sigs = [step_signature(app, run_id, task_id, dag_name) for task_id in task_ids]
     return sigs[0] if len(sigs) == 1 else group(sigs)
 
 
-def step_signature(app: Celery, run_id: str, task_id: str) -> Signature:
-    """An immutable ``dagflow.step`` signature: the whole message is two short strings."""
-    return app.signature(STEP_TASK, args=(run_id, task_id), immutable=True)
+def step_signature(app: Celery, run_id: str, task_id: str, dag_name: str | None) -> Signature:
+    """An immutable ``dagflow.step`` signature: the whole message is two short strings,
+    sent under :func:`step_name` so monitors show the DAG and the task."""
+    return app.signature(
+        STEP_TASK,
+        args=(run_id, task_id),
+        immutable=True,
+        shadow=step_name(dag_name, task_id),
+    )
 
 
 def compile_dag(spec: DagSpec, graph: Graph | None = None) -> CompiledDag:

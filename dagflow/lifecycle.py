@@ -125,7 +125,7 @@ def open_run(
             reused_from=plan.labels.get("retry_of"),
         )
     if start:
-        steps_canvas(app, run_id, start).apply_async()
+        steps_canvas(app, run_id, start, plan.dag_name).apply_async()
     return run_id
 
 

@@ -32,7 +32,7 @@ import redis
 from kombu.exceptions import KombuError
 
 from dagflow import workflows
-from dagflow.compile import STEP_TASK
+from dagflow.compile import STEP_TASK, step_name
 from dagflow.context import RunContext
 from dagflow.errors import RunnerError, UnknownWorkflowError, WorkflowOutputError
 from dagflow.lifecycle import finish_run
@@ -72,7 +72,8 @@ def _after_finished(
     """
     if state == "ok":
         children = list(plan.tasks[task_id].children)
-        send_steps(app, run_id, with_store(rt, "unsent", lambda: rt.store.unsent(run_id, children)))
+        unsent = with_store(rt, "unsent", lambda: rt.store.unsent(run_id, children))
+        send_steps(app, run_id, unsent, plan.dag_name)
     snapshot = rt.store.snapshot(run_id)
     if snapshot is None or snapshot.status != "running":
         return
@@ -236,7 +237,7 @@ def _succeeded(
         return
     if not rt.store.writes_events:
         rt.events.emit(event)
-    send_steps(app, run_id, result.ready)
+    send_steps(app, run_id, result.ready, plan.dag_name)
     if result.complete:
         finish_run(rt, run_id, plan, result)
 
@@ -281,7 +282,11 @@ def _failed(
             rt.events.emit(event)
         if delay <= ETA_MAX_S:
             try:
-                app.tasks[STEP_TASK].apply_async(args=(run_id, task_id), countdown=delay)
+                app.tasks[STEP_TASK].apply_async(
+                    args=(run_id, task_id),
+                    countdown=delay,
+                    shadow=step_name(plan.dag_name, task_id),
+                )
             except (KombuError, OSError, redis.exceptions.RedisError) as send_error:
                 logger.warning(
                     "dagflow: retry of %s not sent (%s); the sweeper will", task_id, send_error

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis
 from kombu.exceptions import KombuError
 
-from dagflow.compile import STEP_TASK
+from dagflow.compile import STEP_TASK, step_name
 from dagflow.errors import WorkflowOutputError
 
 if TYPE_CHECKING:
@@ -68,8 +68,12 @@ def with_store(rt: Runtime, what: str, call: Callable[[], T]) -> T:
             pause = min(pause * 2, STORE_BACKOFF_S[1])
 
 
-def send_steps(app: Celery, run_id: str, task_ids: tuple[str, ...] | list[str]) -> bool:
+def send_steps(
+    app: Celery, run_id: str, task_ids: tuple[str, ...] | list[str], dag_name: str | None
+) -> bool:
     """Publish one ``dagflow.step`` per task over one producer; False if publishing failed.
+
+    Each is sent under :func:`~dagflow.compile.step_name` (``<dag name>:<task id>``).
 
     A failure is logged, not raised: the steps are in the outbox, and the sweeper sends
     them if this did not.
@@ -80,7 +84,11 @@ def send_steps(app: Celery, run_id: str, task_ids: tuple[str, ...] | list[str]) 
     try:
         with app.producer_or_acquire() as producer:
             for task_id in task_ids:
-                step.apply_async(args=(run_id, task_id), producer=producer)
+                step.apply_async(
+                    args=(run_id, task_id),
+                    producer=producer,
+                    shadow=step_name(dag_name, task_id),
+                )
     except (KombuError, OSError, redis.exceptions.RedisError) as exc:
         logger.warning(
             "dagflow: could not send %s of run %s (%s); the sweeper will", task_ids, run_id, exc

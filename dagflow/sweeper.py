@@ -85,7 +85,8 @@ def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
         if not busy or (run_id, task_id) in expired:
             by_run[run_id].append(task_id)
     for run_id, task_ids in by_run.items():
-        send_steps(app, run_id, task_ids)
+        plan = rt.plan(run_id)
+        send_steps(app, run_id, task_ids, plan.dag_name if plan else None)
     verdicts: dict[str, list[str]] = defaultdict(list)
     for run_id in found.cancelled_runs:
         # Steps of a cancelled run are never re-sent: end the ones nobody holds instead.
@@ -159,7 +160,7 @@ def check_run(app: Celery, rt: Runtime, run_id: str) -> str:
     if movable:
         logger.warning("dagflow: run %s: nothing held %s; sending them again", run_id, movable)
         rt.store.requeue(run_id, movable)
-        send_steps(app, run_id, movable)
+        send_steps(app, run_id, movable, plan.dag_name)
         return "requeued"
     reason = (
         f"stalled: tasks {', '.join(sorted(open_tasks))} can never start "

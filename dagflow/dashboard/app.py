@@ -13,6 +13,7 @@ from datetime import datetime
 import dash
 
 from dagflow.clock import utc_now
+from dagflow.dashboard.actions import ActionGuard, install_actions
 from dagflow.dashboard.auth import install_basic_auth
 from dagflow.dashboard.callbacks import DEFAULT_MAX_EVENTS, DashboardData, probe_queue, register
 from dagflow.dashboard.layout import app_layout
@@ -30,6 +31,7 @@ def create_app(
     max_events: int = DEFAULT_MAX_EVENTS,
     refresh_s: float = DEFAULT_REFRESH_S,
     queue_probe: Callable[[Settings], QueueStats | None] = probe_queue,
+    guard: ActionGuard | None = None,
 ) -> dash.Dash:
     """Build the dashboard for ``settings`` (default: :meth:`Settings.from_env`).
 
@@ -39,13 +41,16 @@ def create_app(
         max_events: Newest events kept in memory.
         refresh_s: Seconds between page refreshes.
         queue_probe: Reads queue stats from the broker (tests pass a fake).
+        guard: Whether the run page offers Cancel and Retry, and their tokens (default:
+            :meth:`ActionGuard.for_settings`).
 
     Raises:
         ConfigError: ``DAGFLOW_DASHBOARD_AUTH`` is set but not ``user:password``.
     """
     settings = settings or Settings.from_env()
+    guard = guard or ActionGuard.for_settings(settings)
     data = DashboardData.from_settings(
-        settings, clock=clock, max_events=max_events, queue_probe=queue_probe
+        settings, clock=clock, max_events=max_events, queue_probe=queue_probe, guard=guard
     )
     # The run page's charts exist only while it is shown: their click callbacks are
     # registered before the components are.
@@ -58,6 +63,7 @@ def create_app(
     )
     app.layout = app_layout(settings.panel_window_h, refresh_s)
     install_basic_auth(app.server, settings.dashboard_auth)
+    install_actions(app.server, settings, guard)
     register(app, data)
     return app
 

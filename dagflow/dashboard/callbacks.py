@@ -22,6 +22,7 @@ from dash.exceptions import PreventUpdate
 from dagflow.analytics import schedule_by_run, summarize, summarize_schedules
 from dagflow.clock import utc_now
 from dagflow.dashboard import layout, run_page
+from dagflow.dashboard.actions import ActionGuard, buttons
 from dagflow.dashboard.figures import error_rate_figure, runs_figure
 from dagflow.dashboard.queue import QueueStats, redis_queue_stats, with_collector_lag
 from dagflow.dashboard.sources import CachedLog
@@ -30,6 +31,8 @@ from dagflow.settings import Settings
 from dagflow.timeline import run_timeline
 
 RUN_PREFIX = "/runs/"
+#: Run statuses whose page is redrawn at every refresh.
+ACTIVE = ("running", "stale")
 #: Newest events the dashboard keeps in memory (about 1 KB each).
 DEFAULT_MAX_EVENTS = 100_000
 #: Rows in the recent-jobs table of the queue panel.
@@ -60,6 +63,7 @@ class DashboardData:
         clock: Returns "now", the end of the KPI window; tests pass a fixed one.
         queue_probe: Reads the broker; tests pass a fake.
         runs_limit: Rows in the recent runs table.
+        guard: Whether run pages offer Cancel and Retry (None: they do not).
     """
 
     settings: Settings
@@ -68,6 +72,7 @@ class DashboardData:
     clock: Callable[[], datetime] = utc_now
     queue_probe: Callable[[Settings], QueueStats | None] = probe_queue
     runs_limit: int = 15
+    guard: ActionGuard | None = None
 
     @classmethod
     def from_settings(
@@ -77,6 +82,7 @@ class DashboardData:
         clock: Callable[[], datetime] = utc_now,
         max_events: int = DEFAULT_MAX_EVENTS,
         queue_probe: Callable[[Settings], QueueStats | None] = probe_queue,
+        guard: ActionGuard | None = None,
     ) -> DashboardData:
         """Build the data sources from ``settings``."""
         return cls(
@@ -85,6 +91,7 @@ class DashboardData:
             state=CachedLog(settings.state_path, max_events),
             clock=clock,
             queue_probe=queue_probe,
+            guard=guard,
         )
 
 
@@ -239,17 +246,19 @@ def render_route(
     Returns:
         ``(overview style, run page style, run page children)``, or None when this is a
         periodic refresh of a finished run's page (nothing can change; redrawing would
-        reset the charts' zoom).
+        reset the charts' zoom). A run not in the log yet (a retry just started) is looked
+        for again at every refresh.
     """
     run_id = run_id_of(pathname)
     if run_id is None:
         return layout.SHOWN, layout.HIDDEN, []
     events, _ = data.events.read()
     timeline = run_timeline(events, run_id, now=data.clock())
-    if refreshing and (timeline is None or timeline["run"]["status"] not in ("running", "stale")):
+    if refreshing and timeline is not None and timeline["run"]["status"] not in ACTIVE:
         return None
     back = with_query("", tenant=tenant_of(search))
-    return layout.HIDDEN, layout.SHOWN, run_page.run_page(timeline, run_id, back)
+    actions = buttons(data.guard, run_id, timeline["run"]["status"]) if timeline else []
+    return layout.HIDDEN, layout.SHOWN, run_page.run_page(timeline, run_id, back, actions)
 
 
 def render_task_detail(data: DashboardData, pathname: str | None, search: str | None) -> Any:

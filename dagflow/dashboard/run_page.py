@@ -45,9 +45,12 @@ def legend() -> html.Div:
     )
 
 
-def run_page(timeline: Row | None, run_id: str, search: str = "") -> list[Any]:
-    """The run page: summary and reason, a legend, the Gantt chart of attempts, the DAG
-    graph, a table of tasks (each a link that shows its attempts) and the task errors."""
+def run_page(
+    timeline: Row | None, run_id: str, search: str = "", actions: list[Any] | None = None
+) -> list[Any]:
+    """The run page: summary and reason, the actions (Cancel, Retry) it is given, a legend,
+    the Gantt chart of attempts, the DAG graph, a table of tasks (each a link that shows its
+    attempts) and the task errors."""
     back = dcc.Link("← all runs", href="/" + search, id="back-link")
     if timeline is None:
         return [back, html.H2("Run not found"), html.P(f"No events for run {run_id}.")]
@@ -74,6 +77,7 @@ def run_page(timeline: Row | None, run_id: str, search: str = "") -> list[Any]:
                                style={"color": STATE_COLORS["failed"]}))  # fmt: skip
     if not timeline["attempts"] and run["status"] in ("running", "stale"):
         children.append(html.P(waiting, id="run-waiting"))
+    children += actions or []
     children += [
         legend(),
         dcc.Graph(

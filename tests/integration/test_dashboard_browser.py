@@ -17,8 +17,12 @@ from typing import Any
 import pytest
 
 from dagflow.clock import isoformat
+from dagflow.runner import get_run
+from tests.support.cluster import Cluster
+from tests.support.dags import make_dag, task
 from tests.support.net import free_port
 from tests.support.services import require
+from tests.support.waiting import wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -218,3 +222,102 @@ def test_tenant_filter_survives_in_the_url(dashboard_url: str, browser: Any) -> 
     browser.find_element(By.ID, "back-link").click()
     wait.until(lambda _: browser.current_url.endswith("/?tenant=tenant-1"))
     wait.until(lambda _: len(rows()) == 5 and all("tenant-1" in row for row in rows()))
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A private redis-server and one real worker that write events to one file."""
+    cluster = Cluster(tmp_path / "cluster", appendonly=False, extra_env={"DAGFLOW_EVENTS": "file"})
+    try:
+        cluster.worker("a", concurrency=2)
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def cluster_dashboard(cluster: Cluster, tmp_path: Path) -> Iterator[str]:
+    """The dashboard on localhost over the cluster's run store and event log."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "dagflow", "dashboard", "--host", "127.0.0.1", "--port", str(port),
+        "--refresh", "1",
+    ]  # fmt: skip
+    with (tmp_path / "dashboard.log").open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=cluster.env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(url, process, tmp_path / "dashboard.log")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait until ``url`` answers 200; fail with the log if the process dies or 30 s pass."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"dashboard did not start:\n{log.read_text(errors='replace')}")
+        time.sleep(0.2)
+
+
+def test_retry_and_cancel_buttons_act_on_real_runs(
+    cluster: Cluster, cluster_dashboard: str, browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 30)
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    (flags / "broken").touch()
+    # Given a run that failed because the flag file exists
+    params = {"dir": str(flags), "key": "fix"}
+    failing = make_dag([task("fix", workflow="test.fail_while_flag", params=params)], name="fixme")
+    failed = cluster.runner.submit(failing)
+    assert failed.wait(timeout=60).status == "failed"
+
+    # When its page is opened, it offers Retry (and no Cancel)
+    browser.get(f"{cluster_dashboard}/runs/{failed.run_id}")
+    wait.until(lambda _: browser.find_elements(By.ID, "retry-button"))
+    assert not browser.find_elements(By.ID, "cancel-button")
+
+    # And the flag is removed and Retry is clicked
+    (flags / "broken").unlink()
+    browser.find_element(By.ID, "retry-button").click()
+
+    # Then the browser is on the new run's page, and that run succeeds
+    wait.until(lambda _: failed.run_id not in browser.current_url)
+    new_id = browser.current_url.rsplit("/runs/", 1)[1]
+    retried = get_run(new_id, settings=cluster.settings)
+    assert retried.wait(timeout=60).status == "success"
+    assert retried.status().labels.get("retry_of") == failed.run_id
+    wait.until(lambda _: "success" in browser.find_element(By.ID, "run-summary").text)
+
+    # Given a run whose only task sleeps for a minute
+    slow = make_dag([task("nap", workflow="test.sleep", params={"seconds": 60})], name="slow")
+    running = cluster.runner.submit(slow)
+    wait_for(lambda: running.status().tasks[0].state == "running", 30)
+
+    # When Cancel is clicked on its page
+    browser.get(f"{cluster_dashboard}/runs/{running.run_id}")
+    wait.until(lambda _: browser.find_elements(By.ID, "cancel-button"))
+    assert not browser.find_elements(By.ID, "retry-button")
+    browser.find_element(By.ID, "cancel-button").click()
+
+    # Then the run ends cancelled long before its task would have, and the page says so
+    assert running.wait(timeout=30).status == "cancelled"
+    wait.until(lambda _: "cancelled" in browser.find_element(By.ID, "run-summary").text)
+    wait.until(lambda _: browser.find_elements(By.ID, "retry-button"))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dagflow.runner import Runner
-from tests.support.broker import log_size, send_step, steps_seen, wait_until_idle
+from tests.support.broker import log_size, send_step, step_ended, steps_seen, wait_until_idle
 from tests.support.dags import make_dag, task
 from tests.support.waiting import wait_for, wait_for_file
 
@@ -46,7 +46,7 @@ def redeliver(runner: Runner, broker: str, log: Path, run_id: str, task_id: str)
     wait_until_idle(broker, log)
     offset = log_size(log)
     message_id = send_step(runner, run_id, task_id)
-    wait_for(lambda: f"dagflow.step[{message_id}] succeeded" in log.read_text(), TIMEOUT)
+    wait_for(lambda: step_ended(log.read_text(), message_id), TIMEOUT)
     return wait_until_idle(broker, log, offset)
 
 
@@ -101,3 +101,20 @@ def test_second_copy_of_a_running_step_never_runs_it_twice_at_once(
     ]  # fmt: skip
     assert len(oks) == 1
     assert steps_seen(worker_log, offset)[0] >= 1  # the copy did reach the worker
+
+
+def test_worker_log_names_the_dag_and_task_of_each_step(
+    redis_runner: Runner, redis_db: str, worker_log: Path, tmp_path: Path
+) -> None:
+    # Given a finished run of `test_dag` (root a, then b and c, then the join d)
+    offset = log_size(worker_log)
+    finished_diamond(redis_runner, tmp_path)
+    wait_until_idle(redis_db, worker_log, offset)
+    with worker_log.open("rb") as handle:
+        handle.seek(offset)
+        text = handle.read().decode(errors="replace")
+    # Then every step was received under `<dag>:<task>`, the start canvas, the fan-out and
+    # the join alike, and none as the bare `dagflow.step`
+    for task_id in "abcd":
+        assert f"Task test_dag:{task_id}[" in text, text[-2000:]
+    assert "Task dagflow.step[" not in text

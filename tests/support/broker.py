@@ -16,8 +16,21 @@ from dagflow.runner import Runner
 UNACKED = "unacked"
 #: Celery's default queue (a Redis list on the broker).
 QUEUE = "celery"
-_RECEIVED = re.compile(r"Task dagflow\.step\[([0-9a-f-]+)\] received")
-_ENDED = re.compile(r"Task dagflow\.step\[([0-9a-f-]+)\] (?:succeeded|raised|retry)")
+#: How a worker log names a step: ``dagflow.step``, or the ``<dag>:<task>`` it was sent under.
+STEP_NAME = r"(?:dagflow\.step|[^\s\[\]]+:[^\s\[\]]+)"
+_RECEIVED = re.compile(rf"Task {STEP_NAME}\[([0-9a-f-]+)\] received")
+_ENDED = re.compile(rf"Task {STEP_NAME}\[([0-9a-f-]+)\] (?:succeeded|raised|retry)")
+_STEP_LINE = re.compile(rf"Task {STEP_NAME}\[")
+
+
+def step_lines(text: str) -> int:
+    """Lines of a worker log about a step message (received, succeeded, raised, retry)."""
+    return len(_STEP_LINE.findall(text))
+
+
+def step_ended(text: str, message_id: str) -> bool:
+    """True once a worker log says the step message ``message_id`` succeeded."""
+    return re.search(rf"Task {STEP_NAME}\[{re.escape(message_id)}\] succeeded", text) is not None
 
 
 def send_step(runner: Runner, run_id: str, task_id: str) -> str:

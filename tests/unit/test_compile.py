@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from dagflow.compile import STEP_TASK, compile_dag, describe
+from dagflow.compile import STEP_TASK, compile_dag, describe, step_name
 from dagflow.plan import RunPlan
 from dagflow.spec import parse_dag
 
@@ -51,3 +51,16 @@ def test_start_canvas_is_one_signature_or_a_group_of_roots() -> None:
     assert single.task == STEP_TASK and single.args == ("r1", "a") and single.immutable
     both = compiled({"a": [], "b": []}).start_canvas(app, "r1")
     assert [s.args for s in both.tasks] == [("r1", "a"), ("r1", "b")]
+
+
+def test_steps_are_sent_under_the_dag_and_task_name() -> None:
+    # Flower, `celery events` and worker logs show the shadow name, not `dagflow.step`
+    app = Celery(set_as_current=False)
+    dag = compiled({"a": [], "b": []})
+    canvas = dag.start_canvas(app, "r1")
+    assert [s.options["shadow"] for s in canvas.tasks] == [
+        f"{dag.spec.name}:a",
+        f"{dag.spec.name}:b",
+    ]
+    assert step_name("weekly_ops_chain", "report") == "weekly_ops_chain:report"
+    assert step_name(None, "report") == STEP_TASK
