@@ -91,14 +91,19 @@ def test_a_waiting_cli_rides_out_a_redis_outage_until_its_timeout(
         stderr=subprocess.PIPE,
         text=True,
     )
-    # (the run's start message is on the queue: no worker takes it)
-    client = store_server.client()
-    wait_for(lambda: client.llen("celery") >= 1, 30, "the start message is queued")
-    client.close()
-    # When Redis stops (and stays down)
-    store_server.stop()
-    started = time.monotonic()
-    out, err = proc.communicate(timeout=60)
+    try:
+        # (the run's start message is on the queue: no worker takes it)
+        client = store_server.client()
+        wait_for(lambda: client.llen("celery") >= 1, 30, "the start message is queued")
+        client.close()
+        # When Redis stops (and stays down)
+        store_server.stop()
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # a failed wait must not leave the CLI running
+            proc.kill()
+            proc.wait(10)
     # Then it keeps trying until --timeout, then says the run goes on and how to follow it
     assert proc.returncode == 4, out + err
     assert time.monotonic() - started >= 3  # it did not give up at the first error
