@@ -303,13 +303,18 @@ def test_dagflow_wait_reattaches_and_rides_out_a_redis_restart(
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_for(lambda: count(cluster.events(handle.run_id), "task_start") == 1, 20, "start")
-    # When Redis restarts under it
-    cluster.server.stop()
-    time.sleep(2)
-    cluster.server.restart()
-    # Then the waiter reconnects and prints the run's summary when it ends
-    out, err = waiter.communicate(timeout=60)
+    try:
+        wait_for(lambda: count(cluster.events(handle.run_id), "task_start") == 1, 20, "start")
+        # When Redis restarts under it
+        cluster.server.stop()
+        time.sleep(2)
+        cluster.server.restart()
+        # Then the waiter reconnects and prints the run's summary when it ends
+        out, err = waiter.communicate(timeout=60)
+    finally:
+        if waiter.poll() is None:  # a failed wait must not leave the waiter running
+            waiter.kill()
+            waiter.wait(10)
     assert waiter.returncode == 0, out + err
     assert "DAG EXECUTION COMPLETE" in out and f"Status: success (run {handle.run_id})" in out
 
