@@ -34,7 +34,6 @@ import argparse
 import hashlib
 import os
 import platform
-import random
 import re
 import shutil
 import signal
@@ -47,7 +46,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,57 +73,22 @@ _TMP = Path(tempfile.mkdtemp(prefix="dagflow-bench-events-"))
 
 import redis  # noqa: E402
 
+from bench.bench_dags import layered_tasks, make_dag, percentile  # noqa: E402
 from dagflow import workflows  # noqa: E402
 from dagflow.clock import now_iso  # noqa: E402
 from dagflow.collector import BATCH as COLLECT_BATCH  # noqa: E402
 from dagflow.collector import BLOCK_MS as COLLECT_BLOCK_MS  # noqa: E402
 from dagflow.collector import CLAIM_IDLE_MS, collector_lag  # noqa: E402
 from dagflow.collector import Collector as DagflowCollector  # noqa: E402
-from dagflow.dag import Dag, check_dag  # noqa: E402
+from dagflow.dag import Dag  # noqa: E402
 from dagflow.event_stream import EVENTS_LOG, RedisEventStream  # noqa: E402
 from dagflow.events import Event  # noqa: E402
 from dagflow.keys import COLLECTOR_GROUP, EVENTS_STREAM  # noqa: E402
 from dagflow.runner import Runner  # noqa: E402
 from dagflow.settings import Settings  # noqa: E402
-from dagflow.spec import parse_dag  # noqa: E402
 from tests.support import processes  # noqa: E402
 
 # --------------------------------------------------------------------------- helpers
-
-
-def layered_tasks(levels: int, width: int, parents: int, seed: int = 1) -> list[dict[str, Any]]:
-    """The layered DAG of ``bench_core.layered_tasks`` (same seed, so the same edges).
-
-    Copied rather than imported: importing ``bench_core`` starts its own redis-server.
-    """
-    rng = random.Random(seed)
-    out: list[dict[str, Any]] = []
-    for lv in range(levels):
-        for i in range(width):
-            deps = (
-                []
-                if lv == 0
-                else sorted(
-                    f"l{lv - 1:02d}_{j:04d}" for j in rng.sample(range(width), min(parents, width))
-                )
-            )
-            out.append({"id": f"l{lv:02d}_{i:04d}", "workflow_ref": "bench.noop",
-                        "params": {}, "depends_on": deps})  # fmt: skip
-    return out
-
-
-def make_dag(tasks: list[dict[str, Any]], name: str) -> Dag:
-    spec = parse_dag({"name": name, "tenant_id": "bench", "tasks": tasks}, source=f"{name}.yaml")
-    return check_dag(spec, f"{name}.yaml", ["bench.noop"])
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) of ``values``, interpolated between ranks."""
-    ranked = sorted(values)
-    pos = (len(ranked) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(ranked) - 1)
-    return ranked[lo] + (ranked[hi] - ranked[lo]) * (pos - lo)
 
 
 def sample_event(i: int) -> Event:
