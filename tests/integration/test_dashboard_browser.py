@@ -87,18 +87,7 @@ def dashboard_url(tmp_path: Path) -> Iterator[str]:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                log_text = (tmp_path / "dashboard.log").read_text(errors="replace")
-                pytest.fail(f"dashboard did not start:\n{log_text}")
-            time.sleep(0.2)
+        wait_until_serving(url, process, tmp_path / "dashboard.log")
         yield url
     finally:
         process.terminate()
