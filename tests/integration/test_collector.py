@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -236,3 +237,69 @@ def test_the_dashboard_says_how_far_behind_the_collector_is(
     collectors.caught_up()
     caught = with_collector_lag(None, server.url(0))
     assert caught is not None and (caught.collector_behind, caught.collector_lag_s) == (0, 0.0)
+
+
+def tail_env(server: RedisServer, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DAGFLOW_", "ORCH_"))},
+        "DAGFLOW_BROKER_URL": server.url(0),
+        "ORCH_EVENTS_PATH": str(tmp_path / "never-written.jsonl"),
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
+
+
+def test_events_tail_reads_one_run_or_tenant_from_the_stream(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    # Given events of two runs of two tenants in the stream, and no collector
+    stream = RedisEventStream(server.url(0))
+    for i in range(3):
+        stream.emit(event(i, run_id="r1"))
+        stream.emit(event(i, run_id="r2").model_copy(update={"tenant_id": "other"}))
+
+    def tail(*args: str) -> list[dict[str, Any]]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "dagflow", "events", "tail", *args],
+            cwd=ROOT, env=tail_env(server, tmp_path), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return [json.loads(line) for line in proc.stdout.splitlines()]
+
+    # Then --run and --tenant select from the stream, in order, from any process
+    assert [(e["run_id"], e["task_id"]) for e in tail("--run", "r1")] == [
+        ("r1", "t0"), ("r1", "t1"), ("r1", "t2"),
+    ]  # fmt: skip
+    assert {e["run_id"] for e in tail("--tenant", "other")} == {"r2"}
+    assert [e["task_id"] for e in tail("--limit", "2")] == ["t2", "t2"]
+    assert not (tmp_path / "never-written.jsonl").exists()
+
+
+def test_events_tail_follow_prints_new_events(server: RedisServer, tmp_path: Path) -> None:
+    # Given `dagflow events tail --follow --run r1` running
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagflow", "events", "tail", "--follow", "--run", "r1"],
+        cwd=ROOT,
+        env=tail_env(server, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        # When events arrive after it started (it reads from the stream's end)
+        stream = RedisEventStream(server.url(0))
+        assert proc.stdout is not None
+        line = ""
+        deadline = time.monotonic() + 30
+        while not line and time.monotonic() < deadline:
+            stream.emit(event(7, run_id="r2"))
+            stream.emit(event(8, run_id="r1"))
+            ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+            if ready:
+                line = proc.stdout.readline()
+        # Then the run's new event is printed as one JSON line, the other run's is not
+        assert json.loads(line)["task_id"] == "t8", proc.stderr.read() if proc.stderr else ""
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
