@@ -20,7 +20,7 @@ from dagflow.compile import steps_canvas
 from dagflow.dag import Dag
 from dagflow.plan import RunPlan
 from dagflow.run_params import resolve_params
-from dagflow.runtime import RunEnded, Runtime
+from dagflow.runtime import RunEnded, RunStarted, Runtime
 from dagflow.stores import FinishResult
 
 if TYPE_CHECKING:
@@ -126,6 +126,9 @@ def open_run(
         )
     if start:
         steps_canvas(app, run_id, start, plan.dag_name).apply_async()
+    rt.run_started(
+        RunStarted(run_id, plan.dag_name, plan.tenant_id, dict(meta.get("labels") or {}))
+    )
     return run_id
 
 

@@ -63,6 +63,22 @@ class RunEnded:
     labels: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class RunStarted:
+    """What a run-started hook is told when a run starts (its steps are sent).
+
+    A run held back by a ``max_active_runs`` limit starts when it is admitted, not when it
+    was submitted.
+    """
+
+    run_id: str
+    dag_name: str
+    tenant_id: str
+    labels: Mapping[str, Any]
+
+
+#: Called once when a run starts, in the process that started it (jobs go ``RUNNING``).
+RunStartedHook = Callable[[RunStarted], None]
 #: Called once when a run ends, in the process that ended it (dramatiq's
 #: ``after_process_message``): scheduling installs one to write ``run_finished``.
 RunFinishedHook = Callable[[RunEnded], None]
@@ -93,6 +109,7 @@ class Runtime:
     retry: RetryPolicy
     heartbeat: Heartbeat = field(init=False)
     run_finished_hooks: list[RunFinishedHook] = field(default_factory=list)
+    run_started_hooks: list[RunStartedHook] = field(default_factory=list)
     _plans: OrderedDict[str, RunPlan] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -141,6 +158,14 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.heartbeat = Heartbeat(self.store, self.settings.lease_s)
+
+    def run_started(self, started: RunStarted) -> None:
+        """Call every run-started hook; a failing hook is logged, never raised."""
+        for hook in self.run_started_hooks:
+            try:
+                hook(started)
+            except Exception:
+                logger.exception("dagflow: run-started hook %r failed for %s", hook, started.run_id)
 
     def run_finished(self, ended: RunEnded) -> None:
         """Call every run-finished hook; a failing hook is logged, never raised."""
