@@ -30,6 +30,17 @@ Keys shared by every run (the sweeper's indexes; a member is ``<run_id>\t<task_i
     dagflow:events            stream  every event and state line (log, data), capped
     (group "collectors" on dagflow:events: the collectors' read positions and pending entries)
 
+Admission keys (``max_active_runs`` limits; a slot's scope is ``dag:<name>``,
+``tenant:<id>`` or ``scheduled``)::
+
+    dagflow:slots:<scope>             zset    run -> when it took a slot (ms): the runs
+                                              holding the scope's slots
+    dagflow:slots                     set     every slot key in use (for the sweeper's audit)
+    dagflow:slots:waiting             hash    slot key -> runs waiting for it
+    dagflow:pending:runs              hash    run -> its slots and limits (JSON) while it waits
+    dagflow:pending:tenant:<id>       list    the tenant's waiting runs, oldest first
+    dagflow:pending:tenants           list    tenants with waiting runs (rotated: round robin)
+
 Scheduler keys::
 
     dagflow:sched:claim:<schedule>:<minute>   string  the run id that won this minute
@@ -58,6 +69,12 @@ RUNS_STARTED = f"{PREFIX}runs:started"
 #: At most this many runs are kept in :data:`RUNS_STARTED` (the oldest are dropped).
 RUN_HISTORY_MAX = 100_000
 LOCK_PREFIX = f"{PREFIX}lock:"
+#: Admission: slot zsets, their registry, waiting counts, and the waiting runs per tenant.
+SLOTS = f"{PREFIX}slots"
+SLOTS_WAITING = f"{PREFIX}slots:waiting"
+PENDING_RUNS = f"{PREFIX}pending:runs"
+PENDING_TENANTS = f"{PREFIX}pending:tenants"
+PENDING_TENANT_PREFIX = f"{PREFIX}pending:tenant:"
 #: The stream every event goes through in distributed mode, and its collectors' group.
 EVENTS_STREAM = f"{PREFIX}events"
 COLLECTOR_GROUP = "collectors"
@@ -69,6 +86,11 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 def run_key(run_id: str, part: str) -> str:
     """The key of one part of a run (``plan``, ``meta``, ``states``, ...)."""
     return f"{RUN_PREFIX}{{{run_id}}}:{part}"
+
+
+def slot_key(scope: str) -> str:
+    """The zset of the runs holding a slot of ``scope`` (``dag:x``, ``tenant:y``, ``scheduled``)."""
+    return f"{SLOTS}:{scope}"
 
 
 def step_member(run_id: str, task_id: str) -> str:

@@ -38,7 +38,7 @@ def retry_run(app: Celery, rt: Runtime, run_id: str) -> str:
     raw = rt.store.load_plan(run_id)
     if snap is None or raw is None:
         raise RunnerError(f"run {run_id} is not in the run store (unknown or expired)")
-    if snap.status == "running":
+    if snap.status in ("running", "pending"):
         raise RunnerError(
             f"run {run_id} is still running: wait for it or cancel it (dagflow cancel {run_id})"
         )
@@ -70,6 +70,8 @@ def retry_run(app: Celery, rt: Runtime, run_id: str) -> str:
         "params": dict(plan.params),
         "reused": sorted(reused),
     }
+    if snap.meta.get("max_active_runs"):
+        meta["max_active_runs"] = snap.meta["max_active_runs"]
     edges = [[p, c] for c, task in plan.tasks.items() for p in task.parents]
     return open_run(
         app,

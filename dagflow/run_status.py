@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dagflow.admission import slots_from_json, waiting_line
 from dagflow.stores.base import RunSnapshot, TaskInfo
 
 
@@ -48,6 +49,8 @@ class RunStatus:
         labels: The labels it was started with.
         error: Why the run ended without all its tasks ending (``stalled: ...``), or None.
         tasks: Each task, in plan order (empty in listings).
+        waiting_for: For a ``pending`` run, the limits it waits for
+            (``waiting for a slot: tenant acme (2 at once)``), else None.
     """
 
     run_id: str
@@ -61,6 +64,7 @@ class RunStatus:
     labels: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
     tasks: tuple[TaskInfo, ...] = ()
+    waiting_for: str | None = None
 
     @classmethod
     def from_store(
@@ -74,18 +78,20 @@ class RunStatus:
             return float(value) if isinstance(value, int | float) else None
 
         labels = meta.get("labels")
+        pending = snapshot.status == "pending"
         return cls(
             run_id=snapshot.run_id,
             dag_name=str(meta.get("dag_name", "")),
             tenant_id=str(meta.get("tenant_id", "")),
             status=snapshot.status,
-            started_at=number("started_at"),
+            started_at=None if pending else number("started_at"),
             finished_at=number("finished_at"),
             duration_s=number("duration_s"),
             counts=dict(snapshot.counts),
             labels=dict(labels) if isinstance(labels, dict) else {},
             error=str(meta["error"]) if meta.get("error") else None,
             tasks=tuple(ordered(tasks, order)),
+            waiting_for=waiting_line(slots_from_json(meta.get("slots"))) if pending else None,
         )
 
     @property
@@ -106,6 +112,7 @@ class RunStatus:
             "counts": dict(self.counts),
             "labels": dict(self.labels),
             "error": self.error,
+            "waiting_for": self.waiting_for,
         }
         if self.tasks:
             data["tasks"] = [

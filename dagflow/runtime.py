@@ -110,6 +110,9 @@ class Runtime:
     heartbeat: Heartbeat = field(init=False)
     run_finished_hooks: list[RunFinishedHook] = field(default_factory=list)
     run_started_hooks: list[RunStartedHook] = field(default_factory=list)
+    #: The Celery app this runtime is attached to (set by :func:`runtime_for`): what ends a
+    #: run uses it to start the waiting runs its slots were freed for.
+    app: Any = field(default=None, repr=False)
     _plans: OrderedDict[str, RunPlan] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -223,5 +226,6 @@ def runtime_for(app: Celery) -> Runtime:
                     app, "dagflow_runtime_factory", None
                 )
                 runtime = factory() if factory else Runtime.from_settings(Settings.from_env())
+                runtime.app = app
                 app.dagflow_runtime = runtime
     return runtime

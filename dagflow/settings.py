@@ -46,6 +46,21 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
     return value
 
 
+def _tenant_limits(raw: str) -> tuple[tuple[str, int], ...]:
+    """Parse ``acme=4,beta=16`` (``DAGFLOW_TENANT_LIMITS``)."""
+    out: list[tuple[str, int]] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        tenant, sep, value = item.partition("=")
+        if not sep or not tenant.strip() or not value.strip().isdigit():
+            raise ConfigError(
+                f"DAGFLOW_TENANT_LIMITS: {item!r} is not tenant=N (e.g. acme=4,beta=16)"
+            )
+        out.append((tenant.strip(), int(value)))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Settings:
     """dagflow's settings. Build with :meth:`from_env`; every field has a documented default.
@@ -59,7 +74,13 @@ class Settings:
         state_path: ``STATE_STORE_PATH``, the scheduler's JSONL state store.
         schedules_dir: ``DAGFLOW_SCHEDULES_DIR``, where schedule YAML files live.
         sched_tick_ms: ``SCHED_TICK_MS``, scheduler tick in milliseconds.
-        sched_max_parallel: ``SCHED_MAX_PARALLEL``, DAG runs a scheduler drives at once.
+        sched_max_parallel: ``SCHED_MAX_PARALLEL``, scheduled DAG runs that run at once,
+            across every scheduler and Beat process (held in Redis; the others wait as
+            ``pending``).
+        tenant_max_active_runs: ``DAGFLOW_TENANT_MAX_ACTIVE_RUNS``, runs of one tenant that
+            run at once (0: no limit); the others wait as ``pending``, in order.
+        tenant_limits: ``DAGFLOW_TENANT_LIMITS``, per-tenant overrides of that limit, as
+            ``acme=4,beta=16``.
         panel_window_h: ``ORCH_PANEL_WINDOW_H``, the dashboard's KPI window in hours.
         retry_base_s: ``DAGFLOW_RETRY_BASE_S``, first retry delay in seconds (doubles each time).
         retry_max_s: ``DAGFLOW_RETRY_MAX_S``, cap on one retry delay in seconds.
@@ -92,6 +113,8 @@ class Settings:
     schedules_dir: Path = Path("schedules")
     sched_tick_ms: int = 1000
     sched_max_parallel: int = 3
+    tenant_max_active_runs: int = 0
+    tenant_limits: tuple[tuple[str, int], ...] = ()
     panel_window_h: int = 24
     retry_base_s: float = 1.0
     retry_max_s: float = 300.0
@@ -107,6 +130,10 @@ class Settings:
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8050
     dashboard_auth: str | None = None
+
+    def tenant_limit(self, tenant: str) -> int:
+        """Runs of ``tenant`` that may run at once (0: no limit)."""
+        return dict(self.tenant_limits).get(tenant, self.tenant_max_active_runs)
 
     @property
     def embedded(self) -> bool:
@@ -148,6 +175,8 @@ class Settings:
             schedules_dir=Path(env.get("DAGFLOW_SCHEDULES_DIR") or "schedules"),
             sched_tick_ms=_int(env, "SCHED_TICK_MS", 1000, minimum=1),
             sched_max_parallel=_int(env, "SCHED_MAX_PARALLEL", 3, minimum=1),
+            tenant_max_active_runs=_int(env, "DAGFLOW_TENANT_MAX_ACTIVE_RUNS", 0),
+            tenant_limits=_tenant_limits(env.get("DAGFLOW_TENANT_LIMITS") or ""),
             panel_window_h=_int(env, "ORCH_PANEL_WINDOW_H", 24, minimum=1),
             retry_base_s=_float(env, "DAGFLOW_RETRY_BASE_S", 1.0),
             retry_max_s=retry_max,

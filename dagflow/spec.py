@@ -56,6 +56,7 @@ FIELDS: dict[str, str] = {
     "tasks[].depends_on[]": "a task id (a string)",
     "tasks[].timeout_s": "a number of seconds greater than 0",
     "params": "a mapping of run-level params and their default values (JSON values)",
+    "max_active_runs": "a whole number >= 1: runs of this DAG that may run at once",
 }
 
 
@@ -116,7 +117,11 @@ class TaskSpec(BaseModel):
 
 
 class DagSpec(BaseModel):
-    """A whole DAG: its ``name``, ``tenant_id``, ``tasks`` and run-level ``params`` defaults."""
+    """A whole DAG: its ``name``, ``tenant_id``, ``tasks`` and run-level ``params`` defaults.
+
+    ``max_active_runs`` caps the runs of this DAG (by name, across every tenant, client and
+    scheduler) that run at once; the others wait as ``pending``, in order.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -124,6 +129,7 @@ class DagSpec(BaseModel):
     tenant_id: str = Field(min_length=1)
     tasks: tuple[TaskSpec, ...]
     params: dict[str, Any] = Field(default_factory=dict)
+    max_active_runs: int | None = Field(default=None, ge=1)
 
     @field_validator("params")
     @classmethod

@@ -12,6 +12,8 @@ Beat processes; a sweep is also safe to run twice) looks at the store's indexes 
   drained; an entry is re-armed with a doubling delay, so a long queue is never flooded;
 * never re-sends a step of a **cancelled** run: it ends the steps nobody holds as
   ``cancelled`` and closes the run (:func:`dagflow.cancel.cancel_run`);
+* frees the ``max_active_runs`` **slots** of runs that ended or vanished without giving
+  them back, and starts the waiting runs they were holding back;
 * checks runs that **nothing moved** for a lease period: a run whose tasks all ended but
   that was never finalized is finalized; a task that could move but has nothing to move it
   is re-queued; a run whose state is gone, or that can never make progress, is ended as
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from celery import bootsteps
 
 from dagflow.cancel import cancel_run
-from dagflow.lifecycle import finish_run
+from dagflow.lifecycle import activate_run, finish_run, promote_runs
 from dagflow.runtime import Runtime, runtime_for
 from dagflow.step_io import send_steps
 from dagflow.stores import TERMINAL, FinishResult
@@ -63,6 +65,8 @@ class SweepReport:
     finalized: tuple[str, ...] = ()
     requeued: tuple[str, ...] = ()
     stalled: tuple[str, ...] = ()
+    slots_freed: int = 0
+    admitted: int = 0
 
 
 def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
@@ -97,8 +101,24 @@ def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
     finalized, requeued, stalled = (verdicts[k] for k in ("finalized", "requeued", "stalled"))
     resent = sum(len(tasks) for tasks in by_run.values())
     return SweepReport(
-        len(found.expired), resent, tuple(finalized), tuple(requeued), tuple(stalled)
+        len(found.expired),
+        resent,
+        tuple(finalized),
+        tuple(requeued),
+        tuple(stalled),
+        *sweep_slots(app, rt),
     )
+
+
+def sweep_slots(app: Celery, rt: Runtime) -> tuple[int, int]:
+    """Free the slots of runs that ended or vanished without giving them back (the process
+    that ended them died), start admitted runs whose starter died, and start waiting runs
+    that freed slots now allow. Returns (slots freed, runs started)."""
+    freed, stuck = rt.store.audit_slots(rt.settings.lease_s)
+    if freed:
+        logger.warning("dagflow: freed %d slots of runs that ended or vanished", freed)
+    started = sum(activate_run(app, rt, run_id) for run_id in stuck)
+    return freed, started + promote_runs(app, rt)
 
 
 def queue_backlog(app: Celery) -> int | None:

@@ -93,6 +93,8 @@ def _print_status(run: RunStatus, verbose: bool) -> None:
     )
     if run.error:
         print(f"Error: {run.error}")
+    if run.waiting_for:
+        print(run.waiting_for[0].upper() + run.waiting_for[1:])
     width = max([len(t.task_id) for t in run.tasks] + [4])
     print(f"  {'TASK':<{width}}  {'STATE':<8} {'ATTEMPTS':>8}  {'DURATION':>9}  WORKER")
     for task in run.tasks:

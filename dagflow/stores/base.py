@@ -39,7 +39,10 @@ A step therefore still costs two round trips to the store, whatever its fan-in a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from dagflow.admission import Slot
 
 from dagflow.stores.records import (
     AttemptEnd,
@@ -117,12 +120,15 @@ class RunStore(Protocol):
         event: Mapping[str, Any] | None = None,
         reused: Mapping[str, str] | None = None,
         arrivals: Mapping[str, Sequence[str]] | None = None,
+        pending: bool = False,
     ) -> None:
         """Store a new run's plan, metadata and ``pending`` tasks; put ``roots`` in the outbox.
 
         Args:
             reused: For a retry: tasks that start ``ok`` with this output JSON (counted ok).
             arrivals: For a retry: join children and the (reused) parents already arrived.
+            pending: The run waits for a slot (its meta has ``pending``): store it only;
+                :meth:`activate` indexes it and fills the outbox once it is admitted.
         """
 
     def load_plan(self, run_id: str) -> str | None:
@@ -259,3 +265,37 @@ class RunStore(Protocol):
 
     def try_lock(self, name: str, holder: str, ttl_s: float) -> bool:
         """Take a named lock for ``ttl_s`` seconds unless another holder has it."""
+
+    # Admission (see dagflow.admission).
+
+    def admit(self, run_id: str, tenant_id: str, slots: Sequence[Slot]) -> bool:
+        """Take one slot of each scope if all have room and nobody waits for them (True);
+        else queue the run behind its tenant's waiting runs (False). Idempotent."""
+
+    def promote(self, limit: int) -> list[str]:
+        """Admit up to ``limit`` waiting runs whose scopes have room, visiting tenants in
+        turn and each tenant's runs oldest first; drop cancelled ones. Returns the runs
+        admitted: the caller activates them."""
+
+    def release_slots(self, run_id: str, slots: Sequence[Slot]) -> None:
+        """Give back an ended run's slots."""
+
+    def audit_slots(self, stale_s: float) -> tuple[int, list[str]]:
+        """Free the slots of runs that ended or vanished; return how many, and the runs
+        admitted more than ``stale_s`` ago but never activated (their starter died)."""
+
+    def activate(
+        self,
+        run_id: str,
+        index: str,
+        started_at: float,
+        roots: Sequence[str],
+        grace_s: float,
+        event: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Start an admitted waiting run: clear ``pending``, index it, put ``roots`` in the
+        outbox (and write ``event`` if the store writes events). False if it was not
+        waiting (started already, or cancelled)."""
+
+    def waiting_runs(self) -> dict[str, int]:
+        """Runs waiting for a slot, per tenant."""

@@ -22,10 +22,11 @@ from dagflow.stores.base import (
     FinishResult,
     SweepResult,
 )
+from dagflow.stores.memory_admission import MemoryAdmission
 from dagflow.stores.memory_views import MemoryLease, MemoryRun, MemoryRunViews
 
 
-class MemoryRunStore(MemoryRunViews):
+class MemoryRunStore(MemoryAdmission, MemoryRunViews):
     """A :class:`~dagflow.stores.base.RunStore` in dicts, guarded by one lock.
 
     Args:
@@ -45,6 +46,7 @@ class MemoryRunStore(MemoryRunViews):
         self._moved: dict[str, float] = {}
         self._index: dict[str, tuple[str, str]] = {}
         self._locks: dict[str, float] = {}
+        self._init_admission()
 
     def create_run(
         self,
@@ -57,8 +59,10 @@ class MemoryRunStore(MemoryRunViews):
         event: Mapping[str, Any] | None = None,
         reused: Mapping[str, str] | None = None,
         arrivals: Mapping[str, Sequence[str]] | None = None,
+        pending: bool = False,
     ) -> None:
-        """Store a new run (with its reused tasks), index it and put its roots in the outbox."""
+        """Store a new run (with its reused tasks), index it and put its roots in the outbox
+        (a ``pending`` run: only stored, :meth:`activate` does the rest)."""
         now = self._clock()
         with self._lock:
             run = MemoryRun(plan, dict(meta), dict.fromkeys(task_ids, "pending"))
@@ -69,10 +73,17 @@ class MemoryRunStore(MemoryRunViews):
             for child, parents in (arrivals or {}).items():
                 run.arrivals[child] = set(parents)
             self._runs[run_id] = run
-            self._index[run_id] = (str(meta.get("dag_name", "")), str(meta.get("tenant_id", "")))
-            self._moved[run_id] = now
-            for root in roots:
-                self._outbox[(run_id, root)] = now + grace_s
+            if not pending:
+                self._start(run_id, run, roots, now + grace_s)
+
+    def _start(self, run_id: str, run: MemoryRun, roots: Sequence[str], due: float) -> None:
+        self._index[run_id] = (
+            str(run.meta.get("dag_name", "")),
+            str(run.meta.get("tenant_id", "")),
+        )
+        self._moved[run_id] = self._clock()
+        for root in roots:
+            self._outbox[(run_id, root)] = due
 
     def load_plan(self, run_id: str) -> str | None:
         """Return the plan JSON, or None."""

@@ -79,7 +79,9 @@ class MemoryRunViews:
                 return None
             counts = dict(run.counts, total=len(run.states))
             states = dict(run.states) if with_states else None
-            status = str(run.meta.get("status", "running"))
+            status = str(
+                run.meta.get("status") or ("pending" if run.meta.get("pending") else "running")
+            )
             return RunSnapshot(status, counts, states, dict(run.meta), run_id)
 
     def tasks(self, run_id: str) -> list[TaskInfo] | None:

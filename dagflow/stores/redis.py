@@ -42,6 +42,7 @@ from dagflow.stores.base import (
     FinishResult,
     SweepResult,
 )
+from dagflow.stores.redis_admission import RedisAdmission
 from dagflow.stores.redis_scripts import CANCEL, CLAIM, FINISH, RELEASE, RENEW, RETRY, SWEEP
 from dagflow.stores.redis_views import RedisRunViews
 
@@ -58,7 +59,12 @@ def _started_ms(meta: Mapping[str, Any], default: int) -> int:
         return default
 
 
-class RedisRunStore(RedisRunViews):
+def run_index(meta: Mapping[str, Any]) -> str:
+    """The run's entry in :data:`~dagflow.keys.RUN_INDEX`: ``<dag_name>\t<tenant_id>``."""
+    return f"{meta.get('dag_name', '')}\t{meta.get('tenant_id', '')}"
+
+
+class RedisRunStore(RedisAdmission, RedisRunViews):
     """A :class:`~dagflow.stores.base.RunStore` on a Redis server.
 
     Args:
@@ -85,6 +91,7 @@ class RedisRunStore(RedisRunViews):
         self._sweep = self.client.register_script(SWEEP)
         self._release = self.client.register_script(RELEASE)
         self._cancel = self.client.register_script(CANCEL)
+        self._admission_scripts()
 
     def _event_line(self, event: Mapping[str, Any] | None) -> str:
         return encode(event) if event is not None and self.writes_events else ""
@@ -100,11 +107,14 @@ class RedisRunStore(RedisRunViews):
         event: Mapping[str, Any] | None = None,
         reused: Mapping[str, str] | None = None,
         arrivals: Mapping[str, Sequence[str]] | None = None,
+        pending: bool = False,
     ) -> None:
         """Store the plan, metadata, pending states, the indexes and the roots' outbox.
 
-        The listing index (:data:`~dagflow.keys.RUNS_STARTED`) is trimmed here of runs
-        older than the TTL (their keys are gone) and beyond ``RUN_HISTORY_MAX``.
+        A ``pending`` run (waiting for a slot) is stored without the sweeper's indexes, the
+        outbox and the event: :meth:`activate` adds them when it is admitted. The listing
+        index (:data:`~dagflow.keys.RUNS_STARTED`) is trimmed here of runs older than the
+        TTL (their keys are gone) and beyond ``RUN_HISTORY_MAX``.
         """
         fields: dict[FieldT, EncodableT] = {k: json.dumps(v) for k, v in meta.items()}
         reused = dict(reused or {})
@@ -129,16 +139,17 @@ class RedisRunStore(RedisRunViews):
         pipe.hset(run_key(run_id, "info"), "_", "")
         for part in ("meta", "states", "claims", "out", "info"):
             pipe.expire(run_key(run_id, part), self.ttl)
-        index = f"{meta.get('dag_name', '')}\t{meta.get('tenant_id', '')}"
-        pipe.hset(RUN_INDEX, run_id, index)
-        pipe.zadd(RUNS, {run_id: now_ms})
+        if not pending:
+            pipe.hset(RUN_INDEX, run_id, run_index(meta))
+            pipe.zadd(RUNS, {run_id: now_ms})
         pipe.zadd(RUNS_STARTED, {run_id: _started_ms(meta, now_ms)})
         pipe.zremrangebyscore(RUNS_STARTED, "-inf", f"({now_ms - self.ttl * 1000}")
         pipe.zremrangebyrank(RUNS_STARTED, 0, -RUN_HISTORY_MAX - 1)
-        if roots:
+        if roots and not pending:
             due = now_ms + _ms(grace_s)
             pipe.zadd(OUTBOX, {step_member(run_id, r): due for r in roots})
-        self._xadd(pipe, event)
+        if not pending:
+            self._xadd(pipe, event)
         pipe.execute()
 
     def _xadd(self, pipe: Any, event: Mapping[str, Any] | None) -> None:

@@ -153,5 +153,5 @@ def _snapshot(run_id: str, raw: Mapping[str, str], states: Any) -> RunSnapshot |
             meta[k] = json.loads(v)
         except ValueError:
             meta[k] = v
-    status = str(meta.get("status", "running"))
+    status = str(meta.get("status") or ("pending" if meta.get("pending") else "running"))
     return RunSnapshot(status=status, counts=counts, states=states, meta=meta, run_id=run_id)

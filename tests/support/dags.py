@@ -9,10 +9,14 @@ from dagflow.dag import Dag, check_dag
 from dagflow.spec import parse_dag
 
 
-def make_dag(tasks: list[dict[str, Any]], name: str = "test_dag", tenant: str = "t1") -> Dag:
-    """Validate and compile a DAG made of ``tasks`` (test workflows are registered first)."""
+def make_dag(
+    tasks: list[dict[str, Any]], name: str = "test_dag", tenant: str = "t1", **fields: Any
+) -> Dag:
+    """Validate and compile a DAG made of ``tasks`` (test workflows are registered first);
+    ``fields`` are more top-level fields (``max_active_runs``, ``params``)."""
     workflows.load(("tests.support.workflows",))
-    spec = parse_dag({"name": name, "tenant_id": tenant, "tasks": tasks}, source=f"{name}.yaml")
+    data = {"name": name, "tenant_id": tenant, "tasks": tasks, **fields}
+    spec = parse_dag(data, source=f"{name}.yaml")
     return check_dag(spec, f"{name}.yaml")
 
 

@@ -1,0 +1,168 @@
+"""``max_active_runs`` per DAG and per tenant, and fair sharing between tenants, on real
+``celery -A dagflow worker`` processes and a private redis-server.
+
+The limits live in Redis, so they hold across clients: the runs here are submitted both
+from this process and from ``dagflow run --no-wait`` in other processes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dagflow.runner import Runner
+from tests.support.cluster import Cluster
+from tests.support.dags import make_dag, task
+from tests.support.processes import ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+#: Tenant "busy" may run 2 runs at once; others are unlimited.
+LIMITS = {"DAGFLOW_TENANT_LIMITS": "busy=2"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("admission"), extra_env=LIMITS)
+    try:
+        c.worker("a", concurrency=4)
+        yield c
+    finally:
+        c.close()
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dagflow", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def intervals(runner: Runner, run_ids: list[str], task_id: str = "s") -> list[tuple[float, float]]:
+    """(start, end) of the sleep task of each run, in the runs' order."""
+    out = []
+    for run_id in run_ids:
+        result = runner.runtime.store.outputs(run_id, [task_id])[task_id]
+        value = json.loads(result)
+        out.append((float(value["start"]), float(value["end"])))
+    return out
+
+
+def overlapping(spans: list[tuple[float, float]]) -> int:
+    """The most spans that cover one instant."""
+    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def sleep_dag(name: str, tenant: str = "t1", seconds: float = 0.4, **fields: Any) -> Any:
+    return make_dag([task("s", "test.sleep", params={"seconds": seconds})], name, tenant, **fields)
+
+
+def test_runs_over_a_dag_limit_wait_pending_and_start_in_order(cluster: Cluster) -> None:
+    # Given a DAG that may run once at a time, on a worker with 4 free processes
+    dag = sleep_dag("one_at_a_time", max_active_runs=1)
+    # When four runs are submitted at once
+    handles = [cluster.runner.submit(dag) for _ in range(4)]
+    # Then the first runs and the other three wait as pending
+    states = [h.status().status for h in handles[1:]]
+    assert states == ["pending"] * 3
+    # And all four succeed, never two at a time, in the order they were submitted
+    assert all(h.wait(timeout=30).ok for h in handles)
+    spans = intervals(cluster.runner, [h.run_id for h in handles])
+    assert overlapping(spans) == 1
+    assert [s for s, _ in spans] == sorted(s for s, _ in spans)
+
+
+def test_a_tenant_limit_holds_across_clients_in_other_processes(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # Given tenant "busy", limited to 2 runs at once, and its DAG in a file
+    path = tmp_path / "busy.yaml"
+    spec = {
+        "name": "busy_dag",
+        "tenant_id": "busy",
+        "tasks": [{"id": "s", "workflow_ref": "test.sleep", "params": {"seconds": 0.5}}],
+    }
+    path.write_text(yaml.safe_dump(spec))
+    # When three other processes and this one submit runs of it at the same time
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dagflow", "run", "--no-wait", str(path)],
+            cwd=ROOT,
+            env=cluster.env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    dag = sleep_dag("busy_dag", tenant="busy", seconds=0.5)
+    mine = [cluster.runner.submit(dag) for _ in range(3)]
+    ids = [h.run_id for h in mine]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        ids.append(out.strip().split()[-1])
+    # Then all six succeed, never more than two at a time
+    for run_id in ids:
+        assert cluster.runner.attach(run_id).wait(timeout=60).ok
+    assert overlapping(intervals(cluster.runner, ids)) == 2
+
+
+def test_a_cancelled_pending_run_never_starts_and_the_next_one_does(cluster: Cluster) -> None:
+    # Given a DAG limited to one run, a run of it holding the slot and two waiting
+    dag = sleep_dag("cancel_waiting", max_active_runs=1, seconds=3.0)
+    first, second, third = (cluster.runner.submit(dag) for _ in range(3))
+    assert second.status().status == "pending"
+    # When the second is cancelled from another process while it waits
+    proc = cli(cluster.env, "cancel", second.run_id)
+    assert proc.returncode == 0, proc.stderr
+    # Then it ends cancelled without ever starting, and the third runs after the first
+    assert second.wait(timeout=10).status == "cancelled"
+    assert first.wait(timeout=30).ok and third.wait(timeout=30).ok
+    assert not [e for e in cluster.events(second.run_id) if e["event"] == "dag_start"]
+    assert [e["event"] for e in cluster.events(second.run_id)] == ["task_cancel", "dag_done"]
+    (_, first_end), (third_start, _) = intervals(cluster.runner, [first.run_id, third.run_id])
+    assert third_start >= first_end
+
+
+def test_status_says_what_a_pending_run_waits_for(cluster: Cluster) -> None:
+    dag = sleep_dag("status_waiting", max_active_runs=1, seconds=1.5)
+    first, second = cluster.runner.submit(dag), cluster.runner.submit(dag)
+    proc = cli(cluster.env, "status", second.run_id)
+    assert proc.returncode == 0, proc.stderr
+    assert "pending" in proc.stdout
+    assert "Waiting for a slot: dag status_waiting (1 at once)" in proc.stdout
+    assert first.wait(timeout=30).ok and second.wait(timeout=30).ok
+
+
+def test_a_run_of_another_tenant_starts_at_once_behind_a_burst(cluster: Cluster) -> None:
+    # Given tenant "busy" (2 at once) with 60 runs submitted, most of them waiting
+    burst_dag = sleep_dag("burst", tenant="busy", seconds=0.3)
+    burst = [cluster.runner.submit(burst_dag) for _ in range(60)]
+    # When tenant "calm" submits one run
+    started = time.monotonic()
+    calm = cluster.runner.submit(sleep_dag("calm", tenant="calm", seconds=0.1))
+    # Then it finishes within seconds, while most of the burst still waits
+    assert calm.wait(timeout=10).ok
+    took = time.monotonic() - started
+    waiting = cluster.runner.runtime.store.waiting_runs().get("busy", 0)
+    assert took < 5, took
+    assert waiting > 40, waiting
+    for handle in burst:
+        handle.cancel()
