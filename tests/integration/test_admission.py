@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import yaml
 
 from dagflow.runner import Runner
 from tests.support.cluster import Cluster
 from tests.support.dags import make_dag, task
 from tests.support.processes import ROOT
+from tests.support.waiting import wait_for_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -166,3 +168,56 @@ def test_a_run_of_another_tenant_starts_at_once_behind_a_burst(cluster: Cluster)
     assert waiting > 40, waiting
     for handle in burst:
         handle.cancel()
+
+
+def test_a_slot_whose_holder_vanished_is_freed_by_the_sweeper(cluster: Cluster) -> None:
+    # Given a DAG limited to one run, a long run holding the slot and one waiting
+    holder = cluster.runner.submit(sleep_dag("vanishing", max_active_runs=1, seconds=8.0))
+    waiting = cluster.runner.submit(sleep_dag("vanishing", max_active_runs=1, seconds=0.1))
+    assert waiting.status().status == "pending"
+    # When the holder's state vanishes from the store (expired, flushed)
+    client = redis.Redis.from_url(cluster.server.url(0))
+    client.delete(*client.keys(f"dagflow:run:{{{holder.run_id}}}:*"))
+    # Then the sweeper frees its slot and the waiting run runs, long before the holder's
+    # step would have ended
+    started = time.monotonic()
+    assert waiting.wait(timeout=20).ok
+    assert time.monotonic() - started < 6
+
+
+def test_a_slot_is_freed_after_the_holders_worker_died(tmp_path: Path) -> None:
+    # Given one worker, and a DAG limited to one run: a run holding the slot, one waiting
+    c = Cluster(tmp_path)
+    try:
+        c.worker("a", concurrency=1)
+        dag = make_dag(
+            [task("s", "test.pid_sleep", params={"dir": str(tmp_path), "seconds": 2})],
+            "dying_holder",
+            max_active_runs=1,
+        )
+        holder, waiting = c.runner.submit(dag), c.runner.submit(dag)
+        wait_for_file(tmp_path / "pids.txt")
+        # When the holder's worker is killed mid-step and another worker starts
+        c.kill("a")
+        c.worker("b", concurrency=1)
+        # Then the holder's step is recovered, and its slot goes to the waiting run
+        assert holder.wait(timeout=30).ok
+        assert waiting.wait(timeout=30).ok
+        holder_done = max(
+            e["timestamp"] for e in c.events(holder.run_id) if e["event"] == "dag_done"
+        )
+        waiting_start = min(
+            e["timestamp"] for e in c.events(waiting.run_id) if e["event"] == "dag_start"
+        )
+        assert waiting_start >= holder_done
+        assert len((tmp_path / "pids.txt").read_text().split()) == 3  # 2 attempts + 1
+    finally:
+        c.close()
+
+
+def test_the_embedded_mode_holds_a_dag_limit_too(embedded_runner: Runner) -> None:
+    dag = sleep_dag("embedded_one_at_a_time", max_active_runs=1, seconds=0.3)
+    handles = [embedded_runner.submit(dag) for _ in range(3)]
+    assert [h.status().status for h in handles[1:]] == ["pending", "pending"]
+    assert all(h.wait(timeout=30).ok for h in handles)
+    assert overlapping(intervals(embedded_runner, [h.run_id for h in handles])) == 1

@@ -96,7 +96,7 @@ def test_a_new_run_never_overtakes_a_run_waiting_for_its_scope(store: RunStore, 
     holder, _ = submit(store, "t", slots)
     waiting, _ = submit(store, "t", slots)
     end(store, holder, slots)  # the slot is free, but a run waits for it
-    late, admitted = submit(store, "t", slots)
+    _late, admitted = submit(store, "t", slots)
     assert not admitted
     assert store.promote(1) == [waiting]
 

@@ -229,6 +229,42 @@ def test_max_parallel_holds(deploy: Deployment) -> None:
     assert peak == 2
 
 
+def test_max_parallel_holds_across_two_schedulers(deploy: Deployment) -> None:
+    # Given two schedulers, each with three slow DAGs due, one SCHED_MAX_PARALLEL=2 for
+    # both, and a worker with 4 slots
+    (deploy.root / "schedules2").mkdir()
+    deploy.schedule(
+        "slow.yaml", "".join(entry(f"a{i}", "* * * * *", "dags/slow.yaml") for i in range(3))
+    )
+    (deploy.root / "schedules2" / "slow.yaml").write_text(
+        "".join(entry(f"b{i}", "* * * * *", "dags/slow.yaml") for i in range(3))
+    )
+    deploy.env["SCHED_MAX_PARALLEL"] = "2"
+    deploy.worker(concurrency=4)
+    # When both tick at the same time, in two processes
+    procs = [
+        deploy.scheduler("--once", "--now", "2026-11-26T10:05:00Z"),
+        deploy.start(
+            sys.executable, "-m", "dagflow", "schedule", "--dir", "schedules2",
+            "--once", "--now", "2026-11-26T10:05:00Z",
+        ),
+    ]  # fmt: skip
+    for proc in procs:
+        assert proc.wait(timeout=45) == 0, deploy.output(proc)
+    # Then all six ran, never more than two at once across both
+    marks = sorted(
+        (r["timestamp"], 1 if r["event"] == "dag_start" else -1)
+        for r in deploy.records(deploy.events)
+        if r["event"] in ("dag_start", "dag_done")
+    )
+    running = peak = 0
+    for _, step in marks:
+        running += step
+        peak = max(peak, running)
+    assert len(deploy.named("run_finished")) == 6
+    assert peak == 2
+
+
 def test_two_serving_schedulers_enqueue_each_minute_once(deploy: Deployment) -> None:
     # Given two --serve processes on the same fast clock (60 s per second) and Redis
     deploy.schedule("two.yaml", entry("every", "* * * * *") + entry("even", "*/2 * * * *"))
