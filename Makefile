@@ -20,3 +20,4 @@ bench:
 	python bench/bench_analytics.py
 	python bench/bench_recovery.py
 	python bench/bench_events.py
+	python bench/bench_tenants.py

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from dagflow.run_status import RunStatus
 
 #: Run statuses ``dagflow runs --status`` accepts.
-RUN_STATUSES = ("running", "success", "failed", "cancelled")
+RUN_STATUSES = ("pending", "running", "success", "failed", "cancelled")
 
 
 @click.command(

@@ -144,13 +144,18 @@ def test_a_cancelled_pending_run_never_starts_and_the_next_one_does(cluster: Clu
 
 
 def test_status_says_what_a_pending_run_waits_for(cluster: Cluster) -> None:
-    dag = sleep_dag("status_waiting", max_active_runs=1, seconds=1.5)
-    first, second = cluster.runner.submit(dag), cluster.runner.submit(dag)
+    first = cluster.runner.submit(sleep_dag("status_waiting", max_active_runs=1, seconds=60))
+    second = cluster.runner.submit(sleep_dag("status_waiting", max_active_runs=1, seconds=0.1))
     proc = cli(cluster.env, "status", second.run_id)
     assert proc.returncode == 0, proc.stderr
     assert "pending" in proc.stdout
     assert "Waiting for a slot: dag status_waiting (1 at once)" in proc.stdout
-    assert first.wait(timeout=30).ok and second.wait(timeout=30).ok
+    listed = cli(cluster.env, "runs", "--status", "pending", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert second.run_id in listed.stdout and first.run_id not in listed.stdout
+    # Cancelling the holder frees its slot at once
+    first.cancel()
+    assert second.wait(timeout=30).ok
 
 
 def test_a_run_of_another_tenant_starts_at_once_behind_a_burst(cluster: Cluster) -> None:
