@@ -24,6 +24,8 @@ from dagflow.plan import RunPlan
 from dagflow.retry import RetryPolicy
 from dagflow.settings import Settings
 from dagflow.stores import MemoryRunStore, RedisRunStore, RunStore
+from dagflow.stores.jobs import JobStore, MemoryJobStore
+from dagflow.stores.redis_jobs import RedisJobStore
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -101,12 +103,13 @@ def store_url(settings: Settings) -> str:
 
 @dataclass
 class Runtime:
-    """Everything a step needs besides its message."""
+    """Everything a step needs besides its message (and the jobs its run hooks update)."""
 
     settings: Settings
     store: RunStore
     events: EventSink
     retry: RetryPolicy
+    jobs: JobStore = field(default_factory=MemoryJobStore)
     heartbeat: Heartbeat = field(init=False)
     run_finished_hooks: list[RunFinishedHook] = field(default_factory=list)
     run_started_hooks: list[RunStartedHook] = field(default_factory=list)
@@ -132,10 +135,16 @@ class Runtime:
             if stream
             else JsonlEventLog(settings.events_path)
         )
+        jobs: JobStore = (
+            MemoryJobStore()
+            if settings.embedded
+            else RedisJobStore(store_url(settings), ttl=settings.run_ttl_s)
+        )
         return cls(
             settings=settings,
             store=store,
             events=events,
+            jobs=jobs,
             retry=RetryPolicy(settings.retry_base_s, settings.retry_max_s, settings.retry_jitter),
         )
 

@@ -12,6 +12,8 @@ Beat processes; a sweep is also safe to run twice) looks at the store's indexes 
   drained; an entry is re-armed with a doubling delay, so a long queue is never flooded;
 * never re-sends a step of a **cancelled** run: it ends the steps nobody holds as
   ``cancelled`` and closes the run (:func:`dagflow.cancel.cancel_run`);
+* puts back **jobs** a scheduler drained but never started, and starts the **job
+  retries** that are due (:func:`dagflow.jobs.sweep_jobs`);
 * checks runs that **nothing moved** for a lease period: a run whose tasks all ended but
   that was never finalized is finalized; a task that could move but has nothing to move it
   is re-queued; a run whose state is gone, or that can never make progress, is ended as
@@ -31,12 +33,13 @@ import os
 import socket
 import threading
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from celery import bootsteps
 
 from dagflow.cancel import cancel_run
+from dagflow.jobs import JobSweep, sweep_jobs
 from dagflow.lifecycle import finish_run
 from dagflow.runtime import Runtime, runtime_for
 from dagflow.step_io import send_steps
@@ -63,6 +66,7 @@ class SweepReport:
     finalized: tuple[str, ...] = ()
     requeued: tuple[str, ...] = ()
     stalled: tuple[str, ...] = ()
+    jobs: JobSweep = field(default_factory=JobSweep)
 
 
 def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
@@ -96,8 +100,9 @@ def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
         verdicts[check_run(app, rt, run_id)].append(run_id)
     finalized, requeued, stalled = (verdicts[k] for k in ("finalized", "requeued", "stalled"))
     resent = sum(len(tasks) for tasks in by_run.values())
+    jobs = sweep_jobs(app, rt)
     return SweepReport(
-        len(found.expired), resent, tuple(finalized), tuple(requeued), tuple(stalled)
+        len(found.expired), resent, tuple(finalized), tuple(requeued), tuple(stalled), jobs
     )
 
 
