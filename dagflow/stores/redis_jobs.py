@@ -73,13 +73,14 @@ class RedisJobStore:
     Args:
         url: ``redis://host:port/db`` of the run store's server.
         ttl: Seconds a job is kept after its last change (``DAGFLOW_RUN_TTL_S``).
+        **options: More ``redis.Redis`` options (the dashboard's short timeouts).
     """
 
-    def __init__(self, url: str, ttl: int = 7 * 24 * 3600) -> None:
+    def __init__(self, url: str, ttl: int = 7 * 24 * 3600, **options: Any) -> None:
         self.url = url
         self.ttl = ttl
         self.client: redis.Redis = redis.Redis.from_url(
-            url, decode_responses=True, health_check_interval=30
+            url, decode_responses=True, health_check_interval=30, **options
         )
         self._drain = self.client.register_script(DRAIN)
         self._requeue = self.client.register_script(REQUEUE)

@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from dagflow.dashboard.jobs_panel import probe_jobs
 from dagflow.job import Job, JobStatus
+from dagflow.settings import Settings
 from dagflow.stores import RedisRunStore
 from dagflow.stores.redis_jobs import RedisJobStore
 from tests.integration.test_scheduler_redis import Deployment
@@ -221,6 +223,11 @@ def test_once_drains_at_most_sched_max_jobs_per_drain(
     table = dagflow_jobs(deploy, "--status", "success")
     assert table.returncode == 0 and table.stdout.count("SUCCESS") == 4
     assert "LAST RUN" in table.stdout
+    # And the dashboard's jobs panel counts them for a tenant from the same Redis
+    view = probe_jobs(Settings.from_env(deploy.env), "beta")
+    assert view is not None and view.error is None
+    assert {k: v for k, v in view.counts.items() if v} == {"SUCCESS": 2}
+    assert {j.schedule_id for j in view.recent} == {"s2", "s4"}
     bad = dagflow_jobs(deploy, "--status", "done")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert "unknown job status 'done'" in bad.stderr
