@@ -12,14 +12,19 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dagflow.celery_app import make_app
 from dagflow.dashboard.jobs_panel import probe_jobs
+from dagflow.firing import Firing
 from dagflow.job import Job, JobStatus
+from dagflow.jobs import JOB_DRAIN_LEASE_S, sweep_jobs
+from dagflow.runtime import runtime_for
 from dagflow.settings import Settings
 from dagflow.stores import RedisRunStore
 from dagflow.stores.redis_jobs import RedisJobStore
@@ -264,3 +269,50 @@ def test_a_due_retry_runs_after_the_worker_that_recorded_it_died(
     job = only_job(jobs)
     assert job.status == JobStatus.SUCCESS and job.tries == 2
     assert lines(deploy.root / "first.txt") == 1 and lines(deploy.root / "flaky.txt") == 2
+
+
+def test_celery_beat_drains_jobs_and_the_workers_retry_them(
+    deploy: Deployment, jobs: RedisJobStore
+) -> None:
+    # Given `celery -A dagflow beat` and a schedule due every minute whose first try fails
+    (deploy.root / "dags" / "flaky.yaml").write_text(flaky_dag(deploy.root, 1))
+    deploy.schedule("s.yaml", entry("nightly", "dags/flaky.yaml", max_retries=1))
+    deploy.worker()
+    deploy.start(sys.executable, "-m", "celery", "-A", "dagflow", "beat", "-l", "info")
+
+    def oldest() -> Job | None:
+        found = jobs.jobs()
+        return found[-1] if found else None
+
+    # Then Beat's job is started on the worker, retried from failure, and succeeds
+    wait_for(lambda: (j := oldest()) is not None and j.status.ended, 40, "the job ended")
+    job = oldest()
+    assert job is not None and job.status == JobStatus.SUCCESS and job.tries == 2
+    # And schedule_enqueued names the job
+    state = [json.loads(line) for line in deploy.state.read_text().splitlines()]
+    enqueued = [r for r in state if r["event"] == "schedule_enqueued"]
+    assert enqueued[0]["job_id"] == job.id and enqueued[0]["run_id"] == job.runs[0]
+
+
+def test_a_job_drained_by_a_scheduler_that_died_is_queued_again(
+    deploy: Deployment, jobs: RedisJobStore
+) -> None:
+    # Given a PENDING job taken off the queue by a scheduler that never started it
+    settings = Settings.from_env(deploy.env)
+    firing = Firing(
+        schedule_id="s", dag="dags/d.yaml", tenant="acme", scheduled_minute="", run_id="r1",
+        job_id="j1",
+    )  # fmt: skip
+    jobs.add([firing.job(time.time())])
+    assert [j.id for j in jobs.drain(5, time.time())] == ["j1"]
+    app = make_app(settings)
+    rt = runtime_for(app)
+    # When a sweep runs before the drain lease ends: it stays out of the queue
+    assert sweep_jobs(app, rt).requeued == ()
+    assert jobs.queued() == 0
+    # When a sweep runs after it: the job is queued again, still PENDING, for the next drain
+    later = time.time() + JOB_DRAIN_LEASE_S + 1
+    assert sweep_jobs(app, rt, now=later).requeued == ("j1",)
+    assert [j.id for j in jobs.drain(5, later)] == ["j1"]
+    again = jobs.get("j1")
+    assert again is not None and again.status == JobStatus.PENDING and again.runs == ()
