@@ -133,7 +133,10 @@ class MemoryJobStore:
         with self._lock:
             due = sorted((t, j) for j, t in self._retries.items() if t <= now)[:limit]
             for _, job_id in due:
-                self._retries[job_id] = now + lease_s
+                if job_id in self._jobs:
+                    self._retries[job_id] = now + lease_s
+                else:
+                    del self._retries[job_id]
             return [self._jobs[j] for _, j in due if j in self._jobs]
 
     def retry_started(self, job_id: str) -> None:

@@ -100,15 +100,20 @@ class RedisJobStore:
         pipe.zremrangebyscore(JOBS, "-inf", f"({_ms(newest - self.ttl)}")
         pipe.execute()
 
-    def _load(self, ids: Sequence[str]) -> list[Job]:
+    def _load(self, ids: Sequence[str], index: str | None = None) -> list[Job]:
+        """The jobs of ``ids`` that still exist; expired ones are dropped from ``index``."""
         pipe = self.client.pipeline(transaction=False)
         for job_id in ids:
             pipe.hgetall(job_key(job_id))
-        return [job for job in map(decode, pipe.execute()) if job is not None]
+        found = [decode(fields) for fields in pipe.execute()]
+        gone = [job_id for job_id, job in zip(ids, found, strict=True) if job is None]
+        if gone and index is not None:
+            self.client.zrem(index, *gone)
+        return [job for job in found if job is not None]
 
     def drain(self, limit: int, now: float) -> list[Job]:
         ids = self._drain(keys=[JOBS_QUEUE, JOBS_DRAINING], args=[limit, _ms(now)])
-        return self._load(ids)
+        return self._load(ids, JOBS_DRAINING)
 
     def sent(self, job_ids: Sequence[str]) -> None:
         if job_ids:
@@ -145,7 +150,7 @@ class RedisJobStore:
 
     def take_due_retries(self, now: float, limit: int, lease_s: float) -> list[Job]:
         ids = self._take_due(keys=[JOBS_RETRIES], args=[_ms(now), limit, _ms(now + lease_s)])
-        return self._load(ids)
+        return self._load(ids, JOBS_RETRIES)
 
     def retry_started(self, job_id: str) -> None:
         self.client.zrem(JOBS_RETRIES, job_id)

@@ -129,3 +129,19 @@ def test_concurrent_updates_are_not_lost(jobs: JobStore) -> None:
         thread.join(20)
     found = jobs.get("j1")
     assert found is not None and found.updated_at == 100
+
+
+def test_expired_jobs_leave_the_queue_and_the_retries(scratch_redis: str) -> None:
+    # Given jobs whose hashes expired (Redis only: memory jobs never expire)
+    store = RedisJobStore(scratch_redis, ttl=600)
+    try:
+        store.add([job(1, retries=1), job(2)])
+        store.update("j1", lambda j: mark_ended(j, "r1", "failed", 1600.0, 10.0, 100.0))
+        store.client.delete("dagflow:job:j1", "dagflow:job:j2")
+        # Then a drain and a due retry skip them and forget them
+        assert store.drain(5, now=2000.0) == []
+        assert store.requeue_drained(before=9999.0) == []
+        assert store.take_due_retries(9999.0, 10, lease_s=5.0) == []
+        assert store.client.zcard("dagflow:jobs:retries") == 0
+    finally:
+        store.close()

@@ -316,3 +316,25 @@ def test_a_job_drained_by_a_scheduler_that_died_is_queued_again(
     assert [j.id for j in jobs.drain(5, later)] == ["j1"]
     again = jobs.get("j1")
     assert again is not None and again.status == JobStatus.PENDING and again.runs == ()
+
+
+def test_a_cancelled_run_ends_its_job_failed_without_retry(
+    deploy: Deployment, jobs: RedisJobStore
+) -> None:
+    # Given a running job with retries left
+    (deploy.root / "dags" / "flaky.yaml").write_text(flaky_dag(deploy.root, 0, seconds=5))
+    deploy.schedule("s.yaml", entry("nightly", "dags/flaky.yaml", max_retries=2))
+    deploy.worker()
+    once = deploy.scheduler("--once", "--now", "2026-11-26T10:05:00Z")
+    wait_for(lambda: any(j.status == JobStatus.RUNNING for j in jobs.jobs()), 30, "RUNNING")
+    # When an operator cancels its run
+    cancel = subprocess.run(
+        [sys.executable, "-m", "dagflow", "cancel", only_job(jobs).run_id],
+        cwd=deploy.root, env=deploy.env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert cancel.returncode == 0, cancel.stderr
+    # Then the job ends FAILED after one try, and --once reports the failure
+    assert once.wait(timeout=40) == 1, deploy.output(once)
+    job = only_job(jobs)
+    assert job.status == JobStatus.FAILED and job.tries == 1 and job.last_status == "cancelled"
+    assert jobs.take_due_retries(time.time() + 3600, 10, 1.0) == []
