@@ -19,7 +19,7 @@ from celery.beat import Scheduler
 
 from dagflow.clock import utc_now
 from dagflow.firing import START_TASK
-from dagflow.jobs import job_store
+from dagflow.runtime import runtime_for
 from dagflow.schedules import ScheduleDir
 from dagflow.settings import Settings
 from dagflow.state_store import state_recorder
@@ -37,7 +37,8 @@ class DagflowScheduler(Scheduler):  # type: ignore[misc]
         self.settings = Settings.from_env()
         self.state = state_recorder(self.settings)
         self.directory = ScheduleDir(self.settings.schedules_dir)
-        self.jobs = job_store(self.settings)
+        # The runtime's job store: Redis (a Beat without a broker is refused at beat_init).
+        self.jobs = runtime_for(self.app).jobs
         self.ticker = Ticker(self.directory, claims_for(self.settings), self.state, jobs=self.jobs)
         self.clock = Clock()
         # Recovery does not depend on Beat, but a deployment whose workers all run with
