@@ -37,7 +37,7 @@ Scheduler keys::
 
 Job keys (see dagflow.job; a job's hash expires DAGFLOW_RUN_TTL_S after its last change)::
 
-    dagflow:job:<job_id>      hash    the job's fields (JSON values: status, runs, retry_at...)
+    dagflow:job:<job_id>      hash    job: the job as JSON (see dagflow.job.Job); status
     dagflow:jobs              zset    job -> enqueued at (ms): every job, newest last, for
                                       ``dagflow jobs``; trimmed to DAGFLOW_RUN_TTL_S
     dagflow:jobs:queue        list    PENDING jobs no drain took yet (oldest first)

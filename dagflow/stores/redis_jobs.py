@@ -1,15 +1,16 @@
 """Jobs in Redis: the :class:`~dagflow.stores.jobs.JobStore` shared by every scheduler,
 worker and ``dagflow jobs`` (keys in :mod:`dagflow.keys`).
 
-Each job is a hash of its fields as JSON values. Moving jobs between the queue, the
-draining set and the retries index is one Lua script each, so two schedulers never drain
-the same job and a sweep never loses one; a status change is an optimistic transaction
-(``WATCH``), so two hooks of the same job never overwrite each other.
+Each job is a hash: the job as one JSON document (``job``, encoded and decoded by pydantic's
+Rust core: a tick may add thousands) and its ``status`` (readable with ``HGET`` alone).
+Moving jobs between the queue, the draining set and the retries index is one Lua script
+each, so two schedulers never drain the same job and a sweep never loses one; a status
+change is an optimistic transaction (``WATCH``), so two hooks of the same job never
+overwrite each other.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -55,16 +56,18 @@ def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
+#: Jobs read per round trip when a listing filters (most listings stop after the first).
+LIST_BATCH = 200
+
+
 def encode(job: Job) -> Mapping[FieldT, EncodableT]:
-    """The job's hash fields: each field's JSON value."""
-    return {k: json.dumps(v) for k, v in job.model_dump(mode="json").items()}
+    """The job's hash fields."""
+    return {"job": job.model_dump_json(), "status": job.status.value}
 
 
-def decode(fields: Mapping[Any, Any]) -> Job | None:
-    """The job of a hash (None for an empty one: expired or never written)."""
-    if not fields:
-        return None
-    return Job.model_validate({k: json.loads(v) for k, v in fields.items()})
+def decode(text: str | None) -> Job | None:
+    """The job of a hash's ``job`` field (None when missing: expired or never written)."""
+    return None if not text else Job.model_validate_json(text)
 
 
 class RedisJobStore:
@@ -104,8 +107,8 @@ class RedisJobStore:
         """The jobs of ``ids`` that still exist; expired ones are dropped from ``index``."""
         pipe = self.client.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hgetall(job_key(job_id))
-        found = [decode(fields) for fields in pipe.execute()]
+            pipe.hget(job_key(job_id), "job")
+        found = [decode(text) for text in pipe.execute()]
         gone = [job_id for job_id, job in zip(ids, found, strict=True) if job is None]
         if gone and index is not None:
             self.client.zrem(index, *gone)
@@ -124,7 +127,7 @@ class RedisJobStore:
         return back
 
     def get(self, job_id: str) -> Job | None:
-        return decode(self.client.hgetall(job_key(job_id)))
+        return decode(cast(str | None, self.client.hget(job_key(job_id), "job")))
 
     def update(self, job_id: str, change: Change) -> Job | None:
         key = job_key(job_id)
@@ -132,7 +135,7 @@ class RedisJobStore:
             with self.client.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(key)  # type: ignore[no-untyped-call]
-                    job = decode(cast(Mapping[Any, Any], pipe.hgetall(key)))
+                    job = decode(cast(str | None, pipe.hget(key, "job")))
                     new = change(job) if job is not None else None
                     if new is None:
                         return None
@@ -164,8 +167,15 @@ class RedisJobStore:
         limit: int = 20,
         scan: int = 5000,
     ) -> list[Job]:
-        ids = cast(list[str], self.client.zrevrange(JOBS, 0, scan - 1))
-        return select(self._load(ids), schedule, tenant, status, limit)
+        out: list[Job] = []
+        batch = limit if schedule is tenant is status is None else max(limit, LIST_BATCH)
+        for start in range(0, scan, batch):
+            stop = min(start + batch, scan) - 1
+            ids = cast(list[str], self.client.zrevrange(JOBS, start, stop))
+            out += select(self._load(ids), schedule, tenant, status, limit - len(out))
+            if len(out) >= limit or len(ids) < stop - start + 1:
+                break
+        return out
 
     def queued(self) -> int:
         return int(self.client.llen(JOBS_QUEUE))
