@@ -23,6 +23,9 @@ from dagflow.job import Job, JobStatus
 
 #: A transition: the job after an event, or None to leave it as it is.
 Change = Callable[[Job], Job | None]
+#: Jobs the in-memory store keeps at most; beyond it the oldest ended ones are forgotten
+#: (a ``dagflow schedule --serve`` without Redis runs for weeks).
+MEMORY_JOBS_MAX = 10_000
 
 
 class JobStore(Protocol):
@@ -73,9 +76,14 @@ class JobStore(Protocol):
 
 
 class MemoryJobStore:
-    """A :class:`JobStore` in this process (the embedded mode: jobs die with it)."""
+    """A :class:`JobStore` in this process (the embedded mode: jobs die with it).
 
-    def __init__(self) -> None:
+    Args:
+        max_jobs: Jobs kept at most (the oldest ended ones are dropped first).
+    """
+
+    def __init__(self, max_jobs: int = MEMORY_JOBS_MAX) -> None:
+        self.max_jobs = max_jobs
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._queue: deque[str] = deque()
@@ -87,6 +95,11 @@ class MemoryJobStore:
             for job in jobs:
                 self._jobs[job.id] = job
                 self._queue.append(job.id)
+            extra = len(self._jobs) - self.max_jobs
+            if extra > 0:
+                ended = sorted((j.enqueued_at, j.id) for j in self._jobs.values() if j.status.ended)
+                for _, job_id in ended[:extra]:
+                    del self._jobs[job_id]
 
     def drain(self, limit: int, now: float) -> list[Job]:
         with self._lock:

@@ -145,3 +145,13 @@ def test_expired_jobs_leave_the_queue_and_the_retries(scratch_redis: str) -> Non
         assert store.client.zcard("dagflow:jobs:retries") == 0
     finally:
         store.close()
+
+
+def test_the_memory_store_forgets_the_oldest_ended_jobs_beyond_its_cap() -> None:
+    store = MemoryJobStore(max_jobs=3)
+    store.add([job(1), job(2), job(3)])
+    for n in (1, 2):
+        store.update(f"j{n}", lambda j, n=n: mark_ended(j, f"r{n}", "success", 1500.0, 1, 1))
+    store.add([job(4), job(5)])
+    # j1 and j2 ended: they go; j3 is PENDING and stays even over the cap
+    assert sorted(j.id for j in store.jobs()) == ["j3", "j4", "j5"]
