@@ -7,7 +7,9 @@ environment on first use; the embedded mode attaches one with an in-memory store
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -167,6 +169,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.heartbeat = Heartbeat(self.store, self.settings.lease_s)
+        _runtimes[id(self)] = self
 
     def run_started(self, started: RunStarted) -> None:
         """Call every run-started hook; a failing hook is logged, never raised."""
@@ -215,6 +218,25 @@ class Runtime:
 
 
 _attach_lock = threading.Lock()
+#: Every runtime of this process, so a forked child can renew their locks.
+_runtimes: weakref.WeakValueDictionary[int, Runtime] = weakref.WeakValueDictionary()
+
+
+def _fresh_locks_in_child() -> None:
+    """Give a forked pool process unlocked copies of the locks threads may hold at the fork.
+
+    The worker's sweeper thread builds the runtime (under ``_attach_lock``) and reads plans
+    (under ``Runtime._lock``) while the main thread forks pool processes; a child that
+    inherits one of them held would block on it forever at its first step.
+    """
+    global _attach_lock
+    _attach_lock = threading.Lock()
+    for runtime in list(_runtimes.values()):
+        runtime._lock = threading.Lock()
+        runtime.heartbeat._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_in_child)
 
 
 def runtime_for(app: Celery) -> Runtime:
