@@ -3,10 +3,11 @@
 ``celeryconfig.beat_scheduler`` names :class:`DagflowScheduler`, so no ``-S`` flag is
 needed. Instead of Beat's own entry table and shelve file, each Beat tick runs dagflow's
 :class:`~dagflow.ticker.Ticker`: reload changed schedule files, claim the due
-``{schedule_id, minute}`` pairs in Redis, and send one ``dagflow.start_scheduled_run``
-task per firing won. Any number of Beat processes can run at once (for availability); the
-Redis claim makes each firing happen once. There is nothing to persist locally, so
-``--schedule``/``celerybeat-schedule`` files are not used.
+``{schedule_id, minute}`` pairs in Redis (each firing won is a ``PENDING`` job in Redis's
+job queue), then drain at most ``SCHED_MAX_JOBS_PER_DRAIN`` jobs off that queue and send one
+``dagflow.start_scheduled_run`` task per job. Any number of Beat processes can run at once
+(for availability); the Redis claim makes each firing happen once. There is nothing to
+persist locally, so ``--schedule``/``celerybeat-schedule`` files are not used.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from celery.beat import Scheduler
 
 from dagflow.clock import utc_now
 from dagflow.firing import START_TASK
+from dagflow.runtime import runtime_for
 from dagflow.schedules import ScheduleDir
 from dagflow.settings import Settings
 from dagflow.state_store import state_recorder
 from dagflow.sweeper import Sweeper
-from dagflow.ticker import Clock, Ticker, claims_for, next_sleep
+from dagflow.ticker import Clock, Ticker, claims_for, drain, next_sleep
 
 logger = logging.getLogger("dagflow.beat")
 
@@ -35,7 +37,9 @@ class DagflowScheduler(Scheduler):  # type: ignore[misc]
         self.settings = Settings.from_env()
         self.state = state_recorder(self.settings)
         self.directory = ScheduleDir(self.settings.schedules_dir)
-        self.ticker = Ticker(self.directory, claims_for(self.settings), self.state)
+        # The runtime's job store: Redis (a Beat without a broker is refused at beat_init).
+        self.jobs = runtime_for(self.app).jobs
+        self.ticker = Ticker(self.directory, claims_for(self.settings), self.state, jobs=self.jobs)
         self.clock = Clock()
         # Recovery does not depend on Beat, but a deployment whose workers all run with
         # another app (or none yet) still gets its expired leases and due retries re-sent.
@@ -43,16 +47,19 @@ class DagflowScheduler(Scheduler):  # type: ignore[misc]
         self.sweeper.start()
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        """Claim and send what is due now; return the seconds until the next tick."""
+        """Claim what is due now, drain jobs and send them; return the seconds until the next
+        tick."""
         tick_s = self.settings.sched_tick_ms / 1000
         try:
-            firings = self.ticker.tick(utc_now())
+            self.ticker.tick(utc_now())
+            firings = drain(self.jobs, self.settings.sched_max_jobs_per_drain)
         except Exception:
             logger.exception("dagflow: beat tick failed; trying again next tick")
             return tick_s
         for firing in firings:
             try:
                 self.app.send_task(START_TASK, args=(firing.model_dump(),))
+                self.jobs.sent([firing.job_id])
             except Exception:
                 logger.exception(
                     "dagflow: could not send %s for %s (run %s)",

@@ -16,6 +16,7 @@ from dagflow import step, tasks, workflows
 from dagflow.compile import STEP_TASK
 from dagflow.errors import ConfigError
 from dagflow.firing import run_finished_hook
+from dagflow.jobs import job_finished_hook, job_started_hook
 from dagflow.runtime import Runtime, runtime_for
 from dagflow.settings import Settings
 from dagflow.state_store import state_recorder
@@ -46,9 +47,12 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    """The runtime of an app made for ``settings``, with scheduling's run-finished hook."""
+    """The runtime of an app made for ``settings``, with scheduling's hooks: ``run_finished``
+    in the state store, and each scheduled run's job moved along."""
     runtime = Runtime.from_settings(settings)
     runtime.run_finished_hooks.append(run_finished_hook(state_recorder(settings)))
+    runtime.run_started_hooks.append(job_started_hook(runtime.jobs))
+    runtime.run_finished_hooks.append(job_finished_hook(runtime.jobs, settings))
     return runtime
 
 

@@ -14,6 +14,7 @@ catch one class. The tree::
           +-- WorkflowOutputError  a workflow returned something that is not JSON
           +-- TaskTimeoutError     a task ran past its ``timeout_s``
           +-- PlanVersionError     a stored plan of a format this dagflow cannot read
+          +-- RunExistsError       a run id fixed in advance is taken (a retry started twice)
 
 Errors about user input carry ``file``, ``task`` and ``field`` so the CLI can print one line
 that says exactly what to fix. A file with several problems raises one :class:`SpecError`
@@ -170,3 +171,8 @@ class TaskTimeoutError(RunnerError):
 
 class PlanVersionError(RunnerError):
     """Raised when a stored plan was written by a dagflow whose plan format this one cannot read."""
+
+
+class RunExistsError(RunnerError):
+    """Raised when a run is started with a fixed id that the run store already holds (a job's
+    retry started twice)."""

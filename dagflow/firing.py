@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from dagflow.clock import now_iso
 from dagflow.dag import Dag, check_dag, load_dag
+from dagflow.job import JOB_LABEL, Job
 from dagflow.runtime import RunEnded, RunFinishedHook
 from dagflow.settings import Settings
 from dagflow.state_store import StateRecorder
@@ -41,6 +42,8 @@ class Firing(BaseModel):
         catch_up: True if it makes up for a minute missed while no scheduler ran.
         params: The schedule entry's run-level ``params`` (checked against the DAG's
             ``params:`` block when the run starts).
+        job_id: The job this firing is the first try of (chosen with the run id).
+        max_retries: The schedule's ``max_retries`` (tries after a failed one).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -52,6 +55,38 @@ class Firing(BaseModel):
     run_id: str
     catch_up: bool = False
     params: dict[str, Any] = {}
+    job_id: str = ""
+    max_retries: int = 0
+
+    @classmethod
+    def from_job(cls, job: Job) -> Firing:
+        """The firing that starts ``job``'s first try (what a drain hands to a worker)."""
+        return cls(
+            schedule_id=job.schedule_id,
+            dag=job.dag_path,
+            tenant=job.tenant_id,
+            scheduled_minute=job.scheduled_minute,
+            run_id=job.run_id,
+            params=job.params,
+            job_id=job.id,
+            max_retries=job.max_retries,
+        )
+
+    def job(self, now: float) -> Job:
+        """The ``PENDING`` job of this firing, enqueued at ``now`` (epoch seconds)."""
+        # model_construct: a tick makes thousands at once from validated schedules.
+        return Job.model_construct(
+            id=self.job_id,
+            dag_path=self.dag,
+            tenant_id=self.tenant,
+            schedule_id=self.schedule_id,
+            enqueued_at=now,
+            max_retries=self.max_retries,
+            scheduled_minute=self.scheduled_minute,
+            params=self.params,
+            run_id=self.run_id,
+            updated_at=now,
+        )
 
     @classmethod
     def from_labels(
@@ -67,16 +102,21 @@ class Firing(BaseModel):
             tenant=tenant,
             scheduled_minute=str(labels.get("scheduled_minute", "")),
             run_id=run_id,
+            job_id=str(labels.get(JOB_LABEL, "")),
         )
 
     @property
     def labels(self) -> dict[str, str]:
-        """The run labels that make :func:`run_finished_hook` write ``run_finished``."""
-        return {
+        """The run labels that make :func:`run_finished_hook` write ``run_finished`` and link
+        the run to its job (``job_id``, kept by retries)."""
+        labels = {
             "schedule_id": self.schedule_id,
             "scheduled_minute": self.scheduled_minute,
             "dag": self.dag,
         }
+        if self.job_id:
+            labels[JOB_LABEL] = self.job_id
+        return labels
 
     def state_event(self, name: str, timestamp: str | None = None, **extra: Any) -> dict[str, Any]:
         """A state-store event about this firing (``timestamp``: now if None)."""

@@ -45,6 +45,16 @@ Scheduler keys::
 
     dagflow:sched:claim:<schedule>:<minute>   string  the run id that won this minute
     dagflow:sched:last                        hash    schedule -> last claimed minute
+
+Job keys (see dagflow.job; a job's hash expires DAGFLOW_RUN_TTL_S after its last change)::
+
+    dagflow:job:<job_id>      hash    job: the job as JSON (see dagflow.job.Job); status
+    dagflow:jobs              zset    job -> enqueued at (ms): every job, newest last, for
+                                      ``dagflow jobs``; trimmed to DAGFLOW_RUN_TTL_S
+    dagflow:jobs:queue        list    PENDING jobs no drain took yet (oldest first)
+    dagflow:jobs:draining     zset    job -> when a drain took it (ms); the sweeper puts back
+                                      the ones never sent after JOB_DRAIN_LEASE_S
+    dagflow:jobs:retries      zset    RETRY job -> when its next try is due (ms)
 """
 
 from __future__ import annotations
@@ -57,6 +67,14 @@ PREFIX = "dagflow:"
 RUN_PREFIX = f"{PREFIX}run:"
 #: Prefix of the scheduler's minute claims.
 SCHED_PREFIX = f"{PREFIX}sched"
+
+#: Jobs: one hash each, the index by enqueue time, the drain queue, drains in flight and
+#: due retries (see the module doc).
+JOB_PREFIX = f"{PREFIX}job:"
+JOBS = f"{PREFIX}jobs"
+JOBS_QUEUE = f"{PREFIX}jobs:queue"
+JOBS_DRAINING = f"{PREFIX}jobs:draining"
+JOBS_RETRIES = f"{PREFIX}jobs:retries"
 
 #: Leases of running steps by expiry, the outbox, and the index of runs in flight.
 LEASES = f"{PREFIX}leases"
@@ -91,6 +109,11 @@ def run_key(run_id: str, part: str) -> str:
 def slot_key(scope: str) -> str:
     """The zset of the runs holding a slot of ``scope`` (``dag:x``, ``tenant:y``, ``scheduled``)."""
     return f"{SLOTS}:{scope}"
+
+
+def job_key(job_id: str) -> str:
+    """The hash of one job."""
+    return f"{JOB_PREFIX}{job_id}"
 
 
 def step_member(run_id: str, task_id: str) -> str:

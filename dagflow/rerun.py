@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from dagflow.errors import RunnerError
+from dagflow.errors import RunExistsError, RunnerError
 from dagflow.lifecycle import open_run
 from dagflow.plan import PLAN_VERSION, RunPlan
 from dagflow.runtime import Runtime
@@ -26,14 +26,24 @@ if TYPE_CHECKING:
 SCHEDULE_LABELS = ("schedule_id", "scheduled_minute", "dag")
 
 
-def retry_run(app: Celery, rt: Runtime, run_id: str) -> str:
+def retry_run(app: Celery, rt: Runtime, run_id: str, new_run_id: str | None = None) -> str:
     """Start a retry of the ended run ``run_id``; return the new run's id.
 
+    Labels other than the schedule's are kept, ``job_id`` included, so a job's retry is
+    still linked to its job.
+
+    Args:
+        new_run_id: The new run's id (a new UUID if None). A job's retry passes a fixed one,
+            so starting it twice is detected.
+
     Raises:
+        RunExistsError: ``new_run_id`` is already a run (this retry was started before).
         RunnerError: The run is unknown or expired, still running, or succeeded (nothing
             to retry).
         PlanVersionError: The old run's plan was written by another dagflow version.
     """
+    if new_run_id is not None and rt.store.snapshot(new_run_id) is not None:
+        raise RunExistsError(f"run {new_run_id} (a retry of {run_id}) was started already")
     snap = rt.store.snapshot(run_id, with_states=True)
     raw = rt.store.load_plan(run_id)
     if snap is None or raw is None:
@@ -80,6 +90,7 @@ def retry_run(app: Celery, rt: Runtime, run_id: str) -> str:
         meta,
         list(plan.tasks),
         start,
+        run_id=new_run_id,
         edges=edges,
         reused=reused,
         arrivals=arrivals,

@@ -7,7 +7,9 @@ environment on first use; the embedded mode attaches one with an in-memory store
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +26,8 @@ from dagflow.plan import RunPlan
 from dagflow.retry import RetryPolicy
 from dagflow.settings import Settings
 from dagflow.stores import MemoryRunStore, RedisRunStore, RunStore
+from dagflow.stores.jobs import JobStore, MemoryJobStore
+from dagflow.stores.redis_jobs import RedisJobStore
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -101,12 +105,13 @@ def store_url(settings: Settings) -> str:
 
 @dataclass
 class Runtime:
-    """Everything a step needs besides its message."""
+    """Everything a step needs besides its message (and the jobs its run hooks update)."""
 
     settings: Settings
     store: RunStore
     events: EventSink
     retry: RetryPolicy
+    jobs: JobStore = field(default_factory=MemoryJobStore)
     heartbeat: Heartbeat = field(init=False)
     run_finished_hooks: list[RunFinishedHook] = field(default_factory=list)
     run_started_hooks: list[RunStartedHook] = field(default_factory=list)
@@ -135,10 +140,16 @@ class Runtime:
             if stream
             else JsonlEventLog(settings.events_path)
         )
+        jobs: JobStore = (
+            MemoryJobStore()
+            if settings.embedded
+            else RedisJobStore(store_url(settings), ttl=settings.run_ttl_s)
+        )
         return cls(
             settings=settings,
             store=store,
             events=events,
+            jobs=jobs,
             retry=RetryPolicy(settings.retry_base_s, settings.retry_max_s, settings.retry_jitter),
         )
 
@@ -161,6 +172,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.heartbeat = Heartbeat(self.store, self.settings.lease_s)
+        _runtimes[id(self)] = self
 
     def run_started(self, started: RunStarted) -> None:
         """Call every run-started hook; a failing hook is logged, never raised."""
@@ -209,6 +221,25 @@ class Runtime:
 
 
 _attach_lock = threading.Lock()
+#: Every runtime of this process, so a forked child can renew their locks.
+_runtimes: weakref.WeakValueDictionary[int, Runtime] = weakref.WeakValueDictionary()
+
+
+def _fresh_locks_in_child() -> None:
+    """Give a forked pool process unlocked copies of the locks threads may hold at the fork.
+
+    The worker's sweeper thread builds the runtime (under ``_attach_lock``) and reads plans
+    (under ``Runtime._lock``) while the main thread forks pool processes; a child that
+    inherits one of them held would block on it forever at its first step.
+    """
+    global _attach_lock
+    _attach_lock = threading.Lock()
+    for runtime in list(_runtimes.values()):
+        runtime._lock = threading.Lock()
+        runtime.heartbeat._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_in_child)
 
 
 def runtime_for(app: Celery) -> Runtime:

@@ -8,6 +8,7 @@ A schedule file is YAML: a list of entries, or one entry::
       tenant: local-dev
       enabled: true                  # default true
       timezone: Europe/Paris         # IANA name, default UTC
+      max_retries: 2                 # retry a failed run from failure, default 0
 
 ``dag`` is resolved against the deployment root (where the scheduler and the workers run,
 next to ``dags/`` and ``schedules/``), and refused if it points outside it: a schedule file
@@ -48,6 +49,7 @@ FIELDS: dict[str, str] = {
     "enabled": "true or false",
     "timezone": "an IANA time zone name, such as Europe/Paris",
     "params": "a mapping of run-level params for the DAG's params: block (JSON values)",
+    "max_retries": "an integer >= 0: how many times a failed run is retried from failure",
 }
 #: Format of ``scheduled_minute`` everywhere (labels, state events, claim keys): UTC, seconds 00.
 MINUTE_FORMAT = "%Y-%m-%dT%H:%M:00Z"
@@ -88,6 +90,7 @@ class Schedule(BaseModel):
     enabled: bool = True
     timezone: str = "UTC"
     params: dict[str, Any] = Field(default_factory=dict)
+    max_retries: int = Field(default=0, ge=0)
 
     @field_validator("id")
     @classmethod

@@ -81,6 +81,12 @@ class Settings:
             run at once (0: no limit); the others wait as ``pending``, in order.
         tenant_limits: ``DAGFLOW_TENANT_LIMITS``, per-tenant overrides of that limit, as
             ``acme=4,beta=16``.
+        sched_max_jobs_per_drain: ``SCHED_MAX_JOBS_PER_DRAIN``, ``PENDING`` jobs a scheduler
+            takes off the job queue and starts per tick (the rest wait for the next drain).
+        job_retry_base_s: ``DAGFLOW_JOB_RETRY_BASE_S``, seconds before a failed job's first
+            retry (doubles with each further try).
+        job_retry_max_s: ``DAGFLOW_JOB_RETRY_MAX_S``, cap on the wait before one job retry,
+            in seconds.
         panel_window_h: ``ORCH_PANEL_WINDOW_H``, the dashboard's KPI window in hours.
         retry_base_s: ``DAGFLOW_RETRY_BASE_S``, first retry delay in seconds (doubles each time).
         retry_max_s: ``DAGFLOW_RETRY_MAX_S``, cap on one retry delay in seconds.
@@ -115,6 +121,9 @@ class Settings:
     sched_max_parallel: int = 3
     tenant_max_active_runs: int = 0
     tenant_limits: tuple[tuple[str, int], ...] = ()
+    sched_max_jobs_per_drain: int = 100
+    job_retry_base_s: float = 30.0
+    job_retry_max_s: float = 600.0
     panel_window_h: int = 24
     retry_base_s: float = 1.0
     retry_max_s: float = 300.0
@@ -177,6 +186,9 @@ class Settings:
             sched_max_parallel=_int(env, "SCHED_MAX_PARALLEL", 3, minimum=1),
             tenant_max_active_runs=_int(env, "DAGFLOW_TENANT_MAX_ACTIVE_RUNS", 0),
             tenant_limits=_tenant_limits(env.get("DAGFLOW_TENANT_LIMITS") or ""),
+            sched_max_jobs_per_drain=_int(env, "SCHED_MAX_JOBS_PER_DRAIN", 100, minimum=1),
+            job_retry_base_s=_float(env, "DAGFLOW_JOB_RETRY_BASE_S", 30.0),
+            job_retry_max_s=_float(env, "DAGFLOW_JOB_RETRY_MAX_S", 600.0),
             panel_window_h=_int(env, "ORCH_PANEL_WINDOW_H", 24, minimum=1),
             retry_base_s=_float(env, "DAGFLOW_RETRY_BASE_S", 1.0),
             retry_max_s=retry_max,

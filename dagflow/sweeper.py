@@ -14,6 +14,8 @@ Beat processes; a sweep is also safe to run twice) looks at the store's indexes 
   ``cancelled`` and closes the run (:func:`dagflow.cancel.cancel_run`);
 * frees the ``max_active_runs`` **slots** of runs that ended or vanished without giving
   them back, and starts the waiting runs they were holding back;
+* puts back **jobs** a scheduler drained but never started, and starts the **job
+  retries** that are due (:func:`dagflow.jobs.sweep_jobs`);
 * checks runs that **nothing moved** for a lease period: a run whose tasks all ended but
   that was never finalized is finalized; a task that could move but has nothing to move it
   is re-queued; a run whose state is gone, or that can never make progress, is ended as
@@ -33,12 +35,13 @@ import os
 import socket
 import threading
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from celery import bootsteps
 
 from dagflow.cancel import cancel_run
+from dagflow.jobs import JobSweep, sweep_jobs
 from dagflow.lifecycle import activate_run, finish_run, promote_runs
 from dagflow.runtime import Runtime, runtime_for
 from dagflow.step_io import send_steps
@@ -67,6 +70,7 @@ class SweepReport:
     stalled: tuple[str, ...] = ()
     slots_freed: int = 0
     admitted: int = 0
+    jobs: JobSweep = field(default_factory=JobSweep)
 
 
 def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
@@ -100,6 +104,7 @@ def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
         verdicts[check_run(app, rt, run_id)].append(run_id)
     finalized, requeued, stalled = (verdicts[k] for k in ("finalized", "requeued", "stalled"))
     resent = sum(len(tasks) for tasks in by_run.values())
+    jobs = sweep_jobs(app, rt)
     return SweepReport(
         len(found.expired),
         resent,
@@ -107,6 +112,7 @@ def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
         tuple(requeued),
         tuple(stalled),
         *sweep_slots(app, rt),
+        jobs=jobs,
     )
 
 

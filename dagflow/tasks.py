@@ -1,8 +1,9 @@
 """Every Celery task dagflow registers, in one place.
 
 * ``dagflow.step(run_id, task_id)``: runs one DAG step (:mod:`dagflow.step`).
-* ``dagflow.start_scheduled_run(firing)``: what Beat sends for each firing won; a worker
-  loads the DAG and starts the run (:func:`dagflow.lifecycle.start_run`). It only submits
+* ``dagflow.start_scheduled_run(firing)``: what Beat sends for each job it drains; a worker
+  loads the DAG and starts the run (:func:`dagflow.lifecycle.start_run`); the run's start
+  makes the job ``RUNNING`` (a hook), a DAG that cannot start ends it ``FAILED``. It only submits
   (milliseconds), so no worker slot is held waiting for a DAG.
 """
 
@@ -17,6 +18,7 @@ from celery.worker.request import Request
 from dagflow.compile import STEP_TASK
 from dagflow.errors import SpecError
 from dagflow.firing import START_TASK, Firing, firing_dag
+from dagflow.jobs import fail_job
 from dagflow.lifecycle import start_run
 from dagflow.runtime import runtime_for
 from dagflow.state_store import state_recorder
@@ -101,12 +103,14 @@ def _register_start(app: Celery) -> Task:
             dag = firing_dag(item, rt.settings)
         except SpecError as exc:
             logger.error("dagflow: schedule %s: %s", item.schedule_id, exc.one_line())
+            fail_job(rt.jobs, item.job_id, exc.one_line())
             return None
         state_recorder(rt.settings).record_event(item.state_event("run_started", dag_name=dag.name))
         try:
             start_run(app, rt, dag, run_id=item.run_id, labels=item.labels, params=item.params)
         except SpecError as exc:  # the schedule's params do not fit the DAG's params:
             logger.error("dagflow: schedule %s: %s", item.schedule_id, exc.one_line())
+            fail_job(rt.jobs, item.job_id, exc.one_line())
             return None
         return item.run_id
 

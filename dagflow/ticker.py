@@ -8,6 +8,12 @@ Used two ways, with the same :class:`Ticker`:
   runs itself, at most
   ``SCHED_MAX_PARALLEL`` at once (embedded worker, or the broker's workers).
 
+Jobs. Each firing won is also a ``PENDING`` job (:mod:`dagflow.job`) added to the job
+store's queue, when the ticker has one; whoever ticks then *drains* at most
+``SCHED_MAX_JOBS_PER_DRAIN`` jobs per tick and starts them (:mod:`dagflow.beat`,
+``dagflow schedule``), so a burst of due schedules waits in Redis instead of flooding the
+workers.
+
 Exactly once. Every process computes the same due ``{schedule_id, minute}`` pairs and
 races for them in :mod:`dagflow.minute_claims`; only the winner writes ``schedule_enqueued`` and
 enqueues. Any number of schedulers may run at once, with no leader.
@@ -40,6 +46,7 @@ from dagflow.minute_claims import MemoryMinuteClaims, MinuteClaims, RedisMinuteC
 from dagflow.schedules import Schedule, ScheduleDir, minute_key, parse_minute_key
 from dagflow.settings import Settings
 from dagflow.state_store import StateRecorder
+from dagflow.stores.jobs import JobStore
 
 logger = logging.getLogger("dagflow.scheduler")
 
@@ -56,7 +63,8 @@ class Ticker:
         claims: Where processes race for ``{schedule_id, minute}``.
         state: The state store that receives ``schedule_enqueued``.
         catch_up_s: How far back a start makes up for one missed minute.
-        new_run_id: Makes run ids (tests make them predictable).
+        new_run_id: Makes run ids and job ids (tests make them predictable).
+        jobs: Where each firing won becomes a ``PENDING`` job (None: no jobs).
     """
 
     schedules: ScheduleDir
@@ -64,6 +72,7 @@ class Ticker:
     state: StateRecorder
     catch_up_s: int = CATCH_UP_S
     new_run_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
+    jobs: JobStore | None = None
     _seen: dict[str, tuple[Schedule, datetime]] = field(default_factory=dict, init=False)
     _started: bool = field(default=False, init=False)
     _ticked: datetime | None = field(default=None, init=False)
@@ -134,13 +143,22 @@ class Ticker:
                 run_id=run_id,
                 catch_up=m < current,
                 params=s.params,
+                job_id=self.new_run_id() if self.jobs is not None else "",
+                max_retries=s.max_retries,
             )
             for (s, m), (_, key, run_id), ok in zip(due, tries, won, strict=True)
             if ok
         ]
-        stamp = isoformat(utc_now())
+        moment = utc_now()
+        if self.jobs is not None and firings:
+            enqueued = moment.timestamp()
+            self.jobs.add([f.job(enqueued) for f in firings])
+        stamp = isoformat(moment)
         self.state.record_events(
-            [f.state_event("schedule_enqueued", stamp, catch_up=f.catch_up) for f in firings]
+            [
+                f.state_event("schedule_enqueued", stamp, catch_up=f.catch_up, job_id=f.job_id)
+                for f in firings
+            ]
         )
         for firing in firings:
             logger.info(
@@ -209,17 +227,34 @@ def next_sleep(tick_s: float, to_next_minute_s: float) -> float:
     return max(0.0, min(tick_s, to_next_minute_s + 0.002))
 
 
+def drain(jobs: JobStore, limit: int) -> list[Firing]:
+    """Take at most ``limit`` ``PENDING`` jobs off the queue: the firings to start now.
+
+    They stay marked as draining until their start is confirmed (``jobs.sent``), so a
+    process that dies holding them gives them back (:func:`dagflow.jobs.sweep_jobs`).
+    """
+    if limit <= 0:
+        return []
+    return [Firing.from_job(job) for job in jobs.drain(limit, utc_now().timestamp())]
+
+
 def serve(
     ticker: Ticker,
     clock: Clock,
     tick_s: float,
     stop: threading.Event,
     enqueue: Callable[[Firing], None],
+    take: Callable[[], list[Firing]] | None = None,
 ) -> None:
-    """Tick until ``stop`` is set, handing each firing won to ``enqueue``."""
+    """Tick until ``stop`` is set, handing each firing to ``enqueue``.
+
+    Without ``take``, the firings won are enqueued; with it, each tick then enqueues what
+    ``take`` drains from the job queue (the won firings are jobs in that queue).
+    """
     while not stop.is_set():
         try:
-            for firing in ticker.tick(clock.now()):
+            won = ticker.tick(clock.now())
+            for firing in won if take is None else take():
                 enqueue(firing)
         except Exception:
             # A Redis outage must not end the scheduler: the next tick tries again.

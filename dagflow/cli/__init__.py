@@ -39,6 +39,7 @@ EXAMPLES = """\
   dagflow schedule --dir schedules --once        # one scheduler tick
   dagflow dashboard --port 8050                  # the Dash dashboard on 127.0.0.1
   dagflow runs --status failed                   # recent failed runs, from any host
+  dagflow jobs --status retry                    # scheduled jobs waiting for a retry
   dagflow status RUN_ID --verbose                # a run's tasks, errors and tracebacks"""
 
 

@@ -19,11 +19,12 @@ import plotly.graph_objects as go
 from dash import Input, Output, State
 from dash.exceptions import PreventUpdate
 
-from dagflow.analytics import schedule_by_run, summarize, summarize_schedules
+from dagflow.analytics import summarize, summarize_schedules
 from dagflow.clock import utc_now
 from dagflow.dashboard import layout, run_page
 from dagflow.dashboard.actions import ActionGuard, buttons
 from dagflow.dashboard.figures import error_rate_figure, runs_figure
+from dagflow.dashboard.jobs_panel import JobsView, jobs_section, probe_jobs
 from dagflow.dashboard.queue import QueueStats, redis_queue_stats, with_collector_lag
 from dagflow.dashboard.sources import CachedLog
 from dagflow.keys import is_redis_url
@@ -35,8 +36,6 @@ RUN_PREFIX = "/runs/"
 ACTIVE = ("running", "stale")
 #: Newest events the dashboard keeps in memory (about 1 KB each).
 DEFAULT_MAX_EVENTS = 100_000
-#: Rows in the recent-jobs table of the queue panel.
-RECENT_JOBS = 10
 
 
 def probe_queue(settings: Settings) -> QueueStats | None:
@@ -62,6 +61,7 @@ class DashboardData:
         state: The scheduler's state store (cached).
         clock: Returns "now", the end of the KPI window; tests pass a fixed one.
         queue_probe: Reads the broker; tests pass a fake.
+        jobs_probe: Reads the jobs of a tenant (None: all) from Redis; tests pass a fake.
         runs_limit: Rows in the recent runs table.
         guard: Whether run pages offer Cancel and Retry (None: they do not).
     """
@@ -71,6 +71,7 @@ class DashboardData:
     state: CachedLog
     clock: Callable[[], datetime] = utc_now
     queue_probe: Callable[[Settings], QueueStats | None] = probe_queue
+    jobs_probe: Callable[[Settings, str | None], JobsView | None] = probe_jobs
     runs_limit: int = 15
     guard: ActionGuard | None = None
 
@@ -190,8 +191,7 @@ def render_overview(data: DashboardData, tenant: str | None) -> Overview:
     schedules = [
         row for row in summarize_schedules(states) if not tenant or row["tenant"] == tenant
     ]
-    by_run = schedule_by_run(states)
-    jobs = [{**run, "schedule": by_run.get(run["run_id"])} for run in summary["runs"][:RECENT_JOBS]]
+    jobs = jobs_section(data.jobs_probe(data.settings, tenant), search)
     tenants = sorted({*summary["tenant_ids"], *([tenant] if tenant else [])})
     read_status = (
         f"{stats.lines:,} events read · {stats.skipped:,} corrupt lines skipped · "

@@ -196,17 +196,10 @@ TENANT_COLUMNS: list[Column] = [
     ("error_rate", "Error rate", percent),
     ("avg_latency_s", "Avg latency", seconds),
 ]
-JOB_COLUMNS: list[Column] = [
-    ("run_cell", "Job (run)", keep),
-    ("schedule", "Schedule", plain),
-    ("tenant", "Tenant", plain),
-    ("dag_name", "DAG", plain),
-    ("status_cell", "Status", keep),
-    ("start", "Start (UTC)", when),
-]
 
 
-def _count_card(label: str, value: object, card_id: str) -> html.Div:
+def count_card(label: str, value: object, card_id: str) -> html.Div:
+    """A card with a label and a count (the queue panel's)."""
     return html.Div(
         [html.Div(label, style={"color": "#666"}), html.Div(str(value), className="kpi-value")],
         id=card_id,
@@ -217,14 +210,15 @@ def _count_card(label: str, value: object, card_id: str) -> html.Div:
 def queue_panel(
     stats: QueueStats | None,
     run_counts: Mapping[str, int],
-    jobs: Sequence[Row],
+    jobs: Sequence[Any],
     search: str = "",
     tenant: str | None = None,
 ) -> list[Any]:
-    """The queue panel: Redis counts (or why there are none), run counts and recent jobs.
+    """The queue panel: Redis counts (or why there are none), run counts and the jobs.
 
-    Run counts and jobs come from the event log and follow the tenant filter; the broker's
-    counts cannot be split by tenant, which the panel says when a tenant is chosen.
+    Run counts come from the event log and ``jobs`` (the job cards and table of
+    :mod:`dagflow.dashboard.jobs_panel`) from the job store; both follow the tenant filter.
+    The broker's counts cannot be split by tenant, which the panel says when one is chosen.
     """
     children: list[Any] = []
     if stats is None or stats.error == NO_BROKER:
@@ -234,29 +228,29 @@ def queue_panel(
         children.append(html.P(stats.error, id="queue-error", style={"color": "#c62828"}))
     quiet = f"{STALE_AFTER_S / 60:g} min"
     cards = [
-        _count_card("Running (event in the last " + quiet + ")", run_counts.get("running", 0),
+        count_card("Running (event in the last " + quiet + ")", run_counts.get("running", 0),
                     "queue-running"),
-        _count_card("Stale (no dag_done, no event for " + quiet + ")",
+        count_card("Stale (no dag_done, no event for " + quiet + ")",
                     run_counts.get("stale", 0), "queue-stale"),
-        _count_card("Succeeded (window)", run_counts.get("success", 0), "queue-succeeded"),
-        _count_card("Failed (window)", run_counts.get("failed", 0), "queue-failed"),
+        count_card("Succeeded (window)", run_counts.get("success", 0), "queue-succeeded"),
+        count_card("Failed (window)", run_counts.get("failed", 0), "queue-failed"),
     ]  # fmt: skip
     if run_counts.get("cancelled"):
-        cards.append(_count_card("Cancelled", run_counts["cancelled"], "queue-cancelled"))
+        cards.append(count_card("Cancelled", run_counts["cancelled"], "queue-cancelled"))
     if stats is not None and stats.collector_behind is not None:
         behind = f"{stats.collector_behind} events, {stats.collector_lag_s:g} s"
-        cards.append(_count_card("Collector behind", behind, "queue-collector-lag"))
+        cards.append(count_card("Collector behind", behind, "queue-collector-lag"))
     if stats is not None and not stats.error:
-        cards.insert(0, _count_card("Pending (broker)", stats.pending, "queue-pending"))
+        cards.insert(0, count_card("Pending (broker)", stats.pending, "queue-pending"))
         for state, count in sorted(stats.results.items()):
-            cards.append(_count_card(f"Results {state}", count, f"queue-results-{state.lower()}"))
+            cards.append(count_card(f"Results {state}", count, f"queue-results-{state.lower()}"))
         if stats.truncated:
             children.append(html.P("Counts are partial: Redis has more keys than one scan."))
         if tenant:
             children.append(html.P(f"Broker counts are for all tenants, not only {tenant}.",
                                    id="queue-all-tenants"))  # fmt: skip
     children.append(html.Div(cards, style=ROW))
-    children.append(table("queue-jobs", JOB_COLUMNS, linked(jobs, search), "No recent jobs."))
+    children.extend(jobs)
     return children
 
 

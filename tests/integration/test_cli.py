@@ -258,6 +258,7 @@ COMMANDS = (
     "cancel",
     "dashboard",
     "events",
+    "jobs",
     "outputs",
     "plan",
     "retry",

@@ -25,7 +25,9 @@ from dagflow.dashboard.callbacks import (
     run_id_of,
 )
 from dagflow.dashboard.figures import dag_graph_figure, gantt_figure
+from dagflow.dashboard.jobs_panel import NO_JOBS, JobsView, summarize_jobs
 from dagflow.dashboard.queue import NO_BROKER, QueueStats, redis_queue_stats
+from dagflow.job import Job, JobStatus
 from dagflow.settings import Settings
 from dagflow.timeline import run_timeline
 
@@ -155,8 +157,64 @@ def test_queue_panel_without_broker_says_so(data: DashboardData) -> None:
 
     assert texts(panel)[0] == NO_BROKER
     assert find(panel, "queue-running") is not None
-    jobs = texts(find(panel, "queue-jobs"))
-    assert "nightly" in jobs  # r2's schedule, joined from the state store
+    # Jobs live in Redis: without it the panel says where they would be
+    assert texts(find(panel, "jobs-note")) == [NO_JOBS]
+    assert texts(find(panel, "queue-jobs")) == [NO_JOBS]
+
+
+def job(n: int, status: JobStatus, tenant: str = "acme", runs: tuple[str, ...] = ()) -> Job:
+    return Job(
+        id=f"job{n}",
+        dag_path="dags/a.yaml",
+        tenant_id=tenant,
+        schedule_id="nightly",
+        status=status,
+        enqueued_at=NOW.timestamp() - n,
+        run_id=runs[-1] if runs else f"r{n}",
+        runs=runs,
+    )
+
+
+def test_queue_panel_counts_jobs_by_status_and_links_the_last_run(data: DashboardData) -> None:
+    # Given jobs in every status, read for the chosen tenant
+    asked: list[str | None] = []
+    newest = [
+        job(1, JobStatus.RETRY, runs=("r1",)),
+        job(2, JobStatus.SUCCESS, runs=("r2a", "job2-2")),
+        job(3, JobStatus.PENDING),
+        job(4, JobStatus.PENDING),
+        job(5, JobStatus.FAILED, runs=("r5",)),
+    ]
+
+    def probe(_settings: Settings, tenant: str | None) -> JobsView:
+        asked.append(tenant)
+        return summarize_jobs(newest, recent=3)
+
+    data.jobs_probe = probe
+
+    panel = render_overview(data, "acme").queue_panel
+
+    # Then the tenant filter reached the job store
+    assert asked == ["acme"]
+    counts = {s: texts(find(panel, f"jobs-{s}"))[1] for s in
+              ("pending", "running", "success", "failed", "retry")}  # fmt: skip
+    assert counts == {"pending": "2", "running": "0", "success": "1", "failed": "1", "retry": "1"}
+    # And the table shows the newest jobs, each last run linked with the tenant kept
+    table = find(panel, "queue-jobs")
+    rows = table.children.children[1].children
+    assert [texts(tr)[0] for tr in rows] == ["job1", "job2", "job3"]
+    assert texts(rows[1])[3:5] == ["SUCCESS", "2"]
+    hrefs = [getattr(cell.children, "href", None) for tr in rows for cell in tr.children]
+    assert "/runs/job2-2?tenant=acme" in hrefs and "/runs/r1?tenant=acme" in hrefs
+    assert texts(rows[2])[5] == "—"  # a PENDING job has no run yet
+
+
+def test_queue_panel_shows_job_store_errors(data: DashboardData) -> None:
+    data.jobs_probe = lambda _settings, _tenant: JobsView(error="Redis error: down")
+
+    panel = render_overview(data, None).queue_panel
+
+    assert find(panel, "jobs-error").children == "Redis error: down"
 
 
 def test_queue_panel_shows_redis_errors_as_text(data: DashboardData) -> None:
@@ -465,11 +523,6 @@ def test_every_failed_row_links_to_its_run_page_keeping_the_tenant(ops: Dashboar
     status = find(overview.runs_panel, "runs-table").children.children[1].children
     failed = [tr.children[3].children for tr in status if "failed" in texts(tr.children[3])]
     assert [(link.href, link.children) for link in failed] == [("/runs/f?tenant=acme", "failed")]
-    jobs = find(overview.queue_panel, "queue-jobs")
-    assert "/runs/f?tenant=acme" in {
-        getattr(cell.children, "href", None) for tr in jobs.children.children[1].children
-        for cell in tr.children
-    }  # fmt: skip
     assert find(overview.queue_panel, "queue-running") is not None
 
 

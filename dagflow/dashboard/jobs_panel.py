@@ -1,0 +1,98 @@
+"""The queue panel's jobs: counts by status and the newest jobs, read from the job store.
+
+Jobs live in Redis (:mod:`dagflow.jobs`); without it the panel says so. Like the other
+panels, the jobs follow the tenant filter. Counts are over the newest :data:`JOBS_SCANNED`
+jobs, so a refresh costs one bounded read however long the history is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from dash import html
+
+from dagflow.dashboard.layout import ROW, Column, count_card, keep, linked, plain, table, when
+from dagflow.dashboard.queue import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S
+from dagflow.job import Job, JobStatus
+from dagflow.keys import is_redis_url
+from dagflow.settings import Settings
+from dagflow.stores.redis_jobs import RedisJobStore
+
+#: Newest jobs the counts are taken over, and rows in the recent-jobs table.
+JOBS_SCANNED = 1000
+RECENT_JOBS = 10
+
+NO_JOBS = "Jobs are kept in Redis: set DAGFLOW_BROKER_URL to see the scheduled jobs"
+
+JOB_COLUMNS: list[Column] = [
+    ("id", "Job", plain),
+    ("schedule_id", "Schedule", plain),
+    ("tenant_id", "Tenant", plain),
+    ("status", "Status", plain),
+    ("tries", "Tries", plain),
+    ("run_cell", "Last run", keep),
+    ("enqueued", "Enqueued (UTC)", when),
+]
+
+
+@dataclass(frozen=True)
+class JobsView:
+    """What the panel shows of the jobs (of one tenant, or all).
+
+    Attributes:
+        counts: Jobs per status among the newest :data:`JOBS_SCANNED`.
+        recent: The newest jobs, newest first.
+        error: Why Redis could not be read, or None.
+    """
+
+    counts: dict[str, int] = field(default_factory=dict)
+    recent: tuple[Job, ...] = ()
+    error: str | None = None
+
+
+def summarize_jobs(newest: Sequence[Job], recent: int = RECENT_JOBS) -> JobsView:
+    """Counts by status and the first ``recent`` of ``newest`` (pure)."""
+    counts = {s.value: 0 for s in JobStatus}
+    for job in newest:
+        counts[job.status.value] += 1
+    return JobsView(counts=counts, recent=tuple(newest[:recent]))
+
+
+def probe_jobs(settings: Settings, tenant: str | None) -> JobsView | None:
+    """The jobs in the deployment's Redis (None without one); never raises for Redis."""
+    url = next((u for u in (settings.result_backend, settings.broker_url) if is_redis_url(u)), None)
+    if url is None:
+        return None
+    store = RedisJobStore(
+        url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S
+    )
+    try:
+        return summarize_jobs(store.jobs(tenant=tenant, limit=JOBS_SCANNED, scan=JOBS_SCANNED))
+    except (redis.RedisError, OSError, ValueError) as exc:
+        return JobsView(error=f"Redis error: {type(exc).__name__}: {exc}")
+    finally:
+        store.close()
+
+
+def _row(job: Job) -> dict[str, Any]:
+    enqueued = datetime.fromtimestamp(job.enqueued_at, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return {**job.to_dict(), "enqueued": enqueued}
+
+
+def jobs_section(view: JobsView | None, search: str) -> list[Any]:
+    """The panel's job cards and recent-jobs table; links keep the tenant filter."""
+    if view is None:
+        return [html.P(NO_JOBS, id="jobs-note"), table("queue-jobs", JOB_COLUMNS, [], NO_JOBS)]
+    if view.error:
+        return [html.P(view.error, id="jobs-error", style={"color": "#c62828"})]
+    cards = [
+        count_card(f"Jobs {status.value.lower()}", view.counts.get(status.value, 0),
+                   f"jobs-{status.value.lower()}")
+        for status in JobStatus
+    ]  # fmt: skip
+    rows = linked([_row(job) for job in view.recent], search, run_key="last_run_id")
+    return [html.Div(cards, style=ROW), table("queue-jobs", JOB_COLUMNS, rows, "No jobs yet.")]
