@@ -338,3 +338,48 @@ def test_a_cancelled_run_ends_its_job_failed_without_retry(
     job = only_job(jobs)
     assert job.status == JobStatus.FAILED and job.tries == 1 and job.last_status == "cancelled"
     assert jobs.take_due_retries(time.time() + 3600, 10, 1.0) == []
+
+
+def test_a_job_whose_run_waits_for_a_slot_stays_pending_until_it_starts(
+    deploy: Deployment, jobs: RedisJobStore
+) -> None:
+    # Given two schedulers with one schedule each, due at once, and one scheduled run at a
+    # time across both (SCHED_MAX_PARALLEL is held in Redis)
+    (deploy.root / "dags" / "slow.yaml").write_text(flaky_dag(deploy.root, 0, seconds=1.0))
+    deploy.schedule("s.yaml", entry("one", "dags/slow.yaml"))
+    (deploy.root / "schedules2").mkdir()
+    (deploy.root / "schedules2" / "s.yaml").write_text(entry("two", "dags/slow.yaml"))
+    deploy.env["SCHED_MAX_PARALLEL"] = "1"
+    deploy.worker(concurrency=4)
+    runs = RedisRunStore(jobs.url)
+    # When both tick
+    procs = [
+        deploy.scheduler("--once", "--now", "2026-11-26T10:05:00Z"),
+        deploy.start(
+            sys.executable, "-m", "dagflow", "schedule", "--dir", "schedules2",
+            "--once", "--now", "2026-11-26T10:05:00Z",
+        ),
+    ]  # fmt: skip
+    # Then while one job runs, the other stays PENDING: its run waits for the slot
+    wait_for(
+        lambda: sorted(j.status.value for j in jobs.jobs()) == ["PENDING", "RUNNING"],
+        20,
+        "one job running, one pending",
+    )
+    (waiting,) = jobs.jobs(status=JobStatus.PENDING)
+
+    def run_pending_job_pending() -> bool:
+        snap = runs.snapshot(waiting.run_id)
+        job = jobs.get(waiting.id)
+        return (
+            snap is not None
+            and snap.status == "pending"
+            and job is not None
+            and (job.status == JobStatus.PENDING)
+        )
+
+    wait_for(run_pending_job_pending, 10, "its run submitted and waiting, the job PENDING")
+    # And both succeed
+    for proc in procs:
+        assert proc.wait(timeout=45) == 0, deploy.output(proc)
+    assert sorted(j.status.value for j in jobs.jobs()) == ["SUCCESS", "SUCCESS"]
