@@ -164,6 +164,25 @@ def mark_ended(
     return job.model_copy(update={**update, "status": JobStatus.FAILED, "retry_at": None})
 
 
+def mark_rerun(job: Job, now: float) -> Job | None:
+    """The ``FAILED`` job given one more try by an operator: ``RETRY``, due ``now``, from
+    its last run (None if it is not ``FAILED`` or never ran: there is nothing to re-run).
+
+    The try counts like any other: if it fails, the job ends ``FAILED`` again unless
+    ``max_retries`` still has tries left.
+    """
+    if job.status != JobStatus.FAILED or not job.runs:
+        return None
+    update = {
+        "status": JobStatus.RETRY,
+        "retry_at": now,
+        "run_id": retry_run_id(job.id, len(job.runs) + 1),
+        "updated_at": now,
+        "error": None,
+    }
+    return job.model_copy(update=update)
+
+
 def mark_failed(job: Job, error: str, now: float) -> Job | None:
     """The job ended ``FAILED`` because its next try cannot start (None: it has ended)."""
     if job.status.ended:

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dagflow.errors import ConfigError, RunExistsError, RunnerError
-from dagflow.job import JOB_LABEL, Job, JobStatus, mark_ended, mark_failed, mark_running
+from dagflow.job import (
+    JOB_LABEL,
+    Job,
+    JobStatus,
+    mark_ended,
+    mark_failed,
+    mark_rerun,
+    mark_running,
+)
 from dagflow.keys import is_redis_url
 from dagflow.rerun import retry_run
 from dagflow.runtime import RunEnded, RunFinishedHook, RunStarted, RunStartedHook, Runtime
@@ -42,6 +50,7 @@ __all__ = [
     "job_finished_hook",
     "job_started_hook",
     "job_store",
+    "rerun_job",
     "sweep_jobs",
 ]
 
@@ -147,6 +156,30 @@ def sweep_jobs(app: Celery, rt: Runtime, now: float | None = None) -> JobSweep:
         if start_retry(app, rt, job):
             retried.append(job.run_id)
     return JobSweep(tuple(requeued), tuple(retried))
+
+
+def rerun_job(app: Celery, rt: Runtime, job_id: str) -> str:
+    """Give a ``FAILED`` job one more try now, from its last run; returns the new run's id.
+
+    Like an automatic retry, the try reuses what the last run finished and is linked to the
+    job (``dagflow jobs`` shows it, the job goes ``RUNNING``, then ``SUCCESS`` or ``FAILED``).
+
+    Raises:
+        RunnerError: The job is unknown or expired, or not ``FAILED`` (running, waiting for
+            a retry, or succeeded), or its last run cannot be retried any more.
+    """
+    job = rt.jobs.get(job_id)
+    if job is None:
+        raise RunnerError(f"job {job_id} is not in the job store (unknown or expired)")
+    now = time.time()
+    rerun = rt.jobs.update(job_id, lambda j: mark_rerun(j, now))
+    if rerun is None:
+        raise RunnerError(f"job {job_id} is {job.status.value}: only a FAILED job can be re-run")
+    if not start_retry(app, rt, rerun):
+        updated = rt.jobs.get(job_id)
+        if updated is not None and updated.error:
+            raise RunnerError(f"job {job_id} cannot be re-run: {updated.error}")
+    return rerun.run_id
 
 
 def start_retry(app: Celery, rt: Runtime, job: Job) -> bool:

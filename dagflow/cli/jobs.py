@@ -84,4 +84,37 @@ def jobs(
     return EXIT_OK
 
 
-COMMANDS = (jobs,)
+@click.command(
+    "rerun-job",
+    short_help="give a failed job one more try, from its last run",
+    epilog="\b\nExample:\n  dagflow rerun-job 5d41402abc4b2a76b9719d911017c592",
+)
+@click.argument("job_id")
+@verbose_option()
+def rerun_job(job_id: str) -> int:
+    """Give the FAILED job JOB_ID one more try now, from its last run.
+
+    The try reuses the tasks the last run finished and is linked to the job, like an
+    automatic retry. Prints the new run's id (follow it with `dagflow wait`). Exits 3 if
+    the job is unknown, expired or not FAILED.
+    """
+    from dagflow.jobs import rerun_job as rerun
+    from dagflow.runner import Runner
+    from dagflow.settings import Settings
+
+    settings = Settings.from_env()
+    if settings.embedded:
+        from dagflow.errors import ConfigError
+        from dagflow.jobs import NO_REDIS
+
+        raise ConfigError(NO_REDIS)
+    runner = Runner(settings)
+    try:
+        run_id = rerun(runner.app, runner.runtime, job_id)
+    finally:
+        runner.close(wait=False)
+    print(f"job {job_id}: new try started, run {run_id}")
+    return EXIT_OK
+
+
+COMMANDS = (jobs, rerun_job)

@@ -1,12 +1,14 @@
-"""Cancel and Retry on the run page: a POST route guarded against cross-site requests.
+"""Cancel and Retry on the run page, Re-run on failed jobs: a POST route guarded against
+cross-site requests.
 
 The buttons exist only where someone is known to be at the keyboard: with basic auth on
 (``DAGFLOW_DASHBOARD_AUTH``) or on a dashboard bound to localhost. Each button is a plain
 HTML form that POSTs to ``/actions/<run_id>/<cancel|retry>`` with a token the page embeds
 (an HMAC of the run and action under a secret made when the app starts), and the route
 refuses a request whose token is missing or wrong or whose ``Origin`` (else ``Referer``)
-is another site. The route calls the library (:func:`dagflow.get_run`) and redirects to the
-run's page, or to the new run's page after a retry.
+is another site. The route calls the library (:func:`dagflow.get_run`,
+:func:`dagflow.jobs.rerun_job`) and redirects to the run's page, or to the new run's page
+after a retry or a job's re-run.
 """
 
 from __future__ import annotations
@@ -48,6 +50,18 @@ def retry_run(settings: Settings, run_id: str) -> str:
     return get_run(run_id, settings=settings, timeout=5).retry().run_id
 
 
+def rerun_job(settings: Settings, job_id: str) -> str:
+    """Give the FAILED job ``job_id`` one more try through the library; the new run's id."""
+    from dagflow.jobs import rerun_job as rerun
+    from dagflow.runner import Runner
+
+    runner = Runner(settings)
+    try:
+        return rerun(runner.app, runner.runtime, job_id)
+    finally:
+        runner.close(wait=False)
+
+
 Action = Callable[[Settings, str], str]
 
 
@@ -65,7 +79,7 @@ class ActionGuard:
     enabled: bool
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     actions: dict[str, Action] = field(
-        default_factory=lambda: {"cancel": cancel_run, "retry": retry_run}
+        default_factory=lambda: {"cancel": cancel_run, "retry": retry_run, "rerun_job": rerun_job}
     )
 
     @classmethod
@@ -111,6 +125,25 @@ def buttons(guard: ActionGuard | None, run_id: str, run_status: str) -> list[Any
     return [html.Div(forms, id="run-actions", style={"margin": "8px 0"})] if forms else []
 
 
+def job_buttons(guard: ActionGuard | None, job_ids: list[str]) -> list[Any]:
+    """A Re-run form for each FAILED job of the queue panel (none when actions are off)."""
+    if guard is None or not guard.enabled or not job_ids:
+        return []
+    forms = [
+        html.Form(
+            [
+                dcc.Input(type="hidden", name="token", value=guard.token(job_id, "rerun_job")),
+                html.Button(f"Re-run job {job_id[:12]}", type="submit", id=f"rerun-{job_id}"),
+            ],
+            action=action_href(job_id, "rerun_job"),
+            method="POST",
+            style={"display": "inline-block", "marginRight": "8px"},
+        )
+        for job_id in job_ids
+    ]
+    return [html.Div(forms, id="job-actions", style={"margin": "8px 0"})]
+
+
 def _same_origin() -> bool:
     """The request comes from this dashboard's own pages (by ``Origin``, else ``Referer``)."""
     source = request.headers.get("Origin") or request.headers.get("Referer")
@@ -135,7 +168,7 @@ def install_actions(server: Flask, settings: Settings, guard: ActionGuard) -> No
         try:
             target = guard.actions[action](settings, run_id)
         except DagflowError as exc:
-            return Response(f"{action} of run {run_id} refused: {exc}\n", 409)
+            return Response(f"{action} of {run_id} refused: {exc}\n", 409)
         return redirect(f"/runs/{quote(target, safe='')}", code=303)  # type: ignore[return-value]
 
     server.add_url_rule(ROUTE, "dagflow_run_action", act, methods=["POST"])

@@ -191,7 +191,7 @@ def render_overview(data: DashboardData, tenant: str | None) -> Overview:
     schedules = [
         row for row in summarize_schedules(states) if not tenant or row["tenant"] == tenant
     ]
-    jobs = jobs_section(data.jobs_probe(data.settings, tenant), search)
+    jobs = jobs_section(data.jobs_probe(data.settings, tenant), search, data.guard)
     tenants = sorted({*summary["tenant_ids"], *([tenant] if tenant else [])})
     read_status = (
         f"{stats.lines:,} events read · {stats.skipped:,} corrupt lines skipped · "

@@ -15,6 +15,7 @@ from typing import Any
 import redis
 from dash import html
 
+from dagflow.dashboard.actions import ActionGuard, job_buttons
 from dagflow.dashboard.layout import ROW, Column, count_card, keep, linked, plain, table, when
 from dagflow.dashboard.queue import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S
 from dagflow.job import Job, JobStatus
@@ -83,8 +84,9 @@ def _row(job: Job) -> dict[str, Any]:
     return {**job.to_dict(), "enqueued": enqueued}
 
 
-def jobs_section(view: JobsView | None, search: str) -> list[Any]:
-    """The panel's job cards and recent-jobs table; links keep the tenant filter."""
+def jobs_section(view: JobsView | None, search: str, guard: ActionGuard | None = None) -> list[Any]:
+    """The panel's job cards, recent-jobs table and a Re-run button per failed job (when
+    actions are on); links keep the tenant filter."""
     if view is None:
         return [html.P(NO_JOBS, id="jobs-note"), table("queue-jobs", JOB_COLUMNS, [], NO_JOBS)]
     if view.error:
@@ -95,4 +97,9 @@ def jobs_section(view: JobsView | None, search: str) -> list[Any]:
         for status in JobStatus
     ]  # fmt: skip
     rows = linked([_row(job) for job in view.recent], search, run_key="last_run_id")
-    return [html.Div(cards, style=ROW), table("queue-jobs", JOB_COLUMNS, rows, "No jobs yet.")]
+    failed = [job.id for job in view.recent if job.status == JobStatus.FAILED and job.runs]
+    return [
+        html.Div(cards, style=ROW),
+        table("queue-jobs", JOB_COLUMNS, rows, "No jobs yet."),
+        *job_buttons(guard, failed),
+    ]

@@ -261,6 +261,7 @@ COMMANDS = (
     "jobs",
     "outputs",
     "plan",
+    "rerun-job",
     "retry",
     "run",
     "runs",

@@ -312,3 +312,46 @@ def test_retry_and_cancel_buttons_act_on_real_runs(
     assert running.wait(timeout=30).status == "cancelled"
     wait.until(lambda _: "cancelled" in browser.find_element(By.ID, "run-summary").text)
     wait.until(lambda _: browser.find_elements(By.ID, "retry-button"))
+
+
+def test_a_failed_job_is_rerun_from_the_queue_panel(
+    cluster: Cluster, cluster_dashboard: str, browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from dagflow.job import Job, JobStatus
+    from dagflow.stores.redis_jobs import RedisJobStore
+
+    wait = WebDriverWait(browser, 60)
+    flags = tmp_path / "job-flags"
+    flags.mkdir()
+    (flags / "broken").touch()
+    # Given a scheduled job whose only try failed (the flag file was there)
+    jobs = RedisJobStore(cluster.server.url(0))
+    job = Job(
+        id="job-rerun-1",
+        dag_path="dags/fixme.yaml",
+        tenant_id="t1",
+        schedule_id="nightly",
+        enqueued_at=time.time(),
+        run_id="job-rerun-1-run",
+    )
+    jobs.add([job])
+    params = {"dir": str(flags), "key": "fix"}
+    dag = make_dag([task("fix", workflow="test.fail_while_flag", params=params)], name="fixme")
+    first = cluster.runner.submit(dag, run_id=job.run_id, labels={"job_id": job.id})
+    assert first.wait(timeout=60).status == "failed"
+    wait_for(lambda: jobs.get(job.id).status == JobStatus.FAILED, 15)  # type: ignore[union-attr]
+
+    # When the flag is removed and Re-run is clicked on the queue panel
+    (flags / "broken").unlink()
+    browser.get(cluster_dashboard + "/")
+    wait.until(lambda _: browser.find_elements(By.ID, f"rerun-{job.id}"))
+    browser.find_element(By.ID, f"rerun-{job.id}").click()
+
+    # Then the browser is on the new try's page, the run succeeds and so does the job
+    wait.until(lambda _: "/runs/job-rerun-1-2" in browser.current_url)
+    assert get_run("job-rerun-1-2", settings=cluster.settings).wait(timeout=60).ok
+    wait_for(lambda: jobs.get(job.id).status == JobStatus.SUCCESS, 15)  # type: ignore[union-attr]
+    jobs.close()

@@ -383,3 +383,37 @@ def test_a_job_whose_run_waits_for_a_slot_stays_pending_until_it_starts(
     for proc in procs:
         assert proc.wait(timeout=45) == 0, deploy.output(proc)
     assert sorted(j.status.value for j in jobs.jobs()) == ["SUCCESS", "SUCCESS"]
+
+
+def test_an_operator_reruns_a_failed_job_from_another_process(
+    deploy: Deployment, jobs: RedisJobStore
+) -> None:
+    # Given a job with no retries left whose DAG failed (its second task, once)
+    (deploy.root / "dags" / "flaky.yaml").write_text(flaky_dag(deploy.root, 1))
+    deploy.schedule("s.yaml", entry("nightly", "dags/flaky.yaml", max_retries=0))
+    deploy.worker()
+    assert deploy.once("--now", "2026-11-26T10:05:00Z").returncode == 1
+    failed = only_job(jobs)
+    assert failed.status == JobStatus.FAILED and failed.tries == 1
+    # When an operator re-runs it
+    rerun = subprocess.run(
+        [sys.executable, "-m", "dagflow", "rerun-job", failed.id],
+        cwd=deploy.root, env=deploy.env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"run {failed.id}-2" in rerun.stdout
+    # Then the job's second try runs from failure (task a is reused) and succeeds
+    wait_for(lambda: only_job(jobs).status == JobStatus.SUCCESS, 30, "the job succeeded")
+    job = only_job(jobs)
+    assert job.runs == (failed.runs[0], f"{failed.id}-2")
+    assert lines(deploy.root / "first.txt") == 1
+    assert lines(deploy.root / "flaky.txt") == 2
+    # And a job that succeeded cannot be re-run: one line, exit 3
+    again = subprocess.run(
+        [sys.executable, "-m", "dagflow", "rerun-job", failed.id],
+        cwd=deploy.root, env=deploy.env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert again.returncode == 3
+    assert again.stderr.strip().splitlines() == [
+        f"RunnerError: job {failed.id} is SUCCESS: only a FAILED job can be re-run"
+    ]

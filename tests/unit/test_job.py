@@ -12,6 +12,7 @@ from dagflow.job import (
     backoff_s,
     mark_ended,
     mark_failed,
+    mark_rerun,
     mark_running,
     parse_status,
     retry_run_id,
@@ -76,6 +77,29 @@ def test_retries_exhausted_end_failed() -> None:
     failed = mark_ended(second, "j1-2", "failed", 160.0, BASE, CAP)
     assert failed is not None and failed.status == JobStatus.FAILED
     assert failed.retry_at is None and failed.last_status == "failed"
+
+
+def test_a_rerun_gives_a_failed_job_one_more_try_now() -> None:
+    running = mark_running(new_job(), "r1", 110.0)
+    assert running is not None
+    failed = mark_ended(running, "r1", "failed", 120.0, BASE, CAP)
+    assert failed is not None and failed.status == JobStatus.FAILED
+    rerun = mark_rerun(failed, 500.0)
+    assert rerun is not None
+    assert (rerun.status, rerun.retry_at, rerun.run_id) == (JobStatus.RETRY, 500.0, "j1-2")
+    # The new try counts: failing again ends the job FAILED (no retries left)
+    second = mark_running(rerun, "j1-2", 501.0)
+    assert second is not None
+    again = mark_ended(second, "j1-2", "failed", 502.0, BASE, CAP)
+    assert again is not None and again.status == JobStatus.FAILED and again.tries == 2
+
+
+def test_only_a_failed_job_that_ran_can_be_rerun() -> None:
+    assert mark_rerun(new_job(), 1.0) is None  # pending
+    never_ran = mark_failed(new_job(), "its DAG file is gone", 1.0)
+    assert never_ran is not None and mark_rerun(never_ran, 2.0) is None
+    running = mark_running(new_job(), "r1", 1.0)
+    assert running is not None and mark_rerun(running, 2.0) is None
 
 
 def test_a_cancelled_run_ends_its_job_failed_without_retry() -> None:
