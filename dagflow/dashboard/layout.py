@@ -237,6 +237,10 @@ def queue_panel(
     ]  # fmt: skip
     if run_counts.get("cancelled"):
         cards.append(count_card("Cancelled", run_counts["cancelled"], "queue-cancelled"))
+    if stats is not None and stats.waiting is not None:
+        waiting = stats.waiting.get(tenant, 0) if tenant else sum(stats.waiting.values())
+        cards.insert(0, count_card("Waiting for a slot (max_active_runs)", waiting,
+                                   "queue-waiting"))  # fmt: skip
     if stats is not None and stats.collector_behind is not None:
         behind = f"{stats.collector_behind} events, {stats.collector_lag_s:g} s"
         cards.append(count_card("Collector behind", behind, "queue-collector-lag"))

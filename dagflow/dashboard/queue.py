@@ -43,6 +43,8 @@ class QueueStats:
         collector_behind: Events in the stream the collector has not written yet (None when
             events do not go through the stream).
         collector_lag_s: Age of the oldest of them, in seconds.
+        waiting: Runs waiting for a ``max_active_runs`` slot, per tenant (None when the
+            run store could not be read).
     """
 
     queues: dict[str, int] = field(default_factory=dict)
@@ -51,6 +53,7 @@ class QueueStats:
     error: str | None = None
     collector_behind: int | None = None
     collector_lag_s: float | None = None
+    waiting: dict[str, int] | None = None
 
     @property
     def pending(self) -> int:
@@ -151,11 +154,13 @@ def redis_queue_stats(
 
 
 def with_collector_lag(stats: QueueStats | None, store_url: str) -> QueueStats | None:
-    """``stats`` plus how far behind the event collector is (read from the stream's group)."""
+    """``stats`` plus how far behind the event collector is (read from the stream's group)
+    and how many runs wait for a slot, per tenant (from the admission queues)."""
     import dataclasses
     import time
 
     from dagflow.collector import collector_lag
+    from dagflow.keys import PENDING_TENANT_PREFIX, PENDING_TENANTS
 
     try:
         client = redis.Redis.from_url(
@@ -166,11 +171,19 @@ def with_collector_lag(stats: QueueStats | None, store_url: str) -> QueueStats |
         )
         try:
             lag = collector_lag(client, int(time.time() * 1000))
+            tenants = [str(t) for t in client.lrange(PENDING_TENANTS, 0, -1)]
+            pipe = client.pipeline(transaction=False)
+            for tenant in tenants:
+                pipe.llen(PENDING_TENANT_PREFIX + tenant)
+            waiting = dict(zip(tenants, (int(n) for n in pipe.execute()), strict=True))
         finally:
             client.close()
     except (redis.RedisError, OSError):
         return stats
     base = stats if stats is not None else QueueStats(error=NO_BROKER)
     return dataclasses.replace(
-        base, collector_behind=lag.entries, collector_lag_s=round(lag.seconds, 1)
+        base,
+        collector_behind=lag.entries,
+        collector_lag_s=round(lag.seconds, 1),
+        waiting={t: n for t, n in waiting.items() if n},
     )

@@ -19,6 +19,7 @@ import pytest
 import redis
 import yaml
 
+from dagflow.dashboard.queue import with_collector_lag
 from dagflow.runner import Runner
 from tests.support.cluster import Cluster
 from tests.support.dags import make_dag, task
@@ -171,6 +172,10 @@ def test_a_run_of_another_tenant_starts_at_once_behind_a_burst(cluster: Cluster)
     waiting = cluster.runner.runtime.store.waiting_runs().get("busy", 0)
     assert took < 5, took
     assert waiting > 40, waiting
+    # And the dashboard's queue panel counts the burst's waiting runs
+    stats = with_collector_lag(None, cluster.server.url(0))
+    assert stats is not None and stats.waiting is not None
+    assert stats.waiting["busy"] >= waiting - 5
     for handle in burst:
         handle.cancel()
 

@@ -248,6 +248,17 @@ def test_queue_panel_shows_the_collectors_lag(data: DashboardData) -> None:
     assert find(panel, "queue-pending") is None
 
 
+def test_queue_panel_counts_runs_waiting_for_a_slot_per_tenant(data: DashboardData) -> None:
+    stats = QueueStats(queues={"celery": 0}, waiting={"acme": 3, "beta": 2})
+    data.queue_probe = lambda _settings: stats
+
+    everyone = render_overview(data, None).queue_panel
+    acme = render_overview(data, "acme").queue_panel
+
+    assert texts(find(everyone, "queue-waiting"))[1] == "5"
+    assert texts(find(acme, "queue-waiting"))[1] == "3"
+
+
 def test_route_shows_overview_or_run_page(data: DashboardData) -> None:
     shown, hidden, children = render_route(data, "/") or ((), (), ())
     assert (shown["display"], hidden["display"], children) == ("block", "none", [])
