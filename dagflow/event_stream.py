@@ -5,7 +5,8 @@ Workers on several hosts share Redis and nothing else, so in distributed mode
 appends its run events and the scheduler's state lines (``schedule_enqueued``,
 ``run_started``, ``run_finished``) to the stream ``dagflow:events``. A task's end is appended
 inside the same Lua script that commits it (:mod:`dagflow.stores.redis_scripts`), so the log
-and the run store cannot disagree about it. The collector (:mod:`dagflow.collector`) writes
+and the run store cannot disagree about it, and its ``task_start`` inside the claim script
+that gives it its lease. The collector (:mod:`dagflow.collector`) writes
 the one JSONL log in the seed's format.
 
 Each entry has two fields: ``log`` (``events`` or ``state``) and ``data`` (the JSON line).

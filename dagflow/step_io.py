@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
@@ -73,6 +74,8 @@ def send_steps(
 ) -> bool:
     """Publish one ``dagflow.step`` per task over one producer; False if publishing failed.
 
+    Several tasks are published in one batch (on Redis, one pipeline: one round trip).
+
     Each is sent under :func:`~dagflow.compile.step_name` (``<dag name>:<task id>``).
 
     A failure is logged, not raised: the steps are in the outbox, and the sweeper sends
@@ -82,7 +85,12 @@ def send_steps(
         return True
     step = app.tasks[STEP_TASK]
     try:
-        with app.producer_or_acquire() as producer:
+        # Several messages go in one round trip (kombu's publish batch: one Redis
+        # pipeline); a transport without batches publishes them one by one.
+        with (
+            app.producer_or_acquire() as producer,
+            producer.batch() if len(task_ids) > 1 else nullcontext(),
+        ):
             for task_id in task_ids:
                 step.apply_async(
                     args=(run_id, task_id),

@@ -142,8 +142,14 @@ class RunStore(Protocol):
         worker: str = "",
         lease_s: float = 30.0,
         parents: Sequence[str] = (),
+        event: Mapping[str, Any] | None = None,
     ) -> Claim:
-        """Give delivery ``token`` a lease on ``task_id`` unless a live lease or an end exists."""
+        """Give delivery ``token`` a lease on ``task_id`` unless a live lease or an end exists.
+
+        ``event`` is the attempt's ``task_start`` record: a store that :attr:`writes_events`
+        appends it in the same atomic step when (and only when) the claim grants a lease
+        (``run``), with its ``attempt`` and ``fence`` replaced by the lease's own.
+        """
 
     def renew(self, leases: Sequence[tuple[str, str, int]], lease_s: float) -> list[bool]:
         """Extend each ``(run_id, task_id, fence)`` lease; False where it is no longer held."""

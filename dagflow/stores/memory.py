@@ -98,8 +98,12 @@ class MemoryRunStore(MemoryAdmission, MemoryRunViews):
         worker: str = "",
         lease_s: float = 30.0,
         parents: Sequence[str] = (),
+        event: Mapping[str, Any] | None = None,
     ) -> Claim:
-        """Give ``token`` a lease on ``task_id`` and read its parents' outputs."""
+        """Give ``token`` a lease on ``task_id`` and read its parents' outputs.
+
+        ``event`` is ignored: this store does not write events (the caller does).
+        """
         now = self._clock()
         with self._lock:
             run = self._runs.get(run_id)

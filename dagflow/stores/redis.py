@@ -46,6 +46,10 @@ from dagflow.stores.redis_admission import RedisAdmission
 from dagflow.stores.redis_scripts import CANCEL, CLAIM, FINISH, RELEASE, RENEW, RETRY, SWEEP
 from dagflow.stores.redis_views import RedisRunViews
 
+#: Placeholders for the attempt and fencing numbers in a ``task_start`` line (see
+#: :meth:`RedisRunStore._start_line`).
+_ATTEMPT, _FENCE = "\x00attempt", "\x00fence"
+
 
 def _ms(seconds: float) -> int:
     return max(int(seconds * 1000), 1)
@@ -174,8 +178,14 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
         worker: str = "",
         lease_s: float = 30.0,
         parents: Sequence[str] = (),
+        event: Mapping[str, Any] | None = None,
     ) -> Claim:
-        """Run the claim script (which also reads the parents' outputs)."""
+        """Run the claim script (which also reads the parents' outputs).
+
+        With :attr:`writes_events`, ``event`` (``task_start``; the script puts the real
+        ``attempt`` and ``fence`` in) is appended by the script when it grants the lease: no
+        round trip of its own on every step.
+        """
         keys = [
             run_key(run_id, "states"),
             run_key(run_id, "claims"),
@@ -185,8 +195,12 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
             RUNS,
             OUTBOX_RESENDS,
             run_key(run_id, "meta"),
+            EVENTS_STREAM,
         ]
-        raw = self._claim(keys=keys, args=[task_id, token, worker, _ms(lease_s), run_id, *parents])
+        head, middle, tail = self._start_line(event)
+        args: list[str | int] = [task_id, token, worker, _ms(lease_s), run_id]
+        args.append(self.events_maxlen or 0)
+        raw = self._claim(keys=keys, args=[*args, head, middle, tail, *parents])
         state = cast(ClaimResult, raw[0])
         if state == "busy":
             return Claim("busy", holder=str(raw[1]))
@@ -196,6 +210,20 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
             return Claim(state)
         outputs = {p: v for p, v in zip(parents, raw[4:], strict=False) if v != ""}
         return Claim("run", outputs, int(raw[1]), int(raw[2]), str(raw[3] or ""))
+
+    def _start_line(self, event: Mapping[str, Any] | None) -> tuple[str, str, str]:
+        """``task_start``'s JSON line cut where the claim script puts attempt and fence.
+
+        ``("", "", "")`` when there is nothing to write. The record is encoded with two
+        markers in place of the numbers (JSON escapes the NUL they start with, so no other
+        value can contain them), and cut around them; the record's field order is kept.
+        """
+        if event is None or not self.writes_events:
+            return "", "", ""
+        line = encode({**event, "attempt": _ATTEMPT, "fence": _FENCE})
+        head, _, rest = line.partition(json.dumps(_ATTEMPT))
+        middle, _, tail = rest.partition(json.dumps(_FENCE))
+        return head, middle, tail
 
     def renew(self, leases: Sequence[tuple[str, str, int]], lease_s: float) -> list[bool]:
         """Run the renew script for every lease in one call."""

@@ -53,9 +53,12 @@ local function complete_if_done(meta)
 end
 """
 
-# KEYS: states, claims, out, LEASES, OUTBOX, RUNS, OUTBOX_RESENDS, meta
-# ARGV: task, token, worker, lease_ms, run_id, parents...
+# KEYS: states, claims, out, LEASES, OUTBOX, RUNS, OUTBOX_RESENDS, meta, EVENTS_STREAM
+# ARGV: task, token, worker, lease_ms, run_id, stream maxlen, event head, event middle,
+#       event tail, parents...
 # In a cancelled run the task ends cancelled instead: {'cancelled', 1, complete}.
+# When the lease is granted and an event head is given, the task_start line
+# head .. attempt .. middle .. fence .. tail is appended to the stream in the same step.
 CLAIM = (
     _LIB
     + """
@@ -80,8 +83,13 @@ redis.call('ZADD', KEYS[4], until_ms, member)
 redis.call('ZREM', KEYS[5], member)
 redis.call('HDEL', KEYS[7], member)
 redis.call('ZADD', KEYS[6], 'XX', now, ARGV[5])
+if ARGV[7] ~= '' then
+  local line = ARGV[7] .. string.format('%.0f', fails + 1) .. ARGV[8]
+    .. string.format('%.0f', fence) .. ARGV[9]
+  redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[6], '*', 'log', 'events', 'data', line)
+end
 local result = {'run', fence, fails + 1, prev}
-for i = 6, #ARGV do
+for i = 10, #ARGV do
   table.insert(result, redis.call('HGET', KEYS[3], ARGV[i]) or '')
 end
 return result

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from dagflow.keys import RUNS_STARTED
+from dagflow.keys import EVENTS_STREAM, RUNS_STARTED
 from dagflow.stores import FinishResult, MemoryRunStore, RedisRunStore, RunStore
 from dagflow.stores.base import AttemptEnd
 
@@ -287,6 +287,30 @@ def test_redis_keys_expire_with_the_run(redis_db: str) -> None:
     keys = list(client.scan_iter(match=f"dagflow:run:{{{run_id}}}:*"))
     assert len(keys) >= 5
     assert all(0 < client.ttl(k) <= 600 for k in keys)
+
+
+def test_the_claim_appends_task_start_only_when_it_grants_the_lease(scratch_redis: str) -> None:
+    store = RedisRunStore(scratch_redis, ttl=600, events_maxlen=1000)
+    client = redis.Redis.from_url(scratch_redis, decode_responses=True)
+    run_id = new_run(store, ["a"])
+    start: dict[str, Any] = {"timestamp": "t0", "event": "task_start", "run_id": run_id}
+    start.update(task_id="a", attempt=1, worker='w\u00e9 "1"', fence=0, workflow_ref="wf")
+    first = store.claim(run_id, "a", "msg-1", "w1", 1.0, event=start)
+    assert store.claim(run_id, "a", "msg-2", "w2", 60, event=start).state == "busy"
+    time.sleep(1.1)
+    second = store.claim(run_id, "a", "msg-1", "w2", 60, event=start)  # takes over
+    lines = [f["data"] for _, f in client.xrange(EVENTS_STREAM) if f["log"] == "events"]
+    records = [json.loads(line) for line in lines]
+    assert [(r["attempt"], r["fence"]) for r in records] == [
+        (first.attempt, first.fence),
+        (second.attempt, second.fence),
+    ]
+    assert second.fence > first.fence
+    assert list(records[0]) == list(start)  # the record's field order is kept
+    assert records[0]["worker"] == start["worker"]
+    assert store.finish(run_id, "a", second.fence, "ok", "1", total=1).recorded
+    assert store.claim(run_id, "a", "msg-3", "w3", 60, event=start).state == "ok"
+    assert client.xlen(EVENTS_STREAM) == 2  # no task_start for a finished step
 
 
 def test_a_released_lease_is_taken_over_at_once_and_stays_fenced(store: RunStore) -> None:
