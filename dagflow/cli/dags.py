@@ -199,6 +199,9 @@ def run(
             f"Run {handle.run_id}: DAG '{dag.name}' ({len(dag.spec.tasks)} tasks) on {mode}",
             file=out,
         )
+        waiting = handle.status().waiting_for
+        if waiting:  # over a max_active_runs limit: say why nothing moves yet
+            print(f"{waiting[0].upper()}{waiting[1:]}: it starts when one frees up", file=out)
         if no_wait and not runner.embedded:
             print(handle.run_id, file=out)
             return EXIT_OK

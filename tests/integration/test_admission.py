@@ -231,3 +231,25 @@ def test_the_embedded_mode_holds_a_dag_limit_too(embedded_runner: Runner) -> Non
     assert [h.status().status for h in handles[1:]] == ["pending", "pending"]
     assert all(h.wait(timeout=30).ok for h in handles)
     assert overlapping(intervals(embedded_runner, [h.run_id for h in handles])) == 1
+
+
+def test_dagflow_run_says_its_run_waits_for_a_slot(cluster: Cluster, tmp_path: Path) -> None:
+    # Given a DAG limited to one run, held by a long run
+    holder = cluster.runner.submit(sleep_dag("cli_waiting", max_active_runs=1, seconds=60))
+    path = tmp_path / "cli_waiting.yaml"
+    spec = {
+        "name": "cli_waiting",
+        "tenant_id": "t1",
+        "max_active_runs": 1,
+        "tasks": [{"id": "s", "workflow_ref": "test.sleep", "params": {"seconds": 0.1}}],
+    }
+    path.write_text(yaml.safe_dump(spec))
+    # When `dagflow run` submits another and gives up waiting
+    proc = cli(cluster.env, "run", str(path), "--timeout", "2")
+    # Then it said why nothing moved, and that the run goes on
+    assert proc.returncode == 4, proc.stderr
+    assert "Waiting for a slot: dag cli_waiting (1 at once)" in proc.stdout
+    run_id = proc.stdout.split()[1].rstrip(":")
+    assert cluster.runner.attach(run_id).status().status == "pending"
+    holder.cancel()
+    assert cluster.runner.attach(run_id).wait(timeout=30).ok
