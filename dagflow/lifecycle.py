@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from dagflow.admission import run_slots, slots_from_json, slots_to_json, waiting_line
 from dagflow.compile import steps_canvas
 from dagflow.dag import Dag
@@ -267,7 +269,13 @@ def finish_run(
     rt.store.mark_done(run_id, status, fields, event.to_record())
     slots = slots_from_json(meta.get("slots"))
     if slots:
-        # The sweeper's audit frees them too, if this process dies right here.
-        rt.store.release_slots(run_id, slots)
-        if rt.app is not None:
-            promote_runs(rt.app, rt)
+        # The run has ended: a store error here must not fail the step that ended it. The
+        # sweeper's audit frees the slots (and starts the waiting runs) within a sweep.
+        try:
+            rt.store.release_slots(run_id, slots)
+            if rt.app is not None:
+                promote_runs(rt.app, rt)
+        except (redis.RedisError, OSError) as exc:
+            logger.warning(
+                "dagflow: run %s ended; its slots are left to the sweeper: %s", run_id, exc
+            )

@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
+import redis
 
 from dagflow.admission import Slot
-from dagflow.stores import MemoryRunStore, RedisRunStore, RunStore
+from dagflow.lifecycle import finish_run
+from dagflow.plan import RunPlan
+from dagflow.runtime import Runtime
+from dagflow.settings import Settings
+from dagflow.stores import FinishResult, MemoryRunStore, RedisRunStore, RunStore
 
 pytestmark = pytest.mark.integration
 
@@ -155,3 +161,26 @@ def test_the_audit_frees_slots_of_ended_runs_and_finds_unstarted_ones(
     assert store.activate(unstarted, "d\tt", time.time(), ["a"], 60)
     assert unstarted not in store.audit_slots(stale_s=0.0)[1]
     assert members(store, scope) == [unstarted]
+
+
+def test_a_store_error_when_giving_slots_back_does_not_fail_the_runs_end(tmp_path: Path) -> None:
+    # Given a run under a limit whose store cannot give slots back (Redis dropped the
+    # connection right after the run's end was recorded)
+    class Flaky(MemoryRunStore):
+        def release_slots(self, run_id: str, slots: Sequence[Slot]) -> None:
+            raise redis.ConnectionError("Connection reset by peer")
+
+    settings = Settings.from_env({"ORCH_EVENTS_PATH": str(tmp_path / "events.jsonl")})
+    rt = Runtime.from_settings(settings, store=Flaky())
+    slots = [Slot(f"dag:d-{uuid.uuid4().hex[:8]}", 1)]
+    run_id = uuid.uuid4().hex
+    meta = {"dag_name": "d", "tenant_id": "t", "pending": True, "slots": [[slots[0].scope, 1]]}
+    rt.store.create_run(run_id, "{}", meta, ["a"], pending=True)
+    assert rt.store.admit(run_id, "t", slots)
+    plan = RunPlan.build("d", "t", {"a": ("w", {}, 0, None)}, {"a": ()}, {"a": ()})
+    # When the run ends
+    finish_run(rt, run_id, plan, FinishResult(complete=True, counts={"ok": 1}))
+    # Then it is ended all the same, and its slot is left for the sweeper's audit
+    snap = rt.store.snapshot(run_id)
+    assert snap is not None and snap.status == "success"
+    assert rt.store.audit_slots(stale_s=60)[0] == 1
