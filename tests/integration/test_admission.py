@@ -19,6 +19,7 @@ import pytest
 import redis
 import yaml
 
+from dagflow.admission import Slot
 from dagflow.dashboard.queue import with_collector_lag
 from dagflow.runner import Runner
 from tests.support.cluster import Cluster
@@ -253,3 +254,20 @@ def test_dagflow_run_says_its_run_waits_for_a_slot(cluster: Cluster, tmp_path: P
     assert cluster.runner.attach(run_id).status().status == "pending"
     holder.cancel()
     assert cluster.runner.attach(run_id).wait(timeout=30).ok
+
+
+def test_a_run_admitted_by_a_starter_that_died_is_started_by_the_sweeper(
+    cluster: Cluster,
+) -> None:
+    # Given a DAG limited to one run, a long run holding the slot and one waiting
+    holder = cluster.runner.submit(sleep_dag("orphan_admit", max_active_runs=1, seconds=60))
+    waiting = cluster.runner.submit(sleep_dag("orphan_admit", max_active_runs=1, seconds=0.1))
+    store = cluster.runner.runtime.store
+    # When the slot is handed to the waiting run by a process that dies before starting it
+    store.release_slots(holder.run_id, [Slot("dag:orphan_admit", 1)])
+    assert waiting.run_id in store.promote(10)
+    assert waiting.status().status == "pending"
+    # Then a worker's sweeper starts it after a lease period, once
+    assert waiting.wait(timeout=20).ok
+    assert [e["event"] for e in cluster.events(waiting.run_id)].count("dag_start") == 1
+    holder.cancel()
