@@ -25,6 +25,7 @@ from dagflow.runner import Runner
 from tests.support.cluster import Cluster
 from tests.support.dags import make_dag, task
 from tests.support.processes import ROOT
+from tests.support.processes import dagflow_cli as cli
 from tests.support.waiting import wait_for_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -41,17 +42,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
     finally:
         c.close()
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dagflow", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def intervals(runner: Runner, run_ids: list[str], task_id: str = "s") -> list[tuple[float, float]]:

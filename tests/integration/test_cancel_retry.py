@@ -6,8 +6,6 @@ cluster for the module), and in the embedded mode.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ from dagflow.firing import START_TASK, Firing
 from tests.support.cluster import Cluster, count
 from tests.support.dags import make_dag, task
 from tests.support.processes import ROOT, TEST_WORKFLOWS
+from tests.support.processes import dagflow_cli as cli
 from tests.support.waiting import wait_for_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -35,18 +34,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
     finally:
         c.close()
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """``python -m dagflow ARGS`` in a new process."""
-    return subprocess.run(
-        [sys.executable, "-m", "dagflow", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def lines(path: Path) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -78,16 +79,28 @@ def dashboard_url(tmp_path: Path) -> Iterator[str]:
     generated_log(events, datetime.now(UTC))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGFLOW_", "QUEUE_"))}
-    command = [
-        sys.executable, "-m", "dagflow", "dashboard", "--host", "127.0.0.1", "--port", str(port),
+    args = [
         "--events", str(events), "--state", str(tmp_path / "logs" / "state.jsonl"),
         "--refresh", "120",
     ]  # fmt: skip
-    with (tmp_path / "dashboard.log").open("wb") as log:
+    with serving_dashboard(port, args, env, tmp_path / "dashboard.log") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving_dashboard(
+    port: int, args: list[str], env: dict[str, str], log_path: Path
+) -> Iterator[str]:
+    """Run ``dagflow dashboard`` on ``port`` of localhost until the block ends; its URL."""
+    command = [
+        sys.executable, "-m", "dagflow", "dashboard", "--host", "127.0.0.1", "--port", str(port),
+        *args,
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_serving(url, process, tmp_path / "dashboard.log")
+        wait_until_serving(url, process, log_path)
         yield url
     finally:
         process.terminate()
@@ -227,26 +240,11 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 @pytest.fixture
 def cluster_dashboard(cluster: Cluster, tmp_path: Path) -> Iterator[str]:
     """The dashboard on localhost over the cluster's run store and event log."""
-    port = free_port()
-    command = [
-        sys.executable, "-m", "dagflow", "dashboard", "--host", "127.0.0.1", "--port", str(port),
-        # Not faster: on a loaded machine a 1 s refresh supersedes each render before it
-        # returns, and the page never draws.
-        "--refresh", "5",
-    ]  # fmt: skip
-    with (tmp_path / "dashboard.log").open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=cluster.env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(url, process, tmp_path / "dashboard.log")
+    # Not faster than --refresh 5: on a loaded machine a 1 s refresh supersedes each render
+    # before it returns, and the page never draws.
+    args = ["--refresh", "5"]
+    with serving_dashboard(free_port(), args, cluster.env, tmp_path / "dashboard.log") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) -> None:

@@ -355,11 +355,8 @@ def test_a_job_whose_run_waits_for_a_slot_stays_pending_until_it_starts(
     # When both tick
     procs = [
         deploy.scheduler("--once", "--now", "2026-11-26T10:05:00Z"),
-        deploy.start(
-            sys.executable, "-m", "dagflow", "schedule", "--dir", "schedules2",
-            "--once", "--now", "2026-11-26T10:05:00Z",
-        ),
-    ]  # fmt: skip
+        deploy.scheduler("--once", "--now", "2026-11-26T10:05:00Z", directory="schedules2"),
+    ]
     # Then while one job runs, the other stays PENDING: its run waits for the slot
     wait_for(
         lambda: sorted(j.status.value for j in jobs.jobs()) == ["PENDING", "RUNNING"],

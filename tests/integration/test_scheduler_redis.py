@@ -103,10 +103,25 @@ class Deployment:
         log = self.root / f"worker-{len(self.workers)}.log"
         self.workers.append(start_worker(self.env, log, concurrency=concurrency, cwd=self.root))
 
-    def scheduler(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    def scheduler(
+        self, *args: str, directory: str = "schedules", **env: str
+    ) -> subprocess.Popen[bytes]:
         return self.start(
-            sys.executable, "-m", "dagflow", "schedule", "--dir", "schedules", *args, **env
+            sys.executable, "-m", "dagflow", "schedule", "--dir", directory, *args, **env
         )
+
+    def peak_running(self) -> int:
+        """The most runs that were running at once (from dag_start/dag_done events)."""
+        marks = sorted(
+            (r["timestamp"], 1 if r["event"] == "dag_start" else -1)
+            for r in self.records(self.events)
+            if r["event"] in ("dag_start", "dag_done")
+        )
+        running = peak = 0
+        for _, step in marks:
+            running += step
+            peak = max(peak, running)
+        return peak
 
     def once(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -216,15 +231,7 @@ def test_max_parallel_holds(deploy: Deployment) -> None:
     result = deploy.once("--now", "2026-11-26T10:05:00Z")
     assert result.returncode == 0, result.stderr
     # Then all five ran, never more than two at once (from dag_start/dag_done events)
-    marks = sorted(
-        (r["timestamp"], 1 if r["event"] == "dag_start" else -1)
-        for r in deploy.records(deploy.events)
-        if r["event"] in ("dag_start", "dag_done")
-    )
-    running = peak = 0
-    for _, step in marks:
-        running += step
-        peak = max(peak, running)
+    peak = deploy.peak_running()
     assert len(deploy.named("run_finished")) == 5
     assert peak == 2
 
@@ -244,23 +251,12 @@ def test_max_parallel_holds_across_two_schedulers(deploy: Deployment) -> None:
     # When both tick at the same time, in two processes
     procs = [
         deploy.scheduler("--once", "--now", "2026-11-26T10:05:00Z"),
-        deploy.start(
-            sys.executable, "-m", "dagflow", "schedule", "--dir", "schedules2",
-            "--once", "--now", "2026-11-26T10:05:00Z",
-        ),
-    ]  # fmt: skip
+        deploy.scheduler("--once", "--now", "2026-11-26T10:05:00Z", directory="schedules2"),
+    ]
     for proc in procs:
         assert proc.wait(timeout=45) == 0, deploy.output(proc)
     # Then all six ran, never more than two at once across both
-    marks = sorted(
-        (r["timestamp"], 1 if r["event"] == "dag_start" else -1)
-        for r in deploy.records(deploy.events)
-        if r["event"] in ("dag_start", "dag_done")
-    )
-    running = peak = 0
-    for _, step in marks:
-        running += step
-        peak = max(peak, running)
+    peak = deploy.peak_running()
     assert len(deploy.named("run_finished")) == 6
     assert peak == 2
 

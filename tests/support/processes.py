@@ -143,3 +143,17 @@ def log_tail(log: Path, lines: int = 40) -> str:
     if not log.exists():
         return "(no log)"
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def dagflow_cli(
+    env: dict[str, str], *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``python -m dagflow ARGS`` in a new process, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "dagflow", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
