@@ -242,9 +242,15 @@ class Sweeper:
 
 
 class SweeperStep(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Runs a :class:`Sweeper` in every worker's main process."""
+    """Runs a :class:`Sweeper` in every worker's main process.
+
+    It starts after the pool: a pool process forked while the sweeper thread held a lock
+    (a Redis pool's, the workflow registry's, a log file's) would inherit it held and hang
+    at its first task.
+    """
 
     label = "dagflow sweeper"
+    requires = ("celery.worker.components:Pool",)
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         self.sweeper: Sweeper | None = None
