@@ -39,7 +39,8 @@ from dagflow.lifecycle import finish_run
 from dagflow.payload import merge_params
 from dagflow.plan import RunPlan
 from dagflow.runtime import Runtime, runtime_for
-from dagflow.step_io import encode_output, send_steps, with_store
+from dagflow.step_io import encode_output, with_store
+from dagflow.step_publish import send_steps
 from dagflow.stores import TERMINAL, FinishResult
 from dagflow.stores.base import COUNTED, AttemptEnd
 from dagflow.timeouts import call_with_timeout

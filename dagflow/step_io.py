@@ -1,7 +1,5 @@
-"""The I/O a step does besides running user code: run-store calls and sending steps.
-
-:func:`with_store` rides out a run store that is briefly unreachable; :func:`send_steps`
-publishes ``dagflow.step`` messages (the outbox covers a failed publish).
+"""The run-store side of a step's I/O: riding out a store that is briefly unreachable, and
+encoding outputs. Sending steps is :mod:`dagflow.step_publish`.
 """
 
 from __future__ import annotations
@@ -10,18 +8,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
-from kombu.exceptions import KombuError
 
-from dagflow.compile import STEP_TASK, step_name
 from dagflow.errors import WorkflowOutputError
 
 if TYPE_CHECKING:
-    from celery import Celery
-
     from dagflow.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -67,39 +60,3 @@ def with_store(rt: Runtime, what: str, call: Callable[[], T]) -> T:
             logger.warning("dagflow: run store unreachable for %s (%s); retrying", what, exc)
             time.sleep(pause)
             pause = min(pause * 2, STORE_BACKOFF_S[1])
-
-
-def send_steps(
-    app: Celery, run_id: str, task_ids: tuple[str, ...] | list[str], dag_name: str | None
-) -> bool:
-    """Publish one ``dagflow.step`` per task over one producer; False if publishing failed.
-
-    Several tasks are published in one batch (on Redis, one pipeline: one round trip).
-
-    Each is sent under :func:`~dagflow.compile.step_name` (``<dag name>:<task id>``).
-
-    A failure is logged, not raised: the steps are in the outbox, and the sweeper sends
-    them if this did not.
-    """
-    if not task_ids:
-        return True
-    step = app.tasks[STEP_TASK]
-    try:
-        # Several messages go in one round trip (kombu's publish batch: one Redis
-        # pipeline); a transport without batches publishes them one by one.
-        with (
-            app.producer_or_acquire() as producer,
-            producer.batch() if len(task_ids) > 1 else nullcontext(),
-        ):
-            for task_id in task_ids:
-                step.apply_async(
-                    args=(run_id, task_id),
-                    producer=producer,
-                    shadow=step_name(dag_name, task_id),
-                )
-    except (KombuError, OSError, redis.exceptions.RedisError) as exc:
-        logger.warning(
-            "dagflow: could not send %s of run %s (%s); the sweeper will", task_ids, run_id, exc
-        )
-        return False
-    return True

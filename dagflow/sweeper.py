@@ -44,7 +44,7 @@ from dagflow.cancel import cancel_run
 from dagflow.jobs import JobSweep, sweep_jobs
 from dagflow.lifecycle import activate_run, finish_run, promote_runs
 from dagflow.runtime import Runtime, runtime_for
-from dagflow.step_io import send_steps
+from dagflow.step_publish import send_steps
 from dagflow.stores import TERMINAL, FinishResult
 from dagflow.stores.base import COUNTED
 

@@ -1,4 +1,5 @@
-"""What a run really puts on the broker: step messages stay small however big the DAG.
+"""What a run really puts on the broker: step messages stay small however big the DAG, and
+the ones dagflow writes straight onto Redis are the ones Celery would write.
 
 Messages are read as Redis received them (``MONITOR``, filtered to the core database), so
 the continuations a worker publishes count as much as the start canvas the client sends.
@@ -6,18 +7,30 @@ the continuations a worker publishes count as much as the start canvas the clien
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 import threading
 from collections import defaultdict
 from types import TracebackType
+from typing import Any
 
 import pytest
 import redis
 
+from dagflow.celery_app import make_app
+from dagflow.compile import STEP_TASK
 from dagflow.runner import Runner
+from dagflow.settings import Settings
+from dagflow.step_publish import send_steps
 from tests.support.dags import make_dag, task
 
 pytestmark = pytest.mark.integration
 WIDTH = 9_998  # root -> 9,998 -> sink: 10,000 tasks
+#: Where the next message starts in an LPUSH of several (MONITOR joins arguments by spaces).
+MESSAGE_START = re.compile(r' (?=\{"body":)')
+#: The run id in a ``dagflow.step`` message's ``argsrepr`` (compact JSON or kombu's).
+STEP_ARGS = re.compile(r'"task": ?"dagflow\.step".*"argsrepr": ?"\(\'([^\']*)\'')
 
 
 class PublishedSteps:
@@ -55,10 +68,11 @@ class PublishedSteps:
                 return
             if entry["db"] != self.db or not command.startswith("LPUSH celery "):
                 continue
-            if "dagflow.step" not in command:
-                continue
-            run_id = command.split('argsrepr": "(\'', 1)[1].split("'", 1)[0]
-            self.sizes[run_id].append(len(command) - len("LPUSH celery "))
+            # One LPUSH may carry several messages (a batch), each a JSON object.
+            for message in MESSAGE_START.split(command[len("LPUSH celery ") :]):
+                found = STEP_ARGS.search(message)
+                if found:
+                    self.sizes[found.group(1)].append(len(message))
 
 
 @pytest.mark.timeout(180)
@@ -80,3 +94,30 @@ def test_step_message_does_not_grow_with_the_dag(redis_runner: Runner, redis_db:
     assert len(small_sizes) == 3 and len(big_sizes) == WIDTH + 2
     assert max(big_sizes) <= max(small_sizes) + 64, (max(small_sizes), max(big_sizes))
     assert max(big_sizes) < 2048
+
+
+def _read_message(raw: bytes) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(raw)
+    message["body"] = json.loads(base64.b64decode(message["body"]))
+    return message
+
+
+def test_a_step_written_straight_to_redis_is_the_message_celery_would_send(
+    scratch_redis: str,
+) -> None:
+    # Given an app on a Redis broker, and the same step sent by Celery's apply_async
+    app = make_app(Settings(broker_url=scratch_redis, result_backend=scratch_redis))
+    app.tasks[STEP_TASK].apply_async(args=("run-1", "t1"), shadow="etl:t1")
+    # When dagflow sends it (its direct path) after it
+    assert send_steps(app, "run-1", ["t1"], "etl")
+    client = redis.Redis.from_url(scratch_redis)
+    celerys, ours = (_read_message(client.rpop("celery")) for _ in range(2))
+    assert client.llen("celery") == 0
+    # Then the two agree on every field but the fresh ids: body, headers and envelope
+    for message in (celerys, ours):
+        msg_id = message["headers"].pop("id")
+        assert message["headers"].pop("root_id") == msg_id
+        assert message["properties"].pop("correlation_id") == msg_id
+        assert message["properties"].pop("delivery_tag")
+    assert ours == celerys
+    assert ours["body"][0] == ["run-1", "t1"]

@@ -1,0 +1,69 @@
+"""Which apps write step messages straight onto Redis, and which go through Celery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dagflow.celery_app import make_app
+from dagflow.settings import Settings
+from dagflow.step_publish import Sender, direct_sender
+
+REDIS = "redis://127.0.0.1:1/3"  # never connected to: only the app's settings are read
+
+
+def app_with(broker: str = REDIS, **conf: Any) -> Any:
+    app = make_app(Settings(broker_url=broker, result_backend=REDIS))
+    app.conf.update(conf)
+    return app
+
+
+def test_the_default_redis_app_writes_to_celerys_default_queue() -> None:
+    assert direct_sender(app_with()) == Sender("celery", (None, None), True)
+
+
+def test_a_route_to_another_direct_queue_is_followed() -> None:
+    sender = direct_sender(app_with(task_routes={"dagflow.step": {"queue": "steps"}}))
+    assert sender is not None and sender.queue == "steps"
+
+
+def test_time_limits_travel_in_the_headers_as_celery_puts_them() -> None:
+    app = app_with()
+    app.tasks["dagflow.step"].time_limit = 60
+    app.tasks["dagflow.step"].soft_time_limit = 50
+    sender = direct_sender(app)
+    assert sender is not None and sender.time_limit == (60, 50)
+
+
+@pytest.mark.parametrize(
+    ("broker", "conf"),
+    [
+        ("memory://", {}),
+        ("amqp://guest@127.0.0.1:5672//", {}),
+        ("rediss://127.0.0.1:1/3", {}),
+        ("sentinel://127.0.0.1:26379", {}),
+        ("redis://127.0.0.1:1/3;redis://127.0.0.1:2/3", {}),
+        (REDIS, {"broker_transport_options": {"global_keyprefix": "app1:"}}),
+        (REDIS, {"task_default_priority": 5}),
+        (REDIS, {"task_compression": "gzip"}),
+        (REDIS, {"task_routes": {"dagflow.step": {"queue": "steps", "priority": 3}}}),
+        (REDIS, {"task_routes": {"dagflow.step": {"exchange": "fan", "exchange_type": "fanout"}}}),
+    ],
+    ids=[
+        "memory",
+        "rabbitmq",
+        "tls",
+        "sentinel",
+        "failover-list",
+        "key-prefix",
+        "priority",
+        "compression",
+        "routed-with-priority",
+        "fanout-exchange",
+    ],
+)
+def test_anything_but_a_plain_redis_queue_goes_through_celery(
+    broker: str, conf: dict[str, Any]
+) -> None:
+    assert direct_sender(app_with(broker, **conf)) is None
