@@ -5,7 +5,9 @@ from the run store (once per run per process) and claims a **lease** on the step
 merges its parents' outputs into its params and runs the workflow while a heartbeat keeps
 the lease alive (:mod:`dagflow.heartbeat`). It commits the end under the lease's fencing
 number; the same atomic write puts the children it made ready in the outbox. Only then does
-it write ``task_ok`` and send those children.
+it write ``task_ok`` and send those children. (With the run store on the broker's Redis and
+the event stream on, that write also appends ``task_ok`` and pushes the messages of the
+children whose only parent this is: :func:`dagflow.step_publish.link_push`.)
 
 Every stage is safe to repeat when a message is delivered twice:
 
@@ -40,7 +42,7 @@ from dagflow.payload import merge_params
 from dagflow.plan import RunPlan
 from dagflow.runtime import Runtime, runtime_for
 from dagflow.step_io import encode_output, with_store
-from dagflow.step_publish import send_steps
+from dagflow.step_publish import link_push, send_steps
 from dagflow.stores import TERMINAL, FinishResult
 from dagflow.stores.base import COUNTED, AttemptEnd
 from dagflow.timeouts import call_with_timeout
@@ -222,6 +224,7 @@ def _succeeded(
 ) -> None:
     spec = plan.tasks[task_id]
     event = rt.event("task_ok", run_id, plan, **common, duration_s=duration)
+    push = link_push(app, rt.store, run_id, spec.links, plan.dag_name)
     result = with_store(
         rt,
         "finish",
@@ -237,6 +240,7 @@ def _succeeded(
             grace_s=rt.settings.lease_s,
             event=event.to_record(),
             end=AttemptEnd(duration_s=duration),
+            push=push,
         ),
     )
     if result.lost:
@@ -249,7 +253,9 @@ def _succeeded(
         return
     if not rt.store.writes_events:
         rt.events.emit(event)
-    send_steps(app, run_id, result.ready, plan.dag_name)
+    pushed = set(result.pushed)
+    unsent = [child for child in result.ready if child not in pushed]
+    send_steps(app, run_id, unsent, plan.dag_name)
     if result.complete:
         finish_run(rt, run_id, plan, result)
 

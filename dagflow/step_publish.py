@@ -35,6 +35,7 @@ from celery.utils.saferepr import saferepr
 from kombu.exceptions import KombuError
 
 from dagflow.compile import STEP_TASK, step_name
+from dagflow.stores.base import Push, RunStore
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -166,13 +167,14 @@ class RedisStepSender:
             self._origin = (f"gen{pid}@{socket.gethostname()}", pid)
         return self._origin[0]
 
-    def send(self, run_id: str, task_ids: Sequence[str], dag_name: str | None) -> None:
-        """Push one message per task in one round trip (consumed in ``task_ids`` order)."""
+    def messages(self, run_id: str, task_ids: Sequence[str], dag_name: str | None) -> list[str]:
+        """One message per task; sent from a step, they name it as their parent, as
+        Celery's do."""
         parent = self.app.current_worker_task
         parent_id = parent.request.id if parent else None
         root_id = (parent.request.root_id or parent_id) if parent else None
         origin, reply_to = self.origin(), self.app.thread_oid
-        messages = [
+        return [
             step_message(
                 self.sender,
                 run_id,
@@ -185,6 +187,10 @@ class RedisStepSender:
             )
             for task_id in task_ids
         ]
+
+    def send(self, run_id: str, task_ids: Sequence[str], dag_name: str | None) -> None:
+        """Push one message per task in one round trip (consumed in ``task_ids`` order)."""
+        messages = self.messages(run_id, task_ids, dag_name)
         if len(messages) <= LPUSH_MAX:
             self.client.lpush(self.sender.queue, *messages)
             return
@@ -203,6 +209,24 @@ def _direct(app: Celery) -> RedisStepSender | None:
         found = RedisStepSender(app, sender) if sender else False
         app.dagflow_step_sender = found
     return found if isinstance(found, RedisStepSender) else None
+
+
+def link_push(
+    app: Celery, store: RunStore, run_id: str, links: Sequence[str], dag_name: str | None
+) -> Push | None:
+    """Messages for a step's links that its ``finish`` can push itself, or None.
+
+    Only when steps go straight onto Redis, the run store is on the broker's Redis (same
+    URL) and writes the events itself: then ``task_ok`` and the children's messages are
+    written in one atomic step, in that order, with no publish after it.
+    """
+    if not links or not store.writes_events or getattr(store, "url", None) != app.conf.broker_url:
+        return None
+    direct = _direct(app)
+    if direct is None:
+        return None
+    messages = direct.messages(run_id, links, dag_name)
+    return Push(direct.sender.queue, dict(zip(links, messages, strict=True)))
 
 
 def _send_with_celery(

@@ -50,6 +50,7 @@ from dagflow.stores.records import (
     Claim,
     ClaimResult,
     FinishResult,
+    Push,
     RunInspection,
     RunSnapshot,
     SweepResult,
@@ -64,6 +65,7 @@ __all__ = [
     "Claim",
     "ClaimResult",
     "FinishResult",
+    "Push",
     "RunInspection",
     "RunSnapshot",
     "RunStore",
@@ -196,6 +198,7 @@ class RunStore(Protocol):
         token: str = "",
         event: Mapping[str, Any] | None = None,
         end: AttemptEnd | None = None,
+        push: Push | None = None,
     ) -> FinishResult:
         """Record ``task_id``'s end for lease ``fence``; see the module docstring.
 
@@ -211,6 +214,8 @@ class RunStore(Protocol):
             event: The ``task_ok``/``task_fail`` record, written only by the call that
                 records the end (see :attr:`writes_events`).
             end: How the attempt ended, kept with the task if this call records its end.
+            push: Messages for the links, pushed onto the broker queue with the links this
+                call makes ready (a store that cannot ignores it; see ``pushed``).
         """
 
     def cancel(self, run_id: str, force: bool = False) -> CancelResult:

@@ -20,6 +20,7 @@ from dagflow.stores.base import (
     Claim,
     ClaimResult,
     FinishResult,
+    Push,
     SweepResult,
 )
 from dagflow.stores.memory_admission import MemoryAdmission
@@ -209,6 +210,7 @@ class MemoryRunStore(MemoryAdmission, MemoryRunViews):
         token: str = "",
         event: Mapping[str, Any] | None = None,
         end: AttemptEnd | None = None,
+        push: Push | None = None,
     ) -> FinishResult:
         """Check the fence, record the end once, skip, record arrivals, fill the outbox."""
         now = self._clock()

@@ -50,6 +50,8 @@ class FinishResult:
         newly_skipped: Descendants this call marked skipped (not those skipped before).
         counts: Tasks ``ok``, ``failed``, ``skipped`` and ``cancelled`` so far.
         ready: Children this call made ready (in the outbox now: send them).
+        pushed: Those of ``ready`` whose step messages the store pushed onto the broker
+            queue in the same atomic step (see :class:`Push`): send only the others.
         lost: True if the caller's lease was no longer current: nothing was written.
         recorded: True if this call set the task's end (False if it had ended before).
         cancelled: True if the run was cancelled: the task ended ``cancelled`` (not the
@@ -63,6 +65,23 @@ class FinishResult:
     lost: bool = False
     recorded: bool = True
     cancelled: bool = False
+    pushed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Push:
+    """Step messages for :meth:`RunStore.finish` to push onto the broker's queue itself.
+
+    Only a store on the broker's own Redis can do it: the children's messages then reach
+    the queue in the same atomic step that makes them ready, with no publish after it.
+
+    Attributes:
+        queue: The broker's Redis list that workers consume ``dagflow.step`` from.
+        messages: A ready-to-push message for each link (child whose only parent this is).
+    """
+
+    queue: str
+    messages: Mapping[str, str]
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from dagflow.stores.base import (
     Claim,
     ClaimResult,
     FinishResult,
+    Push,
     SweepResult,
 )
 from dagflow.stores.redis_admission import RedisAdmission
@@ -287,8 +288,17 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
         token: str = "",
         event: Mapping[str, Any] | None = None,
         end: AttemptEnd | None = None,
+        push: Push | None = None,
     ) -> FinishResult:
-        """Run the finish script: fence check, state, output, skips, joins and outbox at once."""
+        """Run the finish script: fence check, state, output, skips, joins and outbox at once.
+
+        With ``push`` (a message for every link), the script also pushes the messages of
+        the links it makes ready onto ``push.queue``: this store must be on the broker's
+        Redis server and database (the caller checks).
+        """
+        messages: list[str] = []
+        if push and links and all(c in push.messages for c in links):
+            messages = [push.messages[c] for c in links]
         keys = [
             run_key(run_id, "states"),
             run_key(run_id, "out"),
@@ -299,20 +309,24 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
             RUNS,
             EVENTS_STREAM,
             run_key(run_id, "info"),
+            push.queue if messages and push else "",
             *(run_key(run_id, f"arr:{child}") for child, _ in joins),
         ]
         args: list[str | int] = [task_id, state, output or "", total, self.ttl, fence, token]
         args += [run_id, _ms(grace_s), len(links), len(joins)]
         args += [self._event_line(event), self.events_maxlen or 0, end.to_json() if end else ""]
+        args.append(len(messages))
         args += list(links)
         args += [child for child, _ in joins]
         args += [need for _, need in joins]
+        args += messages
         args += list(skip)
         raw = self._finish(keys=keys, args=args)
         if raw[0] == "lost":
             return FinishResult(complete=False, lost=True)
         tag, complete, ok, failed, skipped, first, _written, n_newly, n_cancelled, *rest = raw
         newly, ready = rest[: int(n_newly)], rest[int(n_newly) :]
+        linked = set(links)
         counts = {"ok": ok, "failed": failed, "skipped": skipped, "cancelled": n_cancelled}
         return FinishResult(
             complete=bool(int(complete)),
@@ -321,6 +335,7 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
             ready=tuple(ready),
             recorded=bool(int(first)),
             cancelled=tag == "cancelled",
+            pushed=tuple(c for c in ready if c in linked) if messages else (),
         )
 
     def cancel(self, run_id: str, force: bool = False) -> CancelResult:

@@ -144,14 +144,15 @@ return 1
 """
 )
 
-# KEYS: states, out, meta, claims, LEASES, OUTBOX, RUNS, EVENTS_STREAM, info,
+# KEYS: states, out, meta, claims, LEASES, OUTBOX, RUNS, EVENTS_STREAM, info, broker queue,
 #       arr:<join child>...
 # ARGV: task, state, output, total, ttl, fence, token, run_id, grace_ms, n_links, n_joins,
-#       event line ('' for none), stream maxlen, end ('' for none), links...,
-#       join children..., join needs..., skips...
+#       event line ('' for none), stream maxlen, end ('' for none), n_messages (0 or
+#       n_links), links..., join children..., join needs..., link messages..., skips...
 # The event line (task_ok/task_fail) is appended to the stream, and the attempt's end to the
 # info hash, only by the call that records the end, in the same atomic step. In a cancelled
-# run the task ends 'cancelled' (no output, no event, no skips, no ready children).
+# run the task ends 'cancelled' (no output, no event, no skips, no ready children). With
+# messages, each link made ready has its step message pushed onto the broker queue here too.
 FINISH = (
     _LIB
     + """
@@ -183,7 +184,8 @@ redis.call('ZREM', KEYS[5], member)
 redis.call('ZREM', KEYS[6], member)
 local n_links, n_joins = tonumber(ARGV[10]), tonumber(ARGV[11])
 local newly = {}
-local skip_from = 15 + n_links + 2 * n_joins
+local n_msgs = tonumber(ARGV[15])
+local skip_from = 16 + n_links + 2 * n_joins + n_msgs
 if cancelled then skip_from = #ARGV + 1 end
 for i = skip_from, #ARGV do
   if not terminal(redis.call('HGET', KEYS[1], ARGV[i])) then
@@ -204,18 +206,21 @@ end
 local ready = {}
 if ARGV[2] == 'ok' and not cancelled then
   for i = 1, n_links do
-    local child = ARGV[14 + i]
+    local child = ARGV[15 + i]
     if first == 1 and redis.call('HGET', KEYS[1], child) == 'pending' then
       table.insert(ready, child)
+      if n_msgs > 0 then
+        redis.call('LPUSH', KEYS[10], ARGV[15 + n_links + 2 * n_joins + i])
+      end
     end
   end
   for j = 1, n_joins do
-    local key = KEYS[9 + j]
+    local key = KEYS[10 + j]
     local added = redis.call('SADD', key, task)
     redis.call('EXPIRE', key, ARGV[5])
-    local need = tonumber(ARGV[14 + n_links + n_joins + j])
+    local need = tonumber(ARGV[15 + n_links + n_joins + j])
     if added == 1 and redis.call('SCARD', key) >= need then
-      table.insert(ready, ARGV[14 + n_links + j])
+      table.insert(ready, ARGV[15 + n_links + j])
     end
   end
 end

@@ -14,7 +14,7 @@ import redis
 
 from dagflow.keys import EVENTS_STREAM, RUNS_STARTED
 from dagflow.stores import FinishResult, MemoryRunStore, RedisRunStore, RunStore
-from dagflow.stores.base import AttemptEnd
+from dagflow.stores.base import AttemptEnd, Push
 
 pytestmark = pytest.mark.integration
 
@@ -311,6 +311,45 @@ def test_the_claim_appends_task_start_only_when_it_grants_the_lease(scratch_redi
     assert store.finish(run_id, "a", second.fence, "ok", "1", total=1).recorded
     assert store.claim(run_id, "a", "msg-3", "w3", 60, event=start).state == "ok"
     assert client.xlen(EVENTS_STREAM) == 2  # no task_start for a finished step
+
+
+def test_finish_pushes_the_messages_of_the_links_it_makes_ready_and_no_others(
+    scratch_redis: str,
+) -> None:
+    # Given a run a -> (b, c), b already ended by a copy, and a run x -> y that is cancelled
+    store = RedisRunStore(scratch_redis, ttl=600, events_maxlen=1000)
+    client = redis.Redis.from_url(scratch_redis, decode_responses=True)
+    run_id = new_run(store, ["a", "b", "c"])
+    run_to_end(store, run_id, "b", total=3)
+    push = Push("steps", {"b": "msg-b", "c": "msg-c"})
+    # When a's finish comes with a message for each link
+    claim = store.claim(run_id, "a", "msg-a", "w1", 60)
+    result = store.finish(run_id, "a", claim.fence, "ok", "1", total=3, links=["b", "c"], push=push)
+    # Then only c, made ready by it, was pushed, once, and is still in the outbox
+    assert result.ready == result.pushed == ("c",)
+    assert client.lrange("steps", 0, -1) == ["msg-c"]
+    assert store.unsent(run_id, ["b", "c"]) == ["c"]
+    # And a repeated finish, a late holder and a cancelled run push nothing
+    again = store.finish(run_id, "a", claim.fence, "ok", "1", total=3, links=["b", "c"], push=push)
+    late = store.finish(run_id, "a", claim.fence - 1, "ok", "1", total=3, links=["c"], push=push)
+    assert again.pushed == late.pushed == ()
+    other = new_run(store, ["x", "y"])
+    x = store.claim(other, "x", "msg-x", "w1", 60)
+    store.cancel(other)
+    gone = store.finish(
+        other, "x", x.fence, "ok", "1", total=2, links=["y"], push=Push("steps", {"y": "msg-y"})
+    )
+    assert gone.pushed == () and client.llen("steps") == 1
+
+
+def test_finish_without_a_message_for_every_link_pushes_nothing(scratch_redis: str) -> None:
+    store = RedisRunStore(scratch_redis, ttl=600, events_maxlen=1000)
+    run_id = new_run(store, ["a", "b", "c"])
+    claim = store.claim(run_id, "a", "msg-a", "w1", 60)
+    push = Push("steps", {"b": "msg-b"})
+    result = store.finish(run_id, "a", claim.fence, "ok", "1", total=3, links=["b", "c"], push=push)
+    assert result.ready == ("b", "c") and result.pushed == ()
+    assert redis.Redis.from_url(scratch_redis).llen("steps") == 0
 
 
 def test_a_released_lease_is_taken_over_at_once_and_stays_fenced(store: RunStore) -> None:

@@ -34,12 +34,14 @@ STEP_ARGS = re.compile(r'"task": ?"dagflow\.step".*"argsrepr": ?"\(\'([^\']*)\''
 
 
 class PublishedSteps:
-    """Sizes of the ``dagflow.step`` messages pushed to one database, by run id, via MONITOR."""
+    """Sizes of the ``dagflow.step`` messages pushed to one database, by run id, via MONITOR,
+    and which of them a Lua script pushed (a step's ``finish``)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.db = int(url.rsplit("/", 1)[1])
         self.sizes: dict[str, list[int]] = defaultdict(list)
+        self.from_lua: dict[str, int] = defaultdict(int)
         self._marker = f"end-of-monitor-{id(self)}"
         self._client = redis.Redis.from_url(url)
         self._monitor = self._client.monitor()
@@ -73,6 +75,7 @@ class PublishedSteps:
                 found = STEP_ARGS.search(message)
                 if found:
                     self.sizes[found.group(1)].append(len(message))
+                    self.from_lua[found.group(1)] += entry["client_type"] == "lua"
 
 
 @pytest.mark.timeout(180)
@@ -121,3 +124,18 @@ def test_a_step_written_straight_to_redis_is_the_message_celery_would_send(
         assert message["properties"].pop("delivery_tag")
     assert ours == celerys
     assert ours["body"][0] == ["run-1", "t1"]
+
+
+@pytest.mark.timeout(60)
+def test_a_chain_step_pushes_its_child_in_the_same_atomic_finish(
+    redis_runner: Runner, redis_db: str
+) -> None:
+    # Given a chain a -> b -> c on the session worker (run store on the broker's Redis)
+    chain = make_dag([task("a"), task("b", deps=("a",)), task("c", deps=("b",))])
+    # When it runs while every message pushed is watched
+    with PublishedSteps(redis_db) as seen:
+        handle = redis_runner.submit(chain)
+        assert handle.wait(timeout=30).status == "success"
+    # Then the client sent the root, and each child was pushed by its parent's finish script
+    assert len(seen.sizes[handle.run_id]) == 3
+    assert seen.from_lua[handle.run_id] == 2
