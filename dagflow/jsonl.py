@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ class AppendFile:
         self._fd: int | None = None
         self._pid = 0
         self._lock = threading.Lock()
+        _open_files.add(self)
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Append ``record`` as one line. Raises OSError or TypeError like :func:`append_record`."""
@@ -104,6 +106,24 @@ class AppendFile:
             os.close(self._fd)
         self._fd, self._pid = _open(self.path), os.getpid()
         return self._fd
+
+
+#: Every AppendFile of this process, for :func:`_fresh_locks_in_child`.
+_open_files: weakref.WeakSet[AppendFile] = weakref.WeakSet()
+
+
+def _fresh_locks_in_child() -> None:
+    """Give a forked process unlocked copies of the files' locks.
+
+    A worker's sweeper thread writes events while the main thread may fork a new pool
+    process; a child that inherited a lock held at that moment would block on it forever at
+    its first event.
+    """
+    for append_file in list(_open_files):
+        append_file._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_in_child)
 
 
 @dataclass

@@ -17,8 +17,6 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import redis
-
 from dagflow.cancel import CancelOutcome, cancel_run
 from dagflow.celery_app import make_app
 from dagflow.dag import Dag, load_dag
@@ -30,6 +28,7 @@ from dagflow.runtime import Runtime, runtime_for, store_url
 from dagflow.settings import Settings
 from dagflow.stores import RedisRunStore, RunSnapshot
 from dagflow.stores.base import TaskInfo
+from dagflow.stores.redis import STORE_ERRORS
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -42,8 +41,6 @@ logger = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 0.1
 #: First and largest pause between two tries to reach the run store while waiting, in seconds.
 RECONNECT_S = (0.2, 5.0)
-#: Errors of an unreachable run store: a waiter keeps trying.
-STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class WaitTimeout(TimeoutError):

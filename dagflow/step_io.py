@@ -10,9 +10,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
-
 from dagflow.errors import WorkflowOutputError
+from dagflow.stores.redis import STORE_ERRORS
 
 if TYPE_CHECKING:
     from dagflow.runtime import Runtime
@@ -20,8 +19,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Run store errors that are retried in-process rather than failing the step.
-STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 #: First and largest pause between two tries of an unreachable run store, in seconds.
 STORE_BACKOFF_S = (0.1, 2.0)
 

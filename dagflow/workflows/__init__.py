@@ -53,6 +53,16 @@ _loaded_modules: set[str] = set()
 _lock = threading.Lock()
 
 
+def _fresh_lock_in_child() -> None:
+    # A pool process forked while another thread held the registry's lock (loading a
+    # module) would otherwise block on it forever.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock_in_child)
+
+
 def workflow(name: str) -> Callable[[F], F]:
     """Register the decorated callable as the workflow ``name``.
 
