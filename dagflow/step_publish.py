@@ -157,7 +157,12 @@ class RedisStepSender:
     def __init__(self, app: Celery, sender: Sender) -> None:
         self.app = app
         self.sender = sender
-        self.client = redis.Redis.from_url(app.conf.broker_url, health_check_interval=30)
+        # Connect within Celery's broker_connection_timeout, as kombu's client does.
+        self.client = redis.Redis.from_url(
+            app.conf.broker_url,
+            health_check_interval=30,
+            socket_connect_timeout=app.conf.broker_connection_timeout,
+        )
         self._origin = ("", 0)
 
     def origin(self) -> str:
