@@ -8,7 +8,9 @@ sweep" is a few seconds.
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import subprocess
 import sys
 import time
@@ -343,3 +345,24 @@ def test_step_messages_lost_from_the_broker_are_sent_again(cluster: Cluster) -> 
     cluster.worker("a")
     result = handle.wait(timeout=LEASE_S * 2 + SWEEP_S + 10)
     assert (result.status, result.succeeded) == ("success", 2)
+
+
+def test_a_child_message_lost_after_its_parent_finished_is_sent_again(cluster: Cluster) -> None:
+    # Given a chain a -> b on one worker process that holds one message at a time, while a
+    # runs (so the worker is not waiting on the queue)
+    cluster.worker("a")
+    chain = make_dag([task("a", "test.sleep", params={"seconds": 1.0}), task("b", deps=("a",))])
+    handle = cluster.runner.submit(chain)
+    wait_for(lambda: count(cluster.events(handle.run_id), "task_start", "a") == 1, timeout=20)
+    # When the message a's finish pushes for b is taken off the queue by another client
+    # and dropped (a lost message)
+    thief = redis.Redis.from_url(cluster.server.url(0))
+    popped = thief.brpop(["celery"], timeout=20)
+    assert popped is not None
+    stolen = json.loads(base64.b64decode(json.loads(popped[1])["body"]))
+    assert stolen[0] == [handle.run_id, "b"]
+    # Then the sweeper sends b again from the outbox, and b runs once
+    result = handle.wait(timeout=LEASE_S * 2 + SWEEP_S + 10)
+    assert (result.status, result.succeeded) == ("success", 2)
+    events = cluster.events(handle.run_id)
+    assert count(events, "task_start", "b") == count(events, "task_ok", "b") == 1
