@@ -212,7 +212,10 @@ class MemoryRunStore(MemoryAdmission, MemoryRunViews):
         end: AttemptEnd | None = None,
         push: Push | None = None,
     ) -> FinishResult:
-        """Check the fence, record the end once, skip, record arrivals, fill the outbox."""
+        """Check the fence, record the end once, skip, record arrivals, fill the outbox.
+
+        ``push`` is ignored (no broker queue lives here): the caller sends every ready child.
+        """
         now = self._clock()
         with self._lock:
             run = self._runs.get(run_id)
