@@ -133,7 +133,9 @@ def direct_sender(app: Celery) -> Sender | None:
         return None
     if (conf.broker_transport_options or {}).get("global_keyprefix"):
         return None
-    if conf.task_serializer != "json" or conf.task_compression:
+    if conf.task_serializer != "json" or conf.task_compression or conf.task_protocol != 2:
+        return None
+    if conf.task_default_delivery_mode not in (2, "persistent"):
         return None
     task = app.tasks[STEP_TASK]
     if task.serializer not in (None, "json") or getattr(task, "compression", None):
