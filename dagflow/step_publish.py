@@ -225,7 +225,8 @@ def link_push(
 
     Only when steps go straight onto Redis, the run store is on the broker's Redis (same
     URL) and writes the events itself: then ``task_ok`` and the children's messages are
-    written in one atomic step, in that order, with no publish after it.
+    written in one atomic step, so no child can start before its parent's ``task_ok`` is
+    in the stream, and nothing is published after it.
     """
     if not links or not store.writes_events or getattr(store, "url", None) != app.conf.broker_url:
         return None
