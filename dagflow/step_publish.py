@@ -49,6 +49,10 @@ _ARGSREPR_MAX = 1024
 _COMPACT = (",", ":")
 #: Messages per ``LPUSH`` command.
 LPUSH_MAX = 1000
+#: Most links whose messages a finish script pushes itself. A wider fan-out is published
+#: after the finish (in chunks of LPUSH_MAX): one script call carrying thousands of
+#: messages would hold up the Redis server, for a round trip that no longer matters there.
+PUSH_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -228,7 +232,9 @@ def link_push(
     written in one atomic step, so no child can start before its parent's ``task_ok`` is
     in the stream, and nothing is published after it.
     """
-    if not links or not store.writes_events or getattr(store, "url", None) != app.conf.broker_url:
+    if not links or len(links) > PUSH_MAX or not store.writes_events:
+        return None
+    if getattr(store, "url", None) != app.conf.broker_url:
         return None
     direct = _direct(app)
     if direct is None:

@@ -22,7 +22,8 @@ from dagflow.celery_app import make_app
 from dagflow.compile import STEP_TASK
 from dagflow.runner import Runner
 from dagflow.settings import Settings
-from dagflow.step_publish import send_steps
+from dagflow.step_publish import PUSH_MAX, link_push, send_steps
+from dagflow.stores import RedisRunStore
 from tests.support.dags import make_dag, task
 
 pytestmark = pytest.mark.integration
@@ -139,3 +140,25 @@ def test_a_chain_step_pushes_its_child_in_the_same_atomic_finish(
     # Then the client sent the root, and each child was pushed by its parent's finish script
     assert len(seen.sizes[handle.run_id]) == 3
     assert seen.from_lua[handle.run_id] == 2
+
+
+def test_a_finish_pushes_messages_only_on_the_brokers_redis_and_for_a_small_fan_out(
+    scratch_redis: str, redis_db: str
+) -> None:
+    app = make_app(Settings(broker_url=scratch_redis, result_backend=scratch_redis))
+    store = RedisRunStore(scratch_redis, events_maxlen=1000)
+    links = [f"c{i}" for i in range(PUSH_MAX + 1)]
+    # On the broker's Redis, with the event stream, a few links: one message each
+    push = link_push(app, store, "run-1", links[:3], "etl")
+    assert push is not None and push.queue == "celery"
+    assert [_read_message(m)["body"][0] for m in push.messages.values()] == [
+        ["run-1", "c0"],
+        ["run-1", "c1"],
+        ["run-1", "c2"],
+    ]
+    # A wide fan-out, a store elsewhere or a store without the event stream: published after
+    assert link_push(app, store, "run-1", links, "etl") is None
+    assert (
+        link_push(app, RedisRunStore(redis_db, events_maxlen=1000), "run-1", ["c0"], "etl") is None
+    )
+    assert link_push(app, RedisRunStore(scratch_redis), "run-1", ["c0"], "etl") is None
