@@ -17,9 +17,11 @@ because stopping an in-memory worker takes ~2 s.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 import redis
@@ -39,6 +41,20 @@ CORE_DB = 1
 SCRATCH_DB = 2
 #: Database holding the run state of the RabbitMQ runs.
 RABBIT_STORE_DB = 3
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Stop on SIGTERM as on Ctrl+C, so that the fixtures' teardown still runs.
+
+    Workers and servers run in sessions of their own (a fault test kills them by process
+    group); a suite stopped by SIGTERM (a CI timeout, ``kill``) would otherwise leave them
+    running. KeyboardInterrupt makes pytest tear every fixture down before it exits.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 @pytest.fixture(scope="session")
