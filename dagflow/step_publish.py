@@ -9,8 +9,13 @@ When the broker is a plain ``redis://`` URL and ``dagflow.step`` is routed the d
 (a direct queue, no priority, JSON, no key prefix), :class:`RedisStepSender` writes the
 message Celery would write (task protocol 2 in the envelope of kombu's Redis transport)
 with one ``LPUSH`` per batch, on a client it keeps. Anything else (RabbitMQ, the
-in-memory broker, custom routes, priorities, ``global_keyprefix``) goes through Celery.
-``tests/unit/test_step_publish.py`` checks that the two messages agree field by field.
+in-memory broker, custom routes, priorities, ``global_keyprefix``) goes through Celery
+(:func:`direct_sender` decides; ``tests/unit/test_step_publish.py``), and
+``tests/integration/test_step_messages.py`` checks that the two messages agree field by
+field.
+
+When the run store is on the broker's Redis too, a step's finish script can push its
+children's messages itself (:func:`link_push`): no publish at all after the finish.
 
 What a direct send does not do: fire Celery's ``before_task_publish`` and
 ``after_task_publish`` signals (dagflow sends no task-sent events either).
