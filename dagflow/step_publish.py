@@ -26,8 +26,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
-import socket
 import uuid
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -36,6 +34,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import redis
+from celery.utils.nodenames import anon_nodename
 from celery.utils.saferepr import saferepr
 from kombu.exceptions import KombuError
 
@@ -174,14 +173,6 @@ class RedisStepSender:
             health_check_interval=30,
             socket_connect_timeout=app.conf.broker_connection_timeout,
         )
-        self._origin = ("", 0)
-
-    def origin(self) -> str:
-        """Celery's ``origin`` header for this process (``gen<pid>@<host>``)."""
-        pid = os.getpid()
-        if self._origin[1] != pid:
-            self._origin = (f"gen{pid}@{socket.gethostname()}", pid)
-        return self._origin[0]
 
     def messages(self, run_id: str, task_ids: Sequence[str], dag_name: str | None) -> list[str]:
         """One message per task; sent from a step, they name it as their parent, as
@@ -189,7 +180,7 @@ class RedisStepSender:
         parent = self.app.current_worker_task
         parent_id = parent.request.id if parent else None
         root_id = (parent.request.root_id or parent_id) if parent else None
-        origin, reply_to = self.origin(), self.app.thread_oid
+        origin, reply_to = anon_nodename(), self.app.thread_oid  # as Celery's send_task
         return [
             step_message(
                 self.sender,
