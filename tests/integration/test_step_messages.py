@@ -7,13 +7,10 @@ the continuations a worker publishes count as much as the start canvas the clien
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import threading
 from collections import defaultdict
 from types import TracebackType
-from typing import Any
 
 import pytest
 import redis
@@ -24,6 +21,7 @@ from dagflow.runner import Runner
 from dagflow.settings import Settings
 from dagflow.step_publish import PUSH_MAX, link_push, send_steps
 from dagflow.stores import RedisRunStore
+from tests.support.broker import read_message
 from tests.support.dags import make_dag, task
 
 pytestmark = pytest.mark.integration
@@ -100,12 +98,6 @@ def test_step_message_does_not_grow_with_the_dag(redis_runner: Runner, redis_db:
     assert max(big_sizes) < 2048
 
 
-def _read_message(raw: bytes) -> dict[str, Any]:
-    message: dict[str, Any] = json.loads(raw)
-    message["body"] = json.loads(base64.b64decode(message["body"]))
-    return message
-
-
 def test_a_step_written_straight_to_redis_is_the_message_celery_would_send(
     scratch_redis: str,
 ) -> None:
@@ -115,7 +107,7 @@ def test_a_step_written_straight_to_redis_is_the_message_celery_would_send(
     # When dagflow sends it (its direct path) after it
     assert send_steps(app, "run-1", ["t1"], "etl")
     client = redis.Redis.from_url(scratch_redis)
-    celerys, ours = (_read_message(client.rpop("celery")) for _ in range(2))
+    celerys, ours = (read_message(client.rpop("celery")) for _ in range(2))
     assert client.llen("celery") == 0
     # Then the two agree on every field but the fresh ids: body, headers and envelope
     for message in (celerys, ours):
@@ -151,7 +143,7 @@ def test_a_finish_pushes_messages_only_on_the_brokers_redis_and_for_a_small_fan_
     # On the broker's Redis, with the event stream, a few links: one message each
     push = link_push(app, store, "run-1", links[:3], "etl")
     assert push is not None and push.queue == "celery"
-    assert [_read_message(m)["body"][0] for m in push.messages.values()] == [
+    assert [read_message(m)["body"][0] for m in push.messages.values()] == [
         ["run-1", "c0"],
         ["run-1", "c1"],
         ["run-1", "c2"],

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -31,6 +34,14 @@ def step_lines(text: str) -> int:
 def step_ended(text: str, message_id: str) -> bool:
     """True once a worker log says the step message ``message_id`` succeeded."""
     return re.search(rf"Task {STEP_NAME}\[{re.escape(message_id)}\] succeeded", text) is not None
+
+
+def read_message(raw: bytes | str) -> dict[str, Any]:
+    """A step message as kombu's Redis transport stores it, with its body decoded:
+    ``body`` is ``[args, kwargs, embed]``."""
+    message: dict[str, Any] = json.loads(raw)
+    message["body"] = json.loads(base64.b64decode(message["body"]))
+    return message
 
 
 def send_step(runner: Runner, run_id: str, task_id: str) -> str:
