@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+import time
 from typing import Any
 
 import pytest
 
 from dagflow.celery_app import make_app
 from dagflow.settings import Settings
-from dagflow.step_publish import Sender, direct_sender
+from dagflow.step_publish import Sender, direct_sender, send_steps
 
 REDIS = "redis://127.0.0.1:1/3"  # never connected to: only the app's settings are read
 
@@ -71,3 +74,22 @@ def test_anything_but_a_plain_redis_queue_goes_through_celery(
     broker: str, conf: dict[str, Any]
 ) -> None:
     assert direct_sender(app_with(broker, **conf)) is None
+
+
+def test_a_send_to_a_redis_that_is_gone_reports_failure_and_raises_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given an app whose Redis broker is a port nobody listens on (the steps sit in the
+    # outbox, so a failed send must only be logged: the sweeper sends them later)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = app_with(f"redis://127.0.0.1:{port}/3")
+    assert direct_sender(app) is not None
+    # When steps are sent, then the send says it failed, promptly, and logs why
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="dagflow.step_publish"):
+        assert send_steps(app, "run-1", ["a", "b"], "etl") is False
+    assert time.monotonic() - started < 10
+    assert "could not send ['a', 'b'] of run run-1" in caplog.text
+    assert "the sweeper will" in caplog.text
