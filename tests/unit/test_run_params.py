@@ -41,11 +41,6 @@ def test_each_value_is_read_as_yaml(item: str, expected: Any) -> None:
     assert parse_param_args([item]) == {key: expected}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: YAML 1.1 reads 10:05 as the base-60 int 605; the docstring says a time "
-    "stays the text given",
-)
 def test_a_time_of_day_stays_the_text_given() -> None:
     assert parse_param_args(["at=10:05"]) == {"at": "10:05"}
 
