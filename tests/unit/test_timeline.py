@@ -236,11 +236,6 @@ def test_a_legacy_run_is_found_by_its_number() -> None:
     assert [t["task_id"] for t in timeline["tasks"]] == ["x"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: cancel.py writes task_cancel without attempt and fence, so the timeline does "
-    "not match it to the attempt a dead worker left open: the task stays 'running'",
-)
 def test_a_task_held_by_a_dead_worker_when_its_run_is_cancelled_shows_cancelled() -> None:
     # Given a step whose worker died mid-attempt, in a run then cancelled: the cancel ends
     # it and writes task_cancel as dagflow.cancel.cancel_run does (no attempt, no fence)
