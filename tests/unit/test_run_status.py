@@ -189,3 +189,14 @@ def test_run_result_is_ok_only_when_it_succeeded(status: str, ok: bool) -> None:
     result = RunResult("r", "d", status, tasks=1, succeeded=1, failed=0, skipped=0, duration_s=1.0)
     assert result.ok is ok
     assert (result.failures, result.cancelled) == ((), 0)
+
+
+def test_odd_metadata_reads_as_absent_not_as_text_or_numbers() -> None:
+    # Given metadata with a boolean where a time belongs and a null name
+    snap = RunSnapshot(
+        "pending", {}, None, {"dag_name": None, "tenant_id": None, "finished_at": True}, "r1"
+    )
+    status = RunStatus.from_store(snap)
+    # Then nothing is made up: no "None" name, no 1.0 time, no dangling colon
+    assert (status.dag_name, status.tenant_id, status.finished_at) == ("", "", None)
+    assert status.waiting_for == "waiting for a slot"
