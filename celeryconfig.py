@@ -5,6 +5,7 @@ Only Celery's own keys live here; dagflow's environment variables are in
 from ``DAGFLOW_RESULT_BACKEND`` (default: the broker's Redis).
 """
 
+from dagflow.redis_url import transport_options
 from dagflow.settings import VISIBILITY_TIMEOUT_S, Settings
 
 _settings = Settings.from_env()
@@ -28,8 +29,16 @@ worker_prefetch_multiplier = 1
 # (leases and the sweeper recover steps whose worker died), so it stays above any step's
 # run time to avoid needless copies. RabbitMQ's own limit is consumer_timeout (30 min by
 # default): raise it on the server for steps that run longer (see the README).
-broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
-result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+# A sentinel:// URL also needs the primary's name (DAGFLOW_REDIS_MASTER_NAME): kombu and
+# Celery's result backend refuse to connect without it.
+broker_transport_options = {
+    "visibility_timeout": VISIBILITY_TIMEOUT_S,
+    **transport_options(_settings.broker_url, _settings.redis_master_name),
+}
+result_backend_transport_options = {
+    "visibility_timeout": VISIBILITY_TIMEOUT_S,
+    **transport_options(_settings.result_backend, _settings.redis_master_name),
+}
 broker_connection_retry_on_startup = True
 # On a lost broker connection kombu gives the worker's unacknowledged messages back while
 # their steps still run; cancel those steps (their leases stay the real guard against a

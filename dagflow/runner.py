@@ -372,7 +372,9 @@ def list_runs(
         ConfigError: No Redis run store is configured.
     """
     settings = settings or Settings.from_env()
-    store = RedisRunStore(store_url(settings), ttl=settings.run_ttl_s)
+    store = RedisRunStore(
+        store_url(settings), ttl=settings.run_ttl_s, master_name=settings.redis_master_name
+    )
     try:
         found = store.list_runs(tenant_id=tenant, dag_name=dag, status=status, limit=limit)
     finally:
