@@ -45,6 +45,9 @@ broker_connection_retry_on_startup = True
 # second concurrent run).
 worker_cancel_long_running_tasks_on_connection_loss = True
 result_expires = 24 * 3600
+# Celery's consumer exits the worker when the broker's Redis dies under an unacknowledged
+# message (a Sentinel failover, a killed server); dagflow's skips the restore that crashes.
+worker_consumer = "dagflow.consumer:Consumer"
 
 timezone = "UTC"
 enable_utc = True
