@@ -27,7 +27,7 @@ from tests.support.cluster import count
 from tests.support.dags import make_dag, task
 from tests.support.processes import start_worker, stop_worker, worker_env
 from tests.support.redis_server import redis_server_binary
-from tests.support.sentinel import SentinelCluster, sentinel_binary
+from tests.support.sentinel import SentinelCluster, cut_replication, sentinel_binary
 from tests.support.services import require
 from tests.support.waiting import wait_for
 
@@ -172,6 +172,65 @@ def test_a_run_rides_out_a_sentinel_failover(deployment: Deployment, tmp_path: P
     print(
         f"\nsentinel failover: promoted {promoted_s:.2f} s after the kill; run {run_s:.2f} s "
         f"vs {baseline_s:.2f} s without a failure (cost {run_s - baseline_s:.2f} s); run ended "
-        f"{after_kill_s:.2f} s after the kill; b and c ran {runs_of_b_c} times in all (2: none "
-        "ran twice)"
+        f"{after_kill_s:.2f} s after the kill; b and c started {runs_of_b_c} times in all "
+        "(running steps are cancelled on a lost broker connection and run again)"
+    )
+
+
+def runs(trace: Path) -> int:
+    """How many times the ``test.pid_sleep`` tasks tracing into ``trace`` started."""
+    path = trace / "pids.txt"
+    return len(path.read_text().split()) if path.exists() else 0
+
+
+def test_a_promotion_that_loses_acknowledged_writes_costs_reruns_not_the_run(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    runner, cluster = deployment.runner, deployment.cluster
+    traces = {t: tmp_path / t for t in ("b", "c")}
+    for path in traces.values():
+        path.mkdir()
+    dag = make_dag(
+        [
+            task("a", "test.sleep", params={"seconds": 0.2}),
+            task(
+                "b", "test.pid_sleep", deps=("a",), params={"dir": str(traces["b"]), "seconds": 1.0}
+            ),
+            task(
+                "c", "test.pid_sleep", deps=("b",), params={"dir": str(traces["c"]), "seconds": 2.0}
+            ),
+        ],
+        name="sentinel_lost_writes",
+    )
+    started = time.monotonic()
+    handle = runner.submit(dag)
+    # Given b running, its claim replicated, and then the replica cut off from the primary
+    wait_for(lambda: runs(traces["b"]) >= 1, 20, "b started")
+    cut_replication(cluster)
+    # ... while the primary acknowledges b's task_ok (and c's claim: c starts)
+    wait_for(lambda: runs(traces["c"]) >= 1, 20, "c started")
+    primary = cluster.primary.client()
+    key = f"dagflow:run:{{{handle.run_id}}}:states"
+    assert primary.hget(key, "b") == b"ok"
+    primary.close()
+    # When the primary dies and Sentinel promotes the replica that never saw those writes
+    cluster.kill_primary()
+    promoted_s = cluster.wait_promoted(timeout=30)
+    # Then the run still succeeds with every output, at the cost of running b and c again
+    result = handle.wait(timeout=45)
+    run_s = time.monotonic() - started
+    assert (result.status, result.succeeded) == ("success", 3), f"{result}\n{deployment.logs()}"
+    outputs = handle.outputs()
+    assert outputs["c"]["pid"] and outputs["b"]["pid"]
+    events = deployment.events(handle.run_id)
+    oks = {t: count(events, "task_ok", t) for t in ("a", "b", "c")}
+    # b's first task_ok was lost with the primary: its lease expired on the new primary and
+    # the sweeper ran it again; the stream kept one task_ok per task (the lost one went too)
+    assert runs(traces["b"]) == 2
+    assert oks == {"a": 1, "b": 1, "c": 1}, events
+    assert [proc.poll() for proc in deployment.workers] == [None, None], deployment.logs()
+    print(
+        f"\nlost acknowledged writes: promoted {promoted_s:.2f} s after the kill; run took "
+        f"{run_s:.2f} s; b started {runs(traces['b'])} times, c {runs(traces['c'])} times; "
+        f"task_ok lines kept by the new primary: {oks}"
     )

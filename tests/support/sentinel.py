@@ -253,3 +253,25 @@ class SentinelCluster:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{what}: not in {timeout} s\n{self.state()}")
             time.sleep(0.05)
+
+
+def cut_replication(cluster: SentinelCluster) -> None:
+    """Stop the replica from receiving the primary's writes, while both stay up.
+
+    The replica is told a wrong ``masterauth`` and its link to the primary is closed: it
+    fails to authenticate at every reconnect, so every write the primary acknowledges from
+    now on is one a promotion of this replica loses. Sentinel still promotes it when the
+    primary dies within about ``10 * DOWN_AFTER_MS`` (how long it tolerates a replica's
+    broken link).
+    """
+    client = cluster.replica.client()
+    try:
+        client.config_set("masterauth", "not-the-primarys")
+        client.client_kill_filter(_type="master")
+    finally:
+        client.close()
+    cluster._wait(
+        lambda: cluster._replication(cluster.replica).get("master_link_status") == "down",
+        "the replica's link to the primary is down",
+        10,
+    )
