@@ -75,8 +75,9 @@ class RunStatus:
 
         def number(key: str) -> float | None:
             value = meta.get(key)
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            return float(value) if ok else None
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return None
+            return float(value)
 
         def text(key: str) -> str:
             value = meta.get(key)
