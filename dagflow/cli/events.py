@@ -34,10 +34,10 @@ def collect() -> int:
     Run one (or two, for availability) next to the dashboard. A collector killed at any
     moment and started again loses no event and writes none twice.
     """
-    from dagflow.collector import Collector
     from dagflow.errors import ConfigError
+    from dagflow.events.collector import Collector
+    from dagflow.execution.runtime import store_url
     from dagflow.redis_url import redis_client
-    from dagflow.runtime import store_url
     from dagflow.settings import Settings
 
     settings = Settings.from_env()
@@ -120,8 +120,8 @@ def _print(record: dict[str, Any]) -> None:
 
 
 def _stream_source(settings: Any) -> Any:
-    from dagflow.event_stream import RedisEventStream
-    from dagflow.runtime import store_url
+    from dagflow.execution.runtime import store_url
+    from dagflow.stores.event_stream import RedisEventStream
 
     return RedisEventStream(
         store_url(settings), settings.events_maxlen, master_name=settings.redis_master_name
@@ -129,14 +129,14 @@ def _stream_source(settings: Any) -> Any:
 
 
 def _file_records(settings: Any, wanted: Any) -> list[dict[str, Any]]:
-    from dagflow.jsonl import iter_records
+    from dagflow.events.jsonl import iter_records
 
     return [r for r in iter_records(settings.events_path) if wanted(r)]
 
 
 def _follow_stream(source: Any) -> Iterator[dict[str, Any]]:
-    from dagflow.event_stream import EVENTS_LOG
     from dagflow.keys import EVENTS_STREAM
+    from dagflow.stores.event_stream import EVENTS_LOG
 
     last = "$"
     while True:

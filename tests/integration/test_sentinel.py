@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from dagflow import workflows
-from dagflow.dag import Dag
-from dagflow.runner import Runner
+from dagflow.client.runner import Runner
+from dagflow.dag.load import Dag
+from dagflow.execution.publish import link_push
 from dagflow.settings import Settings
-from dagflow.step_publish import link_push
 from tests.support.cluster import count
 from tests.support.dags import make_dag, task
 from tests.support.processes import start_worker, stop_worker, worker_env
