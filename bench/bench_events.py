@@ -591,10 +591,8 @@ class ProposedCollector(DagflowCollector):
 
 def collect_proposed(pause_s: float) -> int:
     """Run :class:`ProposedCollector` like ``dagflow events collect``, until SIGTERM."""
-    from dagflow.execution.runtime import store_url
-
     settings = Settings.from_env()
-    client = redis.Redis.from_url(store_url(settings), decode_responses=True)
+    client = redis.Redis.from_url(settings.require_redis_url(), decode_responses=True)
     collector = ProposedCollector(
         client, settings.events_path, settings.state_path, pause_s=pause_s
     )

@@ -24,7 +24,7 @@ from dagflow.errors import PlanVersionError, RunnerError
 from dagflow.execution.cancel import CancelOutcome, cancel_run
 from dagflow.execution.lifecycle import start_run
 from dagflow.execution.rerun import retry_run
-from dagflow.execution.runtime import Runtime, runtime_for, store_url
+from dagflow.execution.runtime import Runtime, runtime_for
 from dagflow.settings import Settings
 from dagflow.stores import RedisRunStore, RunSnapshot
 from dagflow.stores.base import TaskInfo
@@ -377,7 +377,7 @@ def get_run(
         UnreachableError: The run store could not be reached within ``timeout``.
     """
     settings = settings or Settings.from_env()
-    store_url(settings)
+    settings.require_redis_url()
     return Runner(settings).attach(run_id, timeout)
 
 
@@ -403,7 +403,7 @@ def list_runs(
         UnreachableError: The run store cannot be reached.
     """
     settings = settings or Settings.from_env()
-    url = store_url(settings)
+    url = settings.require_redis_url()
     store = RedisRunStore(url, ttl=settings.run_ttl_s, master_name=settings.redis_master_name)
     try:
         with sealed(url):

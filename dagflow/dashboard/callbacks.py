@@ -45,11 +45,9 @@ def probe_queue(settings: Settings) -> QueueStats | None:
         stats = redis_queue_stats(
             settings.broker_url, settings.result_backend, master_name=settings.redis_master_name
         )
-    if settings.events_sink == "stream" and not settings.embedded:
+    if settings.events_via_stream:
         # The panels read the collected log: say how far behind it is.
-        from dagflow.execution.runtime import store_url
-
-        stats = with_collector_lag(stats, store_url(settings), settings.redis_master_name)
+        stats = with_collector_lag(stats, settings.require_redis_url(), settings.redis_master_name)
     return stats
 
 

@@ -18,7 +18,6 @@ from dash import html
 from dagflow.dashboard.actions import ActionGuard, job_buttons
 from dagflow.dashboard.layout import ROW, Column, count_card, keep, linked, plain, table, when
 from dagflow.dashboard.queue import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S
-from dagflow.keys import is_redis_url
 from dagflow.scheduling.job import Job, JobStatus
 from dagflow.settings import Settings
 from dagflow.stores.redis_jobs import RedisJobStore
@@ -65,7 +64,7 @@ def summarize_jobs(newest: Sequence[Job], recent: int = RECENT_JOBS) -> JobsView
 
 def probe_jobs(settings: Settings, tenant: str | None) -> JobsView | None:
     """The jobs in the deployment's Redis (None without one); never raises for Redis."""
-    url = next((u for u in (settings.result_backend, settings.broker_url) if is_redis_url(u)), None)
+    url = settings.redis_url
     if url is None:
         return None
     store = RedisJobStore(

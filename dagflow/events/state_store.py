@@ -47,12 +47,13 @@ def state_recorder(settings: Settings) -> StateRecorder:
     In distributed mode the collector (``dagflow events collect``) writes the lines to
     ``STATE_STORE_PATH``, so the module-level readers below see every host's lines.
     """
-    if settings.events_sink == "stream" and not settings.embedded:
-        from dagflow.execution.runtime import store_url
+    if settings.events_via_stream:
         from dagflow.stores.event_stream import RedisEventStream
 
         return RedisEventStream(
-            store_url(settings), settings.events_maxlen, master_name=settings.redis_master_name
+            settings.require_redis_url(),
+            settings.events_maxlen,
+            master_name=settings.redis_master_name,
         )
     return JsonlStateStore(settings.state_path)
 

@@ -17,12 +17,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dagflow.clock import isoformat, utc_now
 from dagflow.dag.plan import RunPlan
-from dagflow.errors import ConfigError
 from dagflow.events.jsonl import ReadStats
 from dagflow.events.log import Event, JsonlEventLog
 from dagflow.execution.backoff import RetryPolicy
 from dagflow.execution.heartbeat import Heartbeat
-from dagflow.keys import is_redis_url
 from dagflow.settings import Settings
 from dagflow.stores import MemoryRunStore, RedisRunStore, RunStore
 from dagflow.stores.event_stream import RedisEventStream
@@ -88,21 +86,6 @@ RunStartedHook = Callable[[RunStarted], None]
 RunFinishedHook = Callable[[RunEnded], None]
 
 
-def store_url(settings: Settings) -> str:
-    """The Redis URL that holds run state: the result backend's, else the broker's.
-
-    Raises:
-        ConfigError: Neither is a Redis URL.
-    """
-    for url in (settings.result_backend, settings.broker_url):
-        if is_redis_url(url):
-            return url
-    raise ConfigError(
-        "dagflow keeps run state in Redis: set DAGFLOW_BROKER_URL or DAGFLOW_RESULT_BACKEND "
-        "to a redis:// (or sentinel://) URL"
-    )
-
-
 @dataclass
 class Runtime:
     """Everything a step needs besides its message (and the jobs its run hooks update)."""
@@ -124,13 +107,13 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings, store: RunStore | None = None) -> Runtime:
         """Build a runtime; the store is Redis unless one is given (embedded mode)."""
-        stream = settings.events_sink == "stream" and not settings.embedded
+        stream = settings.events_via_stream
         if store is None:
             store = (
                 MemoryRunStore()
                 if settings.embedded
                 else RedisRunStore(
-                    store_url(settings),
+                    settings.require_redis_url(),
                     ttl=settings.run_ttl_s,
                     events_maxlen=settings.events_maxlen if stream else None,
                     master_name=settings.redis_master_name,
@@ -138,7 +121,9 @@ class Runtime:
             )
         events: EventSink = (
             RedisEventStream(
-                store_url(settings), settings.events_maxlen, master_name=settings.redis_master_name
+                settings.require_redis_url(),
+                settings.events_maxlen,
+                master_name=settings.redis_master_name,
             )
             if stream
             else JsonlEventLog(settings.events_path)
@@ -147,7 +132,9 @@ class Runtime:
             MemoryJobStore()
             if settings.embedded
             else RedisJobStore(
-                store_url(settings), ttl=settings.run_ttl_s, master_name=settings.redis_master_name
+                settings.require_redis_url(),
+                ttl=settings.run_ttl_s,
+                master_name=settings.redis_master_name,
             )
         )
         return cls(

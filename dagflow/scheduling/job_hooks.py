@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from dagflow.errors import ConfigError, RunExistsError, RunnerError
 from dagflow.execution.rerun import retry_run
 from dagflow.execution.runtime import RunEnded, RunFinishedHook, RunStarted, RunStartedHook, Runtime
-from dagflow.keys import is_redis_url
 from dagflow.scheduling.job import (
     JOB_LABEL,
     Job,
@@ -78,12 +77,10 @@ def job_store(settings: Settings | None = None) -> RedisJobStore:
         ConfigError: Neither the broker nor the result backend is a Redis URL.
     """
     settings = settings or Settings.from_env()
-    for url in (settings.result_backend, settings.broker_url):
-        if is_redis_url(url):
-            return RedisJobStore(
-                url, ttl=settings.run_ttl_s, master_name=settings.redis_master_name
-            )
-    raise ConfigError(NO_REDIS)
+    url = settings.redis_url
+    if url is None:
+        raise ConfigError(NO_REDIS)
+    return RedisJobStore(url, ttl=settings.run_ttl_s, master_name=settings.redis_master_name)
 
 
 def job_started_hook(jobs: JobStore) -> RunStartedHook:

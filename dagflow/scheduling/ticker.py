@@ -40,7 +40,6 @@ from datetime import datetime, timedelta
 from dagflow.clock import isoformat, utc_now
 from dagflow.events.jsonl import iter_records
 from dagflow.events.state_store import StateRecorder
-from dagflow.keys import is_redis_url
 from dagflow.scheduling.cron import (
     ONE_MINUTE,
     WallMinute,
@@ -181,9 +180,10 @@ class Ticker:
 def claims_for(settings: Settings) -> MinuteClaims:
     """Redis claims on the Redis that holds run state; else in-process claims seeded from the
     state store's ``schedule_enqueued`` lines (the embedded mode)."""
-    for url in (settings.result_backend, settings.broker_url):
-        if is_redis_url(url):
-            return RedisMinuteClaims.from_url(url, master_name=settings.redis_master_name)
+    if settings.redis_url is not None:
+        return RedisMinuteClaims.from_url(
+            settings.redis_url, master_name=settings.redis_master_name
+        )
     claims = MemoryMinuteClaims()
     claims.seed(iter_records(settings.state_path))
     return claims
