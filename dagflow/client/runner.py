@@ -29,7 +29,7 @@ from dagflow.settings import Settings
 from dagflow.stores import RedisRunStore, RunSnapshot
 from dagflow.stores.base import TaskInfo
 from dagflow.stores.redis import STORE_ERRORS
-from dagflow.stores.transport import sealed, sealing
+from dagflow.stores.transport import Backoff, retry_unreachable, sealed, sealing
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -142,7 +142,7 @@ class RunHandle:
         store = self.runner.runtime.store
         deadline = None if timeout is None else time.monotonic() + timeout
         step = PROGRESS_INTERVAL_S if on_progress else 1.0
-        pause = RECONNECT_S[0]
+        backoff = Backoff(*RECONNECT_S)
         while True:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -151,12 +151,12 @@ class RunHandle:
                 done = store.wait_done(self.run_id, step if left is None else min(step, left))
                 snap = store.snapshot(self.run_id, with_states=on_progress is not None)
             except STORE_ERRORS as exc:
-                log = logger.warning if pause == RECONNECT_S[0] else logger.debug
+                log = logger.warning if backoff.first else logger.debug
                 log("dagflow: run store unreachable while waiting (%s); retrying", exc)
+                pause = backoff.pause()
                 time.sleep(pause if left is None else max(min(pause, left), 0.0))
-                pause = min(pause * 2, RECONNECT_S[1])
                 continue
-            pause = RECONNECT_S[0]
+            backoff.reset()
             if snap is None:
                 raise RunnerError(
                     f"run {self.run_id}'s state is gone from the run store (expired, flushed "
@@ -289,18 +289,10 @@ class Runner:
             RunnerError: The run store does not know the run.
             UnreachableError: The run store could not be reached within ``timeout``.
         """
-        deadline = time.monotonic() + (30.0 if timeout is None else timeout)
-        pause = RECONNECT_S[0]
-        while True:
-            try:
-                known = self.runtime.store.snapshot(run_id) is not None
-                break
-            except STORE_ERRORS:
-                if time.monotonic() + pause > deadline:
-                    raise
-                time.sleep(pause)
-                pause = min(pause * 2, RECONNECT_S[1])
-        if not known:
+        timeout_s = 30.0 if timeout is None else timeout
+        snapshot = self.runtime.store.snapshot
+        found = retry_unreachable(lambda: snapshot(run_id), timeout_s, Backoff(*RECONNECT_S))
+        if found is None:
             raise RunnerError(f"run {run_id} is not in the run store (unknown or expired)")
         return RunHandle(self, run_id)
 

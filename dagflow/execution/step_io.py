@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dagflow.errors import WorkflowOutputError
 from dagflow.stores.redis import STORE_ERRORS
+from dagflow.stores.transport import Backoff, retry_unreachable
 
 if TYPE_CHECKING:
     from dagflow.execution.runtime import Runtime
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: First and largest pause between two tries of an unreachable run store, in seconds.
-STORE_BACKOFF_S = (0.1, 2.0)
+#: A step's first and largest pause between two tries of an unreachable run store, in seconds.
+STEP_BACKOFF_S = (0.1, 2.0)
 
 
 def encode_output(task_id: str, value: Any) -> str:
@@ -45,15 +45,14 @@ def with_store(rt: Runtime, what: str, call: Callable[[], T]) -> T:
     ``DAGFLOW_STORE_RETRY_S`` the error is raised: the step's lease then expires and the
     sweeper runs it again once the store is back.
     """
-    deadline = time.monotonic() + rt.settings.store_retry_s
-    pause = STORE_BACKOFF_S[0]
-    while True:
-        try:
-            return call()
-        except STORE_ERRORS as exc:
-            if time.monotonic() + pause > deadline:
-                logger.error("dagflow: run store unreachable for %s; giving up: %s", what, exc)
-                raise
-            logger.warning("dagflow: run store unreachable for %s (%s); retrying", what, exc)
-            time.sleep(pause)
-            pause = min(pause * 2, STORE_BACKOFF_S[1])
+
+    def retrying(exc: BaseException) -> None:
+        logger.warning("dagflow: run store unreachable for %s (%s); retrying", what, exc)
+
+    try:
+        return retry_unreachable(
+            call, rt.settings.store_retry_s, Backoff(*STEP_BACKOFF_S), retrying
+        )
+    except STORE_ERRORS as exc:
+        logger.error("dagflow: run store unreachable for %s; giving up: %s", what, exc)
+        raise

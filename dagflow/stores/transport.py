@@ -11,8 +11,10 @@ purpose. Waiting (``RunHandle.wait``) still rides out an outage until its timeou
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
 import redis
@@ -20,6 +22,7 @@ from kombu.exceptions import KombuError, OperationalError
 from kombu.utils.url import maybe_sanitize_url
 
 from dagflow.errors import UnreachableError
+from dagflow.stores.redis import STORE_ERRORS
 
 #: Errors that mean "the server is not there" (never a bug of the caller or of dagflow).
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
@@ -39,6 +42,63 @@ BACKEND_ERRORS: tuple[type[BaseException], ...] = (
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+@dataclass
+class Backoff:
+    """Doubling pauses between tries of an unreachable store: ``first_s``, twice that, ...
+    up to ``max_s`` (the one backoff every store retry uses).
+
+    Args:
+        first_s: The first pause, in seconds (again after :meth:`reset`).
+        max_s: The largest pause, in seconds.
+    """
+
+    first_s: float = 0.1
+    max_s: float = 2.0
+    _next: float = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._next = self.first_s
+
+    @property
+    def first(self) -> bool:
+        """True until a pause was taken since the start or the last :meth:`reset`."""
+        return self._next == self.first_s
+
+    def pause(self) -> float:
+        """The next pause, in seconds (each call doubles the one after, up to ``max_s``)."""
+        pause, self._next = self._next, min(self._next * 2, self.max_s)
+        return pause
+
+    def reset(self) -> None:
+        """Start again from ``first_s`` (the store answered)."""
+        self._next = self.first_s
+
+
+def retry_unreachable(
+    call: Callable[[], R],
+    timeout_s: float,
+    backoff: Backoff | None = None,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> R:
+    """``call()``, tried again with :class:`Backoff` while the store is unreachable.
+
+    Raises:
+        The store's error once the next pause would end after ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    backoff = backoff or Backoff()
+    while True:
+        try:
+            return call()
+        except STORE_ERRORS as exc:
+            pause = backoff.pause()
+            if time.monotonic() + pause > deadline:
+                raise
+            if on_retry is not None:
+                on_retry(exc)
+            time.sleep(pause)
 
 
 def safe_url(url: str | None) -> str:
