@@ -17,11 +17,10 @@ from celery.worker.request import Request
 
 from dagflow.dag.compile import STEP_TASK
 from dagflow.errors import SpecError
-from dagflow.execution.lifecycle import start_run
 from dagflow.execution.runtime import runtime_for
 from dagflow.execution.step import execute_step
-from dagflow.scheduling.firing import START_TASK, Firing, firing_dag
-from dagflow.scheduling.job_hooks import fail_job
+from dagflow.scheduling.firing import START_TASK, Firing
+from dagflow.scheduling.starter import start_firing
 from dagflow.settings import Settings
 from dagflow.wiring import build_runtime, state_recorder
 
@@ -101,21 +100,10 @@ def _register_start(app: Celery) -> Task:
     def start_scheduled_run(firing: dict[str, Any]) -> str | None:
         item = Firing.model_validate(firing)
         rt = runtime_for(app)
-        if rt.store.snapshot(item.run_id) is not None:
-            return None
         try:
-            dag = firing_dag(item, rt.settings)
-        except SpecError as exc:
+            return start_firing(app, rt, item, state_recorder(rt.settings))
+        except SpecError as exc:  # its job is failed: nothing to retry
             logger.error("dagflow: schedule %s: %s", item.schedule_id, exc.one_line())
-            fail_job(rt.jobs, item.job_id, exc.one_line())
             return None
-        state_recorder(rt.settings).record_event(item.state_event("run_started", dag_name=dag.name))
-        try:
-            start_run(app, rt, dag, run_id=item.run_id, labels=item.labels, params=item.params)
-        except SpecError as exc:  # the schedule's params do not fit the DAG's params:
-            logger.error("dagflow: schedule %s: %s", item.schedule_id, exc.one_line())
-            fail_job(rt.jobs, item.job_id, exc.one_line())
-            return None
-        return item.run_id
 
     return app.tasks[START_TASK]

@@ -21,7 +21,7 @@ from dagflow.events.state_store import JsonlStateStore, StateRecorder
 from dagflow.execution.backoff import RetryPolicy
 from dagflow.execution.runtime import EventSink, Runtime
 from dagflow.scheduling.firing import run_finished_hook
-from dagflow.scheduling.job_hooks import job_finished_hook, job_started_hook
+from dagflow.scheduling.job_hooks import job_finished_hook, job_started_hook, sweep_jobs
 from dagflow.scheduling.job_hooks import job_store as redis_job_store
 from dagflow.settings import Settings
 from dagflow.stores import MemoryRunStore, RedisRunStore, RunStore
@@ -90,7 +90,7 @@ def minute_claims(settings: Settings) -> MinuteClaims:
 
 def build_runtime(settings: Settings, store: RunStore | None = None) -> Runtime:
     """A process's runtime, with scheduling's hooks: ``run_finished`` in the state store,
-    and each scheduled run's job moved along.
+    each scheduled run's job moved along, and jobs swept (put back, retried) at every sweep.
 
     Args:
         settings: The process's settings.
@@ -106,6 +106,7 @@ def build_runtime(settings: Settings, store: RunStore | None = None) -> Runtime:
     runtime.run_finished_hooks.append(run_finished_hook(state_recorder(settings)))
     runtime.run_started_hooks.append(job_started_hook(runtime.jobs))
     runtime.run_finished_hooks.append(job_finished_hook(runtime.jobs, settings))
+    runtime.sweep_hooks.append(sweep_jobs)
     return runtime
 
 

@@ -83,6 +83,8 @@ RunStartedHook = Callable[[RunStarted], None]
 #: Called once when a run ends, in the process that ended it (dramatiq's
 #: ``after_process_message``): scheduling installs one to write ``run_finished``.
 RunFinishedHook = Callable[[RunEnded], None]
+#: Called at every sweep with the Celery app and the runtime; returns what it did.
+SweepHook = Callable[[Any, "Runtime"], object]
 
 
 @dataclass
@@ -97,6 +99,9 @@ class Runtime:
     heartbeat: Heartbeat = field(init=False)
     run_finished_hooks: list[RunFinishedHook] = field(default_factory=list)
     run_started_hooks: list[RunStartedHook] = field(default_factory=list)
+    #: Called with the app and this runtime at every sweep, after the run store's own work:
+    #: scheduling installs one that puts back and retries jobs.
+    sweep_hooks: list[SweepHook] = field(default_factory=list)
     #: The Celery app this runtime is attached to (set by :func:`runtime_for`): what ends a
     #: run uses it to start the waiting runs its slots were freed for.
     app: Any = field(default=None, repr=False)
@@ -139,6 +144,17 @@ class Runtime:
                 hook(ended)
             except Exception:
                 logger.exception("dagflow: run-finished hook %r failed for %s", hook, ended.run_id)
+
+    def swept(self, app: Any) -> list[object]:
+        """Call every sweep hook; return what each did. A failing hook is logged, and the
+        next sweep calls it again."""
+        done: list[object] = []
+        for hook in self.sweep_hooks:
+            try:
+                done.append(hook(app, self))
+            except Exception:
+                logger.exception("dagflow: sweep hook %r failed", hook)
+        return done
 
     def emit(self, name: str, run_id: str, plan: RunPlan, **fields: Any) -> None:
         """Write one event for ``run_id``; never raises for an I/O problem."""

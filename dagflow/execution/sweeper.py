@@ -18,7 +18,8 @@ Beat processes; a sweep is also safe to run twice) looks at the store's indexes 
 * frees the ``max_active_runs`` **slots** of runs that ended or vanished without giving
   them back, and starts the waiting runs they were holding back;
 * puts back **jobs** a scheduler drained but never started, and starts the **job
-  retries** that are due (:func:`dagflow.scheduling.job_hooks.sweep_jobs`);
+  retries** that are due, through the runtime's sweep hooks (scheduling installs
+  :func:`dagflow.scheduling.job_hooks.sweep_jobs`);
 * checks runs that **nothing moved** for a lease period: a run whose tasks all ended but
   that was never finalized is finalized; a task that could move but has nothing to move it
   is re-queued; a run whose state is gone, or that can never make progress, is ended as
@@ -39,7 +40,7 @@ import socket
 import threading
 from collections import defaultdict
 from collections.abc import Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celery import bootsteps
@@ -49,7 +50,6 @@ from dagflow.execution.cancel import cancel_run
 from dagflow.execution.lifecycle import activate_run, finish_run, promote_runs
 from dagflow.execution.publish import send_steps
 from dagflow.execution.runtime import Runtime, runtime_for
-from dagflow.scheduling.job_hooks import JobSweep, sweep_jobs
 from dagflow.stores import TERMINAL, FinishResult
 from dagflow.stores.base import COUNTED
 
@@ -75,7 +75,7 @@ class SweepReport:
     stalled: tuple[str, ...] = ()
     slots_freed: int = 0
     admitted: int = 0
-    jobs: JobSweep = field(default_factory=JobSweep)
+    hooks: tuple[object, ...] = ()
 
 
 def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
@@ -103,7 +103,7 @@ def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
         verdicts[check_run(app, rt, run_id)].append(run_id)
     finalized, requeued, stalled = (verdicts[k] for k in ("finalized", "requeued", "stalled"))
     resent = len(front) + len(back)
-    jobs = sweep_jobs(app, rt)
+    hooks = tuple(rt.swept(app))
     return SweepReport(
         len(found.expired),
         resent,
@@ -111,7 +111,7 @@ def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
         tuple(requeued),
         tuple(stalled),
         *sweep_slots(app, rt),
-        jobs=jobs,
+        hooks=hooks,
     )
 
 
