@@ -46,10 +46,16 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosReport]:
     yield judged
 
 
-def _failed(report: ChaosReport, check: str) -> str:
+def _assert_none_failed(report: ChaosReport, check: str) -> None:
+    """Fail with the check's own evidence first, then the run's compact report."""
     lines = report.failed(check)
-    shown = "\n".join(lines[:15]) + (f"\n... {len(lines) - 15} more" if len(lines) > 15 else "")
-    return f"seed {report.seed}: {len(lines)} failures of '{check}':\n{shown}\n\n{report.summary()}"
+    if lines:
+        shown = "\n".join(lines[:15]) + (f"\n... {len(lines) - 15} more" if len(lines) > 15 else "")
+        pytest.fail(
+            f"seed {report.seed}: {len(lines)} failures of '{check}':\n{shown}\n\n"
+            f"{report.summary()}",
+            pytrace=False,
+        )
 
 
 def test_the_chaos_run_injected_every_kind_of_fault(report: ChaosReport) -> None:
@@ -62,45 +68,36 @@ def test_the_chaos_run_injected_every_kind_of_fault(report: ChaosReport) -> None
 
 
 def test_every_run_ends_success_once(report: ChaosReport) -> None:
-    check = "run ended success once"
-    assert not report.failed(check), _failed(report, check)
+    _assert_none_failed(report, "run ended success once")
 
 
 def test_every_output_is_computed_from_the_right_parents(report: ChaosReport) -> None:
-    check = "outputs right"
-    assert not report.failed(check), _failed(report, check)
+    _assert_none_failed(report, "outputs right")
 
 
 def test_each_task_ends_once(report: ChaosReport) -> None:
-    check = "one task_ok per task"
-    assert not report.failed(check), _failed(report, check)
+    _assert_none_failed(report, "one task_ok per task")
 
 
 def test_no_step_runs_twice_at_once_unless_its_holder_lost_the_lease(report: ChaosReport) -> None:
-    check = "no overlapping executions"
-    assert not report.failed(check), _failed(report, check)
+    _assert_none_failed(report, "no overlapping executions")
 
 
 def test_no_worker_exits_on_its_own(report: ChaosReport) -> None:
-    check = "no worker exited on its own"
-    assert not report.failed(check), _failed(report, check)
+    _assert_none_failed(report, "no worker exited on its own")
 
 
 def test_steps_taken_from_their_holder_run_again_within_the_bound(report: ChaosReport) -> None:
-    check = "recovery within the bound"
-    assert not report.failed(check), _failed(report, check)
+    _assert_none_failed(report, "recovery within the bound")
 
 
 def test_every_retry_runs_by_due_plus_lease_and_sweep(report: ChaosReport) -> None:
-    check = "every retry by due + lease + sweep"
-    assert not report.failed(check), _failed(report, check)
+    _assert_none_failed(report, "every retry by due + lease + sweep")
 
 
 def test_a_connection_blip_leaves_running_steps_with_their_holder(report: ChaosReport) -> None:
-    check = "a blip keeps steps with their holder"
-    assert not report.failed(check), _failed(report, check)
+    _assert_none_failed(report, "a blip keeps steps with their holder")
 
 
 def test_the_collector_writes_every_event_once(report: ChaosReport) -> None:
-    check = "collector wrote every event once"
-    assert not report.failed(check), _failed(report, check)
+    _assert_none_failed(report, "collector wrote every event once")
