@@ -21,3 +21,4 @@ bench:
 	python bench/bench_recovery.py
 	python bench/bench_events.py
 	python bench/bench_tenants.py
+	python bench/bench_sweeper.py

@@ -32,9 +32,12 @@ broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
 result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
 broker_connection_retry_on_startup = True
 # On a lost broker connection kombu gives the worker's unacknowledged messages back while
-# their steps still run; cancel those steps (their leases stay the real guard against a
-# second concurrent run).
-worker_cancel_long_running_tasks_on_connection_loss = True
+# their steps still run. dagflow lets those steps run on and commit: the step's lease drops
+# the given-back copy when it arrives, and fencing refuses a late end. Celery's alternative,
+# cancelling them, cost a whole lease per step after a blip (the cancelled attempt kept its
+# lease) and crashed workers when Redis was killed under load (kombu's restore on a closed
+# channel; celery/celery#9250, #7185). See the README's Guarantees.
+worker_cancel_long_running_tasks_on_connection_loss = False
 result_expires = 24 * 3600
 
 timezone = "UTC"

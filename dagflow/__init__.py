@@ -31,6 +31,7 @@ from dagflow.errors import (
     ScheduleError,
     SpecError,
     UnknownWorkflowError,
+    UnreachableError,
 )
 from dagflow.workflows import workflow
 
@@ -48,6 +49,7 @@ __all__ = [
     "ScheduleError",
     "SpecError",
     "UnknownWorkflowError",
+    "UnreachableError",
     # the Celery app
     "app",
     # run control

@@ -69,6 +69,13 @@ class DagflowScheduler(Scheduler):  # type: ignore[misc]
                 )
         return next_sleep(tick_s, self.clock.seconds_to_next_minute())
 
+    def close(self) -> None:
+        """Stop the sweeper thread, then let Beat close (Beat calls this when it stops)."""
+        sweeper = getattr(self, "sweeper", None)  # a lazy banner instance has none
+        if sweeper is not None:
+            sweeper.stop()
+        super().close()
+
     @property
     def info(self) -> str:
         """The line ``celery beat`` prints at start."""

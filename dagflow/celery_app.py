@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from dagflow import step, tasks, workflows
@@ -31,6 +32,18 @@ logger = logging.getLogger(__name__)
 EXIT_CONFIG = 3
 #: Poll the in-memory broker every millisecond; Celery's default (1 s) makes it unusable.
 MEMORY_POLLING_INTERVAL_S = 0.001
+
+
+def _quiet_cancel_warning(**_: Any) -> None:
+    """Drop the warning Celery logs at every lost broker connection about its 6.0 default.
+
+    celeryconfig sets ``worker_cancel_long_running_tasks_on_connection_loss`` to False on
+    purpose. Run when the worker is ready: Celery's logging setup puts an ``always`` filter
+    for its deprecation warnings in front of any filter set earlier.
+    """
+    warnings.filterwarnings(
+        "ignore", message=r"\s*In Celery 5.1 we introduced an optional breaking change"
+    )
 
 
 def celery_settings(settings: Settings) -> dict[str, Any]:
@@ -63,7 +76,7 @@ def make_app(settings: Settings | None = None, *, main: str = "dagflow") -> Cele
     (and by the CLI before validating), so every process knows the same names.
     """
     from celery import Celery
-    from celery.signals import beat_init, celeryd_init, task_revoked, worker_init
+    from celery.signals import beat_init, celeryd_init, task_revoked, worker_init, worker_ready
 
     settings = settings or Settings.from_env()
     app = Celery(main, set_as_current=False)
@@ -124,5 +137,6 @@ def make_app(settings: Settings | None = None, *, main: str = "dagflow") -> Cele
     worker_init.connect(_load_workflows, weak=False)
     beat_init.connect(_refuse_embedded, weak=False)
     task_revoked.connect(_on_revoked, weak=False)
+    worker_ready.connect(_quiet_cancel_warning, weak=False)
     app.steps["worker"].add(SweeperStep)
     return app

@@ -176,3 +176,18 @@ class PlanVersionError(RunnerError):
 class RunExistsError(RunnerError):
     """Raised when a run is started with a fixed id that the run store already holds (a job's
     retry started twice)."""
+
+
+class UnreachableError(DagflowError):
+    """Raised when Redis or the broker cannot be reached: names the URL (password hidden)
+    and the transport's own error, kept as ``__cause__``.
+
+    Attributes:
+        url: The URL that could not be reached (password hidden).
+        cause: The transport's error message.
+    """
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        super().__init__(f"cannot reach {url}: {type(cause).__name__}: {cause}")
+        self.url = url
+        self.cause = str(cause)

@@ -29,6 +29,7 @@ from dagflow.settings import Settings
 from dagflow.stores import RedisRunStore, RunSnapshot
 from dagflow.stores.base import TaskInfo
 from dagflow.stores.redis import STORE_ERRORS
+from dagflow.transport import sealed, sealing
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -54,6 +55,18 @@ class WaitTimeout(TimeoutError):
 ProgressCallback = Callable[[RunSnapshot], None]
 
 
+def _url(runner: Runner) -> str | None:
+    """The URL a runner's errors name: its run store's, else its broker's."""
+    settings = runner.settings
+    return settings.result_backend or settings.broker_url
+
+
+#: Transport errors leave a handle's methods as UnreachableError naming the run store.
+_handle_sealed = sealing(lambda handle: _url(handle.runner))
+#: Likewise for a runner's.
+_runner_sealed = sealing(_url)
+
+
 class RunHandle:
     """A run that was submitted (or re-attached to by id): wait for it, look at its progress.
 
@@ -68,10 +81,12 @@ class RunHandle:
         self.run_id = run_id
         self.dag = dag
 
+    @_handle_sealed
     def snapshot(self, with_states: bool = False) -> RunSnapshot | None:
         """The run's current progress."""
         return self.runner.runtime.store.snapshot(self.run_id, with_states=with_states)
 
+    @_handle_sealed
     def outputs(self, task_ids: list[str] | None = None) -> dict[str, Any]:
         """Each finished task's output, decoded (kept in the run store for the run's TTL).
 
@@ -88,6 +103,7 @@ class RunHandle:
         """Each task's state, attempts, worker and how its last attempt ended, in plan order."""
         return list(self.status().tasks)
 
+    @_handle_sealed
     def status(self) -> RunStatus:
         """The run's status and every task's details, read from the run store.
 
@@ -106,6 +122,7 @@ class RunHandle:
         order = list(plan.tasks) if plan else []
         return RunStatus.from_store(snap, tasks, order)
 
+    @_handle_sealed
     def wait(
         self, timeout: float | None = None, on_progress: ProgressCallback | None = None
     ) -> RunResult:
@@ -170,6 +187,7 @@ class RunHandle:
             cancelled=snap.counts.get("cancelled", 0),
         )
 
+    @_handle_sealed
     def cancel(self, force: bool = False) -> CancelOutcome:
         """Cancel the run from this process (see :func:`dagflow.cancel.cancel_run`).
 
@@ -178,6 +196,7 @@ class RunHandle:
         """
         return cancel_run(self.runner.app, self.runner.runtime, self.run_id, force=force)
 
+    @_handle_sealed
     def retry(self) -> RunHandle:
         """Start a retry of this ended run (see :func:`dagflow.rerun.retry_run`); its handle."""
         self.runner.start_embedded_worker()
@@ -255,6 +274,7 @@ class Runner:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @_runner_sealed
     def attach(self, run_id: str, timeout: float | None = None) -> RunHandle:
         """A handle to a run started anywhere (another process or host), by its id.
 
@@ -264,6 +284,7 @@ class Runner:
 
         Raises:
             RunnerError: The run store does not know the run.
+            UnreachableError: The run store could not be reached within ``timeout``.
         """
         deadline = time.monotonic() + (30.0 if timeout is None else timeout)
         pause = RECONNECT_S[0]
@@ -280,6 +301,7 @@ class Runner:
             raise RunnerError(f"run {run_id} is not in the run store (unknown or expired)")
         return RunHandle(self, run_id)
 
+    @_runner_sealed
     def submit(
         self,
         dag: Dag,
@@ -297,6 +319,10 @@ class Runner:
                 ``run_finished`` to the state store when it ends.
             params: Run-level params over the DAG's ``params:`` defaults (an unknown key
                 raises :class:`~dagflow.errors.DagValidationError`).
+
+        Raises:
+            UnreachableError: Redis or the broker cannot be reached (nothing was started,
+                or the run was stored and its outbox sends its first steps).
         """
         self.start_embedded_worker()
         run_id = start_run(self.app, self.runtime, dag, run_id=run_id, labels=labels, params=params)
@@ -345,6 +371,7 @@ def get_run(
         ConfigError: No Redis run store is configured (``DAGFLOW_BROKER_URL`` or
             ``DAGFLOW_RESULT_BACKEND``): an embedded run lives only in its own process.
         RunnerError: The run store does not know the run (unknown or expired).
+        UnreachableError: The run store could not be reached within ``timeout``.
     """
     settings = settings or Settings.from_env()
     store_url(settings)
@@ -370,11 +397,14 @@ def list_runs(
 
     Raises:
         ConfigError: No Redis run store is configured.
+        UnreachableError: The run store cannot be reached.
     """
     settings = settings or Settings.from_env()
-    store = RedisRunStore(store_url(settings), ttl=settings.run_ttl_s)
+    url = store_url(settings)
+    store = RedisRunStore(url, ttl=settings.run_ttl_s)
     try:
-        found = store.list_runs(tenant_id=tenant, dag_name=dag, status=status, limit=limit)
+        with sealed(url):
+            found = store.list_runs(tenant_id=tenant, dag_name=dag, status=status, limit=limit)
     finally:
         store.client.close()
     return [RunStatus.from_store(snap) for snap in found]

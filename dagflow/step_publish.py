@@ -195,17 +195,24 @@ class RedisStepSender:
             for task_id in task_ids
         ]
 
-    def send(self, run_id: str, task_ids: Sequence[str], dag_name: str | None) -> None:
-        """Push one message per task in one round trip (consumed in ``task_ids`` order)."""
+    def send(
+        self, run_id: str, task_ids: Sequence[str], dag_name: str | None, front: bool = False
+    ) -> None:
+        """Push one message per task in one round trip (consumed in ``task_ids`` order);
+        with ``front``, at the head of the queue (consumed next, as kombu restores)."""
         messages = self.messages(run_id, task_ids, dag_name)
+        queue = self.sender.queue
+        if front:  # workers pop from the right end
+            self.client.rpush(queue, *reversed(messages))
+            return
         if len(messages) <= LPUSH_MAX:
-            self.client.lpush(self.sender.queue, *messages)
+            self.client.lpush(queue, *messages)
             return
         # A huge fan-out goes as several LPUSHes in one pipeline: one round trip, and no
         # single command long enough to hold up other clients of the server.
         with self.client.pipeline(transaction=False) as pipe:
             for i in range(0, len(messages), LPUSH_MAX):
-                pipe.lpush(self.sender.queue, *messages[i : i + LPUSH_MAX])
+                pipe.lpush(queue, *messages[i : i + LPUSH_MAX])
             pipe.execute()
 
 
@@ -255,10 +262,19 @@ def _send_with_celery(
             )
 
 
-def send_steps(app: Celery, run_id: str, task_ids: Sequence[str], dag_name: str | None) -> bool:
+def send_steps(
+    app: Celery,
+    run_id: str,
+    task_ids: Sequence[str],
+    dag_name: str | None,
+    *,
+    front: bool = False,
+) -> bool:
     """Publish one ``dagflow.step`` per task, together; False if publishing failed.
 
     Each is sent under :func:`~dagflow.compile.step_name` (``<dag name>:<task id>``).
+    ``front`` puts them at the head of a Redis queue written directly (the sweeper's
+    recovery of what a dead worker held); through Celery they join the queue's tail.
 
     A failure is logged, not raised: the steps are in the outbox, and the sweeper sends
     them if this did not.
@@ -268,7 +284,7 @@ def send_steps(app: Celery, run_id: str, task_ids: Sequence[str], dag_name: str 
     try:
         direct = _direct(app)
         if direct is not None:
-            direct.send(run_id, task_ids, dag_name)
+            direct.send(run_id, task_ids, dag_name, front)
         else:
             _send_with_celery(app, run_id, task_ids, dag_name)
     except (KombuError, OSError, redis.exceptions.RedisError) as exc:

@@ -8,8 +8,11 @@ Beat processes; a sweep is also safe to run twice) looks at the store's indexes 
 * re-sends **outbox** entries that are due: children that were made ready but never
   claimed (a lost message, a worker that died before sending them, a broker error) and
   **retries** whose Celery ETA message was lost with its worker. While the broker's queue
-  has a backlog such a step is probably still queued, so it is re-sent once the queue has
-  drained; an entry is re-armed with a doubling delay, so a long queue is never flooded;
+  has a backlog such a step is probably still queued: it is re-sent at once only if a
+  worker holds its message unacknowledged without running it (a dead worker's retry or
+  prefetched step, :mod:`dagflow.broker_queue`), else once the queue has drained (an entry
+  is re-armed with a doubling delay, so a long queue is never flooded). What a dead worker
+  held goes to the head of the queue: it already waited its turn;
 * never re-sends a step of a **cancelled** run: it ends the steps nobody holds as
   ``cancelled`` and closes the run (:func:`dagflow.cancel.cancel_run`);
 * frees the ``max_active_runs`` **slots** of runs that ended or vanished without giving
@@ -35,11 +38,13 @@ import os
 import socket
 import threading
 from collections import defaultdict
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from celery import bootsteps
 
+from dagflow import broker_queue
 from dagflow.cancel import cancel_run
 from dagflow.jobs import JobSweep, sweep_jobs
 from dagflow.lifecycle import activate_run, finish_run, promote_runs
@@ -84,17 +89,11 @@ def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
             run_id, task_id, worker or "?", fence,
         )  # fmt: skip
     expired = {(run_id, task_id) for run_id, task_id, _, _ in found.expired}
-    # A ready step is probably still queued while the broker has a backlog: re-send only
-    # what a dead worker held, and the rest once the queue has drained (its entries stay
-    # in the outbox, re-armed).
-    busy = len(found.due) > len(expired) and queue_backlog(app) != 0
-    by_run: dict[str, list[str]] = defaultdict(list)
-    for run_id, task_id in found.due:
-        if not busy or (run_id, task_id) in expired:
-            by_run[run_id].append(task_id)
-    for run_id, task_ids in by_run.items():
-        plan = rt.plan(run_id)
-        send_steps(app, run_id, task_ids, plan.dag_name if plan else None)
+    front, back = resends(app, found.due, expired)
+    for steps, at_head in ((front, True), (back, False)):
+        for run_id, task_ids in _by_run(steps).items():
+            plan = rt.plan(run_id)
+            send_steps(app, run_id, task_ids, plan.dag_name if plan else None, front=at_head)
     verdicts: dict[str, list[str]] = defaultdict(list)
     for run_id in found.cancelled_runs:
         # Steps of a cancelled run are never re-sent: end the ones nobody holds instead.
@@ -103,7 +102,7 @@ def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
     for run_id in found.idle_runs:
         verdicts[check_run(app, rt, run_id)].append(run_id)
     finalized, requeued, stalled = (verdicts[k] for k in ("finalized", "requeued", "stalled"))
-    resent = sum(len(tasks) for tasks in by_run.values())
+    resent = len(front) + len(back)
     jobs = sweep_jobs(app, rt)
     return SweepReport(
         len(found.expired),
@@ -127,19 +126,40 @@ def sweep_slots(app: Celery, rt: Runtime) -> tuple[int, int]:
     return freed, started + promote_runs(app, rt)
 
 
-def queue_backlog(app: Celery) -> int | None:
-    """Messages waiting in the default queue, or None if the broker cannot say."""
-    try:
-        with app.connection_for_write() as conn:
-            declared = conn.default_channel.queue_declare(
-                queue=app.conf.task_default_queue, passive=True
-            )
-            return int(declared.message_count)
-    except Exception as exc:
-        if getattr(exc, "code", None) == 404 or "NOT_FOUND" in str(exc):
-            return 0  # no queue yet: nothing waits in it
-        logger.debug("dagflow: queue length unknown: %s", exc)  # send anyway
-        return None
+def resends(
+    app: Celery, due: Sequence[tuple[str, str]], expired: Set[tuple[str, str]]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Which due outbox entries to send again: (to the head of the queue, to its tail).
+
+    What a dead worker held (an expired lease, or a message it holds unacknowledged: a
+    retry, a prefetched step) goes to the head: it already waited its turn once, and the
+    recovery bound must hold however long the queue is. Everything else is probably still
+    queued while the queue has a backlog: it is sent once the queue has drained (its
+    entries stay in the outbox, re-armed with a doubling delay), so a long queue is never
+    flooded with copies.
+    """
+    front = [d for d in due if d in expired]
+    waiting = [d for d in due if d not in expired]
+    if not waiting:
+        return front, []
+    view = broker_queue.look(app)
+    if not view.backlog:  # empty, or the broker cannot say: send
+        return front, waiting
+    if view.held is None:
+        return front, []
+    held = [d for d in waiting if d in view.held]
+    if held:
+        logger.warning(
+            "dagflow: %d due steps are held, not run, by some worker: sending them", len(held)
+        )
+    return front + held, []
+
+
+def _by_run(steps: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    by_run: dict[str, list[str]] = defaultdict(list)
+    for run_id, task_id in steps:
+        by_run[run_id].append(task_id)
+    return by_run
 
 
 def check_run(app: Celery, rt: Runtime, run_id: str) -> str:

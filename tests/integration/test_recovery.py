@@ -159,6 +159,69 @@ def test_a_connection_blip_never_runs_a_step_twice_at_the_same_time(
     assert "Connection to broker lost" in logs  # the blip happened to a consumer
 
 
+def test_a_connection_blip_costs_a_step_no_lease_wait(cluster: Cluster, tmp_path: Path) -> None:
+    # Given a 5 s step running on worker a under the default 30 s lease
+    cluster.worker("a", concurrency=2, DAGFLOW_LEASE_S="30")
+    cluster.worker("b", DAGFLOW_LEASE_S="30")
+    params = {"dir": str(tmp_path), "seconds": 5}
+    handle = cluster.runner.submit(make_dag([task("long", "test.sleep_traced", params=params)]))
+    wait_for(lambda: "tick" in _read(tmp_path / "spans.txt"), 20, "the step runs")
+    started = time.monotonic()
+    # When every client connection to Redis is killed 0.5 s into the step (Redis stays up)
+    time.sleep(0.5)
+    client = cluster.server.client()
+    client.client_kill_filter(_type="normal", skipme=True)
+    client.close()
+    # Then the step runs on and commits: the run ends about when the step does, far
+    # sooner than a lease; it ran once, on its first attempt; both workers still run
+    result = handle.wait(timeout=40)
+    elapsed = time.monotonic() - started
+    assert result.status == "success"
+    assert elapsed < 5 + 5, f"the blip cost {elapsed - 5:.1f} s"
+    assert len(_spans(tmp_path / "spans.txt")) == 1
+    events = cluster.events(handle.run_id)
+    assert [e["attempt"] for e in events if e["event"] == "task_start"] == [1]
+    assert count(events, "task_ok") == 1
+    assert all(proc.poll() is None for proc in cluster.workers.values())
+    assert "Connection to broker lost" in cluster.log("a")
+
+
+def test_workers_outlive_redis_killed_under_load(cluster: Cluster, tmp_path: Path) -> None:
+    # Given two workers busy with a steady stream of runs of 1 s steps
+    cluster.worker("a", concurrency=2)
+    cluster.worker("b", concurrency=2)
+    dag = make_dag(
+        [
+            task("s1", "test.sleep", params={"seconds": 1.0}),
+            task("s2", "test.sleep", deps=("s1",), params={"seconds": 1.0}),
+            task("s3", "test.sleep", deps=("s1",), params={"seconds": 1.0}),
+            task("join", deps=("s2", "s3")),
+        ]
+    )
+    handles = []
+    for delay in (1.0, 2.5, 1.5):
+        handles += [cluster.runner.submit(dag) for _ in range(3)]
+        time.sleep(1.2)  # steps are running and others are queued
+        # When Redis (broker and run store) is SIGKILLed and restarted (AOF kept)
+        cluster.server.kill()
+        time.sleep(delay)
+        cluster.server.restart()
+        time.sleep(1.0)
+    # Then no worker process exited, and every run succeeded with each task ok once
+    for handle in handles:
+        result = handle.wait(timeout=60)
+        assert (result.status, result.succeeded) == ("success", 4), handle.run_id
+        oks = [e["task_id"] for e in cluster.events(handle.run_id) if e["event"] == "task_ok"]
+        assert sorted(oks) == ["join", "s1", "s2", "s3"]
+    exited = {
+        name: proc.poll() for name, proc in cluster.workers.items() if proc.poll() is not None
+    }
+    assert not exited, f"workers exited: {exited}"
+    logs = cluster.log("a") + cluster.log("b")
+    assert "Unrecoverable error" not in logs
+    assert logs.count("Connection to broker lost") >= 3
+
+
 def _read(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 

@@ -320,3 +320,29 @@ def test_celery_beat_reads_the_schedules_directory(deploy: Deployment) -> None:
     finished = deploy.named("run_finished")[0]
     assert finished["run_id"] == enqueued["run_id"]
     assert finished["status"] == "success" and finished["tenant_id"] == "acme"
+
+
+def test_beats_scheduler_stops_its_sweeper_when_beat_closes(
+    scratch_redis: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given Beat's scheduler, set up as `celery -A dagflow beat` sets it up
+    from dagflow.beat import DagflowScheduler
+    from dagflow.celery_app import make_app
+    from dagflow.settings import Settings
+
+    (tmp_path / "schedules").mkdir()
+    for name, value in {
+        "DAGFLOW_BROKER_URL": scratch_redis,
+        "DAGFLOW_SCHEDULES_DIR": str(tmp_path / "schedules"),
+        "STATE_STORE_PATH": str(tmp_path / "state.jsonl"),
+        "ORCH_EVENTS_PATH": str(tmp_path / "events.jsonl"),
+        "DAGFLOW_SWEEP_S": "0.2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    scheduler = DagflowScheduler(app=make_app(Settings.from_env()), lazy=False)
+    thread = scheduler.sweeper._thread
+    assert thread is not None and thread.is_alive()
+    # When Beat closes it
+    scheduler.close()
+    # Then its sweeper thread ends
+    wait_for(lambda: not thread.is_alive(), 5, "the sweeper thread ended")

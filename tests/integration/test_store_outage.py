@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
-from dagflow.runner import Runner
+from dagflow.errors import DagflowError, UnreachableError
+from dagflow.runner import RunHandle, Runner, get_run, list_runs
 from dagflow.settings import Settings
 from tests.support.dags import make_dag, task
 from tests.support.processes import ROOT, start_worker, stop_worker, worker_env
@@ -111,3 +113,30 @@ def test_a_waiting_cli_rides_out_a_redis_outage_until_its_timeout(
     run_id = out.split()[1].rstrip(":")
     assert f"run {run_id} goes on on the workers" in err
     assert f"dagflow wait {run_id}" in err
+
+
+def test_the_python_api_raises_one_dagflow_error_when_redis_is_unreachable(
+    store_server: RedisServer, tmp_path: Path
+) -> None:
+    # Given settings whose broker and run store are a Redis that is down
+    url = store_server.url().replace("redis://", "redis://:s3cret@")
+    store_server.stop()
+    settings = Settings(broker_url=url, result_backend=url)
+    dag = make_dag([task("a")])
+    # When the Python API is used, Then each call raises UnreachableError, a DagflowError
+    # that names the URL without its password, and the transport's error as its cause
+    calls = {
+        "submit": lambda: Runner(settings).submit(dag),
+        "get_run": lambda: get_run("some-run", settings=settings, timeout=0.5),
+        "list_runs": lambda: list_runs(settings=settings),
+        "status": lambda: RunHandle(Runner(settings), "some-run").status(),
+        "outputs": lambda: RunHandle(Runner(settings), "some-run").outputs(),
+    }
+    for name, call in calls.items():
+        with pytest.raises(DagflowError) as caught:
+            call()
+        error = caught.value
+        assert isinstance(error, UnreachableError), name
+        assert error.url == f"redis://:**@127.0.0.1:{store_server.port}/0", name
+        assert "s3cret" not in str(error) and str(error).startswith(f"cannot reach {error.url}: ")
+        assert isinstance(error.__cause__, redis.exceptions.ConnectionError), name
