@@ -106,8 +106,8 @@ def tables(baseline: ChaosReport | None, chaos: ChaosReport, minutes: float) -> 
         out.append(f"| {kind} | {chaos.faults.get(kind, 0)} |")
     out += [
         "",
-        "Recovery under chaos (s from the fault; `redis_kill`: from Redis back; retries: from "
-        "due or the fault if later; `late` = past the README's bound + slack + time blocked):",
+        "Recovery under chaos (s from the fault, or from a held retry's due time if later;"
+        " `late` = past the README's bound + slack + time blocked):",
         "",
         "| fault / what it held | n | p50 s | max s | late |",
         "|---|---:|---:|---:|---:|",

@@ -102,7 +102,7 @@ class Recovery:
         kind: The fault kind.
         what: ``running step`` or ``held retry``.
         fault_at: When the fault happened.
-        anchor: When the bound starts (the fault; Redis back; a retry's due time if later).
+        anchor: When the bound starts: the fault, or a held retry's due time if later.
         deadline: Anchor + bound + slack + time blocked inside it.
         recovered_at: The next ``task_start`` of the step (or its holder's own end), if any.
         how: What moved it.
@@ -184,7 +184,7 @@ class ChaosReport:
             "faults: " + ", ".join(f"{k} {n}" for k, n in sorted(self.faults.items())),
             "runs: " + ", ".join(f"{k} {n}" for k, n in self.runs.items()),
             f"steps run more than once: {self.rerun_steps} ({self.extra_executions} extra starts)",
-            "recovery (s from the fault; redis_kill: from Redis back; retries: from due):",
+            "recovery (s from the fault, or from a held retry's due time if later):",
         ]
         for key, n, p50, worst, late in self.recovery_rows():
             lines.append(f"  {key}: n {n}, p50 {p50:.2f}, max {worst:.2f}, late {late}")
@@ -486,7 +486,7 @@ def _recoveries(
                 Recovery(kind, "running step", x.run_id, x.task_id, t, anchor, deadline, at, how)
             )
 
-    def add_retries(holder: str | None, back: float) -> None:
+    def add_retries(holder: str | None, after: float) -> None:
         for (run_id, task_id), execs in by_step.items():
             for x in execs:
                 if x.end is None or x.end > t:
@@ -503,7 +503,7 @@ def _recoveries(
                     got = logs.get(holder, [])
                     if not any(retried_at - 0.01 <= w <= t and n == shadow for w, n in got):
                         continue  # another worker holds this retry
-                anchor = max(due, back)
+                anchor = max(due, after)
                 deadline = timeline.deadline(anchor, bound + SLACK_S)
                 how = "retry started" if nxt is not None else "the retry never started"
                 out.append(
@@ -525,9 +525,11 @@ def _recoveries(
             if x is not None:
                 add_running([x], t, POOL_KILL_S)
     elif kind == "redis_kill":
-        back = fault.until or t
-        add_running(running(None), back, bound)
-        add_retries(None, back)
+        # Measured from the kill: the deadline is pushed back by the time Redis was down.
+        # (An end event's time is stamped when the workflow returned, possibly while Redis
+        # was down and before the commit that followed its restart.)
+        add_running(running(None), t, bound)
+        add_retries(None, t)
     elif kind == "client_kill":
         add_running(running(None), t, bound)
     return out
