@@ -84,7 +84,7 @@ def tables(baseline: ChaosReport | None, chaos: ChaosReport, minutes: float) -> 
     both("refused at submit (Redis down)", lambda r: r.runs["refused at submit"])
     both("runs ended success", lambda r: r.runs["succeeded"])
     both("runs not ended after the drain", lambda r: r.runs["not ended by the drain"])
-    both("runs/min (success, in the load window)", lambda r: f"{r.runs_per_min:.1f}")
+    both("runs/min ended success (load window, after the first)", lambda r: f"{r.runs_per_min:.1f}")
     both("run time p50 / p95 / max s", _run_times)
     both(
         "steps run more than once (extra starts)",
