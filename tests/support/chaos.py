@@ -8,7 +8,10 @@ One :class:`ChaosRun` owns a :class:`tests.support.cluster.Cluster` (a private
 ``celery -A dagflow worker`` processes, optionally ``dagflow events collect``, a load thread
 that submits a 25-task DAG (fan-outs, joins, two flaky tasks with retries, payload passing)
 every ``submit_every_s`` through :meth:`dagflow.runner.Runner.submit`, and, in the main
-thread, a fault injector driven by ``random.Random(seed)``:
+thread, a fault injector driven by ``random.Random(seed)``: every ``fault_every_s`` it takes
+the next kind from rounds of all kinds, each round in a seeded order (a short run still
+sees every kind; the same seed gives the same sequence of kinds, while targets and the exact
+times depend on what is up when the fault is due):
 
 * ``worker_kill``: SIGKILL a worker's process group, start a new worker after a pause;
 * ``pool_kill``: SIGKILL one pool process (a psutil child of a worker's main process);
@@ -288,6 +291,7 @@ class ChaosRun:
         self.collector: subprocess.Popen[bytes] | None = None
         self.collector_gen = 0
         self.redis_down: Fault | None = None
+        self.kinds: list[str] = []
         self.t0 = time.time()
 
     # ---------------------------------------------------------------- processes
@@ -396,27 +400,34 @@ class ChaosRun:
         with self.lock:
             return [s for s in self.slots if s.state == "up" and s.proc is not None]
 
-    def _inject(self) -> None:
+    def _next_kind(self) -> str:
+        """The next fault kind: rounds of every kind, each round in a seeded random order.
+
+        Rounds rather than independent draws, so that a short run still injects every kind
+        and a seed always names the same sequence of kinds.
+        """
+        if not self.kinds:
+            self.kinds = list(self.config.faults)
+            self.rng.shuffle(self.kinds)
+        return self.kinds.pop(0)
+
+    def _inject(self, kind: str) -> bool:
+        """Inject ``kind`` if it can be now; False if it must wait (then call again later)."""
         cfg = self.config
         up = self._eligible_workers()
         frozen = any(s.state == "frozen" for s in self.slots)
-        possible = []
-        for kind in cfg.faults:
-            if kind in ("worker_kill", "freeze") and len(up) < 2:
-                continue  # leave at least one worker able to take over
-            if kind == "freeze" and frozen:
-                continue
-            if kind == "pool_kill" and not up:
-                continue
-            if kind in ("redis_kill", "client_kill") and self.redis_down is not None:
-                continue
-            if kind == "collector_kill" and (self.collector is None or not cfg.collector):
-                continue
-            possible.append(kind)
-        if not possible:
-            return
-        kind = self.rng.choice(possible)
+        if kind in ("worker_kill", "freeze") and len(up) < 2:
+            return False  # leave at least one worker able to take over
+        if kind == "freeze" and frozen:
+            return False
+        if kind == "pool_kill" and not up:
+            return False
+        if kind in ("redis_kill", "client_kill") and self.redis_down is not None:
+            return False
+        if kind == "collector_kill" and (self.collector is None or not cfg.collector):
+            return False
         getattr(self, f"_{kind}")(up)
+        return True
 
     def _worker_kill(self, up: list[Slot]) -> None:
         slot = self.rng.choice(up)
@@ -556,11 +567,14 @@ class ChaosRun:
             loader.start()
             end = time.monotonic() + cfg.duration_s
             next_fault = time.monotonic() + self.rng.uniform(*cfg.fault_every_s)
+            kind = self._next_kind() if cfg.faults else ""
             while time.monotonic() < end:
                 self._run_due_actions()
                 self._check_exits()
-                if cfg.faults and time.monotonic() >= next_fault:
-                    self._inject()
+                # A fault that cannot happen yet (no second worker up, Redis already down)
+                # waits for the next tick rather than being replaced by another kind.
+                if kind and time.monotonic() >= next_fault and self._inject(kind):
+                    kind = self._next_kind()
                     next_fault = time.monotonic() + self.rng.uniform(*cfg.fault_every_s)
                 time.sleep(TICK_S)
             self.stop_load.set()
