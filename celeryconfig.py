@@ -5,6 +5,7 @@ Only Celery's own keys live here; dagflow's environment variables are in
 from ``DAGFLOW_RESULT_BACKEND`` (default: the broker's Redis).
 """
 
+from dagflow.redis_url import transport_options
 from dagflow.settings import VISIBILITY_TIMEOUT_S, Settings
 
 _settings = Settings.from_env()
@@ -28,17 +29,27 @@ worker_prefetch_multiplier = 1
 # (leases and the sweeper recover steps whose worker died), so it stays above any step's
 # run time to avoid needless copies. RabbitMQ's own limit is consumer_timeout (30 min by
 # default): raise it on the server for steps that run longer (see the README).
-broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
-result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+# A sentinel:// URL also needs the primary's name (DAGFLOW_REDIS_MASTER_NAME): kombu and
+# Celery's result backend refuse to connect without it.
+broker_transport_options = {
+    "visibility_timeout": VISIBILITY_TIMEOUT_S,
+    **transport_options(_settings.broker_url, _settings.redis_master_name),
+}
+result_backend_transport_options = {
+    "visibility_timeout": VISIBILITY_TIMEOUT_S,
+    **transport_options(_settings.result_backend, _settings.redis_master_name),
+}
 broker_connection_retry_on_startup = True
-# On a lost broker connection kombu gives the worker's unacknowledged messages back while
-# their steps still run. dagflow lets those steps run on and commit: the step's lease drops
-# the given-back copy when it arrives, and fencing refuses a late end. Celery's alternative,
-# cancelling them, cost a whole lease per step after a blip (the cancelled attempt kept its
-# lease) and crashed workers when Redis was killed under load (kombu's restore on a closed
-# channel; celery/celery#9250, #7185). See the README's Guarantees.
+# On a lost broker connection the steps in flight run on and commit: their leases keep any
+# other copy out, and fencing refuses a late end. Celery's alternative, cancelling them, cost
+# a whole lease per step after a blip (the cancelled attempt kept its lease).
 worker_cancel_long_running_tasks_on_connection_loss = False
 result_expires = 24 * 3600
+# Celery's consumer exits the worker when the broker's Redis dies under an unacknowledged
+# message (a killed server, a Sentinel failover: kombu restores through a closed channel;
+# celery/celery#9250, #7185). dagflow's leaves such messages in kombu's unacked hash instead:
+# a step still running commits, and the sweeper re-sends one that no worker runs.
+worker_consumer = "dagflow.consumer:Consumer"
 
 timezone = "UTC"
 enable_utc = True

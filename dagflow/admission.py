@@ -82,5 +82,8 @@ def slots_from_json(raw: Any) -> list[Slot]:
 
 
 def waiting_line(slots: Sequence[Slot]) -> str:
-    """``waiting for a slot: dag nightly (1 at once), tenant acme (2 at once)``."""
+    """``waiting for a slot: dag nightly (1 at once), tenant acme (2 at once)``; without the
+    slots (an older run's metadata), ``waiting for a slot``."""
+    if not slots:
+        return "waiting for a slot"
     return "waiting for a slot: " + ", ".join(s.describe() for s in slots)

@@ -80,7 +80,7 @@ def cancel_run(
                 plan,
                 task_id=task_id,
                 workflow_ref=plan.tasks[task_id].workflow_ref,
-                error="cancelled: the run was cancelled before it started",
+                error="cancelled: the run was cancelled while no worker ran this task",
             )
     if interrupt and result.running and not rt.settings.embedded:
         for task_id, token in result.running:

@@ -18,6 +18,7 @@ from dagflow.compile import STEP_TASK
 from dagflow.errors import ConfigError
 from dagflow.firing import run_finished_hook
 from dagflow.jobs import job_finished_hook, job_started_hook
+from dagflow.redis_url import transport_options
 from dagflow.runtime import Runtime, runtime_for
 from dagflow.settings import Settings
 from dagflow.state_store import state_recorder
@@ -52,6 +53,14 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
     conf = {k: getattr(module, k) for k in dir(module) if k.islower() and not k.startswith("_")}
     conf["broker_url"] = settings.broker_url or "memory://"
     conf["result_backend"] = settings.result_backend
+    # celeryconfig's options were built from the environment; ``settings`` may name other
+    # URLs (a test's, the embedded mode's), so their Sentinel primary comes from here.
+    for key, url in (
+        ("broker_transport_options", settings.broker_url),
+        ("result_backend_transport_options", settings.result_backend),
+    ):
+        options = {k: v for k, v in (conf.get(key) or {}).items() if k != "master_name"}
+        conf[key] = {**options, **transport_options(url, settings.redis_master_name)}
     if settings.embedded:
         # celeryconfig's Redis transport options mean nothing to the in-memory transport.
         conf["broker_transport_options"] = {"polling_interval": MEMORY_POLLING_INTERVAL_S}

@@ -28,6 +28,7 @@ from dagflow.clock import now_iso
 from dagflow.events import Event
 from dagflow.jsonl import ReadStats
 from dagflow.keys import EVENTS_STREAM
+from dagflow.redis_url import DEFAULT_MASTER_NAME, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +54,15 @@ class RedisEventStream:
     Args:
         url: The Redis that holds run state (the stream lives next to it).
         maxlen: Approximate cap on the stream's length.
+        master_name: The Sentinel primary's name, for a ``sentinel://`` URL.
     """
 
-    def __init__(self, url: str, maxlen: int = DEFAULT_MAXLEN) -> None:
+    def __init__(
+        self, url: str, maxlen: int = DEFAULT_MAXLEN, *, master_name: str = DEFAULT_MASTER_NAME
+    ) -> None:
         self.url = url
         self.maxlen = maxlen
-        self.client: redis.Redis = redis.Redis.from_url(url, decode_responses=True)
+        self.client: redis.Redis = redis_client(url, master_name=master_name, decode_responses=True)
 
     def _add(self, log: str, records: Sequence[Mapping[str, Any]]) -> bool:
         try:

@@ -67,7 +67,7 @@ RETRIES_PER_SWEEP = 100
 
 NO_REDIS = (
     "jobs are kept in Redis: set DAGFLOW_BROKER_URL (or DAGFLOW_RESULT_BACKEND) to a redis:// "
-    "URL (without a broker, `dagflow schedule` keeps its jobs in memory)"
+    "(or sentinel://) URL (without a broker, `dagflow schedule` keeps its jobs in memory)"
 )
 
 
@@ -80,7 +80,9 @@ def job_store(settings: Settings | None = None) -> RedisJobStore:
     settings = settings or Settings.from_env()
     for url in (settings.result_backend, settings.broker_url):
         if is_redis_url(url):
-            return RedisJobStore(url, ttl=settings.run_ttl_s)
+            return RedisJobStore(
+                url, ttl=settings.run_ttl_s, master_name=settings.redis_master_name
+            )
     raise ConfigError(NO_REDIS)
 
 

@@ -97,8 +97,10 @@ PENDING_TENANT_PREFIX = f"{PREFIX}pending:tenant:"
 EVENTS_STREAM = f"{PREFIX}events"
 COLLECTOR_GROUP = "collectors"
 
-#: URL schemes of a Redis server (TCP, TLS, unix socket), as redis-py and kombu accept them.
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+#: URL schemes of a Redis dagflow can keep runs in: one server (TCP, TLS, unix socket), as
+#: redis-py and kombu accept them, or a primary found through Redis Sentinel (kombu's form,
+#: see dagflow.redis_url).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
 
 
 def run_key(run_id: str, part: str) -> str:
@@ -128,7 +130,8 @@ def split_member(member: str) -> tuple[str, str]:
 
 
 def is_redis_url(url: str | None) -> TypeGuard[str]:
-    """True when ``url`` names a Redis server (``redis://``, ``rediss://`` or ``unix://``)."""
+    """True when ``url`` names a Redis server (``redis://``, ``rediss://`` or ``unix://``) or a
+    Sentinel primary (``sentinel://``): a Redis dagflow can keep runs in."""
     return bool(url) and str(url).startswith(REDIS_SCHEMES)
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from dagflow.keys import SCHED_PREFIX
+from dagflow.redis_url import DEFAULT_MASTER_NAME, redis_client
 
 #: How long a claim is kept, in seconds. It must outlive the catch-up window
 #: (``dagflow.ticker.CATCH_UP_S``), the latest moment any process may try a minute.
@@ -87,11 +88,11 @@ class RedisMinuteClaims:
         self._script = client.register_script(_CLAIM_LUA)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> RedisMinuteClaims:
-        """Connect to the Redis at ``url`` (the broker's)."""
-        import redis
-
-        return cls(redis.Redis.from_url(url, decode_responses=True), **kwargs)
+    def from_url(
+        cls, url: str, *, master_name: str = DEFAULT_MASTER_NAME, **kwargs: Any
+    ) -> RedisMinuteClaims:
+        """Connect to the Redis at ``url`` (the broker's; ``master_name`` for Sentinel)."""
+        return cls(redis_client(url, master_name=master_name, decode_responses=True), **kwargs)
 
     def _key(self, schedule_id: str, minute: str) -> str:
         return f"{self.prefix}:claim:{schedule_id}:{minute}"

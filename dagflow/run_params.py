@@ -10,6 +10,7 @@ error naming the file and the key. Workflows read the result through
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,9 @@ import yaml
 
 from dagflow.errors import DagValidationError
 from dagflow.spec import SAFE_LOADER
+
+#: What YAML 1.1 reads as a base-60 number (``10:05`` is 605): a time of day, kept as text.
+_SEXAGESIMAL = re.compile(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$")
 
 
 def parse_param_args(items: Sequence[str]) -> dict[str, Any]:
@@ -32,6 +36,9 @@ def parse_param_args(items: Sequence[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ValueError(f"expected key=value, got {item!r}")
+        if _SEXAGESIMAL.match(raw.strip()):
+            out[key] = raw
+            continue
         try:
             value = yaml.load(raw, Loader=SAFE_LOADER) if raw.strip() else ""
         except yaml.YAMLError:

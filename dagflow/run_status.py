@@ -75,14 +75,20 @@ class RunStatus:
 
         def number(key: str) -> float | None:
             value = meta.get(key)
-            return float(value) if isinstance(value, int | float) else None
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return None
+            return float(value)
+
+        def text(key: str) -> str:
+            value = meta.get(key)
+            return "" if value is None else str(value)
 
         labels = meta.get("labels")
         pending = snapshot.status == "pending"
         return cls(
             run_id=snapshot.run_id,
-            dag_name=str(meta.get("dag_name", "")),
-            tenant_id=str(meta.get("tenant_id", "")),
+            dag_name=text("dag_name"),
+            tenant_id=text("tenant_id"),
             status=snapshot.status,
             started_at=None if pending else number("started_at"),
             finished_at=number("finished_at"),

@@ -401,7 +401,7 @@ def list_runs(
     """
     settings = settings or Settings.from_env()
     url = store_url(settings)
-    store = RedisRunStore(url, ttl=settings.run_ttl_s)
+    store = RedisRunStore(url, ttl=settings.run_ttl_s, master_name=settings.redis_master_name)
     try:
         with sealed(url):
             found = store.list_runs(tenant_id=tenant, dag_name=dag, status=status, limit=limit)

@@ -99,7 +99,7 @@ def store_url(settings: Settings) -> str:
             return url
     raise ConfigError(
         "dagflow keeps run state in Redis: set DAGFLOW_BROKER_URL or DAGFLOW_RESULT_BACKEND "
-        "to a redis:// URL"
+        "to a redis:// (or sentinel://) URL"
     )
 
 
@@ -133,17 +133,22 @@ class Runtime:
                     store_url(settings),
                     ttl=settings.run_ttl_s,
                     events_maxlen=settings.events_maxlen if stream else None,
+                    master_name=settings.redis_master_name,
                 )
             )
         events: EventSink = (
-            RedisEventStream(store_url(settings), settings.events_maxlen)
+            RedisEventStream(
+                store_url(settings), settings.events_maxlen, master_name=settings.redis_master_name
+            )
             if stream
             else JsonlEventLog(settings.events_path)
         )
         jobs: JobStore = (
             MemoryJobStore()
             if settings.embedded
-            else RedisJobStore(store_url(settings), ttl=settings.run_ttl_s)
+            else RedisJobStore(
+                store_url(settings), ttl=settings.run_ttl_s, master_name=settings.redis_master_name
+            )
         )
         return cls(
             settings=settings,

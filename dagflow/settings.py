@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dagflow.errors import ConfigError
 from dagflow.keys import is_redis_url
+from dagflow.redis_url import DEFAULT_MASTER_NAME, check_master_name, check_redis_url
 
 #: Redis ``visibility_timeout`` (seconds). An unacknowledged message older than this is
 #: delivered again. dagflow does not rely on it (leases and the sweeper recover steps), but a
@@ -69,6 +70,11 @@ class Settings:
         broker_url: ``DAGFLOW_BROKER_URL`` (or ``REDIS_URL`` when ``QUEUE_BACKEND=redis``).
             ``None`` means the embedded default: an in-process broker and worker.
         result_backend: ``DAGFLOW_RESULT_BACKEND``; defaults to the broker's Redis.
+            Either URL may be ``sentinel://h1:26379;sentinel://h2:26379[/db]`` (kombu's
+            form): a primary found through Redis Sentinel (see dagflow.redis_url).
+        redis_master_name: ``DAGFLOW_REDIS_MASTER_NAME``, the name the sentinels know the
+            primary by (default ``mymaster``); used only with ``sentinel://`` URLs, by Celery
+            (its ``master_name`` transport option) and by every dagflow client alike.
         workflow_modules: ``DAGFLOW_WORKFLOWS``, comma-separated modules that register workflows.
         events_path: ``ORCH_EVENTS_PATH``, the JSONL event log.
         state_path: ``STATE_STORE_PATH``, the scheduler's JSONL state store.
@@ -113,6 +119,7 @@ class Settings:
 
     broker_url: str | None = None
     result_backend: str | None = None
+    redis_master_name: str = DEFAULT_MASTER_NAME
     workflow_modules: tuple[str, ...] = ()
     events_path: Path = Path("logs/orchestrator_events.jsonl")
     state_path: Path = Path("logs/orchestrator_state.jsonl")
@@ -161,8 +168,14 @@ class Settings:
         if broker is None and env.get("QUEUE_BACKEND", "memory").lower() == "redis":
             broker = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
         backend = env.get("DAGFLOW_RESULT_BACKEND") or None
+        # A bad Sentinel URL fails here, naming its variable, not at the first connection.
+        if broker is not None:
+            check_redis_url(broker, "DAGFLOW_BROKER_URL")
+        if backend is not None:
+            check_redis_url(backend, "DAGFLOW_RESULT_BACKEND")
         if backend is None and is_redis_url(broker):
             backend = broker
+        master_name = check_master_name(env.get("DAGFLOW_REDIS_MASTER_NAME") or DEFAULT_MASTER_NAME)
         modules = tuple(m.strip() for m in env.get("DAGFLOW_WORKFLOWS", "").split(",") if m.strip())
         jitter = _float(env, "DAGFLOW_RETRY_JITTER", 0.1)
         if jitter > 1:
@@ -178,6 +191,7 @@ class Settings:
         return cls(
             broker_url=broker,
             result_backend=backend,
+            redis_master_name=master_name,
             workflow_modules=modules,
             events_path=Path(env.get("ORCH_EVENTS_PATH") or "logs/orchestrator_events.jsonl"),
             state_path=Path(env.get("STATE_STORE_PATH") or "logs/orchestrator_state.jsonl"),

@@ -51,7 +51,9 @@ def state_recorder(settings: Settings) -> StateRecorder:
         from dagflow.event_stream import RedisEventStream
         from dagflow.runtime import store_url
 
-        return RedisEventStream(store_url(settings), settings.events_maxlen)
+        return RedisEventStream(
+            store_url(settings), settings.events_maxlen, master_name=settings.redis_master_name
+        )
     return JsonlStateStore(settings.state_path)
 
 

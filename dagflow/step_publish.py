@@ -5,11 +5,14 @@ A step message is two short strings, yet sending one with ``apply_async`` costs 
 kombu creates a Redis client for every publish and routes the message. On a no-op step
 that is the largest single cost, and a third of every hop of a chain (bench/README.md).
 
-When the broker is a plain ``redis://`` URL and ``dagflow.step`` is routed the default way
-(a direct queue, no priority, JSON, no key prefix), :class:`RedisStepSender` writes the
-message Celery would write (task protocol 2 in the envelope of kombu's Redis transport)
-with one ``LPUSH`` per batch, on a client it keeps. Anything else (RabbitMQ, the
-in-memory broker, custom routes, priorities, ``global_keyprefix``) goes through Celery
+When the broker is a plain ``redis://`` URL, or a ``sentinel://`` URL without TLS, and
+``dagflow.step`` is routed the default way (a direct queue, no priority, JSON, no key
+prefix), :class:`RedisStepSender` writes the message Celery would write (task protocol 2 in
+the envelope of kombu's Redis transport, which its Sentinel transport shares) with one
+``LPUSH`` per batch, on a client it keeps. On Sentinel that client is opened on the primary
+kombu uses (the same ``master_name`` transport option) and follows a promotion as kombu
+does. Anything else (RabbitMQ, the in-memory broker, TLS, custom routes, priorities,
+``global_keyprefix``) goes through Celery
 (:func:`direct_sender` decides; ``tests/unit/test_step_publish.py``), and
 ``tests/integration/test_step_messages.py`` checks that the two messages agree field by
 field.
@@ -39,6 +42,7 @@ from celery.utils.saferepr import saferepr
 from kombu.exceptions import KombuError
 
 from dagflow.compile import STEP_TASK, step_name
+from dagflow.redis_url import DEFAULT_MASTER_NAME, is_sentinel_url, redis_client, same_redis
 from dagflow.stores.base import Push, RunStore
 
 if TYPE_CHECKING:
@@ -137,7 +141,13 @@ def direct_sender(app: Celery) -> Sender | None:
     """The :class:`Sender` for ``app``, or None when its messages must go through Celery."""
     conf = app.conf
     url = conf.broker_url
-    if not isinstance(url, str) or ";" in url or urlsplit(url).scheme != "redis":
+    if not isinstance(url, str):
+        return None
+    if is_sentinel_url(url):
+        # kombu finds the primary by this name; without it Celery cannot connect either.
+        if not _master_name(app) or conf.broker_use_ssl:
+            return None
+    elif ";" in url or urlsplit(url).scheme != "redis":
         return None
     if (conf.broker_transport_options or {}).get("global_keyprefix"):
         return None
@@ -161,15 +171,23 @@ def direct_sender(app: Celery) -> Sender | None:
     return Sender(queue.name, (task.time_limit, task.soft_time_limit), bool(task.ignore_result))
 
 
+def _master_name(app: Celery) -> str | None:
+    """The Sentinel primary's name kombu uses for ``app``'s broker (None if unset)."""
+    name = (app.conf.broker_transport_options or {}).get("master_name")
+    return str(name) if name else None
+
+
 class RedisStepSender:
     """Writes step messages straight onto the broker's Redis queue (see the module doc)."""
 
     def __init__(self, app: Celery, sender: Sender) -> None:
         self.app = app
         self.sender = sender
-        # Connect within Celery's broker_connection_timeout, as kombu's client does.
-        self.client = redis.Redis.from_url(
+        # Connect within Celery's broker_connection_timeout, as kombu's client does, and to
+        # the primary kombu uses when the broker is a Sentinel URL.
+        self.client = redis_client(
             app.conf.broker_url,
+            master_name=_master_name(app) or DEFAULT_MASTER_NAME,
             health_check_interval=30,
             socket_connect_timeout=app.conf.broker_connection_timeout,
         )
@@ -231,13 +249,17 @@ def link_push(
     """Messages for a step's links that its ``finish`` can push itself, or None.
 
     Only when steps go straight onto Redis, the run store is on the broker's Redis (same
-    URL) and writes the events itself: then ``task_ok`` and the children's messages are
-    written in one atomic step, so no child can start before its parent's ``task_ok`` is
-    in the stream, and nothing is published after it.
+    URL, or the same Sentinel primary and database) and writes the events itself: then
+    ``task_ok`` and the children's messages are written in one atomic step, so no child can
+    start before its parent's ``task_ok`` is in the stream, and nothing is published after
+    it. A replica receives a script's writes together, so a promotion keeps both or neither.
     """
     if not links or len(links) > PUSH_MAX or not store.writes_events:
         return None
-    if getattr(store, "url", None) != app.conf.broker_url:
+    broker = app.conf.broker_url
+    if not same_redis(getattr(store, "url", None), broker):
+        return None
+    if is_sentinel_url(broker) and getattr(store, "master_name", None) != _master_name(app):
         return None
     direct = _direct(app)
     if direct is None:

@@ -176,7 +176,7 @@ def claims_for(settings: Settings) -> MinuteClaims:
     state store's ``schedule_enqueued`` lines (the embedded mode)."""
     for url in (settings.result_backend, settings.broker_url):
         if is_redis_url(url):
-            return RedisMinuteClaims.from_url(url)
+            return RedisMinuteClaims.from_url(url, master_name=settings.redis_master_name)
     claims = MemoryMinuteClaims()
     claims.seed(iter_records(settings.state_path))
     return claims

@@ -82,6 +82,16 @@ def _close(attempt: dict[str, Any], event: Record, ts: datetime | None, status: 
         attempt["duration_s"] = (ts - attempt["start"]).total_seconds()
 
 
+def _open_attempt(
+    attempts: dict[tuple[str, int, int], dict[str, Any]], task: str
+) -> dict[str, Any] | None:
+    """The task's latest attempt still drawn as running (a retry pending counts), if any."""
+    found = [
+        a for (t, _, _), a in attempts.items() if t == task and a["status"] in ("running", "retry")
+    ]
+    return found[-1] if found else None
+
+
 def _task_state(attempts: list[dict[str, Any]]) -> str:
     last = str(attempts[-1]["status"])
     # A task whose last attempt failed with a retry pending is still running.
@@ -134,6 +144,10 @@ def run_timeline(
         n = number if isinstance(number, int) else 1
         fence = event.get("fence")
         started = (task, n, fence if isinstance(fence, int) else 0) in attempts
+        if kind == "task_cancel" and not started and (open_ := _open_attempt(attempts, task)):
+            # A cancel that ended an attempt a dead worker left open names no attempt.
+            _close(open_, event, ts, "cancelled")
+            continue
         if kind in _NOT_RUN and not (kind == "task_cancel" and started):
             # Cancelled before it started (or skipped): a task with no attempt.
             not_run[task] = (_NOT_RUN[str(kind)], ts, event.get("error"))

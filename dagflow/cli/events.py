@@ -34,10 +34,9 @@ def collect() -> int:
     Run one (or two, for availability) next to the dashboard. A collector killed at any
     moment and started again loses no event and writes none twice.
     """
-    import redis
-
     from dagflow.collector import Collector
     from dagflow.errors import ConfigError
+    from dagflow.redis_url import redis_client
     from dagflow.runtime import store_url
     from dagflow.settings import Settings
 
@@ -47,7 +46,9 @@ def collect() -> int:
             "dagflow events collect needs DAGFLOW_EVENTS=stream and a broker "
             "(DAGFLOW_BROKER_URL): without them every process writes ORCH_EVENTS_PATH itself"
         )
-    client = redis.Redis.from_url(store_url(settings), decode_responses=True)
+    client = redis_client(
+        store_url(settings), master_name=settings.redis_master_name, decode_responses=True
+    )
     collector = Collector(
         client,
         settings.events_path,
@@ -122,7 +123,9 @@ def _stream_source(settings: Any) -> Any:
     from dagflow.event_stream import RedisEventStream
     from dagflow.runtime import store_url
 
-    return RedisEventStream(store_url(settings), settings.events_maxlen)
+    return RedisEventStream(
+        store_url(settings), settings.events_maxlen, master_name=settings.redis_master_name
+    )
 
 
 def _file_records(settings: Any, wanted: Any) -> list[dict[str, Any]]:

@@ -42,12 +42,14 @@ def probe_queue(settings: Settings) -> QueueStats | None:
     """Queue stats from a Redis broker, and the event collector's lag (None: neither)."""
     stats = None
     if settings.broker_url is not None and is_redis_url(settings.broker_url):
-        stats = redis_queue_stats(settings.broker_url, settings.result_backend)
+        stats = redis_queue_stats(
+            settings.broker_url, settings.result_backend, master_name=settings.redis_master_name
+        )
     if settings.events_sink == "stream" and not settings.embedded:
         # The panels read the collected log: say how far behind it is.
         from dagflow.runtime import store_url
 
-        stats = with_collector_lag(stats, store_url(settings))
+        stats = with_collector_lag(stats, store_url(settings), settings.redis_master_name)
     return stats
 
 

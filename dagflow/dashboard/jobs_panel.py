@@ -69,7 +69,10 @@ def probe_jobs(settings: Settings, tenant: str | None) -> JobsView | None:
     if url is None:
         return None
     store = RedisJobStore(
-        url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S
+        url,
+        master_name=settings.redis_master_name,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=SOCKET_TIMEOUT_S,
     )
     try:
         return summarize_jobs(store.jobs(tenant=tenant, limit=JOBS_SCANNED, scan=JOBS_SCANNED))

@@ -9,6 +9,7 @@ never blocked by the dashboard; a partial count is flagged as such.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ from typing import Any
 
 import redis
 
+from dagflow.errors import ConfigError
 from dagflow.keys import is_dagflow_key, is_redis_url
+from dagflow.redis_url import DEFAULT_MASTER_NAME, redis_client
 
 #: Keys asked for per SCAN call, and the most SCAN calls one refresh makes per database.
 SCAN_COUNT = 500
@@ -61,10 +64,13 @@ class QueueStats:
         return sum(self.queues.values())
 
 
-def connect(url: str) -> redis.Redis:
+def connect(url: str, master_name: str = DEFAULT_MASTER_NAME) -> redis.Redis:
     """Open a client with short timeouts, so a down Redis shows as a message, not a hang."""
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S
+    return redis_client(
+        url,
+        master_name=master_name,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=SOCKET_TIMEOUT_S,
     )
 
 
@@ -133,13 +139,21 @@ def _state(raw: Any) -> str | None:
 def redis_queue_stats(
     broker_url: str,
     backend_url: str | None = None,
-    connector: Callable[[str], redis.Redis] = connect,
+    connector: Callable[[str], redis.Redis] | None = None,
+    master_name: str = DEFAULT_MASTER_NAME,
 ) -> QueueStats:
     """Read pending messages from ``broker_url`` and result states from ``backend_url``.
 
     Never raises for Redis trouble: a connection or protocol error comes back in
     :attr:`QueueStats.error`, so the page still renders.
+
+    Args:
+        broker_url: The broker's Redis (or Sentinel) URL.
+        backend_url: The result backend's, if it is Redis.
+        connector: Opens a client for a URL (:func:`connect` with ``master_name`` if None).
+        master_name: The Sentinel primary's name, for ``sentinel://`` URLs.
     """
+    connector = connector or functools.partial(connect, master_name=master_name)
     try:
         broker = connector(broker_url)
         queues, truncated = broker_queues(broker)
@@ -148,12 +162,14 @@ def redis_queue_stats(
             backend = broker if backend_url == broker_url else connector(backend_url)
             results, more = result_states(backend)
             truncated = truncated or more
-    except (redis.RedisError, OSError, ValueError) as exc:
+    except (redis.RedisError, OSError, ValueError, ConfigError) as exc:
         return QueueStats(error=f"Redis error: {type(exc).__name__}: {exc}")
     return QueueStats(queues=queues, results=results, truncated=truncated)
 
 
-def with_collector_lag(stats: QueueStats | None, store_url: str) -> QueueStats | None:
+def with_collector_lag(
+    stats: QueueStats | None, store_url: str, master_name: str = DEFAULT_MASTER_NAME
+) -> QueueStats | None:
     """``stats`` plus how far behind the event collector is (read from the stream's group)
     and how many runs wait for a slot, per tenant (from the admission queues)."""
     import dataclasses
@@ -163,8 +179,9 @@ def with_collector_lag(stats: QueueStats | None, store_url: str) -> QueueStats |
     from dagflow.keys import PENDING_TENANT_PREFIX, PENDING_TENANTS
 
     try:
-        client = redis.Redis.from_url(
+        client = redis_client(
             store_url,
+            master_name=master_name,
             decode_responses=True,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
             socket_timeout=SOCKET_TIMEOUT_S,
@@ -178,7 +195,7 @@ def with_collector_lag(stats: QueueStats | None, store_url: str) -> QueueStats |
             waiting = dict(zip(tenants, (int(n) for n in pipe.execute()), strict=True))
         finally:
             client.close()
-    except (redis.RedisError, OSError):
+    except (redis.RedisError, OSError, ConfigError):
         return stats
     base = stats if stats is not None else QueueStats(error=NO_BROKER)
     return dataclasses.replace(

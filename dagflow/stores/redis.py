@@ -33,6 +33,7 @@ from dagflow.keys import (
     run_key,
     step_member,
 )
+from dagflow.redis_url import DEFAULT_MASTER_NAME, redis_client
 from dagflow.stores.base import (
     TERMINAL,
     AttemptEnd,
@@ -77,21 +78,30 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
     """A :class:`~dagflow.stores.base.RunStore` on a Redis server.
 
     Args:
-        url: ``redis://host:port/db`` of the server (the broker's or result backend's).
+        url: ``redis://host:port/db`` of the server (the broker's or result backend's), or a
+            ``sentinel://`` URL of a primary (see :mod:`dagflow.redis_url`).
         ttl: Seconds every key of a run lives after the run starts.
+        events_maxlen: The event stream's cap, when the store writes events itself.
+        master_name: The Sentinel primary's name (``DAGFLOW_REDIS_MASTER_NAME``).
     """
 
     def __init__(
-        self, url: str, ttl: int = 7 * 24 * 3600, events_maxlen: int | None = None
+        self,
+        url: str,
+        ttl: int = 7 * 24 * 3600,
+        events_maxlen: int | None = None,
+        *,
+        master_name: str = DEFAULT_MASTER_NAME,
     ) -> None:
         self.url = url
+        self.master_name = master_name
         self.ttl = ttl
         #: With a cap, the events handed to finish, retry, create_run and mark_done are
         #: appended to the event stream in the same atomic step as the change they report.
         self.events_maxlen = events_maxlen
         self.writes_events = events_maxlen is not None
-        self.client: redis.Redis = redis.Redis.from_url(
-            url, decode_responses=True, health_check_interval=30
+        self.client: redis.Redis = redis_client(
+            url, master_name=master_name, decode_responses=True, health_check_interval=30
         )
         self._claim = self.client.register_script(CLAIM)
         self._renew = self.client.register_script(RENEW)

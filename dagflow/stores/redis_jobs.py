@@ -19,6 +19,7 @@ from redis.typing import EncodableT, FieldT
 
 from dagflow.job import Job, JobStatus
 from dagflow.keys import JOBS, JOBS_DRAINING, JOBS_QUEUE, JOBS_RETRIES, job_key
+from dagflow.redis_url import DEFAULT_MASTER_NAME, redis_client
 from dagflow.stores.jobs import Change, select
 
 #: Pop up to ARGV[1] job ids from the queue and mark them draining at ARGV[2] (ms).
@@ -74,16 +75,28 @@ class RedisJobStore:
     """A :class:`~dagflow.stores.jobs.JobStore` on a Redis server.
 
     Args:
-        url: ``redis://host:port/db`` of the run store's server.
+        url: ``redis://host:port/db`` of the run store's server, or its ``sentinel://`` URL.
         ttl: Seconds a job is kept after its last change (``DAGFLOW_RUN_TTL_S``).
+        master_name: The Sentinel primary's name (``DAGFLOW_REDIS_MASTER_NAME``).
         **options: More ``redis.Redis`` options (the dashboard's short timeouts).
     """
 
-    def __init__(self, url: str, ttl: int = 7 * 24 * 3600, **options: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        ttl: int = 7 * 24 * 3600,
+        *,
+        master_name: str = DEFAULT_MASTER_NAME,
+        **options: Any,
+    ) -> None:
         self.url = url
         self.ttl = ttl
-        self.client: redis.Redis = redis.Redis.from_url(
-            url, decode_responses=True, health_check_interval=30, **options
+        self.client: redis.Redis = redis_client(
+            url,
+            master_name=master_name,
+            decode_responses=True,
+            health_check_interval=30,
+            **options,
         )
         self._drain = self.client.register_script(DRAIN)
         self._requeue = self.client.register_script(REQUEUE)

@@ -40,13 +40,22 @@ class RedisServer:
         appendonly: Whether it keeps an append-only file (fsync on every write), so a
             restart keeps its data.
         bind: Addresses it listens on besides 127.0.0.1.
+        args: More ``redis-server`` arguments (``--replicaof HOST PORT``).
     """
 
-    def __init__(self, dir: Path, port: int, appendonly: bool, bind: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        dir: Path,
+        port: int,
+        appendonly: bool,
+        bind: Sequence[str] = (),
+        args: Sequence[str] = (),
+    ) -> None:
         self.dir = dir
         self.port = port
         self.appendonly = appendonly
         self.bind = tuple(bind)
+        self.args = tuple(args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -57,6 +66,7 @@ class RedisServer:
         port: int | None = None,
         appendonly: bool = False,
         bind: Sequence[str] = (),
+        args: Sequence[str] = (),
     ) -> RedisServer:
         """Start a server on ``port`` (a free one if None) and wait until it answers PING.
 
@@ -67,13 +77,14 @@ class RedisServer:
             appendonly: Keep an append-only file.
             bind: More addresses to listen on, such as a veth address a test created. Clients
                 then connect from non-loopback addresses, so protected mode is switched off.
+            args: More ``redis-server`` arguments, last (``--replicaof 127.0.0.1 PORT``).
 
         Raises:
             FileNotFoundError: ``redis-server`` is not installed.
             RuntimeError: It exited or did not answer in :data:`START_TIMEOUT_S`.
         """
         dir.mkdir(parents=True, exist_ok=True)
-        server = cls(dir, port or free_port(), appendonly, bind)
+        server = cls(dir, port or free_port(), appendonly, bind, args)
         server._spawn()
         return server
 
@@ -128,6 +139,7 @@ class RedisServer:
             cmd += ["--protected-mode", "no"]
         if self.appendonly:
             cmd += ["--appendfsync", "always"]
+        cmd += self.args
         self.proc = subprocess.Popen(
             cmd,
             cwd=self.dir,

@@ -31,6 +31,20 @@ def test_a_route_to_another_direct_queue_is_followed() -> None:
     assert sender is not None and sender.queue == "steps"
 
 
+def test_a_sentinel_broker_writes_to_the_primary_kombu_uses() -> None:
+    # Given a broker found through two sentinels, under a master name of our own
+    app = make_app(
+        Settings(
+            broker_url="sentinel://127.0.0.1:1/3;sentinel://127.0.0.1:2/3",
+            result_backend="sentinel://127.0.0.1:1/3;sentinel://127.0.0.1:2",
+            redis_master_name="df-primary",
+        )
+    )
+    # Then steps go straight onto its default queue, on a client of that primary
+    assert direct_sender(app) == Sender("celery", (None, None), True)
+    assert app.conf.broker_transport_options["master_name"] == "df-primary"
+
+
 def test_time_limits_travel_in_the_headers_as_celery_puts_them() -> None:
     app = app_with()
     app.tasks["dagflow.step"].time_limit = 60
@@ -45,7 +59,8 @@ def test_time_limits_travel_in_the_headers_as_celery_puts_them() -> None:
         ("memory://", {}),
         ("amqp://guest@127.0.0.1:5672//", {}),
         ("rediss://127.0.0.1:1/3", {}),
-        ("sentinel://127.0.0.1:26379", {}),
+        ("sentinel://127.0.0.1:26379", {"broker_use_ssl": {"ssl_cert_reqs": "required"}}),
+        ("sentinel://127.0.0.1:26379", {"broker_transport_options": {}}),
         ("redis://127.0.0.1:1/3;redis://127.0.0.1:2/3", {}),
         (REDIS, {"broker_transport_options": {"global_keyprefix": "app1:"}}),
         (REDIS, {"task_default_priority": 5}),
@@ -59,7 +74,8 @@ def test_time_limits_travel_in_the_headers_as_celery_puts_them() -> None:
         "memory",
         "rabbitmq",
         "tls",
-        "sentinel",
+        "sentinel-tls",
+        "sentinel-without-master-name",
         "failover-list",
         "key-prefix",
         "priority",

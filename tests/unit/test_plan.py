@@ -1,0 +1,162 @@
+"""The stored plan: links and joins derived once, its JSON round trip, and its version check."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from dagflow.errors import PlanVersionError, RunnerError
+from dagflow.plan import PLAN_VERSION, RunPlan, TaskPlan
+
+# child -> parents, in file order
+DIAMOND = {"a": (), "b": ("a",), "c": ("a",), "d": ("b", "c")}
+
+
+def build(
+    parents: dict[str, tuple[str, ...]],
+    timeouts: dict[str, float] | None = None,
+    *,
+    params: dict[str, Any] | None = None,
+    labels: dict[str, str] | None = None,
+) -> RunPlan:
+    """A plan of ``parents``' shape; task number i has workflow ``wf.<id>``, params
+    ``{"n": i}`` and i retries."""
+    children = {t: tuple(c for c, ps in parents.items() if t in ps) for t in parents}
+    tasks = {t: (f"wf.{t}", {"n": i}, i, (timeouts or {}).get(t)) for i, t in enumerate(parents)}
+    return RunPlan.build("g", "acme", tasks, parents, children, params=params, labels=labels)
+
+
+@pytest.fixture
+def diamond() -> RunPlan:
+    return build(DIAMOND, {"b": 2.5}, params={"day": "2026-01-05"}, labels={"retry_of": "r0"})
+
+
+def test_build_keeps_each_tasks_fields(diamond: RunPlan) -> None:
+    assert diamond.tasks["c"] == TaskPlan(
+        workflow_ref="wf.c",
+        params={"n": 2},
+        retries=2,
+        parents=("a",),
+        children=("d",),
+        timeout_s=None,
+        links=(),
+        joins=(("d", 2),),
+    )
+    assert diamond.tasks["b"].timeout_s == 2.5
+    assert diamond.version == PLAN_VERSION
+
+
+@pytest.mark.parametrize(
+    ("shape", "task", "links", "joins"),
+    [
+        # a child whose only parent is this task is a link; one with several parents a join
+        ({"a": (), "b": ("a",)}, "a", ("b",), ()),
+        (DIAMOND, "a", ("b", "c"), ()),
+        (DIAMOND, "b", (), (("d", 2),)),
+        ({"a": (), "b": (), "c": ("a",), "d": ("a", "b")}, "a", ("c",), (("d", 2),)),
+        ({"x": (), "y": (), "z": (), "j": ("x", "y", "z")}, "y", (), (("j", 3),)),
+        ({"a": (), "b": ("a",)}, "b", (), ()),
+    ],
+    ids=["chain", "fan-out", "join", "shared join", "three-way join", "leaf"],
+)
+def test_links_and_joins_are_derived_from_the_parent_counts(
+    shape: dict[str, tuple[str, ...]],
+    task: str,
+    links: tuple[str, ...],
+    joins: tuple[tuple[str, int], ...],
+) -> None:
+    plan = build(shape)
+    assert (plan.tasks[task].links, plan.tasks[task].joins) == (links, joins)
+
+
+def test_round_trip_keeps_everything_a_worker_reads(diamond: RunPlan) -> None:
+    back = RunPlan.from_json(diamond.to_json())
+    assert back == diamond
+    assert list(back.tasks) == ["a", "b", "c", "d"]  # plan order survives
+    assert back.params == {"day": "2026-01-05"} and back.labels == {"retry_of": "r0"}
+
+
+def test_json_is_compact_and_names_its_version(diamond: RunPlan) -> None:
+    raw = diamond.to_json()
+    data = json.loads(raw)
+    assert raw == json.dumps(data, separators=(",", ":"))
+    assert (data["version"], data["dag"], data["tenant"]) == (PLAN_VERSION, "g", "acme")
+    assert PLAN_VERSION == 3  # the README documents "plan version 3"
+
+
+def test_json_leaves_out_a_timeout_that_is_not_set(diamond: RunPlan) -> None:
+    tasks = json.loads(diamond.to_json())["tasks"]
+    assert tasks["b"]["timeout_s"] == 2.5
+    assert "timeout_s" not in tasks["a"]
+    # links and joins are derived again by the reader, never stored
+    assert set(tasks["d"]) == {"workflow_ref", "params", "retries", "parents", "children"}
+
+
+def test_run_params_and_labels_default_to_empty() -> None:
+    plan = build({"a": ()})
+    assert (plan.params, plan.labels) == ({}, {})
+    data = json.loads(plan.to_json())
+    assert (data["params"], data["labels"]) == ({}, {})
+
+
+def test_a_plan_with_null_params_and_labels_reads_as_empty(diamond: RunPlan) -> None:
+    data = json.loads(diamond.to_json()) | {"params": None, "labels": None}
+    plan = RunPlan.from_json(json.dumps(data))
+    assert (plan.params, plan.labels) == ({}, {})
+
+
+def test_build_copies_the_run_params_it_is_given() -> None:
+    params = {"day": "x"}
+    plan = build({"a": ()}, params=params)
+    params["day"] = "changed"
+    assert plan.params == {"day": "x"}
+
+
+@pytest.mark.parametrize("version", [2, 4, None, "3"])
+def test_a_plan_of_another_version_is_refused_with_both_versions_named(
+    diamond: RunPlan, version: object
+) -> None:
+    # Given a plan written by another dagflow (a rolling upgrade)
+    data = json.loads(diamond.to_json()) | {"version": version}
+    # When a worker reads it, then it refuses, naming both versions
+    with pytest.raises(PlanVersionError) as caught:
+        RunPlan.from_json(json.dumps(data))
+    assert str(caught.value) == (
+        f"stored plan has version {version!r}; this dagflow reads version {PLAN_VERSION} "
+        "(run the same dagflow version on clients and workers)"
+    )
+
+
+def test_an_old_short_version_key_is_read(diamond: RunPlan) -> None:
+    data = json.loads(diamond.to_json())
+    del data["version"]
+    with pytest.raises(PlanVersionError, match="stored plan has version 2;"):
+        RunPlan.from_json(json.dumps(data | {"v": 2}))
+    assert RunPlan.from_json(json.dumps(data | {"v": PLAN_VERSION})) == diamond
+
+
+@pytest.mark.parametrize("raw", ["[]", '"plan"', "{}"])
+def test_json_that_is_not_a_plan_is_a_version_error(raw: str) -> None:
+    with pytest.raises(PlanVersionError, match="stored plan has version None;"):
+        RunPlan.from_json(raw)
+
+
+def test_plan_version_error_is_a_runner_error() -> None:
+    assert issubclass(PlanVersionError, RunnerError)
+
+
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [("a", ["b", "c", "d"]), ("b", ["d"]), ("d", [])],
+)
+def test_descendants_are_every_task_downstream_sorted(
+    diamond: RunPlan, task: str, expected: list[str]
+) -> None:
+    assert diamond.descendants(task) == expected
+
+
+def test_descendants_are_sorted_by_id_not_plan_order() -> None:
+    plan = build({"root": (), "z": ("root",), "m": ("z",), "a": ("root",)})
+    assert plan.descendants("root") == ["a", "m", "z"]
