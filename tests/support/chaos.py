@@ -75,6 +75,8 @@ FAULT_KINDS = (
 )
 #: Pseudo-fault recorded when a worker process exited without being killed.
 WORKER_EXIT = "worker_exit"
+#: Bytes of the spans file's end read to find the pool processes running a step.
+SPANS_TAIL_BYTES = 64_000
 #: Seconds between two looks of the supervisor loop.
 TICK_S = 0.05
 #: Seconds the collector gets, after the drain, to write every event of the stream (it looks
@@ -456,11 +458,34 @@ class ChaosRun:
             return
         if not children:
             return
-        child = self.rng.choice(children)
+        # Prefer a pool process that is running a step: killing an idle one tests little.
+        busy = self._busy_pids()
+        child = self.rng.choice([c for c in children if c.pid in busy] or children)
         at = time.time()
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
         self._record(Fault("pool_kill", at, slot.node, pid=child.pid, detail=f"pid {child.pid}"))
+
+    def _busy_pids(self) -> set[int]:
+        """Pids with an execution of ``test.chaos`` started and not ended (spans file tail)."""
+        path = self.spans_dir / "spans.txt"
+        try:
+            with path.open("rb") as handle:
+                handle.seek(max(0, path.stat().st_size - SPANS_TAIL_BYTES))
+                lines = handle.read().decode(errors="replace").splitlines()[1:]
+        except OSError:
+            return set()
+        open_keys: dict[str, int] = {}
+        for line in lines:
+            parts = line.split()
+            if len(parts) != 6:
+                continue
+            key = " ".join(parts[1:5])
+            if parts[0] == "start":
+                open_keys[key] = int(parts[4])
+            elif parts[0] == "end":
+                open_keys.pop(key, None)
+        return set(open_keys.values())
 
     def _freeze(self, up: list[Slot]) -> None:
         slot = self.rng.choice(up)
