@@ -195,6 +195,9 @@ class ChaosReport:
                 f"{statistics.median(self.retry_lateness):.2f}, max {max(self.retry_lateness):.2f}"
             )
         lines += [f"worker exit: {e}" for e in self.exits]
+        # The harness's own trouble (a worker not ready in time, a collector that exited)
+        # is not a check, but a reader of a failure must see it.
+        lines += [f"harness: {n}" for n in self.notes if "did not start" in n or "exited" in n]
         lines += [f"FAILED {f}" for f in self.failures[:40]]
         if len(self.failures) > 40:
             lines.append(f"... and {len(self.failures) - 40} more failures")
