@@ -292,6 +292,7 @@ class ChaosRun:
         self.stop_load = threading.Event()
         self.collector: subprocess.Popen[bytes] | None = None
         self.collector_gen = 0
+        self.collector_exits: list[str] = []
         self.redis_down: Fault | None = None
         self.kinds: list[str] = []
         self.t0 = time.time()
@@ -393,7 +394,7 @@ class ChaosRun:
         if self.collector is not None and self.collector.poll() is not None:
             rc = self.collector.returncode
             self._note(f"collector exited by itself (rc {rc}); starting it again")
-            self.notes.append(f"collector exited rc {rc}")
+            self.collector_exits.append(f"rc {rc} at +{time.time() - self.t0:.1f} s")
             self._start_collector()
 
     # ---------------------------------------------------------------- faults
@@ -672,8 +673,9 @@ class ChaosRun:
         return outputs
 
     def _check_collector(self) -> str | None:
-        """Wait (bounded) until the collector wrote every event of the stream; None if it did,
-        else what differs. Checks that a collector killed at any moment loses and doubles none."""
+        """Wait (bounded) until the collector wrote every event of the stream; None if it did
+        and never exited on its own, else what differs. A collector killed at any moment must
+        lose and double nothing."""
         client = self.cluster.server.client()
         deadline = time.monotonic() + COLLECTOR_CATCH_UP_S
         lag = None
@@ -699,11 +701,13 @@ class ChaosRun:
                     written.append(str(json.loads(line).get("event_id")))
         doubles = [i for i, n in Counter(written).items() if n > 1]
         missing = stream_ids - set(written)
-        if not doubles and not missing:
+        exits = f"; it exited on its own: {', '.join(self.collector_exits)}"
+        if not doubles and not missing and not self.collector_exits:
             return None
         return (
             f"collector: {len(missing)} of {len(stream_ids)} stream events missing from "
             f"{path.name}, {len(doubles)} written twice (lag at the end: {lag})"
+            f"{exits if self.collector_exits else ''}"
         )
 
     def close(self) -> None:
