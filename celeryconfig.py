@@ -49,13 +49,13 @@ result_expires = 24 * 3600
 # message (a killed server, a Sentinel failover: kombu restores through a closed channel;
 # celery/celery#9250, #7185). dagflow's leaves such messages in kombu's unacked hash instead:
 # a step still running commits, and the sweeper re-sends one that no worker runs.
-worker_consumer = "dagflow.consumer:Consumer"
+worker_consumer = "dagflow.execution.consumer:Consumer"
 
 timezone = "UTC"
 enable_utc = True
 
 # `celery -A dagflow beat` reads the schedules directory with dagflow's scheduler.
-beat_scheduler = "dagflow.beat:DagflowScheduler"
+beat_scheduler = "dagflow.scheduling.beat:DagflowScheduler"
 
 # Celery's own task events cost ~3 kB on the broker per task (dagflow has its own event log).
 # Flower switches them on in running workers when it starts (its --enable_events default);

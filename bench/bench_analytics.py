@@ -27,15 +27,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dagflow.analytics import (
+from dagflow.analytics.tables import (
     per_tenant_load,
     summarize,
     summarize_dags,
     summarize_tasks,
 )
 from dagflow.clock import isoformat
-from dagflow.events import iter_events, load_events
-from dagflow.jsonl import ReadStats
+from dagflow.events.jsonl import ReadStats
+from dagflow.events.log import iter_events, load_events
 
 TASKS = ("sweep", "report", "brief")
 EDGES = [["sweep", "report"], ["report", "brief"]]

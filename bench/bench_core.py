@@ -92,10 +92,10 @@ from bench.bench_dags import (  # noqa: E402
 )
 from bench.bench_workflows import RAW_MERGE, RAW_NOOP, RAW_SLEEP, register_raw  # noqa: E402
 from dagflow import workflows  # noqa: E402
-from dagflow.dag import Dag, load_dag, plan_text  # noqa: E402
-from dagflow.runner import Runner  # noqa: E402
+from dagflow.client.runner import Runner  # noqa: E402
+from dagflow.dag.load import Dag, load_dag, plan_text  # noqa: E402
+from dagflow.dag.spec import parse_dag, read_yaml  # noqa: E402
 from dagflow.settings import Settings  # noqa: E402
-from dagflow.spec import parse_dag, read_yaml  # noqa: E402
 from tests.support import processes  # noqa: E402
 
 # --------------------------------------------------------------------------- workers
@@ -640,13 +640,15 @@ def time_plan(n: int, reps: int) -> tuple[list[str], float]:
         if rc != 0:
             raise RuntimeError(f"{cmd} exited {rc}")
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import dagflow.cli, dagflow.dag"], cwd=ROOT, env=env)
+        subprocess.run(
+            [sys.executable, "-c", "import dagflow.cli, dagflow.dag.load"], cwd=ROOT, env=env
+        )
         startup.samples.append(time.perf_counter() - t0)
 
     import yaml
 
-    from dagflow.compile import compile_dag
-    from dagflow.graph import build_graph
+    from dagflow.dag.compile import compile_dag
+    from dagflow.dag.graph import build_graph
 
     stages: dict[str, Timing] = {k: Timing() for k in (
         "read_yaml (C safe loader, GC paused)", "parse_dag (pydantic)", "build_graph",
@@ -682,7 +684,7 @@ def time_plan(n: int, reps: int) -> tuple[list[str], float]:
         "|---|---:|---|",
         f"| `dagflow plan` as a subprocess (whole command) | {whole.median:.3f} | < 1 s: "
         f"{'met' if whole.median < 1 else f'MISSED by {whole.median - 1:.2f} s'} |",
-        "| of which interpreter start + `import dagflow.cli, dagflow.dag` "
+        "| of which interpreter start + `import dagflow.cli, dagflow.dag.load` "
         f"| {startup.median:.3f} | |",
     ]
     out += [f"| {k} | {t.median:.3f} | |" for k, t in stages.items()]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from dagflow.dag import Dag, check_dag
-from dagflow.spec import parse_dag
+from dagflow.dag.load import Dag, check_dag
+from dagflow.dag.spec import parse_dag
 
 Tasks = list[dict[str, Any]]
 

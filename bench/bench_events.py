@@ -16,7 +16,7 @@ whatever else that server receives). It measures:
    stops when the collector's file holds all N lines.
 2. **Collector lag during a real run**: the layered 10 x 100 DAG of ``bench_core.py`` on a
    ``celery -A dagflow worker --pool prefork -c 2`` (``tests.support.processes``) with a
-   collector subprocess running; ``dagflow.collector.collector_lag`` is sampled every
+   collector subprocess running; ``dagflow.events.collector.collector_lag`` is sampled every
    :data:`SAMPLE_S`, and ``dag_done``'s stream entry time is compared with the moment the
    line appears in the file.
 3. **Bytes into Redis per task** (``INFO stats total_net_input_bytes`` before and after, on
@@ -75,17 +75,17 @@ import redis  # noqa: E402
 
 from bench.bench_dags import layered_tasks, make_dag, percentile  # noqa: E402
 from dagflow import workflows  # noqa: E402
+from dagflow.client.runner import Runner  # noqa: E402
 from dagflow.clock import now_iso  # noqa: E402
-from dagflow.collector import BATCH as COLLECT_BATCH  # noqa: E402
-from dagflow.collector import BLOCK_MS as COLLECT_BLOCK_MS  # noqa: E402
-from dagflow.collector import CLAIM_IDLE_MS, collector_lag  # noqa: E402
-from dagflow.collector import Collector as DagflowCollector  # noqa: E402
-from dagflow.dag import Dag  # noqa: E402
-from dagflow.event_stream import EVENTS_LOG, RedisEventStream  # noqa: E402
-from dagflow.events import Event  # noqa: E402
+from dagflow.dag.load import Dag  # noqa: E402
+from dagflow.events.collector import BATCH as COLLECT_BATCH  # noqa: E402
+from dagflow.events.collector import BLOCK_MS as COLLECT_BLOCK_MS  # noqa: E402
+from dagflow.events.collector import CLAIM_IDLE_MS, collector_lag  # noqa: E402
+from dagflow.events.collector import Collector as DagflowCollector  # noqa: E402
+from dagflow.events.log import Event  # noqa: E402
 from dagflow.keys import COLLECTOR_GROUP, EVENTS_STREAM  # noqa: E402
-from dagflow.runner import Runner  # noqa: E402
 from dagflow.settings import Settings  # noqa: E402
+from dagflow.stores.event_stream import EVENTS_LOG, RedisEventStream  # noqa: E402
 from tests.support import processes  # noqa: E402
 
 # --------------------------------------------------------------------------- helpers
@@ -556,7 +556,7 @@ PROPOSED = f"stream, proposed: recovery + {PROPOSED_PAUSE_S * 1000:.0f} ms pause
 
 
 class ProposedCollector(DagflowCollector):
-    """The fix proposed for ``dagflow.collector.Collector``, measured here before it is made.
+    """The fix proposed for ``dagflow.events.collector.Collector``, measured here before it is made.
 
     ``Collector.collect_once`` sends ``XREADGROUP <group> 0`` (its own pending entries) and
     ``XAUTOCLAIM`` before every ``XREADGROUP >``; while workers run, the collector wakes for
@@ -591,10 +591,8 @@ class ProposedCollector(DagflowCollector):
 
 def collect_proposed(pause_s: float) -> int:
     """Run :class:`ProposedCollector` like ``dagflow events collect``, until SIGTERM."""
-    from dagflow.runtime import store_url
-
     settings = Settings.from_env()
-    client = redis.Redis.from_url(store_url(settings), decode_responses=True)
+    client = redis.Redis.from_url(settings.require_redis_url(), decode_responses=True)
     collector = ProposedCollector(
         client, settings.events_path, settings.state_path, pause_s=pause_s
     )

@@ -49,8 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.redis_service import redis_base
 from dagflow import workflows
-from dagflow.dag import Dag
-from dagflow.runner import Runner
+from dagflow.client.runner import Runner
+from dagflow.dag.load import Dag
 from dagflow.settings import Settings
 from tests.support.dags import make_dag, task
 from tests.support.processes import kill_worker, start_worker, stop_worker, worker_env

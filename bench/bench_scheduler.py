@@ -27,12 +27,12 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.redis_service import redis_base
-from dagflow.cron import floor_minute
-from dagflow.firing import Firing
-from dagflow.minute_claims import MemoryMinuteClaims, MinuteClaims, RedisMinuteClaims
-from dagflow.schedules import ScheduleDir
-from dagflow.state_store import JsonlStateStore
-from dagflow.ticker import Clock, Ticker, serve
+from dagflow.events.state_store import JsonlStateStore
+from dagflow.scheduling.cron import floor_minute
+from dagflow.scheduling.firing import Firing
+from dagflow.scheduling.schedules import ScheduleDir
+from dagflow.scheduling.ticker import Clock, Ticker, serve
+from dagflow.stores.minute_claims import MemoryMinuteClaims, MinuteClaims, RedisMinuteClaims
 
 N = 10_000
 DB = 6

@@ -5,7 +5,7 @@ Not a test: run it by hand and paste the table into ``bench/README.md``::
     python bench/bench_sweeper.py
 
 While the step queue has a backlog and outbox entries are due, each sweep reads kombu's
-``unacked`` hash (:func:`dagflow.broker_queue.look`) to find the steps a worker holds
+``unacked`` hash (:func:`dagflow.execution.broker_queue.look`) to find the steps a worker holds
 without running them. This measures one look against a private ``redis-server``
 (``BENCH_REDIS=redis://host:port`` uses an existing one; database 12 is flushed) with a
 backlog of 1,000 step messages and 0 to 1,000 held ones, against the backlog-only look the
@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis
 
 from bench.redis_service import redis_base
-from dagflow import broker_queue
 from dagflow.celery_app import make_app
+from dagflow.execution import broker_queue
+from dagflow.execution.publish import Sender, step_message
 from dagflow.settings import Settings
-from dagflow.step_publish import Sender, step_message
 
 DB = 12
 REPEAT = 200

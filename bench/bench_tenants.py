@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.redis_service import redis_base
 from dagflow import workflows
-from dagflow.runner import Runner
+from dagflow.client.runner import Runner
 from dagflow.settings import Settings
 from tests.support.dags import make_dag, task
 from tests.support.processes import start_worker, stop_worker, worker_env

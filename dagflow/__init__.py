@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from dagflow import _moved
 from dagflow.errors import (
     ConfigError,
     CycleDetectedError,
@@ -37,6 +38,8 @@ from dagflow.workflows import workflow
 
 if TYPE_CHECKING:
     from celery import Celery
+
+_moved.install()
 
 __all__ = [
     # errors
@@ -66,13 +69,13 @@ __all__ = [
 ]
 
 _LAZY = {
-    "load_dag": ("dagflow.dag", "load_dag"),
-    "plan_text": ("dagflow.dag", "plan_text"),
-    "run": ("dagflow.runner", "run"),
-    "submit": ("dagflow.runner", "submit"),
-    "get_run": ("dagflow.runner", "get_run"),
-    "list_runs": ("dagflow.runner", "list_runs"),
-    "RunContext": ("dagflow.context", "RunContext"),
+    "load_dag": ("dagflow.dag.load", "load_dag"),
+    "plan_text": ("dagflow.dag.load", "plan_text"),
+    "run": ("dagflow.client.runner", "run"),
+    "submit": ("dagflow.client.runner", "submit"),
+    "get_run": ("dagflow.client.runner", "get_run"),
+    "list_runs": ("dagflow.client.runner", "list_runs"),
+    "RunContext": ("dagflow.workflows.context", "RunContext"),
 }
 _app: Celery | None = None
 

@@ -13,16 +13,17 @@ import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from dagflow import step, tasks, workflows
-from dagflow.compile import STEP_TASK
+from dagflow import tasks, workflows
+from dagflow.dag.compile import STEP_TASK
 from dagflow.errors import ConfigError
-from dagflow.firing import run_finished_hook
-from dagflow.jobs import job_finished_hook, job_started_hook
+from dagflow.events.state_store import state_recorder
+from dagflow.execution import step
+from dagflow.execution.runtime import Runtime, runtime_for
+from dagflow.execution.sweeper import SweeperStep
 from dagflow.redis_url import transport_options
-from dagflow.runtime import Runtime, runtime_for
+from dagflow.scheduling.firing import run_finished_hook
+from dagflow.scheduling.job_hooks import job_finished_hook, job_started_hook
 from dagflow.settings import Settings
-from dagflow.state_store import state_recorder
-from dagflow.sweeper import SweeperStep
 
 if TYPE_CHECKING:
     from celery import Celery

@@ -6,7 +6,7 @@ kombu's: every key dagflow writes starts with :data:`PREFIX`, and nothing else d
 Run keys share one hash tag per run (``{<run_id>}``), so a run stays on one Redis Cluster
 slot and its Lua scripts may touch all of them::
 
-    dagflow:run:{<run_id>}:plan      string  the stored plan (JSON, see dagflow.plan)
+    dagflow:run:{<run_id>}:plan      string  the stored plan (JSON, see dagflow.dag.plan)
     dagflow:run:{<run_id>}:meta      hash    dag, tenant, labels, times, counters, status
     dagflow:run:{<run_id>}:states    hash    task -> pending|running|retry|ok|failed|skipped
     dagflow:run:{<run_id>}:claims    hash    task -> lease of the delivery allowed to run it
@@ -46,9 +46,10 @@ Scheduler keys::
     dagflow:sched:claim:<schedule>:<minute>   string  the run id that won this minute
     dagflow:sched:last                        hash    schedule -> last claimed minute
 
-Job keys (see dagflow.job; a job's hash expires DAGFLOW_RUN_TTL_S after its last change)::
+Job keys (see dagflow.scheduling.job; a job's hash expires DAGFLOW_RUN_TTL_S after its last
+change)::
 
-    dagflow:job:<job_id>      hash    job: the job as JSON (see dagflow.job.Job); status
+    dagflow:job:<job_id>      hash    job: the job as JSON (see dagflow.scheduling.job.Job); status
     dagflow:jobs              zset    job -> enqueued at (ms): every job, newest last, for
                                       ``dagflow jobs``; trimmed to DAGFLOW_RUN_TTL_S
     dagflow:jobs:queue        list    PENDING jobs no drain took yet (oldest first)

@@ -156,6 +156,33 @@ class Settings:
         """True when no broker is configured and dagflow runs everything in-process."""
         return self.broker_url is None
 
+    @property
+    def redis_url(self) -> str | None:
+        """The Redis that holds run state: the result backend's, else the broker's, else None.
+
+        The one place this rule lives; :meth:`require_redis_url` raises instead of None.
+        """
+        return next((u for u in (self.result_backend, self.broker_url) if is_redis_url(u)), None)
+
+    def require_redis_url(self) -> str:
+        """:attr:`redis_url`, for what cannot work without it.
+
+        Raises:
+            ConfigError: Neither the result backend nor the broker is a Redis URL.
+        """
+        if self.redis_url is None:
+            raise ConfigError(
+                "dagflow keeps run state in Redis: set DAGFLOW_BROKER_URL or "
+                "DAGFLOW_RESULT_BACKEND to a redis:// (or sentinel://) URL"
+            )
+        return self.redis_url
+
+    @property
+    def events_via_stream(self) -> bool:
+        """True when events go through the Redis stream (``DAGFLOW_EVENTS=stream`` with a
+        broker); the one place this rule lives."""
+        return self.events_sink == "stream" and not self.embedded
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read settings from ``env`` (``os.environ`` by default).

@@ -1,8 +1,8 @@
 """Every Celery task dagflow registers, in one place.
 
-* ``dagflow.step(run_id, task_id)``: runs one DAG step (:mod:`dagflow.step`).
+* ``dagflow.step(run_id, task_id)``: runs one DAG step (:mod:`dagflow.execution.step`).
 * ``dagflow.start_scheduled_run(firing)``: what Beat sends for each job it drains; a worker
-  loads the DAG and starts the run (:func:`dagflow.lifecycle.start_run`); the run's start
+  loads the DAG and starts the run (:func:`dagflow.execution.lifecycle.start_run`); the run's start
   makes the job ``RUNNING`` (a hook), a DAG that cannot start ends it ``FAILED``. It only submits
   (milliseconds), so no worker slot is held waiting for a DAG.
 """
@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 from billiard.exceptions import WorkerLostError
 from celery.worker.request import Request
 
-from dagflow.compile import STEP_TASK
+from dagflow.dag.compile import STEP_TASK
 from dagflow.errors import SpecError
-from dagflow.firing import START_TASK, Firing, firing_dag
-from dagflow.jobs import fail_job
-from dagflow.lifecycle import start_run
-from dagflow.runtime import runtime_for
-from dagflow.state_store import state_recorder
-from dagflow.step import execute_step
+from dagflow.events.state_store import state_recorder
+from dagflow.execution.lifecycle import start_run
+from dagflow.execution.runtime import runtime_for
+from dagflow.execution.step import execute_step
+from dagflow.scheduling.firing import START_TASK, Firing, firing_dag
+from dagflow.scheduling.job_hooks import fail_job
 
 if TYPE_CHECKING:
     from celery import Celery, Task

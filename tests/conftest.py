@@ -26,7 +26,7 @@ from types import FrameType
 import pytest
 import redis
 
-from dagflow.runner import Runner
+from dagflow.client.runner import Runner
 from dagflow.settings import Settings
 from tests.support.processes import ROOT, TEST_WORKFLOWS, start_worker, stop_worker, worker_env
 from tests.support.rabbitmq import RabbitVhost, rabbitmq_available

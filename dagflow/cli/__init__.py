@@ -51,10 +51,9 @@ def _epilog() -> str:
 
 def _is_connection_error(exc: Exception) -> bool:
     """True for errors of Redis, the broker or the network (imported here: plan stays fast)."""
-    from kombu.exceptions import KombuError
-    from redis import RedisError
+    from dagflow.stores.transport import BACKEND_ERRORS
 
-    return isinstance(exc, (OSError, RedisError, KombuError))
+    return isinstance(exc, BACKEND_ERRORS)
 
 
 def _report(line: str, code: int) -> int:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from dagflow.run_status import RunResult
+    from dagflow.client.status import RunResult
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1

@@ -38,7 +38,7 @@ def cancel(run_id: str) -> int:
     Exits 0 (also when the run had already ended: then nothing changes and it says so),
     3 if the run is unknown or expired.
     """
-    from dagflow.runner import get_run
+    from dagflow.client.runner import get_run
 
     handle = get_run(run_id)
     try:
@@ -78,7 +78,7 @@ def retry(run_id: str, no_wait: bool, timeout: float | None) -> int:
     Exits like `dagflow wait` for the new run; 3 if RUN_ID is unknown, still running or
     succeeded.
     """
-    from dagflow.runner import WaitTimeout, get_run
+    from dagflow.client.runner import WaitTimeout, get_run
 
     handle = get_run(run_id)
     try:

@@ -24,7 +24,7 @@ from dagflow.cli.common import (
 from dagflow.errors import SpecError
 
 if TYPE_CHECKING:
-    from dagflow.runner import RunHandle, Runner
+    from dagflow.client.runner import RunHandle, Runner
     from dagflow.stores import RunSnapshot
 
 #: With more tasks than this, progress is a counter line instead of one line per task.
@@ -54,7 +54,7 @@ def plan(file: Path) -> int:
 
     No server is needed: nothing is sent.
     """
-    from dagflow.dag import load_dag, plan_text
+    from dagflow.dag.load import load_dag, plan_text
 
     print(plan_text(load_dag(file)))
     return EXIT_OK
@@ -79,8 +79,8 @@ def validate(files: Sequence[Path]) -> int:
     Every file is checked: a good one is one line on stdout, a bad one one line per problem on
     stderr (each naming the file, the task and the field). Exits 2 if any file is invalid.
     """
-    from dagflow.dag import dag_from_data
-    from dagflow.spec import read_yaml
+    from dagflow.dag.load import dag_from_data
+    from dagflow.dag.spec import read_yaml
 
     out, err = sys.stdout, sys.stderr
     bad = 0
@@ -88,7 +88,7 @@ def validate(files: Sequence[Path]) -> int:
         try:
             data = read_yaml(path)  # once: it tells which kind of file this is, too
             if _is_schedule_file(path, data):
-                from dagflow.schedules import schedules_from_data
+                from dagflow.scheduling.schedules import schedules_from_data
 
                 entries = schedules_from_data(data, str(path))
                 print(f"{path}: ok ({len(entries)} schedules)", file=out)
@@ -170,9 +170,9 @@ def run(
     run is sent to the workers on that broker. Exits 1 if a task failed. With the embedded
     worker, --timeout and Ctrl+C cancel the run (it cannot outlive this process).
     """
-    from dagflow.dag import load_dag
-    from dagflow.run_params import parse_param_args, resolve_params
-    from dagflow.runner import Runner, WaitTimeout
+    from dagflow.client.runner import Runner, WaitTimeout
+    from dagflow.dag.load import load_dag
+    from dagflow.dag.params import parse_param_args, resolve_params
     from dagflow.settings import Settings
 
     out = sys.stdout

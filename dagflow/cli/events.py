@@ -34,20 +34,19 @@ def collect() -> int:
     Run one (or two, for availability) next to the dashboard. A collector killed at any
     moment and started again loses no event and writes none twice.
     """
-    from dagflow.collector import Collector
     from dagflow.errors import ConfigError
+    from dagflow.events.collector import Collector
     from dagflow.redis_url import redis_client
-    from dagflow.runtime import store_url
     from dagflow.settings import Settings
 
     settings = Settings.from_env()
-    if settings.events_sink != "stream":
+    if not settings.events_via_stream:
         raise ConfigError(
             "dagflow events collect needs DAGFLOW_EVENTS=stream and a broker "
             "(DAGFLOW_BROKER_URL): without them every process writes ORCH_EVENTS_PATH itself"
         )
     client = redis_client(
-        store_url(settings), master_name=settings.redis_master_name, decode_responses=True
+        settings.require_redis_url(), master_name=settings.redis_master_name, decode_responses=True
     )
     collector = Collector(
         client,
@@ -59,7 +58,7 @@ def collect() -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     click.echo(
-        f"dagflow events collect: {store_url(settings)} -> {settings.events_path}, "
+        f"dagflow events collect: {settings.require_redis_url()} -> {settings.events_path}, "
         f"{settings.state_path}",
         err=True,
     )
@@ -96,7 +95,7 @@ def tail(run_id: str | None, tenant: str | None, limit: int, follow: bool) -> in
             tenant is None or record.get("tenant_id") == tenant
         )
 
-    source = _stream_source(settings) if settings.events_sink == "stream" else None
+    source = _stream_source(settings) if settings.events_via_stream else None
     records = [r for r in source.read() if wanted(r)] if source else _file_records(settings, wanted)
     if not follow:
         for record in records[-limit:] if limit > 0 else records:
@@ -120,23 +119,22 @@ def _print(record: dict[str, Any]) -> None:
 
 
 def _stream_source(settings: Any) -> Any:
-    from dagflow.event_stream import RedisEventStream
-    from dagflow.runtime import store_url
+    from dagflow.stores.event_stream import RedisEventStream
 
     return RedisEventStream(
-        store_url(settings), settings.events_maxlen, master_name=settings.redis_master_name
+        settings.require_redis_url(), settings.events_maxlen, master_name=settings.redis_master_name
     )
 
 
 def _file_records(settings: Any, wanted: Any) -> list[dict[str, Any]]:
-    from dagflow.jsonl import iter_records
+    from dagflow.events.jsonl import iter_records
 
     return [r for r in iter_records(settings.events_path) if wanted(r)]
 
 
 def _follow_stream(source: Any) -> Iterator[dict[str, Any]]:
-    from dagflow.event_stream import EVENTS_LOG
     from dagflow.keys import EVENTS_STREAM
+    from dagflow.stores.event_stream import EVENTS_LOG
 
     last = "$"
     while True:

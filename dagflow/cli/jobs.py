@@ -46,8 +46,8 @@ def jobs(
     reuses what the last try finished) and the last run's id, for `dagflow status`.
     """
     from dagflow.errors import ConfigError
-    from dagflow.job import JobStatus, parse_status
-    from dagflow.jobs import job_store
+    from dagflow.scheduling.job import JobStatus, parse_status
+    from dagflow.scheduling.job_hooks import job_store
 
     wanted: JobStatus | None = None
     if status_ is not None:
@@ -98,14 +98,14 @@ def rerun_job(job_id: str) -> int:
     automatic retry. Prints the new run's id (follow it with `dagflow wait`). Exits 3 if
     the job is unknown, expired or not FAILED.
     """
-    from dagflow.jobs import rerun_job as rerun
-    from dagflow.runner import Runner
+    from dagflow.client.runner import Runner
+    from dagflow.scheduling.job_hooks import rerun_job as rerun
     from dagflow.settings import Settings
 
     settings = Settings.from_env()
     if settings.embedded:
         from dagflow.errors import ConfigError
-        from dagflow.jobs import NO_REDIS
+        from dagflow.scheduling.job_hooks import NO_REDIS
 
         raise ConfigError(NO_REDIS)
     runner = Runner(settings)

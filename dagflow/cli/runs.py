@@ -25,7 +25,7 @@ from dagflow.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from dagflow.run_status import RunStatus
+    from dagflow.client.status import RunStatus
 
 #: Run statuses ``dagflow runs --status`` accepts.
 RUN_STATUSES = ("pending", "running", "success", "failed", "cancelled")
@@ -50,7 +50,7 @@ def wait(run_id: str, timeout: float | None) -> int:
     running when --timeout passed. A Redis restart or a network blip while waiting is
     ridden out (reconnect with backoff).
     """
-    from dagflow.runner import Runner, WaitTimeout
+    from dagflow.client.runner import Runner, WaitTimeout
     from dagflow.settings import Settings
 
     settings = Settings.from_env()
@@ -127,7 +127,7 @@ def status(run_id: str, as_json: bool) -> int:
     Works from any host that reaches the run store. Exits 0 whatever the run's status (it is
     a query; `dagflow wait` exits 1 for a failed run), 3 if the run is unknown or expired.
     """
-    from dagflow.runner import get_run
+    from dagflow.client.runner import get_run
 
     handle = get_run(run_id)
     run = handle.status()
@@ -161,7 +161,7 @@ def runs(
 
     Works from any host that reaches the run store.
     """
-    from dagflow.runner import list_runs
+    from dagflow.client.runner import list_runs
 
     found = list_runs(tenant=tenant, dag=dag, status=status_, limit=limit)
     if as_json:
@@ -202,7 +202,7 @@ def outputs(run_id: str, task: str | None) -> int:
     Works from any host that reaches the run store. Exits 3 if the run is unknown or expired,
     2 if TASK is not a task of the run, 1 if TASK has no output (it did not succeed).
     """
-    from dagflow.runner import get_run
+    from dagflow.client.runner import get_run
 
     handle = get_run(run_id)
     if task is None:

@@ -32,11 +32,11 @@ from dagflow.cli.common import (
 from dagflow.errors import ScheduleError
 
 if TYPE_CHECKING:
-    from dagflow.firing import Firing
-    from dagflow.runner import Runner
-    from dagflow.schedules import ScheduleDir
+    from dagflow.client.runner import Runner
+    from dagflow.events.state_store import StateRecorder
+    from dagflow.scheduling.firing import Firing
+    from dagflow.scheduling.schedules import ScheduleDir
     from dagflow.settings import Settings
-    from dagflow.state_store import StateRecorder
 
 logger = logging.getLogger("dagflow.scheduler")
 
@@ -61,7 +61,7 @@ class _Time(click.ParamType[datetime]):
     ) -> datetime:
         if isinstance(value, datetime):
             return value
-        from dagflow.ticker import parse_time
+        from dagflow.scheduling.ticker import parse_time
 
         try:
             return parse_time(str(value))
@@ -102,9 +102,9 @@ def schedule(
     """
     if once == serve:
         raise click.UsageError("give exactly one of --once and --serve")
-    from dagflow.schedules import ScheduleDir
+    from dagflow.events.state_store import state_recorder
+    from dagflow.scheduling.schedules import ScheduleDir
     from dagflow.settings import Settings
-    from dagflow.state_store import state_recorder
 
     verbose = is_verbose()
     settings = Settings.from_env()
@@ -133,12 +133,12 @@ def _run(
     timeout: float | None,
     verbose: bool,
 ) -> int:
+    from dagflow.client.runner import Runner
     from dagflow.errors import SpecError
-    from dagflow.firing import firing_dag
-    from dagflow.jobs import fail_job
-    from dagflow.run_queue import RunQueue
-    from dagflow.runner import Runner
-    from dagflow.ticker import Clock, Ticker, claims_for, drain, serve
+    from dagflow.scheduling.firing import firing_dag
+    from dagflow.scheduling.job_hooks import fail_job
+    from dagflow.scheduling.run_pool import RunQueue
+    from dagflow.scheduling.ticker import Clock, Ticker, claims_for, drain, serve
 
     runner = Runner(settings)
     jobs = runner.runtime.jobs
@@ -228,7 +228,7 @@ def wait_job(runner: Runner, firing: Firing, timeout: float | None, poll_s: floa
     """
     import time
 
-    from dagflow.job import JobStatus
+    from dagflow.scheduling.job import JobStatus
 
     deadline = None if timeout is None else time.monotonic() + timeout
     jobs = runner.runtime.jobs

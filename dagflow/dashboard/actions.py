@@ -7,8 +7,8 @@ HTML form that POSTs to ``/actions/<run_id>/<cancel|retry>`` with a token the pa
 (an HMAC of the run and action under a secret made when the app starts), and the route
 refuses a request whose token is missing or wrong or whose ``Origin`` (else ``Referer``)
 is another site. The route calls the library (:func:`dagflow.get_run`,
-:func:`dagflow.jobs.rerun_job`) and redirects to the run's page, or to the new run's page
-after a retry or a job's re-run.
+:func:`dagflow.scheduling.job_hooks.rerun_job`) and redirects to the run's page, or to the
+new run's page after a retry or a job's re-run.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ ROUTE = "/actions/<path:run_id>/<action>"
 
 def cancel_run(settings: Settings, run_id: str) -> str:
     """Cancel ``run_id`` through the library; the run whose page to show next (the same)."""
-    from dagflow.runner import get_run
+    from dagflow.client.runner import get_run
 
     get_run(run_id, settings=settings, timeout=5).cancel()
     return run_id
@@ -45,15 +45,15 @@ def cancel_run(settings: Settings, run_id: str) -> str:
 
 def retry_run(settings: Settings, run_id: str) -> str:
     """Retry ``run_id`` through the library; the new run's id."""
-    from dagflow.runner import get_run
+    from dagflow.client.runner import get_run
 
     return get_run(run_id, settings=settings, timeout=5).retry().run_id
 
 
 def rerun_job(settings: Settings, job_id: str) -> str:
     """Give the FAILED job ``job_id`` one more try through the library; the new run's id."""
-    from dagflow.jobs import rerun_job as rerun
-    from dagflow.runner import Runner
+    from dagflow.client.runner import Runner
+    from dagflow.scheduling.job_hooks import rerun_job as rerun
 
     runner = Runner(settings)
     try:

@@ -19,7 +19,8 @@ import plotly.graph_objects as go
 from dash import Input, Output, State
 from dash.exceptions import PreventUpdate
 
-from dagflow.analytics import summarize, summarize_schedules
+from dagflow.analytics.tables import summarize, summarize_schedules
+from dagflow.analytics.timeline import run_timeline
 from dagflow.clock import utc_now
 from dagflow.dashboard import layout, run_page
 from dagflow.dashboard.actions import ActionGuard, buttons
@@ -29,7 +30,6 @@ from dagflow.dashboard.queue import QueueStats, redis_queue_stats, with_collecto
 from dagflow.dashboard.sources import CachedLog
 from dagflow.keys import is_redis_url
 from dagflow.settings import Settings
-from dagflow.timeline import run_timeline
 
 RUN_PREFIX = "/runs/"
 #: Run statuses whose page is redrawn at every refresh.
@@ -45,11 +45,9 @@ def probe_queue(settings: Settings) -> QueueStats | None:
         stats = redis_queue_stats(
             settings.broker_url, settings.result_backend, master_name=settings.redis_master_name
         )
-    if settings.events_sink == "stream" and not settings.embedded:
+    if settings.events_via_stream:
         # The panels read the collected log: say how far behind it is.
-        from dagflow.runtime import store_url
-
-        stats = with_collector_lag(stats, store_url(settings), settings.redis_master_name)
+        stats = with_collector_lag(stats, settings.require_redis_url(), settings.redis_master_name)
     return stats
 
 

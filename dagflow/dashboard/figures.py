@@ -14,8 +14,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from dagflow.analytics.rollup import parse_timestamp
 from dagflow.dashboard.dag_layout import layered_positions
-from dagflow.rollup import parse_timestamp
 
 #: One colour per task or attempt state, shared by the Gantt chart, the DAG graph, the
 #: tables and the run page's legend.
@@ -137,7 +137,7 @@ def gantt_figure(
     bar of that minimum width where they were given up.
 
     Args:
-        attempts: As :func:`dagflow.timeline.run_timeline` gives them.
+        attempts: As :func:`dagflow.analytics.timeline.run_timeline` gives them.
         tasks: Its ``tasks``; only those with no attempt and an ``end`` are drawn.
         until: ISO time where running attempts stop (default: the latest time seen).
         waiting: What the chart says when nothing has started.
@@ -225,7 +225,7 @@ def dag_graph_figure(
 
     Args:
         tasks: Rows with ``task_id``, ``state`` and optionally ``attempts``, ``start`` and
-            ``error`` (as :func:`dagflow.timeline.run_timeline` gives them).
+            ``error`` (as :func:`dagflow.analytics.timeline.run_timeline` gives them).
         edges: ``(parent, child)`` pairs; may be empty, in which case tasks are laid out left
             to right by start time. Tasks named only by an edge are drawn as pending.
     """

@@ -1,8 +1,8 @@
 """The queue panel's jobs: counts by status and the newest jobs, read from the job store.
 
-Jobs live in Redis (:mod:`dagflow.jobs`); without it the panel says so. Like the other
-panels, the jobs follow the tenant filter. Counts are over the newest :data:`JOBS_SCANNED`
-jobs, so a refresh costs one bounded read however long the history is.
+Jobs live in Redis (:mod:`dagflow.scheduling.job_hooks`); without it the panel says so.
+Like the other panels, the jobs follow the tenant filter. Counts are over the newest
+:data:`JOBS_SCANNED` jobs, so a refresh costs one bounded read however long the history is.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from dash import html
 from dagflow.dashboard.actions import ActionGuard, job_buttons
 from dagflow.dashboard.layout import ROW, Column, count_card, keep, linked, plain, table, when
 from dagflow.dashboard.queue import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S
-from dagflow.job import Job, JobStatus
-from dagflow.keys import is_redis_url
+from dagflow.scheduling.job import Job, JobStatus
 from dagflow.settings import Settings
 from dagflow.stores.redis_jobs import RedisJobStore
 
@@ -65,7 +64,7 @@ def summarize_jobs(newest: Sequence[Job], recent: int = RECENT_JOBS) -> JobsView
 
 def probe_jobs(settings: Settings, tenant: str | None) -> JobsView | None:
     """The jobs in the deployment's Redis (None without one); never raises for Redis."""
-    url = next((u for u in (settings.result_backend, settings.broker_url) if is_redis_url(u)), None)
+    url = settings.redis_url
     if url is None:
         return None
     store = RedisJobStore(

@@ -12,9 +12,9 @@ from urllib.parse import quote
 
 from dash import dcc, html
 
+from dagflow.analytics.rollup import STALE_AFTER_S
 from dagflow.dashboard.figures import STATE_COLORS
 from dagflow.dashboard.queue import NO_BROKER, QueueStats
-from dagflow.rollup import STALE_AFTER_S
 
 Row = Mapping[str, Any]
 Column = tuple[str, str, Callable[[Any], Any]]

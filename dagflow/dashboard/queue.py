@@ -175,7 +175,7 @@ def with_collector_lag(
     import dataclasses
     import time
 
-    from dagflow.collector import collector_lag
+    from dagflow.events.collector import collector_lag
     from dagflow.keys import PENDING_TENANT_PREFIX, PENDING_TENANTS
 
     try:

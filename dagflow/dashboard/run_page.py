@@ -1,6 +1,6 @@
 """The run page: summary, Gantt chart of attempts, the DAG in layers, errors and task detail.
 
-Built from one run's timeline (:func:`dagflow.timeline.run_timeline`); the cells and links
+Built from one run's timeline (:func:`dagflow.analytics.timeline.run_timeline`); the cells and links
 come from :mod:`dagflow.dashboard.layout`.
 """
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dagflow.jsonl import ReadStats, read_tail
+from dagflow.events.jsonl import ReadStats, read_tail
 
 Reader = Callable[[Path, int, ReadStats], list[dict[str, Any]]]
 

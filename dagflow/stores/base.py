@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from dagflow.admission import Slot
+    from dagflow.execution.admission import Slot
 
 from dagflow.stores.records import (
     AttemptEnd,
@@ -277,7 +277,7 @@ class RunStore(Protocol):
     def try_lock(self, name: str, holder: str, ttl_s: float) -> bool:
         """Take a named lock for ``ttl_s`` seconds unless another holder has it."""
 
-    # Admission (see dagflow.admission).
+    # Admission (see dagflow.execution.admission).
 
     def admit(self, run_id: str, tenant_id: str, slots: Sequence[Slot]) -> bool:
         """Take one slot of each scope if all have room and nobody waits for them (True);

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from dagflow.job import Job, JobStatus
+from dagflow.scheduling.job import Job, JobStatus
 
 #: A transition: the job after an event, or None to leave it as it is.
 Change = Callable[[Job], Job | None]

@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dagflow.admission import Slot
+from dagflow.execution.admission import Slot
 from dagflow.stores.memory_views import MemoryRun
 
 #: Waiting runs a promotion looks at per tenant.

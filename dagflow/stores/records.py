@@ -138,7 +138,7 @@ class AttemptEnd:
         error: ``ErrorName: message`` of a failed attempt; for a task's last attempt, the
             seed's line ``RunnerError: Task 'x' failed after N attempts: ...``.
         traceback: The workflow's own frames of a failed attempt (see
-            :mod:`dagflow.tracebacks`), or None.
+            :mod:`dagflow.execution.tracebacks`), or None.
     """
 
     duration_s: float | None = None

@@ -18,7 +18,6 @@ from typing import Any, Literal, cast
 import redis
 from redis.typing import EncodableT, FieldT
 
-from dagflow.event_stream import encode
 from dagflow.keys import (
     EVENTS_STREAM,
     LEASES,
@@ -44,6 +43,7 @@ from dagflow.stores.base import (
     Push,
     SweepResult,
 )
+from dagflow.stores.event_stream import encode
 from dagflow.stores.redis_admission import RedisAdmission
 from dagflow.stores.redis_scripts import CANCEL, CLAIM, FINISH, RELEASE, RENEW, RETRY, SWEEP
 from dagflow.stores.redis_views import RedisRunViews

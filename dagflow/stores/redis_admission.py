@@ -1,7 +1,7 @@
 """Admission on Redis: slots, waiting runs and promotion, each one atomic Lua script.
 
-See :mod:`dagflow.admission` for the rules. A run's slots are members of one zset per scope
-(``dagflow:slots:<scope>``); a waiting run sits in its tenant's list, with its slots in
+See :mod:`dagflow.execution.admission` for the rules. A run's slots are members of one zset
+per scope (``dagflow:slots:<scope>``); a waiting run sits in its tenant's list, with its slots in
 :data:`~dagflow.keys.PENDING_RUNS`. A run is eligible for promotion only while its
 metadata still says ``pending`` (a cancelled waiting run is dropped from its queue, never
 started).
@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from dagflow.admission import Slot
+from dagflow.execution.admission import Slot
 from dagflow.keys import (
     EVENTS_STREAM,
     OUTBOX,

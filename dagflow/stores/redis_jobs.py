@@ -17,9 +17,9 @@ from typing import Any, cast
 import redis
 from redis.typing import EncodableT, FieldT
 
-from dagflow.job import Job, JobStatus
 from dagflow.keys import JOBS, JOBS_DRAINING, JOBS_QUEUE, JOBS_RETRIES, job_key
 from dagflow.redis_url import DEFAULT_MASTER_NAME, redis_client
+from dagflow.scheduling.job import Job, JobStatus
 from dagflow.stores.jobs import Change, select
 
 #: Pop up to ARGV[1] job ids from the queue and mark them draining at ARGV[2] (ms).

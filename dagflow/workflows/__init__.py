@@ -10,8 +10,8 @@ plus namespaced upstream outputs) and returns a JSON-serializable value::
         return {"words": len(params["text"].split())}
 
 A workflow that accepts a second positional argument also gets the run's
-:class:`~dagflow.context.RunContext` (run id, task id, attempt, fence, run-level params, the
-schedule); its signature is inspected once, when it is registered.
+:class:`~dagflow.workflows.context.RunContext` (run id, task id, attempt, fence, run-level
+params, the schedule); its signature is inspected once, when it is registered.
 
 Workflows are found in three places, and nowhere else (YAML never triggers an import):
 the built-ins in :mod:`dagflow.workflows.builtin`, the modules named in ``DAGFLOW_WORKFLOWS``

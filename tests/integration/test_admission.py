@@ -19,9 +19,9 @@ import pytest
 import redis
 import yaml
 
-from dagflow.admission import Slot
+from dagflow.client.runner import Runner
 from dagflow.dashboard.queue import with_collector_lag
-from dagflow.runner import Runner
+from dagflow.execution.admission import Slot
 from tests.support.cluster import Cluster
 from tests.support.dags import make_dag, task
 from tests.support.processes import ROOT

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from dagflow.admission import Slot
-from dagflow.lifecycle import finish_run
-from dagflow.plan import RunPlan
-from dagflow.runtime import Runtime
+from dagflow.dag.plan import RunPlan
+from dagflow.execution.admission import Slot
+from dagflow.execution.lifecycle import finish_run
+from dagflow.execution.runtime import Runtime
 from dagflow.settings import Settings
 from dagflow.stores import FinishResult, MemoryRunStore, RedisRunStore, RunStore
 

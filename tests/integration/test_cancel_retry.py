@@ -16,7 +16,7 @@ import pytest
 import redis
 
 import dagflow
-from dagflow.firing import START_TASK, Firing
+from dagflow.scheduling.firing import START_TASK, Firing
 from tests.support.cluster import Cluster, count
 from tests.support.dags import make_dag, task
 from tests.support.processes import ROOT, TEST_WORKFLOWS

@@ -1,7 +1,7 @@
 """The collector writes the one event log from the stream: nothing lost, nothing twice.
 
 Each test owns a private redis-server. Events are appended with the same
-:class:`~dagflow.event_stream.RedisEventStream` every worker uses; collectors run as
+:class:`~dagflow.stores.event_stream.RedisEventStream` every worker uses; collectors run as
 ``python -m dagflow events collect`` subprocesses that the tests kill with SIGKILL.
 """
 
@@ -22,9 +22,9 @@ import pytest
 import redis
 
 from dagflow.clock import now_iso
-from dagflow.collector import Collector, collector_lag
-from dagflow.event_stream import RedisEventStream
-from dagflow.events import Event
+from dagflow.events.collector import Collector, collector_lag
+from dagflow.events.log import Event
+from dagflow.stores.event_stream import RedisEventStream
 from tests.support.processes import ROOT
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_for

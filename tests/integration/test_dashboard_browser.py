@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from dagflow.client.runner import get_run
 from dagflow.clock import isoformat
-from dagflow.runner import get_run
 from tests.support.cluster import Cluster
 from tests.support.dags import make_dag, task
 from tests.support.net import free_port
@@ -318,7 +318,7 @@ def test_a_failed_job_is_rerun_from_the_queue_panel(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from dagflow.job import Job, JobStatus
+    from dagflow.scheduling.job import Job, JobStatus
     from dagflow.stores.redis_jobs import RedisJobStore
 
     wait = WebDriverWait(browser, 60)

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from dagflow.dag import load_dag
-from dagflow.jsonl import ReadStats
-from dagflow.runner import Runner
+from dagflow.client.runner import Runner
+from dagflow.dag.load import load_dag
+from dagflow.events.jsonl import ReadStats
 from tests.support.dags import make_dag, task
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dagflow.job import Job, JobStatus, mark_ended, mark_running
+from dagflow.scheduling.job import Job, JobStatus, mark_ended, mark_running
 from dagflow.stores.jobs import JobStore, MemoryJobStore
 from dagflow.stores.redis_jobs import RedisJobStore
 

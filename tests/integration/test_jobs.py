@@ -21,10 +21,10 @@ import pytest
 
 from dagflow.celery_app import make_app
 from dagflow.dashboard.jobs_panel import probe_jobs
-from dagflow.firing import Firing
-from dagflow.job import Job, JobStatus
-from dagflow.jobs import JOB_DRAIN_LEASE_S, sweep_jobs
-from dagflow.runtime import runtime_for
+from dagflow.execution.runtime import runtime_for
+from dagflow.scheduling.firing import Firing
+from dagflow.scheduling.job import Job, JobStatus
+from dagflow.scheduling.job_hooks import JOB_DRAIN_LEASE_S, sweep_jobs
 from dagflow.settings import Settings
 from dagflow.stores import RedisRunStore
 from dagflow.stores.redis_jobs import RedisJobStore

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
 
+from dagflow.client.runner import Runner
 from dagflow.dashboard.queue import redis_queue_stats
 from dagflow.keys import is_dagflow_key
-from dagflow.runner import Runner
 from tests.support.dags import make_dag, task
 from tests.support.waiting import wait_for
 
@@ -31,3 +33,25 @@ def test_pending_is_zero_after_finished_runs(redis_runner: Runner, redis_db: str
     stats = redis_queue_stats(redis_db, redis_db)
     assert stats.error is None
     assert stats.pending == 0, stats.queues
+
+
+def test_queue_stats_from_a_real_redis(scratch_redis: str) -> None:
+    redis_url = scratch_redis
+    # Given two queues (one with a priority level), a hash and three task results
+    client = redis.Redis.from_url(redis_url)
+    client.rpush("celery", "m1", "m2")
+    client.rpush("celery\x06\x163", "m3")
+    client.rpush("reports", "m4")
+    client.hset("unacked", "tag", "x")
+    for n, state in enumerate(["SUCCESS", "SUCCESS", "FAILURE"]):
+        client.set(f"celery-task-meta-{n}", json.dumps({"status": state}))
+
+    stats = redis_queue_stats(redis_url, redis_url)
+
+    assert stats.error is None
+    assert stats.queues == {"celery": 3, "reports": 1}
+    assert (stats.pending, stats.results, stats.truncated) == (
+        4,
+        {"SUCCESS": 2, "FAILURE": 1},
+        False,
+    )

@@ -19,7 +19,7 @@ import psutil
 import pytest
 import redis
 
-from dagflow.compile import STEP_TASK
+from dagflow.dag.compile import STEP_TASK
 from dagflow.errors import RunnerError
 from tests.support.broker import read_message, step_lines
 from tests.support.cluster import LEASE_S, SWEEP_S, Cluster, count

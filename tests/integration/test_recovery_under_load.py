@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dagflow.runner import RunHandle
+from dagflow.client.runner import RunHandle
 from tests.support.cluster import LEASE_S, SWEEP_S, Cluster, count
 from tests.support.dags import make_dag, task
 from tests.support.waiting import wait_for, wait_for_file

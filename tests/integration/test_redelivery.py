@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dagflow.runner import Runner
+from dagflow.client.runner import Runner
 from tests.support.broker import log_size, send_step, step_ended, steps_seen, wait_until_idle
 from tests.support.dags import make_dag, task
 from tests.support.waiting import wait_for, wait_for_file

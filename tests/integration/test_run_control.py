@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import dagflow
-from dagflow.runner import RunHandle
+from dagflow.client.runner import RunHandle
 from tests.support import workflows as test_workflows
 from tests.support.cluster import Cluster
 from tests.support.dags import make_dag, task

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from dagflow import jsonl, runtime, workflows
-from dagflow.runtime import Runtime
+from dagflow import workflows
+from dagflow.events import jsonl
+from dagflow.execution import runtime
+from dagflow.execution.runtime import Runtime
 from dagflow.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]

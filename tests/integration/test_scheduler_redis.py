@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import redis
 
-from dagflow.collector import collector_lag
+from dagflow.events.collector import collector_lag
 from tests.support.processes import start_worker, stop_worker
 from tests.support.waiting import wait_for
 
@@ -326,8 +326,8 @@ def test_beats_scheduler_stops_its_sweeper_when_beat_closes(
     scratch_redis: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given Beat's scheduler, set up as `celery -A dagflow beat` sets it up
-    from dagflow.beat import DagflowScheduler
     from dagflow.celery_app import make_app
+    from dagflow.scheduling.beat import DagflowScheduler
     from dagflow.settings import Settings
 
     (tmp_path / "schedules").mkdir()

@@ -16,10 +16,10 @@ import pytest
 import redis
 
 from dagflow.celery_app import make_app
-from dagflow.compile import STEP_TASK
-from dagflow.runner import Runner
+from dagflow.client.runner import Runner
+from dagflow.dag.compile import STEP_TASK
+from dagflow.execution.publish import PUSH_MAX, link_push, send_steps
 from dagflow.settings import Settings
-from dagflow.step_publish import PUSH_MAX, link_push, send_steps
 from dagflow.stores import RedisRunStore
 from tests.support.broker import read_message
 from tests.support.dags import make_dag, task

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from dagflow.client.runner import RunHandle, Runner, get_run, list_runs
 from dagflow.errors import DagflowError, UnreachableError
-from dagflow.runner import RunHandle, Runner, get_run, list_runs
 from dagflow.settings import Settings
 from tests.support.dags import make_dag, task
 from tests.support.processes import ROOT, start_worker, stop_worker, worker_env

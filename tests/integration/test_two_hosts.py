@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from dagflow.jsonl import iter_records
-from dagflow.runner import RunHandle, Runner, RunResult, WaitTimeout
+from dagflow.client.runner import RunHandle, Runner, RunResult, WaitTimeout
+from dagflow.events.jsonl import iter_records
 from dagflow.settings import Settings
 from tests.support.dags import make_dag, task
 from tests.support.netns import NetNamespace, netns_unavailable

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dagflow.runner import Runner
+from dagflow.client.runner import Runner
 from tests.support.dags import make_dag, task
 from tests.support.waiting import wait_for_file
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import redis
 
-from dagflow.compile import STEP_TASK
-from dagflow.runner import Runner
+from dagflow.client.runner import Runner
+from dagflow.dag.compile import STEP_TASK
 
 #: kombu's Redis transport keeps delivered, not yet acknowledged messages in this hash.
 UNACKED = "unacked"

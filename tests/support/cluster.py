@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dagflow import workflows
-from dagflow.runner import Runner
+from dagflow.client.runner import Runner
 from dagflow.settings import Settings
 from tests.support.processes import kill_worker, start_worker, stop_worker, worker_env
 from tests.support.redis_server import RedisServer

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from dagflow import workflows
-from dagflow.dag import Dag, check_dag
-from dagflow.spec import parse_dag
+from dagflow.dag.load import Dag, check_dag
+from dagflow.dag.spec import parse_dag
 
 
 def make_dag(

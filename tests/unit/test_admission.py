@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dagflow.admission import (
+from dagflow.execution.admission import (
     Slot,
     run_slots,
     slots_from_json,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dagflow.analytics import (
+from dagflow.analytics.tables import (
     for_tenant,
     parse_timestamp,
     per_tenant_load,
@@ -17,8 +17,8 @@ from dagflow.analytics import (
     summarize_schedules,
     summarize_tasks,
 )
+from dagflow.analytics.timeline import run_timeline
 from dagflow.clock import isoformat
-from dagflow.timeline import run_timeline
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from dagflow.broker_queue import step_of
-from dagflow.step_publish import Sender, step_message
+from dagflow.execution.broker_queue import step_of
+from dagflow.execution.publish import Sender, step_message
 
 SENDER = Sender("celery", (None, None), True)
 

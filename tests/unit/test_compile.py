@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from celery import Celery
 
-from dagflow.compile import STEP_TASK, compile_dag, describe, step_name
-from dagflow.plan import RunPlan
-from dagflow.spec import parse_dag
+from dagflow.dag.compile import STEP_TASK, compile_dag, describe, step_name
+from dagflow.dag.plan import RunPlan
+from dagflow.dag.spec import parse_dag
 
 
 def compiled(edges: dict[str, list[str]]):  # type: ignore[no-untyped-def]

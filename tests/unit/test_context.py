@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import dagflow
-from dagflow.context import RunContext
+from dagflow.workflows.context import RunContext
 
 
 def build(labels: dict[str, str], params: dict[str, Any] | None = None) -> RunContext:

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dagflow.cron import CronSyntaxError, fires_at, floor_minute, latest_fire, parse_cron
+from dagflow.scheduling.cron import CronSyntaxError, fires_at, floor_minute, latest_fire, parse_cron
 
 NY = ZoneInfo("America/New_York")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from dash import dcc, html
 
+from dagflow.analytics.timeline import run_timeline
 from dagflow.cli import main
 from dagflow.clock import isoformat
 from dagflow.dashboard.app import create_app
@@ -27,9 +27,8 @@ from dagflow.dashboard.callbacks import (
 from dagflow.dashboard.figures import dag_graph_figure, gantt_figure
 from dagflow.dashboard.jobs_panel import NO_JOBS, JobsView, summarize_jobs
 from dagflow.dashboard.queue import NO_BROKER, QueueStats, redis_queue_stats
-from dagflow.job import Job, JobStatus
+from dagflow.scheduling.job import Job, JobStatus
 from dagflow.settings import Settings
-from dagflow.timeline import run_timeline
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
@@ -357,29 +356,6 @@ def test_queue_stats_unreachable_redis_is_a_message() -> None:
 
     assert stats.error is not None
     assert stats.error.startswith("Redis error: ")
-
-
-@pytest.mark.integration
-def test_queue_stats_from_a_real_redis(scratch_redis: str) -> None:
-    redis_url = scratch_redis
-    # Given two queues (one with a priority level), a hash and three task results
-    client = redis.Redis.from_url(redis_url)
-    client.rpush("celery", "m1", "m2")
-    client.rpush("celery\x06\x163", "m3")
-    client.rpush("reports", "m4")
-    client.hset("unacked", "tag", "x")
-    for n, state in enumerate(["SUCCESS", "SUCCESS", "FAILURE"]):
-        client.set(f"celery-task-meta-{n}", json.dumps({"status": state}))
-
-    stats = redis_queue_stats(redis_url, redis_url)
-
-    assert stats.error is None
-    assert stats.queues == {"celery": 3, "reports": 1}
-    assert (stats.pending, stats.results, stats.truncated) == (
-        4,
-        {"SUCCESS": 2, "FAILURE": 1},
-        False,
-    )
 
 
 def test_flowerconfig_binds_localhost_and_reads_basic_auth(

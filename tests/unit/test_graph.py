@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from dagflow.graph import build_graph
-from dagflow.spec import parse_dag
+from dagflow.dag.graph import build_graph
+from dagflow.dag.spec import parse_dag
 
 SHAPES = {
     # name: (edges as child -> parents, expected critical path length)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dagflow.errors import ScheduleError
-from dagflow.firing import Firing
-from dagflow.job import (
+from dagflow.scheduling.firing import Firing
+from dagflow.scheduling.job import (
     Job,
     JobStatus,
     backoff_s,
@@ -17,7 +17,7 @@ from dagflow.job import (
     parse_status,
     retry_run_id,
 )
-from dagflow.schedules import parse_schedules
+from dagflow.scheduling.schedules import parse_schedules
 
 BASE, CAP = 30.0, 600.0
 

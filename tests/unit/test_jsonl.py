@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dagflow.events import Event, JsonlEventLog, iter_events, load_events
-from dagflow.jsonl import ReadStats, append_record, iter_records, read_tail, tail_offset
+from dagflow.events.jsonl import ReadStats, append_record, iter_records, read_tail, tail_offset
+from dagflow.events.log import Event, JsonlEventLog, iter_events, load_events
 
 WRITERS = 8
 LINES = 400

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dagflow.payload import merge_params, namespaced
-from dagflow.retry import RetryPolicy
+from dagflow.dag.payload import merge_params, namespaced
+from dagflow.execution.backoff import RetryPolicy
 
 
 def test_seed_example() -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from dagflow.dag.plan import PLAN_VERSION, RunPlan, TaskPlan
 from dagflow.errors import PlanVersionError, RunnerError
-from dagflow.plan import PLAN_VERSION, RunPlan, TaskPlan
 
 # child -> parents, in file order
 DIAMOND = {"a": (), "b": ("a",), "c": ("a",), "d": ("b", "c")}

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from dagflow.analytics.rollup import STALE_AFTER_S, EventRollup, RunIds
 from dagflow.clock import isoformat
-from dagflow.rollup import STALE_AFTER_S, EventRollup, RunIds
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

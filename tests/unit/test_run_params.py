@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from dagflow.dag.params import parse_param_args, resolve_params
 from dagflow.errors import DagValidationError, SpecError
-from dagflow.run_params import parse_param_args, resolve_params
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dagflow.run_status import RunResult, RunStatus, failure_line, ordered
+from dagflow.client.status import RunResult, RunStatus, failure_line, ordered
 from dagflow.stores.base import AttemptEnd, RunSnapshot, TaskInfo
 
 ORDER = ("sweep", "report", "brief")

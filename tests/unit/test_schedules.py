@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 
 from dagflow.errors import ScheduleError
-from dagflow.minute_claims import MemoryMinuteClaims
-from dagflow.schedules import (
+from dagflow.events.state_store import JsonlStateStore
+from dagflow.scheduling.schedules import (
     ScheduleDir,
     load_schedule_dir,
     load_schedule_file,
     minute_key,
     parse_minute_key,
 )
-from dagflow.state_store import JsonlStateStore
-from dagflow.ticker import Ticker
+from dagflow.scheduling.ticker import Ticker
+from dagflow.stores.minute_claims import MemoryMinuteClaims
 
 ENTRY = """
 - id: {id}

@@ -60,3 +60,39 @@ def test_bad_values_are_config_errors(env: dict[str, str], message: str) -> None
 def test_retry_delays_may_exceed_the_visibility_timeout() -> None:
     # Retries are durable in the run store now, not Celery ETA messages held in memory.
     assert Settings.from_env({"DAGFLOW_RETRY_MAX_S": "86400"}).retry_max_s == 86400
+
+
+@pytest.mark.parametrize(
+    ("broker", "backend", "expected"),
+    [
+        (None, None, None),
+        ("redis://b:6379/0", None, "redis://b:6379/0"),
+        ("redis://b:6379/0", "redis://r:6379/1", "redis://r:6379/1"),
+        ("amqp://guest@h//", "redis://r:6379/1", "redis://r:6379/1"),
+        ("amqp://guest@h//", None, None),
+        ("redis://b:6379/0", "rpc://", "redis://b:6379/0"),
+    ],
+)
+def test_the_run_stores_redis_is_the_backends_else_the_brokers(
+    broker: str | None, backend: str | None, expected: str | None
+) -> None:
+    assert Settings(broker_url=broker, result_backend=backend).redis_url == expected
+
+
+def test_no_redis_url_is_one_config_error_for_what_needs_it() -> None:
+    with pytest.raises(ConfigError, match="dagflow keeps run state in Redis"):
+        Settings(broker_url="amqp://guest@h//").require_redis_url()
+
+
+@pytest.mark.parametrize(
+    ("broker", "sink", "expected"),
+    [
+        ("redis://b:6379/0", "stream", True),
+        ("redis://b:6379/0", "file", False),
+        (None, "stream", False),
+    ],
+)
+def test_events_go_through_the_stream_only_with_a_broker(
+    broker: str | None, sink: str, expected: bool
+) -> None:
+    assert Settings(broker_url=broker, events_sink=sink).events_via_stream is expected

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from dagflow.dag import check_dag, load_dag
+from dagflow.dag.load import check_dag, load_dag
+from dagflow.dag.spec import FIELDS, DagSpec, TaskSpec, parse_dag
 from dagflow.errors import CycleDetectedError, DagValidationError, SpecError, UnknownWorkflowError
-from dagflow.spec import FIELDS, DagSpec, TaskSpec, parse_dag
 
 KNOWN = ["inbox_drive_sweep", "w"]
 

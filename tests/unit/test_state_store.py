@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dagflow import state_store
+from dagflow.events import state_store
 
 
 def test_module_level_api_reads_and_writes_state_store_path(

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from dagflow.celery_app import make_app
+from dagflow.execution.publish import Sender, direct_sender, send_steps
 from dagflow.settings import Settings
-from dagflow.step_publish import Sender, direct_sender, send_steps
 
 REDIS = "redis://127.0.0.1:1/3"  # never connected to: only the app's settings are read
 
@@ -104,7 +104,7 @@ def test_a_send_to_a_redis_that_is_gone_reports_failure_and_raises_nothing(
     assert direct_sender(app) is not None
     # When steps are sent, then the send says it failed, promptly, and logs why
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="dagflow.step_publish"):
+    with caplog.at_level(logging.WARNING, logger="dagflow.execution.publish"):
         assert send_steps(app, "run-1", ["a", "b"], "etl") is False
     assert time.monotonic() - started < 10
     assert "could not send ['a', 'b'] of run run-1" in caplog.text

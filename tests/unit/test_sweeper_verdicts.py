@@ -1,7 +1,7 @@
 """The sweeper's verdict on a run nothing moved for a lease period, on the in-memory store.
 
 Each test shapes a run of the chain ``a -> b`` in the embedded mode's store (its clock is the
-test's), calls :func:`dagflow.sweeper.check_run` and reads back what the store, the event
+test's), calls :func:`dagflow.execution.sweeper.check_run` and reads back what the store, the event
 log and the app's in-memory broker queue recorded. Nothing is sent to a worker: step
 messages stay in a queue of the test's own, drained by the test.
 """
@@ -18,11 +18,11 @@ import pytest
 from celery import Celery
 
 from dagflow.celery_app import make_app
-from dagflow.plan import RunPlan
-from dagflow.runtime import Runtime
+from dagflow.dag.plan import RunPlan
+from dagflow.execution.runtime import Runtime
+from dagflow.execution.sweeper import check_run
 from dagflow.settings import Settings
 from dagflow.stores import MemoryRunStore
-from dagflow.sweeper import check_run
 from tests.support.dags import make_dag, task
 
 LEASE_S = 30.0
@@ -51,7 +51,7 @@ class Embedded:
     queue: str
 
     def start(self) -> None:
-        """Store run RUN with its root in the outbox, as :func:`dagflow.lifecycle.open_run`."""
+        """Store run RUN with its root in the outbox, as :func:`dagflow.execution.lifecycle.open_run`."""
         meta = {"dag_name": self.plan.dag_name, "tenant_id": self.plan.tenant_id}
         self.store.create_run(
             RUN, self.plan.to_json(), meta, ["a", "b"], roots=["a"], grace_s=LEASE_S

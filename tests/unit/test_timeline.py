@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from dagflow.analytics.rollup import STALE_AFTER_S
+from dagflow.analytics.timeline import run_timeline
 from dagflow.clock import isoformat
-from dagflow.rollup import STALE_AFTER_S
-from dagflow.timeline import run_timeline
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -238,7 +238,7 @@ def test_a_legacy_run_is_found_by_its_number() -> None:
 
 def test_a_task_held_by_a_dead_worker_when_its_run_is_cancelled_shows_cancelled() -> None:
     # Given a step whose worker died mid-attempt, in a run then cancelled: the cancel ends
-    # it and writes task_cancel as dagflow.cancel.cancel_run does (no attempt, no fence)
+    # it and writes task_cancel as dagflow.execution.cancel.cancel_run does (no attempt, no fence)
     events = [
         ev("dag_start", 100, tasks=1),
         ev("task_start", 90, task_id="a", attempt=1, fence=1, worker="w1"),

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pytest
 
 from dagflow.errors import WorkflowOutputError
-from dagflow.step_io import encode_output
-from dagflow.timeouts import call_with_timeout
-from dagflow.tracebacks import user_traceback
+from dagflow.execution.step_io import encode_output
+from dagflow.execution.timeouts import call_with_timeout
+from dagflow.execution.tracebacks import user_traceback
 
 
 def _raised(func: Callable[[], object]) -> BaseException:
@@ -31,7 +31,7 @@ def test_keeps_the_workflows_frames_and_drops_dagflows(timeout_s: float | None) 
     assert text is not None
     assert text.startswith("Traceback (most recent call last):\n")
     assert f'File "{__file__}"' in text and "in _user_code" in text
-    assert "dagflow/timeouts.py" not in text
+    assert "dagflow/execution/timeouts.py" not in text
     assert text.endswith("ValueError: boom")
 
 

@@ -1,0 +1,405 @@
+"""Starting runs and waiting for them: the client side of dagflow.
+
+A :class:`Runner` sends a DAG's start canvas to Celery and waits on the run store for the
+run to finish. With a broker configured (``DAGFLOW_BROKER_URL``) the steps run on
+``celery -A dagflow worker`` processes; without one, the runner starts an *embedded*
+Celery worker in this process (in-memory broker, a thread pool) and runs the very same
+canvas and step task on it, so no server is needed to try dagflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from dagflow.celery_app import make_app
+from dagflow.client.status import RunResult, RunStatus
+from dagflow.dag.load import Dag, load_dag
+from dagflow.errors import PlanVersionError, RunnerError
+from dagflow.execution.cancel import CancelOutcome, cancel_run
+from dagflow.execution.lifecycle import start_run
+from dagflow.execution.rerun import retry_run
+from dagflow.execution.runtime import Runtime, runtime_for
+from dagflow.settings import Settings
+from dagflow.stores import RedisRunStore, RunSnapshot
+from dagflow.stores.base import TaskInfo
+from dagflow.stores.redis import STORE_ERRORS
+from dagflow.stores.transport import Backoff, retry_unreachable, sealed, sealing
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from celery import Celery
+
+logger = logging.getLogger(__name__)
+
+#: How often a waiter with a progress callback looks at the run, in seconds.
+PROGRESS_INTERVAL_S = 0.1
+#: First and largest pause between two tries to reach the run store while waiting, in seconds.
+RECONNECT_S = (0.2, 5.0)
+
+
+class WaitTimeout(TimeoutError):
+    """Raised when a waiter gives up before the run ended: the run itself goes on."""
+
+    def __init__(self, run_id: str, timeout: float) -> None:
+        super().__init__(f"run {run_id} did not finish within {timeout:g} s")
+        self.run_id = run_id
+
+
+ProgressCallback = Callable[[RunSnapshot], None]
+
+
+def _url(runner: Runner) -> str | None:
+    """The URL a runner's errors name: its run store's, else its broker's."""
+    settings = runner.settings
+    return settings.result_backend or settings.broker_url
+
+
+#: Transport errors leave a handle's methods as UnreachableError naming the run store.
+_handle_sealed = sealing(lambda handle: _url(handle.runner))
+#: Likewise for a runner's.
+_runner_sealed = sealing(_url)
+
+
+class RunHandle:
+    """A run that was submitted (or re-attached to by id): wait for it, look at its progress.
+
+    Args:
+        runner: The runner whose run store holds the run.
+        run_id: The run's id.
+        dag: The DAG, when this process submitted the run (None when re-attached).
+    """
+
+    def __init__(self, runner: Runner, run_id: str, dag: Dag | None = None) -> None:
+        self.runner = runner
+        self.run_id = run_id
+        self.dag = dag
+
+    @_handle_sealed
+    def snapshot(self, with_states: bool = False) -> RunSnapshot | None:
+        """The run's current progress."""
+        return self.runner.runtime.store.snapshot(self.run_id, with_states=with_states)
+
+    @_handle_sealed
+    def outputs(self, task_ids: list[str] | None = None) -> dict[str, Any]:
+        """Each finished task's output, decoded (kept in the run store for the run's TTL).
+
+        Args:
+            task_ids: Only these tasks (default: every task); unfinished ones are left out.
+        """
+        if task_ids is None:
+            snap = self.snapshot(with_states=True)
+            task_ids = list(snap.states or {}) if snap else []
+        raw = self.runner.runtime.store.outputs(self.run_id, task_ids)
+        return {task_id: json.loads(value) for task_id, value in raw.items()}
+
+    def tasks(self) -> list[TaskInfo]:
+        """Each task's state, attempts, worker and how its last attempt ended, in plan order."""
+        return list(self.status().tasks)
+
+    @_handle_sealed
+    def status(self) -> RunStatus:
+        """The run's status and every task's details, read from the run store.
+
+        Raises:
+            RunnerError: The run's state is gone from the store (expired or flushed).
+        """
+        rt = self.runner.runtime
+        snap = rt.store.snapshot(self.run_id)
+        tasks = rt.store.tasks(self.run_id)
+        if snap is None or tasks is None:
+            raise RunnerError(f"run {self.run_id} is not in the run store (unknown or expired)")
+        try:
+            plan = rt.plan(self.run_id)
+        except PlanVersionError:
+            plan = None
+        order = list(plan.tasks) if plan else []
+        return RunStatus.from_store(snap, tasks, order)
+
+    @_handle_sealed
+    def wait(
+        self, timeout: float | None = None, on_progress: ProgressCallback | None = None
+    ) -> RunResult:
+        """Block until the run ends and return its result.
+
+        A lost connection to the run store (a Redis restart, a network blip) does not end
+        the wait: it reconnects with backoff until ``timeout``.
+
+        Args:
+            timeout: Seconds to wait at most (None: no limit).
+            on_progress: Called with a snapshot (with task states) about every 0.1 s.
+
+        Raises:
+            WaitTimeout: The run did not finish in ``timeout`` seconds (it goes on).
+            RunnerError: The run's state vanished from the store (expired or flushed).
+        """
+        store = self.runner.runtime.store
+        deadline = None if timeout is None else time.monotonic() + timeout
+        step = PROGRESS_INTERVAL_S if on_progress else 1.0
+        backoff = Backoff(*RECONNECT_S)
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise WaitTimeout(self.run_id, timeout or 0.0)
+            try:
+                done = store.wait_done(self.run_id, step if left is None else min(step, left))
+                snap = store.snapshot(self.run_id, with_states=on_progress is not None)
+            except STORE_ERRORS as exc:
+                log = logger.warning if backoff.first else logger.debug
+                log("dagflow: run store unreachable while waiting (%s); retrying", exc)
+                pause = backoff.pause()
+                time.sleep(pause if left is None else max(min(pause, left), 0.0))
+                continue
+            backoff.reset()
+            if snap is None:
+                raise RunnerError(
+                    f"run {self.run_id}'s state is gone from the run store (expired, flushed "
+                    "or never created): it cannot finish"
+                )
+            if on_progress:
+                on_progress(snap)
+            if done:
+                break
+        failures: tuple[str, ...] = ()
+        if snap.counts["failed"]:
+            try:
+                failures = tuple(self.status().failures)
+            except (*STORE_ERRORS, RunnerError) as exc:  # the result is known: do not lose it
+                logger.warning(
+                    "dagflow: could not read the failed tasks of %s: %s", self.run_id, exc
+                )
+        return RunResult(
+            run_id=self.run_id,
+            dag_name=self.dag.name if self.dag else str(snap.meta.get("dag_name", "")),
+            status=snap.status,
+            tasks=snap.counts["total"],
+            succeeded=snap.counts["ok"],
+            failed=snap.counts["failed"],
+            skipped=snap.counts["skipped"],
+            duration_s=float(snap.meta.get("duration_s", 0.0)),
+            failures=failures,
+            cancelled=snap.counts.get("cancelled", 0),
+        )
+
+    @_handle_sealed
+    def cancel(self, force: bool = False) -> CancelOutcome:
+        """Cancel the run from this process (see :func:`dagflow.execution.cancel.cancel_run`).
+
+        Args:
+            force: End running steps as ``cancelled`` now (their holders die with this process).
+        """
+        return cancel_run(self.runner.app, self.runner.runtime, self.run_id, force=force)
+
+    @_handle_sealed
+    def retry(self) -> RunHandle:
+        """Start a retry of this ended run; its handle.
+
+        See :func:`dagflow.execution.rerun.retry_run`.
+        """
+        self.runner.start_embedded_worker()
+        return RunHandle(self.runner, retry_run(self.runner.app, self.runner.runtime, self.run_id))
+
+
+class Runner:
+    """Submits runs to Celery; owns the embedded worker when there is no broker.
+
+    Args:
+        settings: Settings (from the environment if None).
+        app: A Celery app built by :func:`dagflow.celery_app.make_app` for these settings.
+    """
+
+    def __init__(self, settings: Settings | None = None, app: Celery | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.app = app or make_app(self.settings)
+        self.runtime: Runtime = runtime_for(self.app)
+        self._worker: tuple[Any, threading.Thread] | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """True when steps run on an in-process worker."""
+        return self.settings.embedded
+
+    def start_embedded_worker(self, loglevel: str = "CRITICAL") -> None:
+        """Start the in-process worker (no-op with a broker or if already started).
+
+        It is a real Celery ``WorkController`` (consumer, thread pool, timer for retry
+        countdowns) on the in-memory transport, running in a daemon thread.
+        """
+        if not self.embedded or self._worker is not None:
+            return
+        import socket
+
+        from dagflow import workflows
+
+        workflows.load(self.settings.workflow_modules)
+        self.app.finalize()
+        # The thread pool looks tasks up in Celery's *current* app.
+        self.app.set_current()
+        self.app.set_default()
+        self.app.log.setup(loglevel=loglevel)
+        worker = self.app.WorkController(
+            hostname=f"dagflow-embedded-{uuid.uuid4().hex[:8]}@{socket.gethostname()}",
+            pool="threads",
+            concurrency=self.settings.embedded_concurrency,
+            loglevel=loglevel,
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+        )
+        thread = threading.Thread(target=worker.start, name="dagflow-embedded", daemon=True)
+        thread.start()
+        self._worker = (worker, thread)
+
+    def close(self, wait: bool = True) -> None:
+        """Stop the embedded worker, if any.
+
+        Args:
+            wait: Join the worker thread (up to ~2 s: the in-memory transport polls in 2 s
+                cycles). A process about to exit passes False: the thread is a daemon and
+                every run it was given has finished.
+        """
+        if self._worker is not None:
+            worker, thread = self._worker
+            self._worker = None
+            if wait:
+                worker.stop(in_sighandler=False)
+                thread.join(30)
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @_runner_sealed
+    def attach(self, run_id: str, timeout: float | None = None) -> RunHandle:
+        """A handle to a run started anywhere (another process or host), by its id.
+
+        Args:
+            run_id: The run's id.
+            timeout: Seconds to keep trying an unreachable run store (default 30).
+
+        Raises:
+            RunnerError: The run store does not know the run.
+            UnreachableError: The run store could not be reached within ``timeout``.
+        """
+        timeout_s = 30.0 if timeout is None else timeout
+        snapshot = self.runtime.store.snapshot
+        found = retry_unreachable(lambda: snapshot(run_id), timeout_s, Backoff(*RECONNECT_S))
+        if found is None:
+            raise RunnerError(f"run {run_id} is not in the run store (unknown or expired)")
+        return RunHandle(self, run_id)
+
+    @_runner_sealed
+    def submit(
+        self,
+        dag: Dag,
+        *,
+        run_id: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> RunHandle:
+        """Store the run's plan, emit ``dag_start`` and send the start canvas.
+
+        Args:
+            dag: A loaded DAG (see :func:`dagflow.load_dag`).
+            run_id: The run's id (a new UUID if None).
+            labels: Extra metadata kept with the run; ``schedule_id`` makes the run write
+                ``run_finished`` to the state store when it ends.
+            params: Run-level params over the DAG's ``params:`` defaults (an unknown key
+                raises :class:`~dagflow.errors.DagValidationError`).
+
+        Raises:
+            UnreachableError: Redis or the broker cannot be reached (nothing was started,
+                or the run was stored and its outbox sends its first steps).
+        """
+        self.start_embedded_worker()
+        run_id = start_run(self.app, self.runtime, dag, run_id=run_id, labels=labels, params=params)
+        return RunHandle(self, run_id, dag)
+
+
+def submit(dag: Dag | str | Path, *, settings: Settings | None = None, **kwargs: Any) -> RunHandle:
+    """Start a run on the configured broker's workers and return its handle.
+
+    With no broker, use :class:`Runner` (or :func:`run`): the embedded worker lives only as
+    long as its runner.
+    """
+    settings = settings or Settings.from_env()
+    loaded = dag if isinstance(dag, Dag) else load_dag(dag, settings)
+    return Runner(settings).submit(loaded, **kwargs)
+
+
+def run(
+    dag: Dag | str | Path,
+    *,
+    settings: Settings | None = None,
+    timeout: float | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Run a DAG to completion (embedded worker, or the broker's workers) and return the result."""
+    settings = settings or Settings.from_env()
+    loaded = dag if isinstance(dag, Dag) else load_dag(dag, settings)
+    with Runner(settings) as runner:
+        return runner.submit(loaded).wait(timeout=timeout, on_progress=on_progress)
+
+
+def get_run(
+    run_id: str, *, settings: Settings | None = None, timeout: float | None = None
+) -> RunHandle:
+    """A handle to a run started by any process or host, from the run store in Redis.
+
+    The handle's :meth:`~RunHandle.status`, :meth:`~RunHandle.wait` and
+    :meth:`~RunHandle.outputs` work without the process that submitted the run.
+
+    Args:
+        run_id: The run's id.
+        settings: Settings (from the environment if None).
+        timeout: Seconds to keep trying an unreachable run store (default 30).
+
+    Raises:
+        ConfigError: No Redis run store is configured (``DAGFLOW_BROKER_URL`` or
+            ``DAGFLOW_RESULT_BACKEND``): an embedded run lives only in its own process.
+        RunnerError: The run store does not know the run (unknown or expired).
+        UnreachableError: The run store could not be reached within ``timeout``.
+    """
+    settings = settings or Settings.from_env()
+    settings.require_redis_url()
+    return Runner(settings).attach(run_id, timeout)
+
+
+def list_runs(
+    *,
+    tenant: str | None = None,
+    dag: str | None = None,
+    status: str | None = None,
+    limit: int = 20,
+    settings: Settings | None = None,
+) -> list[RunStatus]:
+    """Recent runs still in the run store, newest first (their ``tasks`` are left empty).
+
+    Args:
+        tenant: Only runs of this ``tenant_id``.
+        dag: Only runs of the DAG with this ``name``.
+        status: Only ``running``, ``success`` or ``failed`` runs.
+        limit: At most this many.
+        settings: Settings (from the environment if None).
+
+    Raises:
+        ConfigError: No Redis run store is configured.
+        UnreachableError: The run store cannot be reached.
+    """
+    settings = settings or Settings.from_env()
+    url = settings.require_redis_url()
+    store = RedisRunStore(url, ttl=settings.run_ttl_s, master_name=settings.redis_master_name)
+    try:
+        with sealed(url):
+            found = store.list_runs(tenant_id=tenant, dag_name=dag, status=status, limit=limit)
+    finally:
+        store.client.close()
+    return [RunStatus.from_store(snap) for snap in found]

@@ -1,0 +1,164 @@
+"""The stored plan: the contract between the client that starts a run and every worker.
+
+The client writes it once per run (:meth:`RunPlan.to_json`); each worker reads it back once
+per run per process (:meth:`RunPlan.from_json`). It is versioned: a worker refuses a plan
+of a version it does not know, with an error that says which, instead of misreading it
+(a rolling upgrade where old and new workers share a queue must not run a step wrongly).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagflow.dag.graph import reachable
+from dagflow.errors import PlanVersionError
+
+#: The plan format this dagflow writes and reads. Bump it on any change a reader must know.
+#: 3: run-level ``params`` and ``labels`` (what a workflow's run context shows).
+PLAN_VERSION = 3
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """One task as the plan stores it, with what its step needs derived once per run.
+
+    Attributes:
+        workflow_ref: The registered workflow the task runs.
+        params: The task's own params (upstream outputs are merged in at run time).
+        retries: Attempts after the first one.
+        parents: Tasks it depends on.
+        children: Tasks that depend on it.
+        timeout_s: Seconds one attempt may take, or None.
+        links: Children with this task as their only parent (sent as soon as it succeeds).
+        joins: ``(child, number of parents)`` for children with several parents.
+    """
+
+    workflow_ref: str
+    params: Mapping[str, Any]
+    retries: int
+    parents: tuple[str, ...]
+    children: tuple[str, ...]
+    timeout_s: float | None = None
+    links: tuple[str, ...] = ()
+    joins: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a worker needs to run any step of one run.
+
+    Attributes:
+        params: The run-level params (the DAG's ``params:`` defaults with ``--param``
+            values over them), shown to workflows through :class:`dagflow.RunContext`.
+        labels: The run's labels a workflow may see: ``schedule_id`` and
+            ``scheduled_minute`` of a scheduled run, ``retry_of`` of a retry.
+    """
+
+    dag_name: str
+    tenant_id: str
+    tasks: Mapping[str, TaskPlan]
+    version: int = PLAN_VERSION
+    params: Mapping[str, Any] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        dag_name: str,
+        tenant_id: str,
+        tasks: Mapping[str, tuple[str, Mapping[str, Any], int, float | None]],
+        parents: Mapping[str, tuple[str, ...]],
+        children: Mapping[str, tuple[str, ...]],
+        *,
+        params: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> RunPlan:
+        """Build a plan from each task's ``(workflow_ref, params, retries, timeout_s)``."""
+        return cls(
+            dag_name=dag_name,
+            tenant_id=tenant_id,
+            tasks={
+                tid: _task(ref, task_params, retries, timeout, parents, children, tid)
+                for tid, (ref, task_params, retries, timeout) in tasks.items()
+            },
+            params=dict(params or {}),
+            labels=dict(labels or {}),
+        )
+
+    def to_json(self) -> str:
+        """The plan as compact JSON (written once per run)."""
+        tasks = {}
+        for tid, task in self.tasks.items():
+            entry: dict[str, Any] = {
+                "workflow_ref": task.workflow_ref,
+                "params": task.params,
+                "retries": task.retries,
+                "parents": list(task.parents),
+                "children": list(task.children),
+            }
+            if task.timeout_s is not None:
+                entry["timeout_s"] = task.timeout_s
+            tasks[tid] = entry
+        data = {"version": self.version, "dag": self.dag_name, "tenant": self.tenant_id}
+        run = {"params": dict(self.params), "labels": dict(self.labels)}
+        return json.dumps({**data, **run, "tasks": tasks}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str) -> RunPlan:
+        """Parse a stored plan.
+
+        Raises:
+            PlanVersionError: The plan has another format version than :data:`PLAN_VERSION`.
+        """
+        data = json.loads(raw)
+        version = data.get("version", data.get("v")) if isinstance(data, dict) else None
+        if version != PLAN_VERSION:
+            raise PlanVersionError(
+                f"stored plan has version {version!r}; this dagflow reads version "
+                f"{PLAN_VERSION} (run the same dagflow version on clients and workers)"
+            )
+        raw_tasks: dict[str, Any] = data["tasks"]
+        parents = {tid: tuple(t["parents"]) for tid, t in raw_tasks.items()}
+        children = {tid: tuple(t["children"]) for tid, t in raw_tasks.items()}
+        return cls.build(
+            data["dag"],
+            data["tenant"],
+            {
+                tid: (t["workflow_ref"], t["params"], t["retries"], t.get("timeout_s"))
+                for tid, t in raw_tasks.items()
+            },
+            parents,
+            children,
+            params=data.get("params") or {},
+            labels=data.get("labels") or {},
+        )
+
+    def descendants(self, task_id: str) -> list[str]:
+        """Every task downstream of ``task_id``, sorted."""
+        children = {tid: task.children for tid, task in self.tasks.items()}
+        return sorted(reachable(children, task_id))
+
+
+def _task(
+    ref: str,
+    params: Mapping[str, Any],
+    retries: int,
+    timeout_s: float | None,
+    parents: Mapping[str, tuple[str, ...]],
+    children: Mapping[str, tuple[str, ...]],
+    tid: str,
+) -> TaskPlan:
+    kids = children[tid]
+    return TaskPlan(
+        workflow_ref=ref,
+        params=params,
+        retries=retries,
+        parents=parents[tid],
+        children=kids,
+        timeout_s=timeout_s,
+        links=tuple(c for c in kids if len(parents[c]) == 1),
+        joins=tuple((c, len(parents[c])) for c in kids if len(parents[c]) > 1),
+    )

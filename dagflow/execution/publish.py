@@ -1,0 +1,336 @@
+"""Publishing ``dagflow.step`` messages: straight onto a Redis queue, or through Celery.
+
+A step message is two short strings, yet sending one with ``apply_async`` costs about
+0.6 ms of CPU in the sending process: Celery builds the message and fires its signals,
+kombu creates a Redis client for every publish and routes the message. On a no-op step
+that is the largest single cost, and a third of every hop of a chain (bench/README.md).
+
+When the broker is a plain ``redis://`` URL, or a ``sentinel://`` URL without TLS, and
+``dagflow.step`` is routed the default way (a direct queue, no priority, JSON, no key
+prefix), :class:`RedisStepSender` writes the message Celery would write (task protocol 2 in
+the envelope of kombu's Redis transport, which its Sentinel transport shares) with one
+``LPUSH`` per batch, on a client it keeps. On Sentinel that client is opened on the primary
+kombu uses (the same ``master_name`` transport option) and follows a promotion as kombu
+does. Anything else (RabbitMQ, the in-memory broker, TLS, custom routes, priorities,
+``global_keyprefix``) goes through Celery
+(:func:`direct_sender` decides; ``tests/unit/test_step_publish.py``), and
+``tests/integration/test_step_messages.py`` checks that the two messages agree field by
+field.
+
+When the run store is on the broker's Redis too, a step's finish script can push its
+children's messages itself (:func:`link_push`): no publish at all after the finish.
+
+What a direct send does not do: fire Celery's ``before_task_publish`` and
+``after_task_publish`` signals (dagflow sends no task-sent events either).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import redis
+from celery.utils.nodenames import anon_nodename
+from celery.utils.saferepr import saferepr
+from kombu.exceptions import KombuError
+
+from dagflow.dag.compile import STEP_TASK, step_name
+from dagflow.redis_url import DEFAULT_MASTER_NAME, is_sentinel_url, redis_client, same_redis
+from dagflow.stores.base import Push, RunStore
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+logger = logging.getLogger(__name__)
+
+#: The "embed" part of a protocol 2 body: no callbacks, errbacks, chain or chord.
+_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+#: Celery's limit for ``argsrepr`` (``Task.argsrepr_maxsize`` default).
+_ARGSREPR_MAX = 1024
+_COMPACT = (",", ":")
+#: Messages per ``LPUSH`` command.
+LPUSH_MAX = 1000
+#: Most links whose messages a finish script pushes itself. A wider fan-out is published
+#: after the finish (in chunks of LPUSH_MAX): one script call carrying thousands of
+#: messages would hold up the Redis server, for a round trip that no longer matters there.
+PUSH_MAX = 100
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Where and with which fixed fields a process writes step messages directly.
+
+    Attributes:
+        queue: The Redis list the workers consume ``dagflow.step`` from.
+        time_limit: ``[hard, soft]`` seconds, as Celery puts them in the headers.
+        ignore_result: The step task's ``ignore_result`` (Celery copies it to the headers).
+    """
+
+    queue: str
+    time_limit: tuple[float | None, float | None]
+    ignore_result: bool
+
+
+def _argsrepr(run_id: str, task_id: str) -> str:
+    # What Celery's saferepr gives for two short strings, at a tenth of its cost.
+    text = repr((run_id, task_id))
+    return text if len(text) <= _ARGSREPR_MAX else saferepr((run_id, task_id), _ARGSREPR_MAX)
+
+
+def step_message(
+    sender: Sender,
+    run_id: str,
+    task_id: str,
+    shadow: str,
+    *,
+    origin: str,
+    reply_to: str,
+    parent_id: str | None = None,
+    root_id: str | None = None,
+) -> str:
+    """One ``dagflow.step`` message as kombu's Redis transport stores it (a JSON string)."""
+    msg_id = str(uuid.uuid4())
+    args = [run_id, task_id]
+    body = json.dumps([args, {}, _EMBED], separators=_COMPACT).encode()
+    message = {
+        "body": base64.b64encode(body).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {
+            "lang": "py",
+            "task": STEP_TASK,
+            "id": msg_id,
+            "shadow": shadow,
+            "eta": None,
+            "expires": None,
+            "group": None,
+            "group_index": None,
+            "retries": 0,
+            "timelimit": list(sender.time_limit),
+            "root_id": root_id or msg_id,
+            "parent_id": parent_id,
+            "argsrepr": _argsrepr(run_id, task_id),
+            "kwargsrepr": "{}",
+            "origin": origin,
+            "ignore_result": sender.ignore_result,
+            "replaced_task_nesting": 0,
+            "stamped_headers": None,
+            "stamps": {},
+        },
+        "properties": {
+            "correlation_id": msg_id,
+            "reply_to": reply_to,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": sender.queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    return json.dumps(message, separators=_COMPACT)
+
+
+def direct_sender(app: Celery) -> Sender | None:
+    """The :class:`Sender` for ``app``, or None when its messages must go through Celery."""
+    conf = app.conf
+    url = conf.broker_url
+    if not isinstance(url, str):
+        return None
+    if is_sentinel_url(url):
+        # kombu finds the primary by this name; without it Celery cannot connect either.
+        if not _master_name(app) or conf.broker_use_ssl:
+            return None
+    elif ";" in url or urlsplit(url).scheme != "redis":
+        return None
+    if (conf.broker_transport_options or {}).get("global_keyprefix"):
+        return None
+    if conf.task_serializer != "json" or conf.task_compression or conf.task_protocol != 2:
+        return None
+    if conf.task_default_delivery_mode not in (2, "persistent"):
+        return None
+    task = app.tasks[STEP_TASK]
+    if task.serializer not in (None, "json") or getattr(task, "compression", None):
+        return None
+    if task.priority is not None or conf.task_default_priority is not None:
+        return None
+    route = app.amqp.router.route({}, STEP_TASK, (), {}, task)
+    queue = route.get("queue")
+    if queue is None or set(route) != {"queue"}:
+        return None
+    if queue.exchange.type != "direct" or queue.routing_key != queue.name:
+        return None
+    if queue.exchange.name not in ("", queue.name):
+        return None
+    return Sender(queue.name, (task.time_limit, task.soft_time_limit), bool(task.ignore_result))
+
+
+def _master_name(app: Celery) -> str | None:
+    """The Sentinel primary's name kombu uses for ``app``'s broker (None if unset)."""
+    name = (app.conf.broker_transport_options or {}).get("master_name")
+    return str(name) if name else None
+
+
+class RedisStepSender:
+    """Writes step messages straight onto the broker's Redis queue (see the module doc)."""
+
+    def __init__(self, app: Celery, sender: Sender) -> None:
+        self.app = app
+        self.sender = sender
+        # Connect within Celery's broker_connection_timeout, as kombu's client does, and to
+        # the primary kombu uses when the broker is a Sentinel URL.
+        self.client = redis_client(
+            app.conf.broker_url,
+            master_name=_master_name(app) or DEFAULT_MASTER_NAME,
+            health_check_interval=30,
+            socket_connect_timeout=app.conf.broker_connection_timeout,
+        )
+
+    def messages(self, run_id: str, task_ids: Sequence[str], dag_name: str | None) -> list[str]:
+        """One message per task; sent from a step, they name it as their parent, as
+        Celery's do."""
+        parent = self.app.current_worker_task
+        parent_id = parent.request.id if parent else None
+        root_id = (parent.request.root_id or parent_id) if parent else None
+        origin, reply_to = anon_nodename(), self.app.thread_oid  # as Celery's send_task
+        return [
+            step_message(
+                self.sender,
+                run_id,
+                task_id,
+                step_name(dag_name, task_id),
+                origin=origin,
+                reply_to=reply_to,
+                parent_id=parent_id,
+                root_id=root_id,
+            )
+            for task_id in task_ids
+        ]
+
+    def send(
+        self, run_id: str, task_ids: Sequence[str], dag_name: str | None, front: bool = False
+    ) -> None:
+        """Push one message per task in one round trip (consumed in ``task_ids`` order);
+        with ``front``, at the head of the queue (consumed next, as kombu restores)."""
+        messages = self.messages(run_id, task_ids, dag_name)
+        queue = self.sender.queue
+        if front:  # workers pop from the right end
+            self.client.rpush(queue, *reversed(messages))
+            return
+        if len(messages) <= LPUSH_MAX:
+            self.client.lpush(queue, *messages)
+            return
+        # A huge fan-out goes as several LPUSHes in one pipeline: one round trip, and no
+        # single command long enough to hold up other clients of the server.
+        with self.client.pipeline(transaction=False) as pipe:
+            for i in range(0, len(messages), LPUSH_MAX):
+                pipe.lpush(queue, *messages[i : i + LPUSH_MAX])
+            pipe.execute()
+
+
+def _direct(app: Celery) -> RedisStepSender | None:
+    found: RedisStepSender | bool | None = getattr(app, "dagflow_step_sender", None)
+    if found is None:
+        sender = direct_sender(app)
+        found = RedisStepSender(app, sender) if sender else False
+        app.dagflow_step_sender = found
+    return found if isinstance(found, RedisStepSender) else None
+
+
+def link_push(
+    app: Celery, store: RunStore, run_id: str, links: Sequence[str], dag_name: str | None
+) -> Push | None:
+    """Messages for a step's links that its ``finish`` can push itself, or None.
+
+    Only when steps go straight onto Redis, the run store is on the broker's Redis (same
+    URL, or the same Sentinel primary and database) and writes the events itself: then
+    ``task_ok`` and the children's messages are written in one atomic step, so no child can
+    start before its parent's ``task_ok`` is in the stream, and nothing is published after
+    it. A replica receives a script's writes together, so a promotion keeps both or neither.
+    """
+    if not links or len(links) > PUSH_MAX or not store.writes_events:
+        return None
+    broker = app.conf.broker_url
+    if not same_redis(getattr(store, "url", None), broker):
+        return None
+    if is_sentinel_url(broker) and getattr(store, "master_name", None) != _master_name(app):
+        return None
+    direct = _direct(app)
+    if direct is None:
+        return None
+    messages = direct.messages(run_id, links, dag_name)
+    return Push(direct.sender.queue, dict(zip(links, messages, strict=True)))
+
+
+def _send_with_celery(
+    app: Celery, run_id: str, task_ids: Sequence[str], dag_name: str | None
+) -> None:
+    step = app.tasks[STEP_TASK]
+    # Several messages go in one kombu publish batch (on Redis, one pipeline); a
+    # transport without batches publishes them one by one.
+    with (
+        app.producer_or_acquire() as producer,
+        producer.batch() if len(task_ids) > 1 else nullcontext(),
+    ):
+        for task_id in task_ids:
+            step.apply_async(
+                args=(run_id, task_id), producer=producer, shadow=step_name(dag_name, task_id)
+            )
+
+
+def send_later(
+    app: Celery, run_id: str, task_id: str, dag_name: str | None, countdown: float
+) -> bool:
+    """Publish one ``dagflow.step`` due in ``countdown`` seconds (a retry's fast path: an
+    ETA message the receiving worker holds until due); False if publishing failed.
+
+    A failure is logged, not raised: the retry is in the outbox, and the sweeper sends it
+    when due if this did not.
+    """
+    try:
+        app.tasks[STEP_TASK].apply_async(
+            args=(run_id, task_id), countdown=countdown, shadow=step_name(dag_name, task_id)
+        )
+    except (KombuError, OSError, redis.exceptions.RedisError) as exc:
+        logger.warning("dagflow: retry of %s not sent (%s); the sweeper will", task_id, exc)
+        return False
+    return True
+
+
+def send_steps(
+    app: Celery,
+    run_id: str,
+    task_ids: Sequence[str],
+    dag_name: str | None,
+    *,
+    front: bool = False,
+) -> bool:
+    """Publish one ``dagflow.step`` per task, together; False if publishing failed.
+
+    Each is sent under :func:`~dagflow.dag.compile.step_name` (``<dag name>:<task id>``).
+    ``front`` puts them at the head of a Redis queue written directly (the sweeper's
+    recovery of what a dead worker held); through Celery they join the queue's tail.
+
+    A failure is logged, not raised: the steps are in the outbox, and the sweeper sends
+    them if this did not.
+    """
+    if not task_ids:
+        return True
+    try:
+        direct = _direct(app)
+        if direct is not None:
+            direct.send(run_id, task_ids, dag_name, front)
+        else:
+            _send_with_celery(app, run_id, task_ids, dag_name)
+    except (KombuError, OSError, redis.exceptions.RedisError) as exc:
+        logger.warning(
+            "dagflow: could not send %s of run %s (%s); the sweeper will", task_ids, run_id, exc
+        )
+        return False
+    return True

@@ -1,0 +1,58 @@
+"""The run-store side of a step's I/O: riding out a store that is briefly unreachable, and
+encoding outputs. Sending steps is :mod:`dagflow.execution.publish`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from dagflow.errors import WorkflowOutputError
+from dagflow.stores.redis import STORE_ERRORS
+from dagflow.stores.transport import Backoff, retry_unreachable
+
+if TYPE_CHECKING:
+    from dagflow.execution.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: A step's first and largest pause between two tries of an unreachable run store, in seconds.
+STEP_BACKOFF_S = (0.1, 2.0)
+
+
+def encode_output(task_id: str, value: Any) -> str:
+    """Serialize a workflow's return value to JSON.
+
+    Raises:
+        WorkflowOutputError: The value holds something JSON cannot encode.
+    """
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise WorkflowOutputError(
+            f"Task '{task_id}' returned a value that is not JSON-serializable: {exc}"
+        ) from None
+
+
+def with_store(rt: Runtime, what: str, call: Callable[[], T]) -> T:
+    """Call the run store, retrying in-process with backoff while it is unreachable.
+
+    A Celery retry would have to publish to the same Redis that just failed (and Celery
+    drops the message when that publish fails); waiting here loses nothing. After
+    ``DAGFLOW_STORE_RETRY_S`` the error is raised: the step's lease then expires and the
+    sweeper runs it again once the store is back.
+    """
+
+    def retrying(exc: BaseException) -> None:
+        logger.warning("dagflow: run store unreachable for %s (%s); retrying", what, exc)
+
+    try:
+        return retry_unreachable(
+            call, rt.settings.store_retry_s, Backoff(*STEP_BACKOFF_S), retrying
+        )
+    except STORE_ERRORS as exc:
+        logger.error("dagflow: run store unreachable for %s; giving up: %s", what, exc)
+        raise
