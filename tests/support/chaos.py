@@ -7,7 +7,7 @@ One :class:`ChaosRun` owns a :class:`tests.support.cluster.Cluster` (a private
 ``redis-server`` with AOF ``appendfsync always`` on a free port), ``workers`` real
 ``celery -A dagflow worker`` processes, optionally ``dagflow events collect``, a load thread
 that submits a 25-task DAG (fan-outs, joins, two flaky tasks with retries, payload passing)
-every ``submit_every_s`` through :meth:`dagflow.runner.Runner.submit`, and, in the main
+every ``submit_every_s`` through :meth:`dagflow.client.runner.Runner.submit`, and, in the main
 thread, a fault injector driven by ``random.Random(seed)``: every ``fault_every_s`` it takes
 the next kind from rounds of all kinds, each round in a seeded order (a short run still
 sees every kind; the same seed gives the same sequence of kinds, while targets and the exact
@@ -51,9 +51,9 @@ from typing import Any
 import psutil
 import redis
 
-from dagflow.collector import collector_lag
-from dagflow.dag import Dag
-from dagflow.runner import RunHandle
+from dagflow.client.runner import RunHandle
+from dagflow.dag.load import Dag
+from dagflow.events.collector import collector_lag
 from tests.support.cluster import Cluster
 from tests.support.dags import make_dag, task
 from tests.support.processes import ROOT, kill_worker, log_tail, start_worker, stop_worker
