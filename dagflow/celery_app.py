@@ -16,14 +16,12 @@ from typing import TYPE_CHECKING, Any
 from dagflow import tasks, workflows
 from dagflow.dag.compile import STEP_TASK
 from dagflow.errors import ConfigError
-from dagflow.events.state_store import state_recorder
 from dagflow.execution import step
-from dagflow.execution.runtime import Runtime, runtime_for
+from dagflow.execution.runtime import runtime_for
 from dagflow.execution.sweeper import SweeperStep
 from dagflow.redis_url import transport_options
-from dagflow.scheduling.firing import run_finished_hook
-from dagflow.scheduling.job_hooks import job_finished_hook, job_started_hook
 from dagflow.settings import Settings
+from dagflow.wiring import build_runtime
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -67,16 +65,6 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
         conf["broker_transport_options"] = {"polling_interval": MEMORY_POLLING_INTERVAL_S}
         conf["result_backend"] = None
     return {k: v for k, v in conf.items() if not callable(v) and not isinstance(v, type)}
-
-
-def build_runtime(settings: Settings) -> Runtime:
-    """The runtime of an app made for ``settings``, with scheduling's hooks: ``run_finished``
-    in the state store, and each scheduled run's job moved along."""
-    runtime = Runtime.from_settings(settings)
-    runtime.run_finished_hooks.append(run_finished_hook(state_recorder(settings)))
-    runtime.run_started_hooks.append(job_started_hook(runtime.jobs))
-    runtime.run_finished_hooks.append(job_finished_hook(runtime.jobs, settings))
-    return runtime
 
 
 def make_app(settings: Settings | None = None, *, main: str = "dagflow") -> Celery:

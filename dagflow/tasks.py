@@ -17,12 +17,13 @@ from celery.worker.request import Request
 
 from dagflow.dag.compile import STEP_TASK
 from dagflow.errors import SpecError
-from dagflow.events.state_store import state_recorder
 from dagflow.execution.lifecycle import start_run
 from dagflow.execution.runtime import runtime_for
 from dagflow.execution.step import execute_step
 from dagflow.scheduling.firing import START_TASK, Firing, firing_dag
 from dagflow.scheduling.job_hooks import fail_job
+from dagflow.settings import Settings
+from dagflow.wiring import build_runtime, state_recorder
 
 if TYPE_CHECKING:
     from celery import Celery, Task
@@ -55,7 +56,10 @@ class StepRequest(Request):  # type: ignore[misc]
 
 
 def register(app: Celery) -> None:
-    """Register ``dagflow.step`` and ``dagflow.start_scheduled_run`` on ``app``."""
+    """Register ``dagflow.step`` and ``dagflow.start_scheduled_run`` on ``app``; an app
+    without a runtime factory (not made by ``make_app``) gets one from the environment."""
+    if getattr(app, "dagflow_runtime_factory", None) is None:
+        app.dagflow_runtime_factory = lambda: build_runtime(Settings.from_env())
     _register_step(app)
     _register_start(app)
 

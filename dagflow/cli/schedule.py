@@ -102,9 +102,9 @@ def schedule(
     """
     if once == serve:
         raise click.UsageError("give exactly one of --once and --serve")
-    from dagflow.events.state_store import state_recorder
     from dagflow.scheduling.schedules import ScheduleDir
     from dagflow.settings import Settings
+    from dagflow.wiring import state_recorder
 
     verbose = is_verbose()
     settings = Settings.from_env()
@@ -138,11 +138,12 @@ def _run(
     from dagflow.scheduling.firing import firing_dag
     from dagflow.scheduling.job_hooks import fail_job
     from dagflow.scheduling.run_pool import RunQueue
-    from dagflow.scheduling.ticker import Clock, Ticker, claims_for, drain, serve
+    from dagflow.scheduling.ticker import Clock, Ticker, drain, serve
+    from dagflow.wiring import minute_claims
 
     runner = Runner(settings)
     jobs = runner.runtime.jobs
-    ticker = Ticker(schedules, claims_for(settings), state, jobs=jobs)
+    ticker = Ticker(schedules, minute_claims(settings), state, jobs=jobs)
     runner.start_embedded_worker(loglevel="WARNING" if verbose else "CRITICAL")
     _setup_logging(verbose)  # the embedded worker's Celery log setup replaced ours
     submit_lock = threading.Lock()

@@ -20,16 +20,18 @@ from typing import TYPE_CHECKING, Any
 from dagflow.celery_app import make_app
 from dagflow.client.status import RunResult, RunStatus
 from dagflow.dag.load import Dag, load_dag
+from dagflow.dag.plan import RunPlan
 from dagflow.errors import PlanVersionError, RunnerError
 from dagflow.execution.cancel import CancelOutcome, cancel_run
 from dagflow.execution.lifecycle import start_run
 from dagflow.execution.rerun import retry_run
 from dagflow.execution.runtime import Runtime, runtime_for
 from dagflow.settings import Settings
-from dagflow.stores import RedisRunStore, RunSnapshot
+from dagflow.stores import RunSnapshot, RunStore
 from dagflow.stores.base import TaskInfo
 from dagflow.stores.redis import STORE_ERRORS
 from dagflow.stores.transport import Backoff, retry_unreachable, sealed, sealing
+from dagflow.wiring import read_store
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -55,36 +57,74 @@ class WaitTimeout(TimeoutError):
 ProgressCallback = Callable[[RunSnapshot], None]
 
 
-def _url(runner: Runner) -> str | None:
-    """The URL a runner's errors name: its run store's, else its broker's."""
-    settings = runner.settings
-    return settings.result_backend or settings.broker_url
+def _url(settings: Settings) -> str | None:
+    """The URL errors name: the run store's, else the broker's."""
+    return settings.redis_url or settings.broker_url
 
 
 #: Transport errors leave a handle's methods as UnreachableError naming the run store.
-_handle_sealed = sealing(lambda handle: _url(handle.runner))
+_handle_sealed = sealing(lambda handle: _url(handle.settings))
 #: Likewise for a runner's.
-_runner_sealed = sealing(_url)
+_runner_sealed = sealing(lambda runner: _url(runner.settings))
 
 
 class RunHandle:
     """A run that was submitted (or re-attached to by id): wait for it, look at its progress.
 
+    A handle from :func:`get_run` only reads: it has the run store and no Celery app, and
+    builds a :class:`Runner` only if asked to cancel or retry the run.
+
     Args:
-        runner: The runner whose run store holds the run.
+        runner: The runner whose run store holds the run (None: a reader, see above).
         run_id: The run's id.
         dag: The DAG, when this process submitted the run (None when re-attached).
+        store: The run store to read (default: the runner's).
+        settings: The settings (default: the runner's).
     """
 
-    def __init__(self, runner: Runner, run_id: str, dag: Dag | None = None) -> None:
-        self.runner = runner
+    def __init__(
+        self,
+        runner: Runner | None,
+        run_id: str,
+        dag: Dag | None = None,
+        *,
+        store: RunStore | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        if runner is not None:
+            settings = settings or runner.settings
+            store = store or runner.runtime.store
+        if store is None or settings is None:
+            raise TypeError("a handle without a runner needs its store and settings")
+        self._runner = runner
         self.run_id = run_id
         self.dag = dag
+        self.settings = settings
+        self.store = store
+        self._plan: RunPlan | None = None
+
+    @property
+    def runner(self) -> Runner:
+        """The runner to act on the run with (built on first use for a reader)."""
+        if self._runner is None:
+            self._runner = Runner(self.settings)
+        return self._runner
+
+    def plan(self) -> RunPlan | None:
+        """The run's stored plan (read once), or None if it is gone.
+
+        Raises:
+            PlanVersionError: A dagflow whose plan format this one cannot read wrote it.
+        """
+        if self._plan is None:
+            raw = self.store.load_plan(self.run_id)
+            self._plan = RunPlan.from_json(raw) if raw is not None else None
+        return self._plan
 
     @_handle_sealed
     def snapshot(self, with_states: bool = False) -> RunSnapshot | None:
         """The run's current progress."""
-        return self.runner.runtime.store.snapshot(self.run_id, with_states=with_states)
+        return self.store.snapshot(self.run_id, with_states=with_states)
 
     @_handle_sealed
     def outputs(self, task_ids: list[str] | None = None) -> dict[str, Any]:
@@ -96,7 +136,7 @@ class RunHandle:
         if task_ids is None:
             snap = self.snapshot(with_states=True)
             task_ids = list(snap.states or {}) if snap else []
-        raw = self.runner.runtime.store.outputs(self.run_id, task_ids)
+        raw = self.store.outputs(self.run_id, task_ids)
         return {task_id: json.loads(value) for task_id, value in raw.items()}
 
     def tasks(self) -> list[TaskInfo]:
@@ -110,13 +150,12 @@ class RunHandle:
         Raises:
             RunnerError: The run's state is gone from the store (expired or flushed).
         """
-        rt = self.runner.runtime
-        snap = rt.store.snapshot(self.run_id)
-        tasks = rt.store.tasks(self.run_id)
+        snap = self.store.snapshot(self.run_id)
+        tasks = self.store.tasks(self.run_id)
         if snap is None or tasks is None:
             raise RunnerError(f"run {self.run_id} is not in the run store (unknown or expired)")
         try:
-            plan = rt.plan(self.run_id)
+            plan = self.plan()
         except PlanVersionError:
             plan = None
         order = list(plan.tasks) if plan else []
@@ -139,7 +178,7 @@ class RunHandle:
             WaitTimeout: The run did not finish in ``timeout`` seconds (it goes on).
             RunnerError: The run's state vanished from the store (expired or flushed).
         """
-        store = self.runner.runtime.store
+        store = self.store
         deadline = None if timeout is None else time.monotonic() + timeout
         step = PROGRESS_INTERVAL_S if on_progress else 1.0
         backoff = Backoff(*RECONNECT_S)
@@ -369,8 +408,13 @@ def get_run(
         UnreachableError: The run store could not be reached within ``timeout``.
     """
     settings = settings or Settings.from_env()
-    settings.require_redis_url()
-    return Runner(settings).attach(run_id, timeout)
+    store = read_store(settings)
+    timeout_s = 30.0 if timeout is None else timeout
+    with sealed(_url(settings)):
+        found = retry_unreachable(lambda: store.snapshot(run_id), timeout_s, Backoff(*RECONNECT_S))
+    if found is None:
+        raise RunnerError(f"run {run_id} is not in the run store (unknown or expired)")
+    return RunHandle(None, run_id, store=store, settings=settings)
 
 
 def list_runs(
@@ -395,10 +439,9 @@ def list_runs(
         UnreachableError: The run store cannot be reached.
     """
     settings = settings or Settings.from_env()
-    url = settings.require_redis_url()
-    store = RedisRunStore(url, ttl=settings.run_ttl_s, master_name=settings.redis_master_name)
+    store = read_store(settings)
     try:
-        with sealed(url):
+        with sealed(_url(settings)):
             found = store.list_runs(tenant_id=tenant, dag_name=dag, status=status, limit=limit)
     finally:
         store.client.close()

@@ -41,23 +41,6 @@ class StateRecorder(Protocol):
         """Append many lines at once; never raises."""
 
 
-def state_recorder(settings: Settings) -> StateRecorder:
-    """The stream in distributed mode (``DAGFLOW_EVENTS=stream``), else the JSONL file.
-
-    In distributed mode the collector (``dagflow events collect``) writes the lines to
-    ``STATE_STORE_PATH``, so the module-level readers below see every host's lines.
-    """
-    if settings.events_via_stream:
-        from dagflow.stores.event_stream import RedisEventStream
-
-        return RedisEventStream(
-            settings.require_redis_url(),
-            settings.events_maxlen,
-            master_name=settings.redis_master_name,
-        )
-    return JsonlStateStore(settings.state_path)
-
-
 class JsonlStateStore:
     """An append-only JSONL state store at ``path``."""
 

@@ -17,15 +17,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dagflow.clock import isoformat, utc_now
 from dagflow.dag.plan import RunPlan
+from dagflow.errors import ConfigError
 from dagflow.events.jsonl import ReadStats
-from dagflow.events.log import Event, JsonlEventLog
+from dagflow.events.log import Event
 from dagflow.execution.backoff import RetryPolicy
 from dagflow.execution.heartbeat import Heartbeat
 from dagflow.settings import Settings
-from dagflow.stores import MemoryRunStore, RedisRunStore, RunStore
-from dagflow.stores.event_stream import RedisEventStream
+from dagflow.stores import RunStore
 from dagflow.stores.jobs import JobStore, MemoryJobStore
-from dagflow.stores.redis_jobs import RedisJobStore
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -103,47 +102,6 @@ class Runtime:
     app: Any = field(default=None, repr=False)
     _plans: OrderedDict[str, RunPlan] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, store: RunStore | None = None) -> Runtime:
-        """Build a runtime; the store is Redis unless one is given (embedded mode)."""
-        stream = settings.events_via_stream
-        if store is None:
-            store = (
-                MemoryRunStore()
-                if settings.embedded
-                else RedisRunStore(
-                    settings.require_redis_url(),
-                    ttl=settings.run_ttl_s,
-                    events_maxlen=settings.events_maxlen if stream else None,
-                    master_name=settings.redis_master_name,
-                )
-            )
-        events: EventSink = (
-            RedisEventStream(
-                settings.require_redis_url(),
-                settings.events_maxlen,
-                master_name=settings.redis_master_name,
-            )
-            if stream
-            else JsonlEventLog(settings.events_path)
-        )
-        jobs: JobStore = (
-            MemoryJobStore()
-            if settings.embedded
-            else RedisJobStore(
-                settings.require_redis_url(),
-                ttl=settings.run_ttl_s,
-                master_name=settings.redis_master_name,
-            )
-        )
-        return cls(
-            settings=settings,
-            store=store,
-            events=events,
-            jobs=jobs,
-            retry=RetryPolicy(settings.retry_base_s, settings.retry_max_s, settings.retry_jitter),
-        )
 
     def plan(self, run_id: str) -> RunPlan | None:
         """Return the run's parsed plan, reading the store once per run per process."""
@@ -238,7 +196,11 @@ def runtime_for(app: Celery) -> Runtime:
     """Return the app's runtime, building it the first time it is needed.
 
     An app made by :func:`dagflow.celery_app.make_app` carries a factory for its own
-    settings; any other app gets a runtime from the environment.
+    settings; an app given dagflow's tasks by :func:`dagflow.tasks.register` alone builds
+    one from the environment (:func:`dagflow.wiring.build_runtime`).
+
+    Raises:
+        ConfigError: The app has neither.
     """
     runtime: Runtime | None = getattr(app, "dagflow_runtime", None)
     if runtime is None:
@@ -248,7 +210,13 @@ def runtime_for(app: Celery) -> Runtime:
                 factory: Callable[[], Runtime] | None = getattr(
                     app, "dagflow_runtime_factory", None
                 )
-                runtime = factory() if factory else Runtime.from_settings(Settings.from_env())
+                if factory is None:
+                    raise ConfigError(
+                        "this Celery app has no dagflow runtime: build it with "
+                        "dagflow.celery_app.make_app, or register dagflow's tasks on it "
+                        "with dagflow.tasks.register"
+                    )
+                runtime = factory()
                 runtime.app = app
                 app.dagflow_runtime = runtime
     return runtime

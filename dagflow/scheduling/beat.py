@@ -18,13 +18,13 @@ from typing import Any
 from celery.beat import Scheduler
 
 from dagflow.clock import utc_now
-from dagflow.events.state_store import state_recorder
 from dagflow.execution.runtime import runtime_for
 from dagflow.execution.sweeper import Sweeper
 from dagflow.scheduling.firing import START_TASK
 from dagflow.scheduling.schedules import ScheduleDir
-from dagflow.scheduling.ticker import Clock, Ticker, claims_for, drain, next_sleep
+from dagflow.scheduling.ticker import Clock, Ticker, drain, next_sleep
 from dagflow.settings import Settings
+from dagflow.wiring import minute_claims, state_recorder
 
 logger = logging.getLogger("dagflow.scheduling.beat")
 
@@ -39,7 +39,9 @@ class DagflowScheduler(Scheduler):  # type: ignore[misc]
         self.directory = ScheduleDir(self.settings.schedules_dir)
         # The runtime's job store: Redis (a Beat without a broker is refused at beat_init).
         self.jobs = runtime_for(self.app).jobs
-        self.ticker = Ticker(self.directory, claims_for(self.settings), self.state, jobs=self.jobs)
+        self.ticker = Ticker(
+            self.directory, minute_claims(self.settings), self.state, jobs=self.jobs
+        )
         self.clock = Clock()
         # Recovery does not depend on Beat, but a deployment whose workers all run with
         # another app (or none yet) still gets its expired leases and due retries re-sent.

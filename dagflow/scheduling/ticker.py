@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from dagflow.clock import isoformat, utc_now
-from dagflow.events.jsonl import iter_records
 from dagflow.events.state_store import StateRecorder
 from dagflow.scheduling.cron import (
     ONE_MINUTE,
@@ -50,9 +49,8 @@ from dagflow.scheduling.cron import (
 )
 from dagflow.scheduling.firing import Firing
 from dagflow.scheduling.schedules import Schedule, ScheduleDir, minute_key, parse_minute_key
-from dagflow.settings import Settings
 from dagflow.stores.jobs import JobStore
-from dagflow.stores.minute_claims import MemoryMinuteClaims, MinuteClaims, RedisMinuteClaims
+from dagflow.stores.minute_claims import MinuteClaims
 
 logger = logging.getLogger("dagflow.scheduler")
 
@@ -175,18 +173,6 @@ class Ticker:
                 firing.run_id,
             )
         return firings
-
-
-def claims_for(settings: Settings) -> MinuteClaims:
-    """Redis claims on the Redis that holds run state; else in-process claims seeded from the
-    state store's ``schedule_enqueued`` lines (the embedded mode)."""
-    if settings.redis_url is not None:
-        return RedisMinuteClaims.from_url(
-            settings.redis_url, master_name=settings.redis_master_name
-        )
-    claims = MemoryMinuteClaims()
-    claims.seed(iter_records(settings.state_path))
-    return claims
 
 
 @dataclass

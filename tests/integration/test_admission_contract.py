@@ -14,9 +14,9 @@ import redis
 from dagflow.dag.plan import RunPlan
 from dagflow.execution.admission import Slot
 from dagflow.execution.lifecycle import finish_run
-from dagflow.execution.runtime import Runtime
 from dagflow.settings import Settings
 from dagflow.stores import FinishResult, MemoryRunStore, RedisRunStore, RunStore
+from dagflow.wiring import build_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +171,7 @@ def test_a_store_error_when_giving_slots_back_does_not_fail_the_runs_end(tmp_pat
             raise redis.ConnectionError("Connection reset by peer")
 
     settings = Settings.from_env({"ORCH_EVENTS_PATH": str(tmp_path / "events.jsonl")})
-    rt = Runtime.from_settings(settings, store=Flaky())
+    rt = build_runtime(settings, store=Flaky())
     slots = [Slot(f"dag:d-{uuid.uuid4().hex[:8]}", 1)]
     run_id = uuid.uuid4().hex
     meta = {"dag_name": "d", "tenant_id": "t", "pending": True, "slots": [[slots[0].scope, 1]]}

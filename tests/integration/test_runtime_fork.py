@@ -12,8 +12,8 @@ import pytest
 from dagflow import workflows
 from dagflow.events import jsonl
 from dagflow.execution import runtime
-from dagflow.execution.runtime import Runtime
 from dagflow.settings import Settings
+from dagflow.wiring import build_runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 def test_a_forked_child_gets_fresh_runtime_locks() -> None:
     # Given the worker's main process with its locks held by a thread (the sweeper building
     # the runtime, reading a plan) at the moment the pool forks
-    rt = Runtime.from_settings(Settings())
+    rt = build_runtime(Settings())
     rt._lock.acquire()
     runtime._attach_lock.acquire()
     try:

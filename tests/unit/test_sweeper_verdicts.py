@@ -23,6 +23,7 @@ from dagflow.execution.runtime import Runtime
 from dagflow.execution.sweeper import check_run
 from dagflow.settings import Settings
 from dagflow.stores import MemoryRunStore
+from dagflow.wiring import build_runtime
 from tests.support.dags import make_dag, task
 
 LEASE_S = 30.0
@@ -118,7 +119,7 @@ def embedded(tmp_path: Path) -> Iterator[Embedded]:
     queue = f"unit-sweeper-{uuid.uuid4().hex}"
     app.conf.task_default_queue = queue
     clock = Clock()
-    rt = Runtime.from_settings(settings, store=MemoryRunStore(clock=clock))
+    rt = build_runtime(settings, store=MemoryRunStore(clock=clock))
     rt.app, app.dagflow_runtime = app, rt
     assert isinstance(rt.store, MemoryRunStore)
     dag = make_dag([task("a"), task("b", deps=("a",))], name="nightly", tenant="acme")

@@ -1,0 +1,115 @@
+"""The composition root: the one place a process's parts are built from :class:`Settings`.
+
+Every process (a worker, Beat, ``dagflow schedule``, the CLI, the dashboard, the embedded
+mode) gets its run store, job store, event sink, state recorder and minute claims here, so
+the rules that pick them live once:
+
+* which Redis holds run state: :attr:`Settings.redis_url` (none: the embedded mode, every
+  store in memory);
+* whether events and scheduler lines go through the Redis stream:
+  :attr:`Settings.events_via_stream` (else each process appends to its JSONL files).
+
+Nothing here runs at import time, and nothing imports this module but the Celery wiring,
+the client, the scheduler's drivers and the faces.
+"""
+
+from __future__ import annotations
+
+from dagflow.events.jsonl import iter_records
+from dagflow.events.log import JsonlEventLog
+from dagflow.events.state_store import JsonlStateStore, StateRecorder
+from dagflow.execution.backoff import RetryPolicy
+from dagflow.execution.runtime import EventSink, Runtime
+from dagflow.scheduling.firing import run_finished_hook
+from dagflow.scheduling.job_hooks import job_finished_hook, job_started_hook
+from dagflow.scheduling.job_hooks import job_store as redis_job_store
+from dagflow.settings import Settings
+from dagflow.stores import MemoryRunStore, RedisRunStore, RunStore
+from dagflow.stores.event_stream import RedisEventStream
+from dagflow.stores.jobs import JobStore, MemoryJobStore
+from dagflow.stores.minute_claims import MemoryMinuteClaims, MinuteClaims, RedisMinuteClaims
+
+
+def run_store(settings: Settings) -> RunStore:
+    """Redis on :attr:`Settings.redis_url` (writing the events itself with the stream), or
+    the in-memory store of the embedded mode."""
+    if settings.embedded:
+        return MemoryRunStore()
+    return RedisRunStore(
+        settings.require_redis_url(),
+        ttl=settings.run_ttl_s,
+        events_maxlen=settings.events_maxlen if settings.events_via_stream else None,
+        master_name=settings.redis_master_name,
+    )
+
+
+def read_store(settings: Settings) -> RedisRunStore:
+    """The run store to read runs from any process (``get_run``, ``list_runs``): Redis only,
+    no Celery app.
+
+    Raises:
+        ConfigError: No Redis run store is configured (an embedded run lives only in its
+            own process).
+    """
+    return RedisRunStore(
+        settings.require_redis_url(), ttl=settings.run_ttl_s, master_name=settings.redis_master_name
+    )
+
+
+def event_sink(settings: Settings) -> EventSink:
+    """The Redis event stream, or the JSONL event log of ``ORCH_EVENTS_PATH``."""
+    if settings.events_via_stream:
+        return _stream(settings)
+    return JsonlEventLog(settings.events_path)
+
+
+def state_recorder(settings: Settings) -> StateRecorder:
+    """Where scheduler lines go: the stream (the collector writes ``STATE_STORE_PATH`` from
+    it, so the module-level readers see every host's lines), or the JSONL file itself."""
+    if settings.events_via_stream:
+        return _stream(settings)
+    return JsonlStateStore(settings.state_path)
+
+
+def job_store(settings: Settings) -> JobStore:
+    """Jobs in Redis, or in memory for the embedded mode."""
+    return MemoryJobStore() if settings.embedded else redis_job_store(settings)
+
+
+def minute_claims(settings: Settings) -> MinuteClaims:
+    """Redis claims on the run state's Redis; else in-process claims seeded from the state
+    store's ``schedule_enqueued`` lines (the embedded mode)."""
+    if settings.redis_url is not None:
+        return RedisMinuteClaims.from_url(
+            settings.redis_url, master_name=settings.redis_master_name
+        )
+    claims = MemoryMinuteClaims()
+    claims.seed(iter_records(settings.state_path))
+    return claims
+
+
+def build_runtime(settings: Settings, store: RunStore | None = None) -> Runtime:
+    """A process's runtime, with scheduling's hooks: ``run_finished`` in the state store,
+    and each scheduled run's job moved along.
+
+    Args:
+        settings: The process's settings.
+        store: A run store to use instead of :func:`run_store`'s (tests, fault injection).
+    """
+    runtime = Runtime(
+        settings=settings,
+        store=store if store is not None else run_store(settings),
+        events=event_sink(settings),
+        jobs=job_store(settings),
+        retry=RetryPolicy(settings.retry_base_s, settings.retry_max_s, settings.retry_jitter),
+    )
+    runtime.run_finished_hooks.append(run_finished_hook(state_recorder(settings)))
+    runtime.run_started_hooks.append(job_started_hook(runtime.jobs))
+    runtime.run_finished_hooks.append(job_finished_hook(runtime.jobs, settings))
+    return runtime
+
+
+def _stream(settings: Settings) -> RedisEventStream:
+    return RedisEventStream(
+        settings.require_redis_url(), settings.events_maxlen, master_name=settings.redis_master_name
+    )
