@@ -22,3 +22,4 @@ bench:
 	python bench/bench_events.py
 	python bench/bench_tenants.py
 	python bench/bench_sweeper.py
+	python bench/chaos.py

@@ -31,7 +31,8 @@ class Cluster:
         root: Folder for the server's data, the logs and the event log.
         broker: Broker URL (default: the private Redis); the run store is the private Redis.
         appendonly: Keep an append-only file (restarts keep the data).
-        extra_env: More environment variables for workers and the runner.
+        extra_env: More environment variables for workers and the runner; they override
+            the defaults (lease, sweep, store retry, result backend).
     """
 
     def __init__(
@@ -45,15 +46,18 @@ class Cluster:
         self.root = root
         self.server = RedisServer.start(root / "redis", appendonly=appendonly)
         self.events_path = root / "events.jsonl"
+        defaults = {
+            "DAGFLOW_RESULT_BACKEND": self.server.url(0),
+            "DAGFLOW_LEASE_S": str(LEASE_S),
+            "DAGFLOW_SWEEP_S": str(SWEEP_S),
+            "DAGFLOW_STORE_RETRY_S": "30",
+        }
+        # extra_env wins over the defaults above (a chaos run sets its own lease and sweep).
         self.env = worker_env(
             broker or self.server.url(0),
             self.events_path,
             root / "state.jsonl",
-            DAGFLOW_RESULT_BACKEND=self.server.url(0),
-            DAGFLOW_LEASE_S=str(LEASE_S),
-            DAGFLOW_SWEEP_S=str(SWEEP_S),
-            DAGFLOW_STORE_RETRY_S="30",
-            **dict(extra_env or {}),
+            **{**defaults, **dict(extra_env or {})},
         )
         self.settings = Settings.from_env(self.env)
         workflows.load(self.settings.workflow_modules)

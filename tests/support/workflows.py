@@ -167,3 +167,40 @@ def context(params: Mapping[str, Any], ctx: dagflow.RunContext) -> dict[str, Any
 
         (Path(params["dir"]) / f"ctx-{ctx.task_id}.json").write_text(json.dumps(fields))
     return {"ctx": fields}
+
+
+def _append(path: Path, line: str) -> None:
+    """Append one line with a single O_APPEND write (atomic between processes; no read back)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+@dagflow.workflow("test.chaos")
+def chaos_step(params: Mapping[str, Any], ctx: dagflow.RunContext) -> dict[str, Any]:
+    """A step of the chaos test (:mod:`tests.support.chaos`): traced, flaky, payload-checked.
+
+    It writes ``start``, a ``tick`` every 0.1 s and ``end`` lines to ``dir/spans.txt``, each
+    ``<kind> <run id> <task id> <fence> <pid> <epoch seconds>``, so the test can tell when
+    each execution of a step was alive (a killed one leaves no ``end``; a frozen one stops
+    ticking). While ``ctx.attempt <= failures`` it fails with a retryable error: the attempt
+    number comes from the run store, so a crashed execution does not count as a failure.
+    Its output is ``v`` plus the sum of its parents' ``value`` outputs and the sorted list
+    of parents it heard from: a lost, stale or misrouted payload changes it.
+    """
+    spans = Path(params["dir"]) / "spans.txt"
+    key = f"{ctx.run_id} {ctx.task_id} {ctx.fence} {os.getpid()}"
+    _append(spans, f"start {key} {time.time()}")
+    until = time.monotonic() + float(params.get("seconds", 0.1))
+    while (left := until - time.monotonic()) > 0:
+        time.sleep(min(0.1, left))
+        _append(spans, f"tick {key} {time.time()}")
+    suffix = "__value"
+    parents = sorted(k[: -len(suffix)] for k in params if k.endswith(suffix))
+    total = int(params["v"]) + sum(int(params[f"{p}{suffix}"]) for p in parents)
+    _append(spans, f"end {key} {time.time()}")
+    if ctx.attempt <= int(params.get("failures", 0)):
+        raise ConnectionError(f"transient failure on attempt {ctx.attempt}")
+    return {"value": total, "parents": parents}

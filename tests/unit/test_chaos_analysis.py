@@ -1,0 +1,174 @@
+"""The chaos analysis (tests/support/chaos_analysis.py) catches what it claims to catch.
+
+The chaos test is only as good as its judge: each check is fed a small, hand-made record of
+a run (events, spans, faults, worker logs) with one known defect, and must name it; the
+same record without the defect must pass. No services: the analysis is pure.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tests.support.chaos import DAG_SHAPE, ChaosConfig, Fault, Observations, Submission, WorkerLife
+from tests.support.chaos_analysis import analyse
+
+T0 = 1_800_000_000.0
+LEASE, SWEEP = 3.0, 0.5
+RUN = "r1"
+DAG = "chaos_0001"
+
+
+def _ev(at: float, event: str, task_id: str | None = None, **fields: Any) -> dict[str, Any]:
+    stamp = datetime.fromtimestamp(T0 + at, UTC).isoformat().replace("+00:00", "Z")
+    record = {"timestamp": stamp, "event": event, "run_id": RUN, "dag_name": DAG}
+    if task_id is not None:
+        record["task_id"] = task_id
+    return {**record, **fields}
+
+
+def _expected() -> dict[str, Any]:
+    values: dict[str, int] = {}
+    out: dict[str, Any] = {}
+    for i, (task_id, parents, _) in enumerate(DAG_SHAPE):
+        values[task_id] = 100 + i + sum(values[p] for p in parents)
+        out[task_id] = {"value": values[task_id], "parents": sorted(parents)}
+    return out
+
+
+def _clean_run() -> list[dict[str, Any]]:
+    """Every task once on w1, 0.1 s each, one after the other; the run ends success."""
+    events = [_ev(0, "dag_start")]
+    for i, (task_id, _, _) in enumerate(DAG_SHAPE):
+        at = 1 + i * 0.2
+        events.append(_ev(at, "task_start", task_id, attempt=1, fence=1, worker="w1@h"))
+        events.append(_ev(at + 0.1, "task_ok", task_id, attempt=1, fence=1, worker="w1@h"))
+    events.append(_ev(7, "dag_done", status="success", duration_s=7.0))
+    return events
+
+
+def _observe(
+    tmp_path: Path,
+    events: list[dict[str, Any]],
+    faults: list[Fault] = (),  # type: ignore[assignment]
+    spans: list[str] = (),  # type: ignore[assignment]
+    logs: dict[str, str] | None = None,
+    outputs: dict[str, Any] | None = None,
+) -> Observations:
+    spans_path = tmp_path / "spans.txt"
+    spans_path.write_text("".join(line + "\n" for line in spans))
+    lives = []
+    for node in ("w1@h", "w2@h"):
+        log = tmp_path / f"{node}.log"
+        log.write_text((logs or {}).get(node, ""))
+        lives.append(WorkerLife(node, log, T0 - 10, None))
+    expected = _expected()
+    return Observations(
+        config=ChaosConfig(seed=7, lease_s=LEASE, sweep_s=SWEEP),
+        started_at=T0,
+        chaos_ended_at=T0 + 60,
+        drained_at=T0 + 70,
+        events=events,
+        spans_path=spans_path,
+        submissions=[Submission(1, RUN, DAG, T0, expected)],
+        faults=list(faults),
+        lives=lives,
+        outputs={RUN: outputs if outputs is not None else expected},
+        not_ended={},
+    )
+
+
+def test_a_clean_run_passes_every_check(tmp_path: Path) -> None:
+    report = analyse(_observe(tmp_path, _clean_run()))
+    assert report.failures == []
+    assert report.runs["succeeded"] == 1
+
+
+def test_a_second_task_ok_and_a_wrong_output_are_named(tmp_path: Path) -> None:
+    events = _clean_run()
+    events.insert(5, _ev(1.5, "task_ok", "a0", attempt=1, fence=2, worker="w2@h"))
+    outputs = {**_expected(), "end": {"value": 0, "parents": []}}
+    report = analyse(_observe(tmp_path, events, outputs=outputs))
+    assert report.failed("one task_ok per task") == [
+        f"one task_ok per task: {DAG} {RUN}: {{'a0': 2}}"
+    ]
+    assert len(report.failed("outputs right")) == 1 and "end" in report.failed("outputs right")[0]
+
+
+def _spans(task_id: str, fence: int, pid: int, start: float, last: float) -> list[str]:
+    key = f"{RUN} {task_id} {fence} {pid}"
+    return [f"start {key} {T0 + start}", f"tick {key} {T0 + last}"]
+
+
+def test_two_live_executions_of_a_step_fail_unless_the_first_holder_was_frozen(
+    tmp_path: Path,
+) -> None:
+    # Given fence 1 of c0 alive on w1 from 2 s to 9 s, and fence 2 started on w2 at 6 s
+    events = _clean_run()
+    events.append(_ev(6, "task_start", "c0", attempt=1, fence=2, worker="w2@h"))
+    spans = _spans("c0", 1, 11, 2, 9) + _spans("c0", 2, 22, 6, 6.5)
+    # Then without a fault that explains it, it is an overlap
+    plain = analyse(_observe(tmp_path, events, spans=spans))
+    assert len(plain.failed("no overlapping executions")) == 1
+    # And a SIGSTOP of w1 for 4 s (past 2/3 of the lease) explains it; one of 1 s does not
+    long_freeze = Fault("freeze", T0 + 2.5, "w1@h", until=T0 + 6.5)
+    short_freeze = Fault("freeze", T0 + 2.5, "w1@h", until=T0 + 3.5)
+    assert not analyse(_observe(tmp_path, events, [long_freeze], spans)).failed(
+        "no overlapping executions"
+    )
+    assert analyse(_observe(tmp_path, events, [short_freeze], spans)).failed(
+        "no overlapping executions"
+    )
+
+
+def test_a_step_of_a_killed_worker_is_late_past_lease_plus_sweep_plus_slack(
+    tmp_path: Path,
+) -> None:
+    # Given d0 started on w1 at 2 s, w1 killed at 3.15 s (between two of its other steps),
+    # and d0 started again on w2 t s later
+    def run(taken_over_after: float) -> list[str]:
+        events = [e for e in _clean_run() if e.get("task_id") != "d0"]
+        events.append(_ev(2, "task_start", "d0", attempt=1, fence=1, worker="w1@h"))
+        again = 3.15 + taken_over_after
+        events.append(_ev(again, "task_start", "d0", attempt=1, fence=2, worker="w2@h"))
+        events.append(_ev(again + 0.1, "task_ok", "d0", attempt=1, fence=2, worker="w2@h"))
+        kill = Fault("worker_kill", T0 + 3.15, "w1@h", until=T0 + 4)
+        report = analyse(_observe(tmp_path, events, [kill]))
+        assert [(r.kind, r.task_id) for r in report.recoveries] == [("worker_kill", "d0")]
+        return report.failed("recovery within the bound")
+
+    # Then 3.5 s is within lease + sweep (+ 5 s slack); 12 s is not
+    assert run(3.5) == []
+    assert len(run(12)) == 1
+
+
+def test_a_retry_held_by_a_killed_worker_is_found_in_its_log_and_timed_from_due(
+    tmp_path: Path,
+) -> None:
+    # Given flaky1 failing at 2 s with a 2 s retry that w1 logged as received, w1 killed at 3.15 s
+    events = [e for e in _clean_run() if e.get("task_id") != "flaky1"]
+    events.append(_ev(1.5, "task_start", "flaky1", attempt=1, fence=1, worker="w2@h"))
+    events.append(_ev(2, "task_retry", "flaky1", attempt=1, fence=1, worker="w2@h", delay_s=2.0))
+    events.append(_ev(20, "task_start", "flaky1", attempt=2, fence=2, worker="w2@h"))
+    events.append(_ev(20.1, "task_ok", "flaky1", attempt=2, fence=2, worker="w2@h"))
+    received = datetime.fromtimestamp(T0 + 2.1).strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+    log = f"[{received}: INFO/MainProcess] Task {DAG}:flaky1[abc-1] received\n"
+    kill = Fault("worker_kill", T0 + 3.15, "w1@h", until=T0 + 4)
+    report = analyse(_observe(tmp_path, events, [kill], logs={"w1@h": log}))
+    # Then the held retry is measured from its due time (4 s) and found late (16 s > 8.5 s)
+    held = [r for r in report.recoveries if r.what == "held retry"]
+    assert [(r.task_id, r.seconds) for r in held] == [("flaky1", 16.0)]
+    assert len(report.failed("recovery within the bound")) == 1
+    assert len(report.failed("every retry by due + lease + sweep")) == 1
+    # And a worker that did not log it is not taken for its holder
+    report = analyse(_observe(tmp_path, events, [kill], logs={"w2@h": log}))
+    assert [r for r in report.recoveries if r.what == "held retry"] == []
+
+
+def test_a_worker_that_exited_by_itself_fails_the_run(tmp_path: Path) -> None:
+    exit_ = Fault("worker_exit", T0 + 5, "w1@h", until=T0 + 5, detail="rc 1: AttributeError")
+    report = analyse(_observe(tmp_path, _clean_run(), [exit_]))
+    assert report.failed("no worker exited on its own") == [
+        "no worker exited on its own: w1@h at +5.0 s: rc 1: AttributeError"
+    ]
