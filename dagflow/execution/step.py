@@ -42,7 +42,7 @@ from dagflow.execution.step_io import encode_output, with_store
 from dagflow.execution.timeouts import call_with_timeout
 from dagflow.execution.tracebacks import user_traceback
 from dagflow.stores import TERMINAL, FinishResult
-from dagflow.stores.base import COUNTED, AttemptEnd
+from dagflow.stores.base import COUNTED, AttemptEnd, FinishRequest
 from dagflow.workflows.context import RunContext
 
 if TYPE_CHECKING:
@@ -226,18 +226,20 @@ def _succeeded(
         rt,
         "finish",
         lambda: rt.store.finish(
-            run_id,
-            task_id,
-            common["fence"],
-            "ok",
-            output,
-            total=len(plan.tasks),
-            links=spec.links,
-            joins=spec.joins,
-            grace_s=rt.settings.lease_s,
-            event=event.to_record(),
-            end=AttemptEnd(duration_s=duration),
-            push=push,
+            FinishRequest(
+                run_id,
+                task_id,
+                common["fence"],
+                "ok",
+                output,
+                total=len(plan.tasks),
+                links=spec.links,
+                joins=spec.joins,
+                grace_s=rt.settings.lease_s,
+                event=event.to_record(),
+                end=AttemptEnd(duration_s=duration),
+                push=push,
+            )
         ),
     )
     if result.lost:
@@ -325,16 +327,18 @@ def fail_step(
         rt,
         "finish",
         lambda: rt.store.finish(
-            run_id,
-            task_id,
-            fence,
-            "failed",
-            None,
-            skip=plan.descendants(task_id),
-            total=len(plan.tasks),
-            token=token,
-            event=event.to_record(),
-            end=end,
+            FinishRequest(
+                run_id,
+                task_id,
+                fence,
+                "failed",
+                None,
+                skip=plan.descendants(task_id),
+                total=len(plan.tasks),
+                token=token,
+                event=event.to_record(),
+                end=end,
+            )
         ),
     )
     if result.lost:

@@ -39,7 +39,7 @@ A step therefore still costs two round trips to the store, whatever its fan-in a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from dagflow.execution.admission import Slot
@@ -49,6 +49,7 @@ from dagflow.stores.records import (
     CancelResult,
     Claim,
     ClaimResult,
+    FinishRequest,
     FinishResult,
     Push,
     RunInspection,
@@ -64,6 +65,7 @@ __all__ = [
     "CancelResult",
     "Claim",
     "ClaimResult",
+    "FinishRequest",
     "FinishResult",
     "Push",
     "RunInspection",
@@ -182,41 +184,9 @@ class RunStore(Protocol):
     def outputs(self, run_id: str, task_ids: Sequence[str]) -> dict[str, str]:
         """Return the stored output JSON of each finished task in ``task_ids``."""
 
-    def finish(
-        self,
-        run_id: str,
-        task_id: str,
-        fence: int,
-        state: Literal["ok", "failed"],
-        output: str | None,
-        *,
-        skip: Sequence[str] = (),
-        total: int,
-        links: Sequence[str] = (),
-        joins: Sequence[tuple[str, int]] = (),
-        grace_s: float = 30.0,
-        token: str = "",
-        event: Mapping[str, Any] | None = None,
-        end: AttemptEnd | None = None,
-        push: Push | None = None,
-    ) -> FinishResult:
-        """Record ``task_id``'s end for lease ``fence``; see the module docstring.
-
-        Args:
-            fence: The caller's fencing number; 0 ends the task from outside (a revoked
-                step): allowed unless another delivery than ``token`` holds a live lease.
-            skip: Descendants to mark skipped (when ``state`` is ``failed``).
-            total: How many tasks the run has.
-            links: Children with this task as their only parent (ready when it is ``ok``).
-            joins: ``(child, number of parents)`` for each child with several parents.
-            grace_s: Seconds the outbox waits before the sweeper re-sends a ready child.
-            token: With ``fence`` 0: the delivery that is allowed to end it.
-            event: The ``task_ok``/``task_fail`` record, written only by the call that
-                records the end (see :attr:`writes_events`).
-            end: How the attempt ended, kept with the task if this call records its end.
-            push: Messages for the links, pushed onto the broker queue with the links this
-                call makes ready (a store that cannot ignores it; see ``pushed``).
-        """
+    def finish(self, request: FinishRequest) -> FinishResult:
+        """Record a task's end under the request's fencing number (see
+        :class:`FinishRequest` and the module docstring)."""
 
     def cancel(self, run_id: str, force: bool = False) -> CancelResult:
         """Mark the run cancelled and end its tasks that nobody runs; see the module docstring.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from dagflow.stores.base import (
     TERMINAL,
@@ -19,8 +19,8 @@ from dagflow.stores.base import (
     CancelResult,
     Claim,
     ClaimResult,
+    FinishRequest,
     FinishResult,
-    Push,
     SweepResult,
 )
 from dagflow.stores.memory_admission import MemoryAdmission
@@ -194,71 +194,60 @@ class MemoryRunStore(MemoryAdmission, MemoryRunViews):
             out = run.outputs if run else {}
             return {t: out[t] for t in task_ids if t in out}
 
-    def finish(
-        self,
-        run_id: str,
-        task_id: str,
-        fence: int,
-        state: Literal["ok", "failed"],
-        output: str | None,
-        *,
-        skip: Sequence[str] = (),
-        total: int,
-        links: Sequence[str] = (),
-        joins: Sequence[tuple[str, int]] = (),
-        grace_s: float = 30.0,
-        token: str = "",
-        event: Mapping[str, Any] | None = None,
-        end: AttemptEnd | None = None,
-        push: Push | None = None,
-    ) -> FinishResult:
+    def finish(self, request: FinishRequest) -> FinishResult:
         """Check the fence, record the end once, skip, record arrivals, fill the outbox.
 
         ``push`` is ignored (no broker queue lives here): the caller sends every ready child.
         """
+        run_id, task_id = request.run_id, request.task_id
         now = self._clock()
         with self._lock:
             run = self._runs.get(run_id)
             if run is None or task_id not in run.states:
                 return FinishResult(complete=False, lost=True)
             lease = run.leases.setdefault(task_id, MemoryLease())
-            if fence > 0 and (not lease.token or lease.fence != fence):
+            if request.fence > 0 and (not lease.token or lease.fence != request.fence):
                 return FinishResult(complete=False, lost=True)
-            if fence == 0 and lease.token and lease.token != token and lease.expires > now:
+            if (
+                request.fence == 0
+                and lease.token
+                and lease.token != request.token
+                and lease.expires > now
+            ):
                 return FinishResult(complete=False, lost=True)
             first = run.states[task_id] not in TERMINAL
-            final = "cancelled" if run.cancelled else state
+            final = "cancelled" if run.cancelled else request.state
             if first:
                 run.states[task_id] = final
-                if output is not None and not run.cancelled:
-                    run.outputs[task_id] = output
-                if end is not None:
-                    run.ends[task_id] = end
+                if request.output is not None and not run.cancelled:
+                    run.outputs[task_id] = request.output
+                if request.end is not None:
+                    run.ends[task_id] = request.end
                 run.counts[final] += 1
             lease.expires = 0.0
             self._leases.pop((run_id, task_id), None)
             self._outbox.pop((run_id, task_id), None)
             newly = []
-            for node in () if run.cancelled else skip:
+            for node in () if run.cancelled else request.skip:
                 if run.states.get(node) not in TERMINAL:
                     run.states[node] = "skipped"
                     run.counts["skipped"] += 1
                     self._outbox.pop((run_id, node), None)
                     newly.append(node)
             complete = False
-            if sum(run.counts.values()) >= total and not run.complete:
+            if sum(run.counts.values()) >= request.total and not run.complete:
                 run.complete = complete = True
             ready = []
-            if state == "ok" and not run.cancelled:
-                ready += [c for c in links if first and run.states.get(c) == "pending"]
-                for child, need in joins:
+            if request.state == "ok" and not run.cancelled:
+                ready += [c for c in request.links if first and run.states.get(c) == "pending"]
+                for child, need in request.joins:
                     arrived = run.arrivals.setdefault(child, set())
                     added = task_id not in arrived
                     arrived.add(task_id)
                     if added and len(arrived) >= need:
                         ready.append(child)
             for child in ready:
-                self._outbox[(run_id, child)] = now + grace_s
+                self._outbox[(run_id, child)] = now + request.grace_s
             if run_id in self._moved:
                 self._moved[run_id] = now
             return FinishResult(

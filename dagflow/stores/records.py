@@ -6,7 +6,7 @@ Frozen dataclasses shared by both stores (:mod:`dagflow.stores.base` re-exports 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -124,6 +124,46 @@ class RunSnapshot:
     states: Mapping[str, str] | None
     meta: Mapping[str, Any]
     run_id: str = ""
+
+
+@dataclass(frozen=True)
+class FinishRequest:
+    """One task's end, as a step (or an operator's revoke) asks the run store to record it.
+
+    Attributes:
+        run_id: The run.
+        task_id: The task that ended.
+        fence: The caller's fencing number; 0 ends the task from outside (a revoked step):
+            allowed unless another delivery than ``token`` holds a live lease.
+        state: ``ok`` or ``failed``.
+        output: The output JSON of an ``ok`` task.
+        skip: Descendants to mark skipped (when ``state`` is ``failed``).
+        total: How many tasks the run has.
+        links: Children with this task as their only parent (ready when it is ``ok``).
+        joins: ``(child, number of parents)`` for each child with several parents.
+        grace_s: Seconds the outbox waits before the sweeper re-sends a ready child.
+        token: With ``fence`` 0: the delivery that is allowed to end it.
+        event: The ``task_ok``/``task_fail`` record, written only by the call that records
+            the end (see :attr:`RunStore.writes_events`).
+        end: How the attempt ended, kept with the task if this call records its end.
+        push: Messages for the links, pushed onto the broker queue with the links this call
+            makes ready (a store that cannot ignores it; see ``FinishResult.pushed``).
+    """
+
+    run_id: str
+    task_id: str
+    fence: int
+    state: Literal["ok", "failed"]
+    output: str | None = None
+    skip: Sequence[str] = ()
+    total: int = 0
+    links: Sequence[str] = ()
+    joins: Sequence[tuple[str, int]] = ()
+    grace_s: float = 30.0
+    token: str = ""
+    event: Mapping[str, Any] | None = None
+    end: AttemptEnd | None = None
+    push: Push | None = None
 
 
 @dataclass(frozen=True)

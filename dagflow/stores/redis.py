@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import redis
 from redis.typing import EncodableT, FieldT
@@ -39,8 +39,8 @@ from dagflow.stores.base import (
     CancelResult,
     Claim,
     ClaimResult,
+    FinishRequest,
     FinishResult,
-    Push,
     SweepResult,
 )
 from dagflow.stores.event_stream import encode
@@ -286,33 +286,21 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
         values = self.client.hmget(run_key(run_id, "out"), list(task_ids))
         return {t: str(v) for t, v in zip(task_ids, values, strict=True) if v is not None}
 
-    def finish(
-        self,
-        run_id: str,
-        task_id: str,
-        fence: int,
-        state: Literal["ok", "failed"],
-        output: str | None,
-        *,
-        skip: Sequence[str] = (),
-        total: int,
-        links: Sequence[str] = (),
-        joins: Sequence[tuple[str, int]] = (),
-        grace_s: float = 30.0,
-        token: str = "",
-        event: Mapping[str, Any] | None = None,
-        end: AttemptEnd | None = None,
-        push: Push | None = None,
-    ) -> FinishResult:
+    def finish(self, request: FinishRequest) -> FinishResult:
         """Run the finish script: fence check, state, output, skips, joins and outbox at once.
 
         With ``push`` (a message for every link), the script also pushes the messages of
         the links it makes ready onto ``push.queue``: this store must be on the broker's
         Redis server and database (the caller checks).
         """
+        run_id, task_id = request.run_id, request.task_id
         messages: list[str] = []
-        if push and links and all(c in push.messages for c in links):
-            messages = [push.messages[c] for c in links]
+        if (
+            request.push
+            and request.links
+            and all(c in request.push.messages for c in request.links)
+        ):
+            messages = [request.push.messages[c] for c in request.links]
         keys = [
             run_key(run_id, "states"),
             run_key(run_id, "out"),
@@ -323,24 +311,36 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
             RUNS,
             EVENTS_STREAM,
             run_key(run_id, "info"),
-            push.queue if messages and push else "",
-            *(run_key(run_id, f"arr:{child}") for child, _ in joins),
+            request.push.queue if messages and request.push else "",
+            *(run_key(run_id, f"arr:{child}") for child, _ in request.joins),
         ]
-        args: list[str | int] = [task_id, state, output or "", total, self.ttl, fence, token]
-        args += [run_id, _ms(grace_s), len(links), len(joins)]
-        args += [self._event_line(event), self.events_maxlen or 0, end.to_json() if end else ""]
+        args: list[str | int] = [
+            task_id,
+            request.state,
+            request.output or "",
+            request.total,
+            self.ttl,
+            request.fence,
+            request.token,
+        ]
+        args += [run_id, _ms(request.grace_s), len(request.links), len(request.joins)]
+        args += [
+            self._event_line(request.event),
+            self.events_maxlen or 0,
+            request.end.to_json() if request.end else "",
+        ]
         args.append(len(messages))
-        args += list(links)
-        args += [child for child, _ in joins]
-        args += [need for _, need in joins]
+        args += list(request.links)
+        args += [child for child, _ in request.joins]
+        args += [need for _, need in request.joins]
         args += messages
-        args += list(skip)
+        args += list(request.skip)
         raw = self._finish(keys=keys, args=args)
         if raw[0] == "lost":
             return FinishResult(complete=False, lost=True)
         tag, complete, ok, failed, skipped, first, _written, n_newly, n_cancelled, *rest = raw
         newly, ready = rest[: int(n_newly)], rest[int(n_newly) :]
-        linked = set(links)
+        linked = set(request.links)
         counts = {"ok": ok, "failed": failed, "skipped": skipped, "cancelled": n_cancelled}
         return FinishResult(
             complete=bool(int(complete)),

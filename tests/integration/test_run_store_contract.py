@@ -14,7 +14,7 @@ import redis
 
 from dagflow.keys import EVENTS_STREAM, RUNS_STARTED
 from dagflow.stores import FinishResult, MemoryRunStore, RedisRunStore, RunStore
-from dagflow.stores.base import AttemptEnd, Push
+from dagflow.stores.base import AttemptEnd, FinishRequest, Push
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ def run_to_end(
     """Claim ``task`` and finish it under its lease."""
     claim = store.claim(run_id, task, f"msg-{task}-{uuid.uuid4().hex[:6]}", "w1", 60)
     assert claim.state == "run", claim
-    return store.finish(run_id, task, claim.fence, state, output, **kw)  # type: ignore[arg-type]
+    return store.finish(FinishRequest(run_id, task, claim.fence, state, output, **kw))  # type: ignore[arg-type]
 
 
 def test_plan_meta_and_pending_states(store: RunStore) -> None:
@@ -83,7 +83,7 @@ def test_a_live_lease_keeps_every_other_delivery_out(store: RunStore) -> None:
     assert store.claim(run_id, "a", "msg-2", "w2", 60).state == "busy"
     again = store.claim(run_id, "a", "msg-1", "w1", 60)
     assert (again.state, again.holder) == ("busy", "w1")
-    store.finish(run_id, "a", first.fence, "ok", '{"x": 1}', total=1)
+    store.finish(FinishRequest(run_id, "a", first.fence, "ok", '{"x": 1}', total=1))
     assert store.claim(run_id, "a", "msg-1").state == "ok"
 
 
@@ -94,9 +94,9 @@ def test_an_expired_lease_is_taken_over_and_the_late_holder_is_refused(store: Ru
     new = store.claim(run_id, "a", "msg-1", "w2", 60)  # same id: a restored message
     assert (new.state, new.fence, new.took_over) == ("run", old.fence + 1, "w1")
     assert store.renew([(run_id, "a", old.fence)], 60) == [False]
-    late = store.finish(run_id, "a", old.fence, "ok", '"late"', total=2, links=["b"])
+    late = store.finish(FinishRequest(run_id, "a", old.fence, "ok", '"late"', total=2, links=["b"]))
     assert late.lost and late.ready == ()
-    done = store.finish(run_id, "a", new.fence, "ok", '"new"', total=2, links=["b"])
+    done = store.finish(FinishRequest(run_id, "a", new.fence, "ok", '"new"', total=2, links=["b"]))
     assert not done.lost and done.ready == ("b",)
     assert store.outputs(run_id, ["a"]) == {"a": '"new"'}
 
@@ -157,8 +157,10 @@ def test_claim_hands_over_the_parents_outputs(store: RunStore) -> None:
 def test_finish_counts_once_and_completes_once(store: RunStore) -> None:
     run_id = new_run(store, ["a", "b", "c"])
     a = store.claim(run_id, "a", "m", "w", 60)
-    first = store.finish(run_id, "a", a.fence, "ok", "1", total=3)
-    again = store.finish(run_id, "a", a.fence, "ok", "1", total=3)  # a repeated commit
+    first = store.finish(FinishRequest(run_id, "a", a.fence, "ok", "1", total=3))
+    again = store.finish(
+        FinishRequest(run_id, "a", a.fence, "ok", "1", total=3)
+    )  # a repeated commit
     assert not first.complete and again.counts == {
         "ok": 1,
         "failed": 0,
@@ -167,10 +169,10 @@ def test_finish_counts_once_and_completes_once(store: RunStore) -> None:
     }
     assert first.recorded and not again.recorded
     b = store.claim(run_id, "b", "m", "w", 60)
-    failed = store.finish(run_id, "b", b.fence, "failed", None, skip=["c"], total=3)
+    failed = store.finish(FinishRequest(run_id, "b", b.fence, "failed", None, skip=["c"], total=3))
     assert failed.complete and failed.newly_skipped == ("c",)
     assert failed.counts == {"ok": 1, "failed": 1, "skipped": 1, "cancelled": 0}
-    repeat = store.finish(run_id, "b", b.fence, "failed", None, skip=["c"], total=3)
+    repeat = store.finish(FinishRequest(run_id, "b", b.fence, "failed", None, skip=["c"], total=3))
     assert not repeat.complete and repeat.newly_skipped == ()
     assert store.outputs(run_id, ["a", "b"]) == {"a": "1"}
 
@@ -179,12 +181,20 @@ def test_join_arrivals_are_a_set_not_a_counter(store: RunStore) -> None:
     run_id = new_run(store, ["p1", "p2", "child"])
     joins = [("child", 2)]
     p1 = store.claim(run_id, "p1", "m", "w", 60)
-    assert store.finish(run_id, "p1", p1.fence, "ok", "1", total=3, joins=joins).ready == ()
-    again = store.finish(run_id, "p1", p1.fence, "ok", "1", total=3, joins=joins)
+    assert (
+        store.finish(FinishRequest(run_id, "p1", p1.fence, "ok", "1", total=3, joins=joins)).ready
+        == ()
+    )
+    again = store.finish(FinishRequest(run_id, "p1", p1.fence, "ok", "1", total=3, joins=joins))
     assert again.ready == ()  # a repeated arrival
     p2 = store.claim(run_id, "p2", "m", "w", 60)
-    assert store.finish(run_id, "p2", p2.fence, "ok", "2", total=3, joins=joins).ready == ("child",)
-    assert store.finish(run_id, "p2", p2.fence, "ok", "2", total=3, joins=joins).ready == ()
+    assert store.finish(
+        FinishRequest(run_id, "p2", p2.fence, "ok", "2", total=3, joins=joins)
+    ).ready == ("child",)
+    assert (
+        store.finish(FinishRequest(run_id, "p2", p2.fence, "ok", "2", total=3, joins=joins)).ready
+        == ()
+    )
     assert store.outputs(run_id, ["p2"]) == {"p2": "2"}
 
 
@@ -199,11 +209,17 @@ def test_a_failed_parent_never_arrives(store: RunStore) -> None:
 def test_a_step_failed_from_outside(store: RunStore) -> None:
     run_id = new_run(store, ["a", "b"])
     claim = store.claim(run_id, "a", "msg-1", "w1", 60)
-    other = store.finish(run_id, "a", 0, "failed", None, skip=["b"], total=2, token="msg-9")
+    other = store.finish(
+        FinishRequest(run_id, "a", 0, "failed", None, skip=["b"], total=2, token="msg-9")
+    )
     assert other.lost  # another delivery holds it
-    mine = store.finish(run_id, "a", 0, "failed", None, skip=["b"], total=2, token="msg-1")
+    mine = store.finish(
+        FinishRequest(run_id, "a", 0, "failed", None, skip=["b"], total=2, token="msg-1")
+    )
     assert mine.recorded and mine.complete and mine.newly_skipped == ("b",)
-    assert store.finish(run_id, "a", claim.fence, "ok", "1", total=2).recorded is False
+    assert (
+        store.finish(FinishRequest(run_id, "a", claim.fence, "ok", "1", total=2)).recorded is False
+    )
 
 
 def test_finish_reports_several_ready_joins_and_skips_together(store: RunStore) -> None:
@@ -232,7 +248,9 @@ def test_concurrent_arrivals_make_the_child_ready_exactly_once(store: RunStore) 
     def arrive(parent: str) -> None:
         barrier.wait()
         joins = [("child", len(parents))]
-        result = store.finish(run_id, parent, fences[parent], "ok", "1", total=51, joins=joins)
+        result = store.finish(
+            FinishRequest(run_id, parent, fences[parent], "ok", "1", total=51, joins=joins)
+        )
         if result.ready:
             ready.append(parent)
 
@@ -252,7 +270,7 @@ def test_idle_runs_are_reported_and_inspected(store: RunStore) -> None:
     seen = store.inspect(run_id)
     assert (seen.exists, seen.done, seen.dag_name, seen.tenant_id) == (True, False, "d", "t")
     assert seen.live == frozenset({"a"})
-    store.finish(run_id, "a", claim.fence, "ok", "1", total=2)
+    store.finish(FinishRequest(run_id, "a", claim.fence, "ok", "1", total=2))
     store.touch(run_id)
     assert run_id not in store.sweep(1000, 60, 0.1).idle_runs
     store.mark_done(run_id, "success", {})
@@ -308,7 +326,7 @@ def test_the_claim_appends_task_start_only_when_it_grants_the_lease(scratch_redi
     assert second.fence > first.fence
     assert list(records[0]) == list(start)  # the record's field order is kept
     assert records[0]["worker"] == start["worker"]
-    assert store.finish(run_id, "a", second.fence, "ok", "1", total=1).recorded
+    assert store.finish(FinishRequest(run_id, "a", second.fence, "ok", "1", total=1)).recorded
     assert store.claim(run_id, "a", "msg-3", "w3", 60, event=start).state == "ok"
     assert client.xlen(EVENTS_STREAM) == 2  # no task_start for a finished step
 
@@ -324,20 +342,28 @@ def test_finish_pushes_the_messages_of_the_links_it_makes_ready_and_no_others(
     push = Push("steps", {"b": "msg-b", "c": "msg-c"})
     # When a's finish comes with a message for each link
     claim = store.claim(run_id, "a", "msg-a", "w1", 60)
-    result = store.finish(run_id, "a", claim.fence, "ok", "1", total=3, links=["b", "c"], push=push)
+    result = store.finish(
+        FinishRequest(run_id, "a", claim.fence, "ok", "1", total=3, links=["b", "c"], push=push)
+    )
     # Then only c, made ready by it, was pushed, once, and is still in the outbox
     assert result.ready == result.pushed == ("c",)
     assert client.lrange("steps", 0, -1) == ["msg-c"]
     assert store.unsent(run_id, ["b", "c"]) == ["c"]
     # And a repeated finish, a late holder and a cancelled run push nothing
-    again = store.finish(run_id, "a", claim.fence, "ok", "1", total=3, links=["b", "c"], push=push)
-    late = store.finish(run_id, "a", claim.fence - 1, "ok", "1", total=3, links=["c"], push=push)
+    again = store.finish(
+        FinishRequest(run_id, "a", claim.fence, "ok", "1", total=3, links=["b", "c"], push=push)
+    )
+    late = store.finish(
+        FinishRequest(run_id, "a", claim.fence - 1, "ok", "1", total=3, links=["c"], push=push)
+    )
     assert again.pushed == late.pushed == ()
     other = new_run(store, ["x", "y"])
     x = store.claim(other, "x", "msg-x", "w1", 60)
     store.cancel(other)
     gone = store.finish(
-        other, "x", x.fence, "ok", "1", total=2, links=["y"], push=Push("steps", {"y": "msg-y"})
+        FinishRequest(
+            other, "x", x.fence, "ok", "1", total=2, links=["y"], push=Push("steps", {"y": "msg-y"})
+        )
     )
     assert gone.pushed == () and client.llen("steps") == 1
 
@@ -347,7 +373,9 @@ def test_finish_without_a_message_for_every_link_pushes_nothing(scratch_redis: s
     run_id = new_run(store, ["a", "b", "c"])
     claim = store.claim(run_id, "a", "msg-a", "w1", 60)
     push = Push("steps", {"b": "msg-b"})
-    result = store.finish(run_id, "a", claim.fence, "ok", "1", total=3, links=["b", "c"], push=push)
+    result = store.finish(
+        FinishRequest(run_id, "a", claim.fence, "ok", "1", total=3, links=["b", "c"], push=push)
+    )
     assert result.ready == ("b", "c") and result.pushed == ()
     assert redis.Redis.from_url(scratch_redis).llen("steps") == 0
 
@@ -361,7 +389,7 @@ def test_a_released_lease_is_taken_over_at_once_and_stays_fenced(store: RunStore
     # Then the redelivered message takes over without waiting for the lease to expire
     again = store.claim(run_id, "a", "msg-1", "w1", 60)
     assert (again.state, again.fence, again.took_over) == ("run", dead.fence + 1, "w1")
-    assert store.finish(run_id, "a", dead.fence, "ok", "1", total=1).lost
+    assert store.finish(FinishRequest(run_id, "a", dead.fence, "ok", "1", total=1)).lost
 
 
 def test_task_details_count_attempts_and_keep_how_the_last_one_ended(store: RunStore) -> None:
@@ -375,7 +403,9 @@ def test_task_details_count_attempts_and_keep_how_the_last_one_ended(store: RunS
     second = store.claim(run_id, "a", "m2", "w2", 60)
     assert {t.task_id: t.attempts for t in store.tasks(run_id) or []}["a"] == 2
     final = AttemptEnd(0.25, "RunnerError: Task 'a' failed after 2 attempts: ValueError: boom")
-    store.finish(run_id, "a", second.fence, "failed", None, skip=["b"], total=3, end=final)
+    store.finish(
+        FinishRequest(run_id, "a", second.fence, "failed", None, skip=["b"], total=3, end=final)
+    )
     run_to_end(store, run_id, "c", total=3, end=AttemptEnd(duration_s=1.5))
     # When its details are read
     tasks = {t.task_id: t for t in store.tasks(run_id) or []}
@@ -386,7 +416,9 @@ def test_task_details_count_attempts_and_keep_how_the_last_one_ended(store: RunS
     assert (b.state, b.attempts, b.last) == ("skipped", 0, AttemptEnd())
     assert (c.state, c.attempts, c.last.duration_s, c.last.error) == ("ok", 1, 1.5, None)
     # A repeated commit does not overwrite what the first one kept
-    store.finish(run_id, "a", second.fence, "failed", None, total=3, end=AttemptEnd(error="x"))
+    store.finish(
+        FinishRequest(run_id, "a", second.fence, "failed", None, total=3, end=AttemptEnd(error="x"))
+    )
     assert {t.task_id: t.last for t in store.tasks(run_id) or []}["a"] == final
     assert store.tasks("nope") is None
 
@@ -451,7 +483,9 @@ def test_cancel_ends_open_tasks_and_returns_the_live_holders(store: RunStore) ->
     found = store.sweep(1000, 60, 600)
     assert not [d for d in found.due if d[0] == run_id]
     # And the running step's end is recorded as cancelled: no output, no ready children
-    end = store.finish(run_id, "a", held.fence, "ok", '{"x":1}', total=4, links=["c"])
+    end = store.finish(
+        FinishRequest(run_id, "a", held.fence, "ok", '{"x":1}', total=4, links=["c"])
+    )
     assert end.cancelled and end.recorded and end.complete and end.ready == ()
     assert end.counts == {"ok": 0, "failed": 0, "skipped": 0, "cancelled": 4}
     assert store.outputs(run_id, ["a"]) == {}

@@ -23,6 +23,7 @@ from dagflow.execution.runtime import Runtime
 from dagflow.execution.sweeper import check_run
 from dagflow.settings import Settings
 from dagflow.stores import MemoryRunStore
+from dagflow.stores.base import FinishRequest
 from dagflow.wiring import build_runtime
 from tests.support.dags import make_dag, task
 
@@ -76,7 +77,9 @@ class Embedded:
         fence = self.claim(task_id)
         links = self.plan.tasks[task_id].links if links is None else links
         self.store.finish(
-            RUN, task_id, fence, state, "{}", skip=skip, total=2, links=links, grace_s=LEASE_S
+            FinishRequest(
+                RUN, task_id, fence, state, "{}", skip=skip, total=2, links=links, grace_s=LEASE_S
+            )
         )
 
     def states(self) -> dict[str, str]:
