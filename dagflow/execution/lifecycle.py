@@ -195,8 +195,7 @@ def _started(
     labels: Mapping[str, Any],
 ) -> None:
     """What follows a run's start in the store: events, the first steps, the hooks."""
-    if not rt.store.writes_events:
-        rt.events.emit(event)
+    rt.emit_with_commit(event)
     for task_id in reused:
         rt.emit(
             "task_reused",
@@ -263,8 +262,7 @@ def finish_run(
             labels=dict(meta.get("labels") or {}),
         )
     )
-    if not rt.store.writes_events:
-        rt.events.emit(event)
+    rt.emit_with_commit(event)
     rt.store.mark_done(run_id, status, fields, event.to_record())
     slots = slots_from_json(meta.get("slots"))
     if slots:

@@ -156,6 +156,13 @@ class Runtime:
                 logger.exception("dagflow: sweep hook %r failed", hook)
         return done
 
+    def emit_with_commit(self, event: Event) -> None:
+        """Write the event of a store commit (``task_ok``, ``dag_start``...): a store that
+        writes events appended it inside that commit, so only another store's goes to the
+        event sink here. The one place that rule lives."""
+        if not self.store.writes_events:
+            self.events.emit(event)
+
     def emit(self, name: str, run_id: str, plan: RunPlan, **fields: Any) -> None:
         """Write one event for ``run_id``; never raises for an I/O problem."""
         self.emit_raw(name, run_id, plan.dag_name, plan.tenant_id, **fields)

@@ -29,12 +29,14 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dagflow import workflows
 from dagflow.dag.payload import merge_params
-from dagflow.dag.plan import RunPlan
+from dagflow.dag.plan import RunPlan, TaskPlan
 from dagflow.errors import RunnerError, UnknownWorkflowError, WorkflowOutputError
+from dagflow.events.log import Event
 from dagflow.execution.lifecycle import finish_run
 from dagflow.execution.publish import link_push, send_later, send_steps
 from dagflow.execution.runtime import Runtime, runtime_for
@@ -55,6 +57,52 @@ PERMANENT_ERRORS = (UnknownWorkflowError, WorkflowOutputError)
 #: Retries due within this many seconds are also sent as a Celery ETA message (the fast
 #: path); later ones are sent by the sweeper alone, so no worker holds them in memory.
 ETA_MAX_S = 600.0
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of one step, as its claim granted it: what every stage after the claim
+    needs, in one value.
+
+    Attributes:
+        app: The Celery app the step runs on (children and retries are sent through it).
+        rt: The app's runtime.
+        plan: The run's plan.
+        run_id: The run.
+        task_id: The task.
+        number: The attempt's number (1 for the first).
+        fence: The lease's fencing number: the store refuses this attempt's end once
+            another delivery holds a larger one.
+        worker: The worker's node name, or None.
+    """
+
+    app: Celery
+    rt: Runtime
+    plan: RunPlan
+    run_id: str
+    task_id: str
+    number: int
+    fence: int
+    worker: str | None
+
+    @property
+    def spec(self) -> TaskPlan:
+        """The task's plan."""
+        return self.plan.tasks[self.task_id]
+
+    def fields(self) -> dict[str, Any]:
+        """The fields every event of this attempt carries."""
+        return {
+            "task_id": self.task_id,
+            "workflow_ref": self.spec.workflow_ref,
+            "attempt": self.number,
+            "worker": self.worker,
+            "fence": self.fence,
+        }
+
+    def event(self, name: str, **more: Any) -> Event:
+        """One event of this attempt (built, not written)."""
+        return self.rt.event(name, self.run_id, self.plan, **self.fields(), **more)
 
 
 def _attempts(n: int) -> str:
@@ -128,23 +176,16 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
             "dagflow: step %s/%s: the lease of %s expired; running it again (fence %d)",
             run_id, task_id, claim.took_over, claim.fence,
         )  # fmt: skip
-    fence = claim.fence
-    common: dict[str, Any] = {
-        "task_id": task_id,
-        "workflow_ref": spec.workflow_ref,
-        "attempt": claim.attempt,
-        "worker": worker or None,
-        "fence": fence,
-    }
+    attempt = Attempt(app, rt, plan, run_id, task_id, claim.attempt, claim.fence, worker or None)
     # The claim read the parents' outputs before the attempt starts: an unreachable store
     # is not a failure of the workflow and must not use up one of its attempts.
     upstream = {p: json.loads(v) for p, v in claim.outputs.items()}
     if start is None:
-        rt.emit("task_start", run_id, plan, **common)
+        rt.events.emit(attempt.event("task_start"))
     started = time.perf_counter()
-    with rt.heartbeat.hold(run_id, task_id, fence):
+    with rt.heartbeat.hold(run_id, task_id, attempt.fence):
         try:
-            call = _workflow_call(run_id, plan, task_id, claim.attempt, fence)
+            call = _workflow_call(attempt)
             params = merge_params(spec.params, upstream)
             value = call_with_timeout(lambda: call(params), spec.timeout_s, f"Task '{task_id}'")
             output: str | None = encode_output(task_id, value)
@@ -153,23 +194,22 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
             output, error = None, exc
     duration = round(time.perf_counter() - started, 6)
     if error is None:
-        return _succeeded(app, rt, run_id, plan, task_id, output, duration, common)
-    return _failed(app, rt, run_id, plan, task_id, error, duration, common)
+        return _succeeded(attempt, output, duration)
+    return _failed(attempt, error, duration)
 
 
-def _workflow_call(
-    run_id: str, plan: RunPlan, task_id: str, attempt: int, fence: int
-) -> Callable[[Mapping[str, Any]], Any]:
+def _workflow_call(attempt: Attempt) -> Callable[[Mapping[str, Any]], Any]:
     """The task's workflow as a one-argument call, given its run context if it takes one."""
-    ref = plan.tasks[task_id].workflow_ref
+    ref = attempt.spec.workflow_ref
     func = workflows.get(ref)
     if not workflows.takes_context(ref):
         return func
+    plan = attempt.plan
     ctx = RunContext.build(
-        run_id,
-        task_id,
-        attempt,
-        fence,
+        attempt.run_id,
+        attempt.task_id,
+        attempt.number,
+        attempt.fence,
         dag_name=plan.dag_name,
         tenant_id=plan.tenant_id,
         params=plan.params,
@@ -198,60 +238,48 @@ def _cancelled(
         finish_run(rt, run_id, plan, FinishResult(complete=True, counts=counts))
 
 
-def _lease_lost(rt: Runtime, run_id: str, plan: RunPlan, common: dict[str, Any]) -> None:
+def _lease_lost(rt: Runtime, run_id: str, plan: RunPlan, fields: dict[str, Any]) -> None:
     rt.emit(
         "task_lease_lost",
         run_id,
         plan,
-        **common,
+        **fields,
         error="lease lost: another delivery took this step over; this attempt's result "
         "was discarded",
     )
 
 
-def _succeeded(
-    app: Celery,
-    rt: Runtime,
-    run_id: str,
-    plan: RunPlan,
-    task_id: str,
-    output: str | None,
-    duration: float,
-    common: dict[str, Any],
-) -> None:
-    spec = plan.tasks[task_id]
-    event = rt.event("task_ok", run_id, plan, **common, duration_s=duration)
+def _succeeded(attempt: Attempt, output: str | None, duration: float) -> None:
+    app, rt, plan, run_id, task_id = (
+        attempt.app, attempt.rt, attempt.plan, attempt.run_id, attempt.task_id
+    )  # fmt: skip
+    spec = attempt.spec
+    event = attempt.event("task_ok", duration_s=duration)
     push = link_push(app, rt.store, run_id, spec.links, plan.dag_name)
-    result = with_store(
-        rt,
-        "finish",
-        lambda: rt.store.finish(
-            FinishRequest(
-                run_id,
-                task_id,
-                common["fence"],
-                "ok",
-                output,
-                total=len(plan.tasks),
-                links=spec.links,
-                joins=spec.joins,
-                grace_s=rt.settings.lease_s,
-                event=event.to_record(),
-                end=AttemptEnd(duration_s=duration),
-                push=push,
-            )
-        ),
+    request = FinishRequest(
+        run_id,
+        task_id,
+        attempt.fence,
+        "ok",
+        output,
+        total=len(plan.tasks),
+        links=spec.links,
+        joins=spec.joins,
+        grace_s=rt.settings.lease_s,
+        event=event.to_record(),
+        end=AttemptEnd(duration_s=duration),
+        push=push,
     )
+    result = with_store(rt, "finish", lambda: rt.store.finish(request))
     if result.lost:
-        _lease_lost(rt, run_id, plan, common)
+        _lease_lost(rt, run_id, plan, attempt.fields())
         return
     if result.cancelled:
         why = "the run was cancelled while it ran; its output was discarded"
         if result.recorded:
-            _cancelled(rt, run_id, plan, task_id, result.complete, why, common)
+            _cancelled(rt, run_id, plan, task_id, result.complete, why, attempt.fields())
         return
-    if not rt.store.writes_events:
-        rt.events.emit(event)
+    rt.emit_with_commit(event)
     pushed = set(result.pushed)
     unsent = [child for child in result.ready if child not in pushed]
     send_steps(app, run_id, unsent, plan.dag_name)
@@ -259,25 +287,13 @@ def _succeeded(
         finish_run(rt, run_id, plan, result)
 
 
-def _failed(
-    app: Celery,
-    rt: Runtime,
-    run_id: str,
-    plan: RunPlan,
-    task_id: str,
-    exc: Exception,
-    duration: float,
-    common: dict[str, Any],
-) -> None:
-    spec = plan.tasks[task_id]
-    attempt: int = common["attempt"]
+def _failed(attempt: Attempt, exc: Exception, duration: float) -> None:
+    rt, plan, run_id, task_id = attempt.rt, attempt.plan, attempt.run_id, attempt.task_id
     error = f"{type(exc).__name__}: {exc}"
     trace = user_traceback(exc)
-    if attempt <= spec.retries and not isinstance(exc, PERMANENT_ERRORS):
-        delay = rt.retry.delay(attempt)
-        event = rt.event(
-            "task_retry", run_id, plan, **common, delay_s=delay, error=error, traceback=trace
-        )
+    if attempt.number <= attempt.spec.retries and not isinstance(exc, PERMANENT_ERRORS):
+        delay = rt.retry.delay(attempt.number)
+        event = attempt.event("task_retry", delay_s=delay, error=error, traceback=trace)
         # Durable: the store sends it (through the sweeper) if the ETA message is lost.
         held = with_store(
             rt,
@@ -285,7 +301,7 @@ def _failed(
             lambda: rt.store.retry(
                 run_id,
                 task_id,
-                common["fence"],
+                attempt.fence,
                 delay,
                 rt.settings.lease_s,
                 event.to_record(),
@@ -293,17 +309,16 @@ def _failed(
             ),
         )
         if not held:
-            _lease_lost(rt, run_id, plan, common)
+            _lease_lost(rt, run_id, plan, attempt.fields())
             return
-        if not rt.store.writes_events:
-            rt.events.emit(event)
+        rt.emit_with_commit(event)
         if delay <= ETA_MAX_S:
-            send_later(app, run_id, task_id, plan.dag_name, delay)
+            send_later(attempt.app, run_id, task_id, plan.dag_name, delay)
         return
-    message = f"Task '{task_id}' failed after {_attempts(attempt)}"
+    message = f"Task '{task_id}' failed after {_attempts(attempt.number)}"
     failure = f"RunnerError: {message}: {error}"
-    fields = {**common, "duration_s": duration, "traceback": trace}
-    fail_step(rt, run_id, plan, task_id, common["fence"], failure, fields)
+    fields = {**attempt.fields(), "duration_s": duration, "traceback": trace}
+    fail_step(rt, run_id, plan, task_id, attempt.fence, failure, fields)
     raise RunnerError(f"{message}: {error}") from exc
 
 
@@ -351,8 +366,7 @@ def fail_step(
         why = "the run was cancelled while it ran"
         _cancelled(rt, run_id, plan, task_id, result.complete, why, fields)
         return True
-    if not rt.store.writes_events:
-        rt.events.emit(event)
+    rt.emit_with_commit(event)
     for skipped in result.newly_skipped:
         rt.emit(
             "task_skip",
