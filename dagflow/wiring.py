@@ -15,11 +15,13 @@ the client, the scheduler's drivers and the faces.
 
 from __future__ import annotations
 
+from dagflow.events.collector import Collector
 from dagflow.events.jsonl import iter_records
 from dagflow.events.log import JsonlEventLog
 from dagflow.events.state_store import JsonlStateStore, StateRecorder
 from dagflow.execution.backoff import RetryPolicy
 from dagflow.execution.runtime import EventSink, Runtime
+from dagflow.redis_url import redis_client
 from dagflow.scheduling.firing import run_finished_hook
 from dagflow.scheduling.job_hooks import job_finished_hook, job_started_hook, sweep_jobs
 from dagflow.scheduling.job_hooks import job_store as redis_job_store
@@ -86,6 +88,20 @@ def minute_claims(settings: Settings) -> MinuteClaims:
     claims = MemoryMinuteClaims()
     claims.seed(iter_records(settings.state_path))
     return claims
+
+
+def collector(settings: Settings) -> Collector:
+    """The collector of ``dagflow events collect``: the stream on the run state's Redis into
+    ``ORCH_EVENTS_PATH`` and ``STATE_STORE_PATH``."""
+    client = redis_client(
+        settings.require_redis_url(), master_name=settings.redis_master_name, decode_responses=True
+    )
+    return Collector(
+        client,
+        settings.events_path,
+        settings.state_path,
+        claim_idle_ms=int(settings.collector_claim_s * 1000),
+    )
 
 
 def build_runtime(settings: Settings, store: RunStore | None = None) -> Runtime:

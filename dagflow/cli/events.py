@@ -35,9 +35,9 @@ def collect() -> int:
     moment and started again loses no event and writes none twice.
     """
     from dagflow.errors import ConfigError
-    from dagflow.events.collector import Collector
-    from dagflow.redis_url import redis_client
     from dagflow.settings import Settings
+    from dagflow.stores.transport import safe_url
+    from dagflow.wiring import collector as make_collector
 
     settings = Settings.from_env()
     if not settings.events_via_stream:
@@ -45,20 +45,12 @@ def collect() -> int:
             "dagflow events collect needs DAGFLOW_EVENTS=stream and a broker "
             "(DAGFLOW_BROKER_URL): without them every process writes ORCH_EVENTS_PATH itself"
         )
-    client = redis_client(
-        settings.require_redis_url(), master_name=settings.redis_master_name, decode_responses=True
-    )
-    collector = Collector(
-        client,
-        settings.events_path,
-        settings.state_path,
-        claim_idle_ms=int(settings.collector_claim_s * 1000),
-    )
+    collector = make_collector(settings)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     click.echo(
-        f"dagflow events collect: {settings.require_redis_url()} -> {settings.events_path}, "
+        f"dagflow events collect: {safe_url(settings.redis_url)} -> {settings.events_path}, "
         f"{settings.state_path}",
         err=True,
     )
