@@ -8,7 +8,7 @@ Run it with ``dagflow dashboard`` (``--host``, ``--port``,
 * :mod:`~dagflow.dashboard.figures` builds Plotly figures (pure);
 * :mod:`~dagflow.dashboard.callbacks` turns events into what each callback outputs;
 * :mod:`~dagflow.dashboard.sources` re-reads the JSONL files only when they change;
-* :mod:`~dagflow.dashboard.queue` counts messages and results in Redis;
+* :mod:`~dagflow.stores.queue_stats` counts messages and results in Redis;
 * :mod:`~dagflow.dashboard.auth` adds optional HTTP basic auth;
 * :mod:`~dagflow.dashboard.actions` adds the run page's Cancel and Retry (a guarded POST).
 

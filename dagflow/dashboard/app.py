@@ -17,8 +17,8 @@ from dagflow.dashboard.actions import ActionGuard, install_actions
 from dagflow.dashboard.auth import install_basic_auth
 from dagflow.dashboard.callbacks import DEFAULT_MAX_EVENTS, DashboardData, probe_queue, register
 from dagflow.dashboard.layout import app_layout
-from dagflow.dashboard.queue import QueueStats
 from dagflow.settings import Settings
+from dagflow.stores.queue_stats import QueueStats
 
 #: Seconds between refreshes of the open page.
 DEFAULT_REFRESH_S = 15.0

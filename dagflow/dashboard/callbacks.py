@@ -26,10 +26,10 @@ from dagflow.dashboard import layout, run_page
 from dagflow.dashboard.actions import ActionGuard, buttons
 from dagflow.dashboard.figures import error_rate_figure, runs_figure
 from dagflow.dashboard.jobs_panel import JobsView, jobs_section, probe_jobs
-from dagflow.dashboard.queue import QueueStats, redis_queue_stats, with_collector_lag
 from dagflow.dashboard.sources import CachedLog
 from dagflow.keys import is_redis_url
 from dagflow.settings import Settings
+from dagflow.stores.queue_stats import QueueStats, redis_queue_stats, with_collector_lag
 
 RUN_PREFIX = "/runs/"
 #: Run statuses whose page is redrawn at every refresh.

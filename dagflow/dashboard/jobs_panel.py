@@ -12,20 +12,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 from dash import html
 
 from dagflow.dashboard.actions import ActionGuard, job_buttons
 from dagflow.dashboard.layout import ROW, Column, count_card, keep, linked, plain, table, when
-from dagflow.dashboard.queue import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S
 from dagflow.scheduling.job import Job, JobStatus
 from dagflow.settings import Settings
+from dagflow.stores.queue_stats import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S
 from dagflow.stores.redis_jobs import RedisJobStore
+from dagflow.stores.transport import BACKEND_ERRORS
 
 #: Newest jobs the counts are taken over, and rows in the recent-jobs table.
 JOBS_SCANNED = 1000
 RECENT_JOBS = 10
 
+#: What reading the jobs may raise without the panel failing (it shows the error instead).
+PANEL_ERRORS: tuple[type[BaseException], ...] = (*BACKEND_ERRORS, ValueError)
 NO_JOBS = "Jobs are kept in Redis: set DAGFLOW_BROKER_URL to see the scheduled jobs"
 
 JOB_COLUMNS: list[Column] = [
@@ -75,7 +77,7 @@ def probe_jobs(settings: Settings, tenant: str | None) -> JobsView | None:
     )
     try:
         return summarize_jobs(store.jobs(tenant=tenant, limit=JOBS_SCANNED, scan=JOBS_SCANNED))
-    except (redis.RedisError, OSError, ValueError) as exc:
+    except PANEL_ERRORS as exc:
         return JobsView(error=f"Redis error: {type(exc).__name__}: {exc}")
     finally:
         store.close()

@@ -14,7 +14,7 @@ from dash import dcc, html
 
 from dagflow.analytics.rollup import STALE_AFTER_S
 from dagflow.dashboard.figures import STATE_COLORS
-from dagflow.dashboard.queue import NO_BROKER, QueueStats
+from dagflow.stores.queue_stats import NO_BROKER, QueueStats
 
 Row = Mapping[str, Any]
 Column = tuple[str, str, Callable[[Any], Any]]

@@ -20,8 +20,8 @@ import redis
 import yaml
 
 from dagflow.client.runner import Runner
-from dagflow.dashboard.queue import with_collector_lag
 from dagflow.execution.admission import Slot
+from dagflow.stores.queue_stats import with_collector_lag
 from tests.support.cluster import Cluster
 from tests.support.dags import make_dag, task
 from tests.support.processes import ROOT

@@ -221,7 +221,7 @@ def test_the_collector_refuses_to_run_without_the_stream(tmp_path: Path) -> None
 def test_the_dashboard_says_how_far_behind_the_collector_is(
     server: RedisServer, collectors: Collectors
 ) -> None:
-    from dagflow.dashboard.queue import with_collector_lag
+    from dagflow.stores.queue_stats import with_collector_lag
 
     # Given 10 events in the stream and no collector running
     stream = RedisEventStream(server.url(0))

@@ -8,8 +8,8 @@ import pytest
 import redis
 
 from dagflow.client.runner import Runner
-from dagflow.dashboard.queue import redis_queue_stats
 from dagflow.keys import is_dagflow_key
+from dagflow.stores.queue_stats import redis_queue_stats
 from tests.support.dags import make_dag, task
 from tests.support.waiting import wait_for
 

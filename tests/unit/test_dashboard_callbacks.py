@@ -26,9 +26,9 @@ from dagflow.dashboard.callbacks import (
 )
 from dagflow.dashboard.figures import dag_graph_figure, gantt_figure
 from dagflow.dashboard.jobs_panel import NO_JOBS, JobsView, summarize_jobs
-from dagflow.dashboard.queue import NO_BROKER, QueueStats, redis_queue_stats
 from dagflow.scheduling.job import Job, JobStatus
 from dagflow.settings import Settings
+from dagflow.stores.queue_stats import NO_BROKER, QueueStats, redis_queue_stats
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]

@@ -28,10 +28,9 @@ TRANSPORT_ALLOWED = (
     "dagflow.redis_url",
     "dagflow.celery_app",
 )
-#: Modules that still open Redis themselves: the dashboard's queue panel reads the broker's
-#: queues and the job store's keys directly. Moving them behind store views is open work
-#: (issue 17); the list may only shrink.
-TRANSPORT_DEBT = ("dagflow.dashboard.queue", "dagflow.dashboard.jobs_panel")
+#: Modules that still import redis or kombu outside those places (none left; the list may
+#: only shrink).
+TRANSPORT_DEBT: tuple[str, ...] = ()
 
 
 def modules() -> dict[str, ast.Module]:

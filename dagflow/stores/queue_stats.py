@@ -1,4 +1,5 @@
-"""Queue statistics read from the Redis broker and result backend, for the queue panel.
+"""Queue statistics read from the Redis broker and result backend, for the dashboard's
+queue panel (which reads them through this view, never with a Redis client of its own).
 
 Pending messages are the lengths of the broker's queue lists (Celery's default queue is the
 list ``celery``; kombu keeps priority levels in lists named ``<queue>\\x06\\x16<n>``). Task
