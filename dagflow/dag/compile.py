@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from dagflow.dag.graph import Graph, build_graph
 from dagflow.dag.plan import RunPlan
+from dagflow.dag.rules import DEFAULT_RULE
 from dagflow.dag.spec import DagSpec
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ class CompiledDag:
             self.graph.children,
             params=params,
             labels=labels,
+            rules={t.id: t.trigger_rule for t in self.spec.tasks if t.trigger_rule != DEFAULT_RULE},
+            branches=[t.id for t in self.spec.tasks if t.branch],
         )
 
     def start_canvas(self, app: Celery, run_id: str) -> Signature:
