@@ -28,7 +28,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,7 @@ from dagflow.execution.step_io import encode_output, with_store
 from dagflow.execution.timeouts import call_with_timeout
 from dagflow.execution.tracebacks import user_traceback
 from dagflow.stores import TERMINAL, FinishResult
-from dagflow.stores.base import COUNTED, AttemptEnd, FinishRequest
+from dagflow.stores.base import COUNTED, AttemptEnd, FinishRequest, Gate, Gates
 from dagflow.workflows.context import RunContext
 
 if TYPE_CHECKING:
@@ -103,6 +103,20 @@ class Attempt:
     def event(self, name: str, **more: Any) -> Event:
         """One event of this attempt (built, not written)."""
         return self.rt.event(name, self.run_id, self.plan, **self.fields(), **more)
+
+
+def finish_gates(plan: RunPlan, task_id: str, unchosen: Sequence[str] = ()) -> Gates:
+    """What the store needs to decide ``task_id``'s children by their trigger rules.
+
+    Only a plan with trigger rules or branches (:attr:`RunPlan.ruled`) needs it: the
+    finish of any other plan takes the links and joins path, with nothing more to send or
+    compute per step.
+    """
+    nodes = tuple(
+        Gate(t, plan.tasks[t].trigger_rule, plan.tasks[t].parents, plan.tasks[t].children)
+        for t in plan.descendants(task_id)
+    )
+    return Gates(plan.tasks[task_id].children, nodes, tuple(unchosen))
 
 
 def _attempts(n: int) -> str:
