@@ -42,11 +42,14 @@ def decide(rule: str, states: Sequence[str]) -> Decision:
     A task is ``ready`` as soon as its rule is met (``one_success`` does not wait for the
     other parents), ``skip`` once the rule can no longer be met, and ``wait`` otherwise.
     With every parent ended the answer is never ``wait``: a run cannot stall on a rule.
+    A task with no parents (a root) is always ``ready``.
 
     Args:
         rule: One of :data:`TRIGGER_RULES`.
         states: Each parent's state (``pending``, ``running``, ``retry`` or terminal).
     """
+    if not states:
+        return "ready"  # a root runs when the run starts, whatever its rule
     ok = sum(s == "ok" for s in states)
     failed = sum(s == "failed" for s in states)
     done = sum(s in _ENDED for s in states)

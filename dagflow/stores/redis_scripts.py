@@ -54,6 +54,7 @@ local function decide(rule, states)
     if terminal(s) then done = done + 1 end
   end
   local everyone = done == n
+  if n == 0 then return 'ready' end
   if rule == 'all_done' then
     if everyone then return 'ready' end
     return 'wait'
