@@ -143,6 +143,6 @@ def describe(compiled: CompiledDag) -> list[str]:
             if t.trigger_rule != DEFAULT_RULE:
                 lines.append(f"  {t.id}: {t.trigger_rule} ({TRIGGER_RULES[t.trigger_rule]})")
             if t.branch:
-                kids = ", ".join(graph.children[t.id])
-                lines.append(f"  {t.id}: branch (its output's 'branch' chooses among {kids})")
+                among = ", ".join(graph.children[t.id])
+                lines.append(f"  {t.id}: branch (its output's 'branch' chooses among {among})")
     return lines
