@@ -174,3 +174,34 @@ def test_one_failed_runs_an_alert_only_when_a_parent_fails(runner: Runner, tmp_p
     assert skips(events_of(runner, handle.run_id)) == {
         "all_good": "skipped: trigger rule one_failed can no longer be met"
     }
+
+
+def test_a_retry_lets_the_branch_choose_again_and_keeps_the_other_path_skipped(
+    runner: Runner, tmp_path: Path
+) -> None:
+    # Given a run whose branch chose rebuild and whose final step failed
+    dag = make_dag(
+        [
+            task("check", "test.value", params={"value": {"branch": "rebuild"}}, branch=True),
+            echo("rebuild", tmp_path, ("check",)),
+            echo("reuse", tmp_path, ("check",)),
+            task("final", "test.fail", deps=("rebuild", "reuse"), trigger_rule="all_done"),
+        ],
+        name="branch_retry",
+    )
+    first = runner.submit(dag)
+    assert first.wait(timeout=TIMEOUT).status == "failed"
+    # When it is retried
+    again = first.retry()
+    result = again.wait(timeout=TIMEOUT)
+    # Then check ran again, rebuild was reused, reuse stayed skipped, and final ran again
+    assert ran(tmp_path) == ["rebuild"]
+    assert (result.status, result.succeeded, result.failed, result.skipped) == (
+        "failed",
+        2,
+        1,
+        1,
+    )
+    events = events_of(runner, again.run_id)
+    assert [e["task_id"] for e in events if e["event"] == "task_reused"] == ["rebuild"]
+    assert skips(events) == {"reuse": "skipped: not chosen by branch 'check'"}
