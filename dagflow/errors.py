@@ -12,6 +12,7 @@ catch one class. The tree::
      |    +-- UnknownWorkflowError a workflow_ref that is not in the registry (also a RunnerError)
      +-- RunnerError               a run that could not start or a task that failed for good
           +-- WorkflowOutputError  a workflow returned something that is not JSON
+          |    +-- BranchOutputError  a branch task's output names no valid ``branch``
           +-- TaskTimeoutError     a task ran past its ``timeout_s``
           +-- PlanVersionError     a stored plan of a format this dagflow cannot read
           +-- RunExistsError       a run id fixed in advance is taken (a retry started twice)
@@ -163,6 +164,10 @@ class UnknownWorkflowError(SpecError, RunnerError):
 
 class WorkflowOutputError(RunnerError):
     """Raised when a workflow returns a value that cannot be serialized to JSON."""
+
+
+class BranchOutputError(WorkflowOutputError):
+    """Raised when a branch task's output does not name its chosen children in ``branch``."""
 
 
 class TaskTimeoutError(RunnerError):

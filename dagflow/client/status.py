@@ -155,5 +155,5 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        """True if every task succeeded."""
+        """True if the run succeeded: every task succeeded or was skipped, none failed."""
         return self.status == "success"

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from dagflow.dag.graph import Graph, build_graph
 from dagflow.dag.plan import RunPlan
+from dagflow.dag.rules import DEFAULT_RULE, TRIGGER_RULES
 from dagflow.dag.spec import DagSpec
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ class CompiledDag:
             self.graph.children,
             params=params,
             labels=labels,
+            rules={t.id: t.trigger_rule for t in self.spec.tasks if t.trigger_rule != DEFAULT_RULE},
+            branches=[t.id for t in self.spec.tasks if t.branch],
         )
 
     def start_canvas(self, app: Celery, run_id: str) -> Signature:
@@ -134,4 +137,12 @@ def describe(compiled: CompiledDag) -> list[str]:
     lines.append("Joins (sent exactly once, by the last parent to finish):")
     joins = compiled.joins
     lines += [f"  {', '.join(ps)} -> {child}" for child, ps in joins.items()] or ["  none"]
+    if any(t.trigger_rule != DEFAULT_RULE or t.branch for t in compiled.spec.tasks):
+        lines.append("Trigger rules and branches (decided in the same atomic step as the joins):")
+        for t in compiled.spec.tasks:
+            if t.trigger_rule != DEFAULT_RULE:
+                lines.append(f"  {t.id}: {t.trigger_rule} ({TRIGGER_RULES[t.trigger_rule]})")
+            if t.branch:
+                among = ", ".join(graph.children[t.id])
+                lines.append(f"  {t.id}: branch (its output's 'branch' chooses among {among})")
     return lines

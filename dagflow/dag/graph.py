@@ -114,8 +114,9 @@ def build_graph(
     them all, in file order, the cycle (checked when the ids are unique) last.
 
     Raises:
-        DagValidationError: No tasks, a duplicate id, an unknown or self dependency, or a
-            param whose key would collide with an upstream output's namespaced key; or
+        DagValidationError: No tasks, a duplicate id, an unknown or self dependency, a
+            param whose key would collide with an upstream output's namespaced key, or a
+            branch task with no children; or
             several problems of any kind (all in ``errors``).
         CycleDetectedError: ``depends_on`` edges form a cycle (the path is in the message).
         UnknownWorkflowError: A ``workflow_ref`` is not registered.
@@ -212,6 +213,16 @@ def build_graph(
                 f"Cycle detected in DAG '{spec.name}': {' -> '.join(cycle)}", file=source
             )
         )
+    for task in spec.tasks:
+        if task.branch and not children[task.id]:
+            problems.append(
+                DagValidationError(
+                    "a branch task needs children to choose from (no task depends on it)",
+                    file=source,
+                    task=task.id,
+                    field="branch",
+                )
+            )
     if problems:
         raise DagValidationError.collect(problems)
     return Graph(

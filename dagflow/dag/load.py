@@ -9,6 +9,7 @@ from typing import Any
 from dagflow import workflows
 from dagflow.dag.compile import CompiledDag, compile_dag, describe
 from dagflow.dag.graph import build_graph
+from dagflow.dag.rules import DEFAULT_RULE
 from dagflow.dag.spec import DagSpec, parse_dag, read_yaml
 from dagflow.settings import Settings
 
@@ -78,7 +79,14 @@ def plan_text(dag: Dag) -> str:
     for number, task_id in enumerate(graph.order, start=1):
         task = by_id[task_id]
         deps = ", ".join(graph.parents[task_id]) or "none"
-        lines.append(f"  {number}. {task_id} (workflow: {task.workflow_ref}, depends_on: {deps})")
+        extra = ""  # only what differs from the default, so plain DAGs print as before
+        if task.trigger_rule != DEFAULT_RULE:
+            extra += f", trigger_rule: {task.trigger_rule}"
+        if task.branch:
+            extra += f", branch: chooses among {', '.join(graph.children[task_id])}"
+        lines.append(
+            f"  {number}. {task_id} (workflow: {task.workflow_ref}, depends_on: {deps}{extra})"
+        )
     lines.append("")
     lines += describe(dag.compiled)
     path = graph.critical_path()

@@ -9,16 +9,23 @@ of a version it does not know, with an error that says which, instead of misread
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from dagflow.dag.graph import reachable
+from dagflow.dag.rules import DEFAULT_RULE
 from dagflow.errors import PlanVersionError
 
 #: The plan format this dagflow writes and reads. Bump it on any change a reader must know.
 #: 3: run-level ``params`` and ``labels`` (what a workflow's run context shows).
-PLAN_VERSION = 3
+#: 4: a task's ``trigger_rule`` and ``branch``. A plan that uses neither is still written
+#: as version 3: a worker of the previous version runs it correctly, and refuses only the
+#: plans whose rules it would ignore.
+PLAN_VERSION = 4
+#: The versions this dagflow reads (a version 3 plan's tasks are ``all_success``).
+READABLE_VERSIONS = (3, 4)
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ class TaskPlan:
         timeout_s: Seconds one attempt may take, or None.
         links: Children with this task as their only parent (sent as soon as it succeeds).
         joins: ``(child, number of parents)`` for children with several parents.
+        trigger_rule: When it runs, given how its parents ended (:mod:`dagflow.dag.rules`).
+        branch: Its output's ``branch`` key chooses which children run.
     """
 
     workflow_ref: str
@@ -44,6 +53,8 @@ class TaskPlan:
     timeout_s: float | None = None
     links: tuple[str, ...] = ()
     joins: tuple[tuple[str, int], ...] = ()
+    trigger_rule: str = DEFAULT_RULE
+    branch: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,18 +86,39 @@ class RunPlan:
         *,
         params: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
+        rules: Mapping[str, str] | None = None,
+        branches: Collection[str] = (),
     ) -> RunPlan:
-        """Build a plan from each task's ``(workflow_ref, params, retries, timeout_s)``."""
+        """Build a plan from each task's ``(workflow_ref, params, retries, timeout_s)``.
+
+        Args:
+            rules: The tasks whose ``trigger_rule`` is not ``all_success``, and their rule.
+            branches: The ``branch: true`` tasks.
+        """
+        built = {
+            tid: _task(ref, task_params, retries, timeout, parents, children, tid)
+            for tid, (ref, task_params, retries, timeout) in tasks.items()
+        }
+        for tid, rule in (rules or {}).items():
+            built[tid] = replace(built[tid], trigger_rule=rule)
+        for tid in branches:
+            built[tid] = replace(built[tid], branch=True)
         return cls(
             dag_name=dag_name,
             tenant_id=tenant_id,
-            tasks={
-                tid: _task(ref, task_params, retries, timeout, parents, children, tid)
-                for tid, (ref, task_params, retries, timeout) in tasks.items()
-            },
+            tasks=built,
             params=dict(params or {}),
             labels=dict(labels or {}),
         )
+
+    @cached_property
+    def ruled(self) -> bool:
+        """True if a task has a trigger rule other than ``all_success`` or is a branch.
+
+        Such a run decides each child from its parents' ends in the finish (the store's
+        rule path); a run without is sent along its links and joins, as cheaply as before.
+        """
+        return any(t.trigger_rule != DEFAULT_RULE or t.branch for t in self.tasks.values())
 
     def to_json(self) -> str:
         """The plan as compact JSON (written once per run)."""
@@ -101,8 +133,13 @@ class RunPlan:
             }
             if task.timeout_s is not None:
                 entry["timeout_s"] = task.timeout_s
+            if task.trigger_rule != DEFAULT_RULE:
+                entry["trigger_rule"] = task.trigger_rule
+            if task.branch:
+                entry["branch"] = True
             tasks[tid] = entry
-        data = {"version": self.version, "dag": self.dag_name, "tenant": self.tenant_id}
+        version = self.version if self.ruled else min(self.version, READABLE_VERSIONS[0])
+        data = {"version": version, "dag": self.dag_name, "tenant": self.tenant_id}
         run = {"params": dict(self.params), "labels": dict(self.labels)}
         return json.dumps({**data, **run, "tasks": tasks}, separators=(",", ":"))
 
@@ -111,14 +148,16 @@ class RunPlan:
         """Parse a stored plan.
 
         Raises:
-            PlanVersionError: The plan has another format version than :data:`PLAN_VERSION`.
+            PlanVersionError: The plan's format version is not one of
+                :data:`READABLE_VERSIONS`.
         """
         data = json.loads(raw)
         version = data.get("version", data.get("v")) if isinstance(data, dict) else None
-        if version != PLAN_VERSION:
+        if version not in READABLE_VERSIONS:
             raise PlanVersionError(
                 f"stored plan has version {version!r}; this dagflow reads version "
-                f"{PLAN_VERSION} (run the same dagflow version on clients and workers)"
+                f"{' or '.join(map(str, READABLE_VERSIONS))} (run the same dagflow version "
+                "on clients and workers)"
             )
         raw_tasks: dict[str, Any] = data["tasks"]
         parents = {tid: tuple(t["parents"]) for tid, t in raw_tasks.items()}
@@ -134,6 +173,8 @@ class RunPlan:
             children,
             params=data.get("params") or {},
             labels=data.get("labels") or {},
+            rules={tid: t["trigger_rule"] for tid, t in raw_tasks.items() if "trigger_rule" in t},
+            branches=[tid for tid, t in raw_tasks.items() if t.get("branch")],
         )
 
     def descendants(self, task_id: str) -> list[str]:

@@ -11,6 +11,8 @@ A DAG file is YAML, read with PyYAML's safe loader only (``SAFE_LOADER``)::
         retries: 1
         depends_on: []
         timeout_s: 30        # optional
+        trigger_rule: all_done   # optional: when it runs, given how its parents ended
+        branch: false        # optional: its output's ``branch`` names the children that run
     params: {day: null}      # optional: run-level params and their defaults
 
 Unknown keys are errors, every error names the file, the task and the field, and every
@@ -30,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dagflow.dag.field_errors import field_errors
+from dagflow.dag.rules import DEFAULT_RULE, TRIGGER_RULES, unknown_rule
 from dagflow.errors import DagValidationError, SpecError
 
 #: Task ids become key prefixes (``sweep__summary``) and Redis key parts: keep them plain.
@@ -55,6 +58,8 @@ FIELDS: dict[str, str] = {
     "tasks[].depends_on": "a list of task ids",
     "tasks[].depends_on[]": "a task id (a string)",
     "tasks[].timeout_s": "a number of seconds greater than 0",
+    "tasks[].trigger_rule": f"a trigger rule ({', '.join(TRIGGER_RULES)})",
+    "tasks[].branch": "true or false",
     "params": "a mapping of run-level params and their default values (JSON values)",
     "max_active_runs": "a whole number >= 1: runs of this DAG that may run at once",
 }
@@ -70,6 +75,10 @@ class TaskSpec(BaseModel):
         retries: Extra attempts after a failure (``retries: 2`` means up to 3 attempts).
         depends_on: Ids of the tasks that must succeed before this one starts.
         timeout_s: Seconds one attempt may run before it counts as failed.
+        trigger_rule: When it runs, given how its parents ended (see
+            :mod:`dagflow.dag.rules`); ``all_success`` by default.
+        branch: Its output's ``branch`` key names the children that run; the others are
+            skipped.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -80,6 +89,8 @@ class TaskSpec(BaseModel):
     retries: int = Field(default=0, ge=0, le=RETRIES_MAX)
     depends_on: tuple[str, ...] = ()
     timeout_s: float | None = Field(default=None, gt=0)
+    trigger_rule: str = DEFAULT_RULE
+    branch: bool = False
 
     @field_validator("id")
     @classmethod
@@ -109,6 +120,13 @@ class TaskSpec(BaseModel):
     def _list_to_tuple(cls, value: Any) -> Any:
         # YAML gives lists; strict mode would refuse them for a tuple field.
         return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("trigger_rule")
+    @classmethod
+    def _known_rule(cls, value: str) -> str:
+        if value not in TRIGGER_RULES:
+            raise ValueError(unknown_rule(value))
+        return value
 
     @field_validator("timeout_s", mode="before")
     @classmethod

@@ -4,9 +4,11 @@ A retry is a new run of the same plan. Tasks that succeeded in the old run are *
 they start ``ok`` in the new run with their outputs copied, their workflows do not run
 again, and each gets a ``task_reused`` event (``reused_from``: the old run) instead of
 ``task_ok``, so the event log never claims a workflow ran when it did not. The failed,
-skipped and cancelled tasks run again. The new run records ``retry_of`` in its labels, in
-its plan (the run context) and in its ``dag_start``. It is rebuilt from the old run's stored
-plan and metadata alone: the DAG file is not read again.
+skipped and cancelled tasks run again (and, under trigger rules, branch tasks, so they
+choose again, and the parents of a ``one_failed`` task, so its rule is decided again). The new
+run records ``retry_of`` in its labels, in its plan (the run context) and in its
+``dag_start``. It is rebuilt from the old run's stored plan and metadata alone: the DAG file
+is not read again.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dagflow.dag.plan import PLAN_VERSION, RunPlan
+from dagflow.dag.rules import decide
 from dagflow.errors import RunExistsError, RunnerError
 from dagflow.execution.lifecycle import open_run
 from dagflow.execution.runtime import Runtime
@@ -56,7 +59,7 @@ def retry_run(app: Celery, rt: Runtime, run_id: str, new_run_id: str | None = No
         raise RunnerError(f"run {run_id} succeeded: nothing to retry")
     old = RunPlan.from_json(raw)
     states = dict(snap.states or {})
-    ok = [t for t in old.tasks if states.get(t) == "ok"]
+    ok = [t for t in old.tasks if states.get(t) == "ok" and t not in _rerun_anyway(old)]
     reused = rt.store.outputs(run_id, ok)
     labels: dict[str, Any] = {
         k: v for k, v in dict(snap.meta.get("labels") or {}).items() if k not in SCHEDULE_LABELS
@@ -95,3 +98,17 @@ def retry_run(app: Celery, rt: Runtime, run_id: str, new_run_id: str | None = No
         reused=reused,
         arrivals=arrivals,
     )
+
+
+def _rerun_anyway(plan: RunPlan) -> set[str]:
+    """Tasks that run again in a retry although they succeeded, so rules decide as before.
+
+    A branch task chooses again (its other children were skipped; reused, it would leave
+    them to start). A task under a rule that parents all ``ok`` cannot meet (``one_failed``)
+    is decided only when a parent ends, so its parents run again too.
+    """
+    again = {t for t, task in plan.tasks.items() if task.branch}
+    for task in plan.tasks.values():
+        if task.parents and decide(task.trigger_rule, ["ok"] * len(task.parents)) != "ready":
+            again.update(task.parents)
+    return again

@@ -28,13 +28,14 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dagflow import workflows
 from dagflow.dag.payload import merge_params
 from dagflow.dag.plan import RunPlan, TaskPlan
+from dagflow.dag.rules import branch_choice
 from dagflow.errors import RunnerError, UnknownWorkflowError, WorkflowOutputError
 from dagflow.events.log import Event
 from dagflow.execution.lifecycle import finish_run
@@ -44,7 +45,7 @@ from dagflow.execution.step_io import encode_output, with_store
 from dagflow.execution.timeouts import call_with_timeout
 from dagflow.execution.tracebacks import user_traceback
 from dagflow.stores import TERMINAL, FinishResult
-from dagflow.stores.base import COUNTED, AttemptEnd, FinishRequest
+from dagflow.stores.base import COUNTED, AttemptEnd, FinishRequest, Gate, Gates
 from dagflow.workflows.context import RunContext
 
 if TYPE_CHECKING:
@@ -105,6 +106,20 @@ class Attempt:
         return self.rt.event(name, self.run_id, self.plan, **self.fields(), **more)
 
 
+def finish_gates(plan: RunPlan, task_id: str, unchosen: Sequence[str] = ()) -> Gates:
+    """What the store needs to decide ``task_id``'s children by their trigger rules.
+
+    Only a plan with trigger rules or branches (:attr:`RunPlan.ruled`) needs it: the
+    finish of any other plan takes the links and joins path, with nothing more to send or
+    compute per step.
+    """
+    nodes = tuple(
+        Gate(t, plan.tasks[t].trigger_rule, plan.tasks[t].parents, plan.tasks[t].children)
+        for t in plan.descendants(task_id)
+    )
+    return Gates(plan.tasks[task_id].children, nodes, tuple(unchosen))
+
+
 def _attempts(n: int) -> str:
     return f"{n} attempt" if n == 1 else f"{n} attempts"
 
@@ -118,7 +133,7 @@ def _after_finished(
     never a subtree), and a run whose tasks are all finished but which was never marked
     done is finalized.
     """
-    if state == "ok":
+    if state == "ok" or plan.ruled:  # with rules, a failure may have made children ready
         children = list(plan.tasks[task_id].children)
         unsent = with_store(rt, "unsent", lambda: rt.store.unsent(run_id, children))
         send_steps(app, run_id, unsent, plan.dag_name)
@@ -189,12 +204,13 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
             params = merge_params(spec.params, upstream)
             value = call_with_timeout(lambda: call(params), spec.timeout_s, f"Task '{task_id}'")
             output: str | None = encode_output(task_id, value)
+            chosen = branch_choice(task_id, value, spec.children) if spec.branch else None
             error = None
         except Exception as exc:
-            output, error = None, exc
+            output, error, chosen = None, exc, None
     duration = round(time.perf_counter() - started, 6)
     if error is None:
-        return _succeeded(attempt, output, duration)
+        return _succeeded(attempt, output, duration, chosen)
     return _failed(attempt, error, duration)
 
 
@@ -249,27 +265,45 @@ def _lease_lost(rt: Runtime, run_id: str, plan: RunPlan, fields: dict[str, Any])
     )
 
 
-def _succeeded(attempt: Attempt, output: str | None, duration: float) -> None:
+def _succeeded(
+    attempt: Attempt, output: str | None, duration: float, chosen: Sequence[str] | None = None
+) -> None:
     app, rt, plan, run_id, task_id = (
         attempt.app, attempt.rt, attempt.plan, attempt.run_id, attempt.task_id
     )  # fmt: skip
     spec = attempt.spec
     event = attempt.event("task_ok", duration_s=duration)
-    push = link_push(app, rt.store, run_id, spec.links, plan.dag_name)
-    request = FinishRequest(
-        run_id,
-        task_id,
-        attempt.fence,
-        "ok",
-        output,
-        total=len(plan.tasks),
-        links=spec.links,
-        joins=spec.joins,
-        grace_s=rt.settings.lease_s,
-        event=event.to_record(),
-        end=AttemptEnd(duration_s=duration),
-        push=push,
-    )
+    if plan.ruled:
+        # Children are decided by their rules in the finish: which ones is known only there.
+        unchosen = [c for c in spec.children if c not in chosen] if chosen is not None else []
+        request = FinishRequest(
+            run_id,
+            task_id,
+            attempt.fence,
+            "ok",
+            output,
+            total=len(plan.tasks),
+            grace_s=rt.settings.lease_s,
+            event=event.to_record(),
+            end=AttemptEnd(duration_s=duration),
+            gates=finish_gates(plan, task_id, unchosen),
+        )
+    else:
+        push = link_push(app, rt.store, run_id, spec.links, plan.dag_name)
+        request = FinishRequest(
+            run_id,
+            task_id,
+            attempt.fence,
+            "ok",
+            output,
+            total=len(plan.tasks),
+            links=spec.links,
+            joins=spec.joins,
+            grace_s=rt.settings.lease_s,
+            event=event.to_record(),
+            end=AttemptEnd(duration_s=duration),
+            push=push,
+        )
     result = with_store(rt, "finish", lambda: rt.store.finish(request))
     if result.lost:
         _lease_lost(rt, run_id, plan, attempt.fields())
@@ -280,11 +314,26 @@ def _succeeded(attempt: Attempt, output: str | None, duration: float) -> None:
             _cancelled(rt, run_id, plan, task_id, result.complete, why, attempt.fields())
         return
     rt.emit_with_commit(event)
+    _skipped(rt, run_id, plan, task_id, result)
     pushed = set(result.pushed)
     unsent = [child for child in result.ready if child not in pushed]
     send_steps(app, run_id, unsent, plan.dag_name)
     if result.complete:
         finish_run(rt, run_id, plan, result)
+
+
+def _skipped(rt: Runtime, run_id: str, plan: RunPlan, task_id: str, result: FinishResult) -> None:
+    """Write a ``task_skip`` line for each task the finish of ``task_id`` skipped."""
+    for skipped in result.newly_skipped:
+        why = result.skip_reasons.get(skipped, f"skipped: upstream task '{task_id}' failed")
+        rt.emit(
+            "task_skip",
+            run_id,
+            plan,
+            task_id=skipped,
+            workflow_ref=plan.tasks[skipped].workflow_ref,
+            error=why,
+        )
 
 
 def _failed(attempt: Attempt, exc: Exception, duration: float) -> None:
@@ -338,6 +387,9 @@ def fail_step(
     """
     event = rt.event("task_fail", run_id, plan, **{**fields, "task_id": task_id}, error=error)
     end = AttemptEnd(fields.get("duration_s"), error, fields.get("traceback"))
+    # Without rules every descendant is skipped at once; with them the store decides each
+    # child (an all_done cleanup below a failure runs).
+    ruled = plan.ruled
     result = with_store(
         rt,
         "finish",
@@ -348,11 +400,13 @@ def fail_step(
                 fence,
                 "failed",
                 None,
-                skip=plan.descendants(task_id),
+                skip=() if ruled else plan.descendants(task_id),
                 total=len(plan.tasks),
+                grace_s=rt.settings.lease_s,
                 token=token,
                 event=event.to_record(),
                 end=end,
+                gates=finish_gates(plan, task_id) if ruled else None,
             )
         ),
     )
@@ -367,15 +421,11 @@ def fail_step(
         _cancelled(rt, run_id, plan, task_id, result.complete, why, fields)
         return True
     rt.emit_with_commit(event)
-    for skipped in result.newly_skipped:
-        rt.emit(
-            "task_skip",
-            run_id,
-            plan,
-            task_id=skipped,
-            workflow_ref=plan.tasks[skipped].workflow_ref,
-            error=f"skipped: upstream task '{task_id}' failed",
-        )
+    _skipped(rt, run_id, plan, task_id, result)
+    if result.ready and rt.app is not None:
+        # Children whose rule a failure meets (one_failed, all_done): in the outbox already,
+        # so the sweeper sends them if this does not.
+        send_steps(rt.app, run_id, result.ready, plan.dag_name)
     if result.complete:
         finish_run(rt, run_id, plan, result)
     return True

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import bootsteps
 
+from dagflow.dag.rules import decide
 from dagflow.execution import broker_queue
 from dagflow.execution.cancel import cancel_run
 from dagflow.execution.lifecycle import activate_run, finish_run, promote_runs
@@ -197,11 +198,17 @@ def check_run(app: Celery, rt: Runtime, run_id: str) -> str:
     if seen.cancelled:
         cancel_run(app, rt, run_id, interrupt=False)
         return "finalized"
-    ok = {t for t, s in seen.states.items() if s == "ok"}
+    # A pending task whose rule its parents' ends meet (all ``ok`` without rules) should
+    # have been sent; one the branch above it did not choose was skipped in the same step.
     movable = [
         t
         for t, s in open_tasks.items()
-        if s in ("running", "retry") or all(p in ok for p in plan.tasks[t].parents)
+        if s in ("running", "retry")
+        or decide(
+            plan.tasks[t].trigger_rule,
+            [seen.states.get(p, "pending") for p in plan.tasks[t].parents],
+        )
+        == "ready"
     ]
     if movable:
         logger.warning("dagflow: run %s: nothing held %s; sending them again", run_id, movable)

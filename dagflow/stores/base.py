@@ -15,7 +15,9 @@ and safe to repeat:
   holder that lost its lease is told ``lost`` and its output is discarded. In the same
   atomic write it skips descendants of a failed task, records join arrivals (a set, not a
   counter), and puts the children it made ready into the **outbox**; it reports whether
-  this call completed the run, exactly once per run.
+  this call completed the run, exactly once per run. For a plan with trigger rules or
+  branches (:class:`Gates`) it instead decides each child from its parents' states: ready,
+  skipped (which decides that task's children in turn) or waiting.
 * :meth:`RunStore.retry` ends a failed attempt that will be tried again: the lease is
   released and the step goes into the outbox with its due time (a **durable retry**: it
   does not live only in a worker's memory as a Celery ETA).
@@ -51,6 +53,8 @@ from dagflow.stores.records import (
     ClaimResult,
     FinishRequest,
     FinishResult,
+    Gate,
+    Gates,
     Push,
     RunInspection,
     RunSnapshot,
@@ -67,6 +71,8 @@ __all__ = [
     "ClaimResult",
     "FinishRequest",
     "FinishResult",
+    "Gate",
+    "Gates",
     "Push",
     "RunInspection",
     "RunSnapshot",

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
+from dagflow.dag.rules import decide, skip_reason, unchosen_reason
 from dagflow.stores.base import (
     TERMINAL,
     AttemptEnd,
@@ -21,6 +22,7 @@ from dagflow.stores.base import (
     ClaimResult,
     FinishRequest,
     FinishResult,
+    Gates,
     SweepResult,
 )
 from dagflow.stores.memory_admission import MemoryAdmission
@@ -234,10 +236,14 @@ class MemoryRunStore(MemoryAdmission, MemoryRunViews):
                     run.counts["skipped"] += 1
                     self._outbox.pop((run_id, node), None)
                     newly.append(node)
+            reasons: dict[str, str] = {}
+            ready: list[str] = []
+            if request.gates is not None and first and not run.cancelled:
+                ready = self._decide(run_id, run, task_id, request.gates, reasons)
+                newly += list(reasons)
             complete = False
             if sum(run.counts.values()) >= request.total and not run.complete:
                 run.complete = complete = True
-            ready = []
             if request.state == "ok" and not run.cancelled:
                 ready += [c for c in request.links if first and run.states.get(c) == "pending"]
                 for child, need in request.joins:
@@ -257,7 +263,45 @@ class MemoryRunStore(MemoryAdmission, MemoryRunViews):
                 tuple(ready),
                 recorded=first,
                 cancelled=run.cancelled,
+                skip_reasons=reasons,
             )
+
+    def _decide(
+        self, run_id: str, run: MemoryRun, task_id: str, gates: Gates, reasons: dict[str, str]
+    ) -> list[str]:
+        """Decide the children of ``task_id`` by their rules (lock held); the Lua twin is
+        the FINISH script's rule path. Fills ``reasons`` with the tasks it skipped and
+        returns those it made ready (not yet in the outbox: the caller puts them there)."""
+        nodes = {g.task_id: g for g in gates.nodes}
+        queue = list(gates.children)
+        ready: list[str] = []
+        decided: set[str] = set()
+
+        def skip(node: str, why: str) -> None:
+            run.states[node] = "skipped"
+            run.counts["skipped"] += 1
+            reasons[node] = why
+            decided.add(node)
+            queue.extend(nodes[node].children)
+
+        for child in gates.unchosen:
+            if run.states.get(child) == "pending" and (run_id, child) not in self._outbox:
+                skip(child, unchosen_reason(task_id))
+        while queue:
+            node = queue.pop(0)
+            if node in decided or run.states.get(node) != "pending":
+                continue
+            if (run_id, node) in self._outbox:  # made ready before, not yet claimed
+                continue
+            gate = nodes[node]
+            states = [run.states.get(p, "pending") for p in gate.parents]
+            verdict = decide(gate.rule, states)
+            if verdict == "ready":
+                decided.add(node)
+                ready.append(node)
+            elif verdict == "skip":
+                skip(node, skip_reason(gate.rule, gate.parents, states))
+        return ready
 
     def cancel(self, run_id: str, force: bool = False) -> CancelResult:
         """Flag the run cancelled; end every open task nobody holds a live lease on."""

@@ -56,6 +56,8 @@ class FinishResult:
         recorded: True if this call set the task's end (False if it had ended before).
         cancelled: True if the run was cancelled: the task ended ``cancelled`` (not the
             state asked for), its output and event were not written.
+        skip_reasons: With ``gates``: why each of ``newly_skipped`` was skipped (the
+            ``task_skip`` event's ``error``).
     """
 
     complete: bool
@@ -66,6 +68,50 @@ class FinishResult:
     recorded: bool = True
     cancelled: bool = False
     pushed: tuple[str, ...] = ()
+    skip_reasons: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One task below a finished one, as the rule path of :meth:`RunStore.finish` sees it.
+
+    Attributes:
+        task_id: The task.
+        rule: Its trigger rule (:mod:`dagflow.dag.rules`).
+        parents: Its parents, whose states decide it.
+        children: Its children, decided next if it is skipped.
+    """
+
+    task_id: str
+    rule: str
+    parents: tuple[str, ...]
+    children: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Gates:
+    """What a finish needs to decide the finished task's children by their trigger rules.
+
+    Given (instead of ``links``, ``joins`` and ``skip``) for a run whose plan has trigger
+    rules or branches. The store decides each child from its parents' states when the end
+    is recorded: ready (into the outbox), skipped (an end too: its own children are decided
+    next) or left waiting for its other parents.
+
+    Attributes:
+        children: The finished task's children, decided first.
+        nodes: Every task below the finished one (a skip can reach any of them).
+        unchosen: For a branch task that succeeded: the children it did not choose, skipped
+            whatever their rule.
+    """
+
+    children: tuple[str, ...]
+    nodes: tuple[Gate, ...]
+    unchosen: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        """The compact JSON the Redis finish script decodes (``cjson``)."""
+        nodes = {g.task_id: {"r": g.rule, "p": g.parents, "c": g.children} for g in self.nodes}
+        return json.dumps({"c": self.children, "n": nodes, "u": self.unchosen})
 
 
 @dataclass(frozen=True)
@@ -148,6 +194,9 @@ class FinishRequest:
         end: How the attempt ended, kept with the task if this call records its end.
         push: Messages for the links, pushed onto the broker queue with the links this call
             makes ready (a store that cannot ignores it; see ``FinishResult.pushed``).
+        gates: For a plan with trigger rules or branches: decide the children by their
+            rules (``links``, ``joins`` and ``skip`` are then empty). The call that records
+            the end decides, so a duplicate finish changes nothing.
     """
 
     run_id: str
@@ -164,6 +213,7 @@ class FinishRequest:
     event: Mapping[str, Any] | None = None
     end: AttemptEnd | None = None
     push: Push | None = None
+    gates: Gates | None = None
 
 
 @dataclass(frozen=True)

@@ -289,6 +289,9 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
     def finish(self, request: FinishRequest) -> FinishResult:
         """Run the finish script: fence check, state, output, skips, joins and outbox at once.
 
+        With ``gates`` the script decides the children by their trigger rules instead (in
+        the same call: no round trip more).
+
         With ``push`` (a message for every link), the script also pushes the messages of
         the links it makes ready onto ``push.queue``: this store must be on the broker's
         Redis server and database (the caller checks).
@@ -335,11 +338,17 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
         args += [need for _, need in request.joins]
         args += messages
         args += list(request.skip)
+        args.append(request.gates.to_json() if request.gates else "")
         raw = self._finish(keys=keys, args=args)
         if raw[0] == "lost":
             return FinishResult(complete=False, lost=True)
         tag, complete, ok, failed, skipped, first, _written, n_newly, n_cancelled, *rest = raw
-        newly, ready = rest[: int(n_newly)], rest[int(n_newly) :]
+        n = int(n_newly)
+        newly, ready = rest[:n], rest[n:]
+        reasons: dict[str, str] = {}
+        if request.gates is not None:
+            reasons = {str(t): str(why) for t, why in zip(newly, ready[:n], strict=True)}
+            ready = ready[n:]
         linked = set(request.links)
         counts = {"ok": ok, "failed": failed, "skipped": skipped, "cancelled": n_cancelled}
         return FinishResult(
@@ -350,6 +359,7 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
             recorded=bool(int(first)),
             cancelled=tag == "cancelled",
             pushed=tuple(c for c in ready if c in linked) if messages else (),
+            skip_reasons=reasons,
         )
 
     def cancel(self, run_id: str, force: bool = False) -> CancelResult:

@@ -45,6 +45,45 @@ local function cancel_task(states, meta, claims, leases, outbox, resends, run, t
   redis.call('ZREM', outbox, member)
   redis.call('HDEL', resends, member)
 end
+-- The trigger rule table of dagflow.dag.rules.decide, line by line.
+local function decide(rule, states)
+  local n, ok, failed, done = #states, 0, 0, 0
+  for _, s in ipairs(states) do
+    if s == 'ok' then ok = ok + 1 end
+    if s == 'failed' then failed = failed + 1 end
+    if terminal(s) then done = done + 1 end
+  end
+  local everyone = done == n
+  if n == 0 then return 'ready' end
+  if rule == 'all_done' then
+    if everyone then return 'ready' end
+    return 'wait'
+  elseif rule == 'one_success' or rule == 'one_failed' then
+    local hit = ok
+    if rule == 'one_failed' then hit = failed end
+    if hit > 0 then return 'ready' elseif everyone then return 'skip' end
+    return 'wait'
+  elseif rule == 'none_failed' then
+    if failed > 0 then return 'skip' elseif everyone then return 'ready' end
+    return 'wait'
+  end
+  if ok == n then return 'ready' elseif done > ok then return 'skip' end
+  return 'wait'
+end
+-- dagflow.dag.rules.skip_reason.
+local function skip_reason(rule, parents, states)
+  if rule == 'all_success' then
+    for i, s in ipairs(states) do
+      if s == 'failed' then return "skipped: upstream task '" .. parents[i] .. "' failed" end
+    end
+    for i, s in ipairs(states) do
+      if terminal(s) and s ~= 'ok' then
+        return "skipped: upstream task '" .. parents[i] .. "' was skipped"
+      end
+    end
+  end
+  return 'skipped: trigger rule ' .. rule .. ' can no longer be met'
+end
 local function complete_if_done(meta)
   if counted(meta) >= tonumber(redis.call('HGET', meta, 'total') or '0') then
     return redis.call('HSETNX', meta, 'complete', '1')
@@ -148,7 +187,10 @@ return 1
 #       arr:<join child>...
 # ARGV: task, state, output, total, ttl, fence, token, run_id, grace_ms, n_links, n_joins,
 #       event line ('' for none), stream maxlen, end ('' for none), n_messages (0 or
-#       n_links), links..., join children..., join needs..., link messages..., skips...
+#       n_links), links..., join children..., join needs..., link messages..., skips...,
+#       gates (JSON of records.Gates, '' for none: the links and joins path)
+# With gates, the call that records the end decides the children by their trigger rules
+# (unchosen children of a branch first, then each skipped task's children in turn).
 # The event line (task_ok/task_fail) is appended to the stream, and the attempt's end to the
 # info hash, only by the call that records the end, in the same atomic step. In a cancelled
 # run the task ends 'cancelled' (no output, no event, no skips, no ready children). With
@@ -186,13 +228,52 @@ local n_links, n_joins = tonumber(ARGV[10]), tonumber(ARGV[11])
 local newly = {}
 local n_msgs = tonumber(ARGV[15])
 local skip_from = 16 + n_links + 2 * n_joins + n_msgs
-if cancelled then skip_from = #ARGV + 1 end
-for i = skip_from, #ARGV do
+if cancelled then skip_from = #ARGV end
+for i = skip_from, #ARGV - 1 do
   if not terminal(redis.call('HGET', KEYS[1], ARGV[i])) then
     redis.call('HSET', KEYS[1], ARGV[i], 'skipped')
     redis.call('HINCRBY', KEYS[3], 'n_skipped', 1)
     redis.call('ZREM', KEYS[6], ARGV[8] .. '\\t' .. ARGV[i])
     table.insert(newly, ARGV[i])
+  end
+end
+local gates = ARGV[#ARGV]
+local reasons, gated = {}, {}
+if gates ~= '' and first == 1 and not cancelled then
+  local g = cjson.decode(gates)
+  local queue, decided = {}, {}
+  local function open(node)
+    return redis.call('HGET', KEYS[1], node) == 'pending'
+      and not redis.call('ZSCORE', KEYS[6], ARGV[8] .. '\\t' .. node)
+  end
+  local function skip(node, why)
+    redis.call('HSET', KEYS[1], node, 'skipped')
+    redis.call('HINCRBY', KEYS[3], 'n_skipped', 1)
+    table.insert(newly, node)
+    table.insert(reasons, why)
+    decided[node] = true
+    for _, c in ipairs(g.n[node].c) do table.insert(queue, c) end
+  end
+  for _, c in ipairs(g.u) do
+    if open(c) then skip(c, "skipped: not chosen by branch '" .. task .. "'") end
+  end
+  for _, c in ipairs(g.c) do table.insert(queue, c) end
+  local head = 1
+  while head <= #queue do
+    local node = queue[head]
+    head = head + 1
+    if not decided[node] and open(node) then
+      local gate = g.n[node]
+      local states = redis.call('HMGET', KEYS[1], unpack(gate.p))
+      for i = 1, #gate.p do states[i] = states[i] or 'pending' end
+      local verdict = decide(gate.r, states)
+      if verdict == 'ready' then
+        decided[node] = true
+        table.insert(gated, node)
+      elseif verdict == 'skip' then
+        skip(node, skip_reason(gate.r, gate.p, states))
+      end
+    end
   end
 end
 local ok = tonumber(redis.call('HGET', KEYS[3], 'n_ok') or '0')
@@ -203,7 +284,7 @@ local complete = 0
 if ok + failed + skipped + n_cancelled >= tonumber(ARGV[4]) then
   complete = redis.call('HSETNX', KEYS[3], 'complete', '1')
 end
-local ready = {}
+local ready = gated
 if ARGV[2] == 'ok' and not cancelled then
   for i = 1, n_links do
     local child = ARGV[15 + i]
@@ -238,6 +319,9 @@ local tag = 'done'
 if cancelled then tag = 'cancelled' end
 local result = {tag, complete, ok, failed, skipped, first, written, #newly, n_cancelled}
 for _, id in ipairs(newly) do table.insert(result, id) end
+if gates ~= '' then
+  for _, why in ipairs(reasons) do table.insert(result, why) end
+end
 for _, id in ipairs(ready) do table.insert(result, id) end
 return result
 """

@@ -75,6 +75,22 @@ def test_failed_run_exits_1(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+def test_a_run_whose_cleanup_ran_after_a_failure_still_exits_1(tmp_path: Path) -> None:
+    # Given a failing task and a cleanup (all_done) after it
+    dag = tmp_path / "cleanup.yaml"
+    dag.write_text(
+        "name: cleanup\ntenant_id: t\ntasks:\n"
+        "  - {id: report, workflow_ref: weekly_report_pack, params: {start_date: nope}}\n"
+        "  - {id: brief, workflow_ref: meeting_transcript_brief, depends_on: [report]}\n"
+        "  - {id: tidy, workflow_ref: inbox_drive_sweep, depends_on: [report, brief],"
+        " trigger_rule: all_done}\n"
+    )
+    proc = dagflow("run", "--quiet", str(dag), env={"ORCH_EVENTS_PATH": str(tmp_path / "e.jsonl")})
+    # Then the cleanup ran, and the run is failed: exit 1
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Tasks Succeeded: 1\nTasks Failed: 1\nTasks Skipped: 1\n" in proc.stdout
+
+
 BAD_FILES = {
     "cycle.yaml": (
         "name: my_dag\ntenant_id: t\ntasks:\n"

@@ -82,8 +82,10 @@ def test_json_is_compact_and_names_its_version(diamond: RunPlan) -> None:
     raw = diamond.to_json()
     data = json.loads(raw)
     assert raw == json.dumps(data, separators=(",", ":"))
-    assert (data["version"], data["dag"], data["tenant"]) == (PLAN_VERSION, "g", "acme")
-    assert PLAN_VERSION == 3  # the README documents "plan version 3"
+    # A plan without trigger rules or branches is still written as version 3: workers of
+    # the previous version run it correctly.
+    assert (data["version"], data["dag"], data["tenant"]) == (3, "g", "acme")
+    assert PLAN_VERSION == 4  # the README documents "plan version 4"
 
 
 def test_json_leaves_out_a_timeout_that_is_not_set(diamond: RunPlan) -> None:
@@ -114,7 +116,7 @@ def test_build_copies_the_run_params_it_is_given() -> None:
     assert plan.params == {"day": "x"}
 
 
-@pytest.mark.parametrize("version", [2, 4, None, "3"])
+@pytest.mark.parametrize("version", [2, 5, None, "3"])
 def test_a_plan_of_another_version_is_refused_with_both_versions_named(
     diamond: RunPlan, version: object
 ) -> None:
@@ -124,7 +126,7 @@ def test_a_plan_of_another_version_is_refused_with_both_versions_named(
     with pytest.raises(PlanVersionError) as caught:
         RunPlan.from_json(json.dumps(data))
     assert str(caught.value) == (
-        f"stored plan has version {version!r}; this dagflow reads version {PLAN_VERSION} "
+        f"stored plan has version {version!r}; this dagflow reads version 3 or 4 "
         "(run the same dagflow version on clients and workers)"
     )
 
@@ -160,3 +162,38 @@ def test_descendants_are_every_task_downstream_sorted(
 def test_descendants_are_sorted_by_id_not_plan_order() -> None:
     plan = build({"root": (), "z": ("root",), "m": ("z",), "a": ("root",)})
     assert plan.descendants("root") == ["a", "m", "z"]
+
+
+def ruled(rules: dict[str, str], branches: tuple[str, ...] = ()) -> RunPlan:
+    """The diamond with trigger rules and branch tasks."""
+    children = {t: tuple(c for c, ps in DIAMOND.items() if t in ps) for t in DIAMOND}
+    tasks = {t: (f"wf.{t}", {}, 0, None) for t in DIAMOND}
+    return RunPlan.build("g", "acme", tasks, DIAMOND, children, rules=rules, branches=branches)
+
+
+def test_trigger_rules_and_branches_survive_the_round_trip() -> None:
+    # Given a plan with a cleanup join and a branch
+    plan = ruled({"d": "all_done"}, ("a",))
+    assert plan.ruled and plan.tasks["d"].trigger_rule == "all_done" and plan.tasks["a"].branch
+    # When it is stored and read back, then nothing is lost, and it is a version 4 plan
+    data = json.loads(plan.to_json())
+    assert data["version"] == PLAN_VERSION == 4
+    assert data["tasks"]["d"]["trigger_rule"] == "all_done" and data["tasks"]["a"]["branch"]
+    assert "trigger_rule" not in data["tasks"]["b"] and "branch" not in data["tasks"]["b"]
+    assert RunPlan.from_json(plan.to_json()) == plan
+
+
+def test_a_version_3_plan_loads_with_every_task_all_success(diamond: RunPlan) -> None:
+    # Given a plan stored by the previous dagflow (version 3, no rule fields)
+    data = json.loads(diamond.to_json())
+    assert data["version"] == 3
+    # When it is read, then every task is all_success and no task is a branch
+    plan = RunPlan.from_json(json.dumps(data))
+    assert not plan.ruled
+    assert {t.trigger_rule for t in plan.tasks.values()} == {"all_success"}
+    assert not any(t.branch for t in plan.tasks.values())
+
+
+def test_a_plan_without_rules_is_byte_identical_to_version_3(diamond: RunPlan) -> None:
+    assert not diamond.ruled
+    assert '"trigger_rule"' not in diamond.to_json() and '"branch"' not in diamond.to_json()

@@ -1,0 +1,262 @@
+"""Trigger rules and branches in the run store contract: both stores decide the same.
+
+Each test builds a small plan, ends tasks through ``finish`` with the plan's gates (as a
+step does) and checks what the one atomic call decided: ready, skipped (with its reason) or
+still waiting.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from dagflow.dag.plan import RunPlan
+from dagflow.execution.step import finish_gates
+from dagflow.stores import FinishResult, MemoryRunStore, RedisRunStore, RunStore
+from dagflow.stores.base import FinishRequest
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest, redis_db: str) -> Iterator[RunStore]:
+    if request.param == "memory":
+        yield MemoryRunStore()
+        return
+    yield RedisRunStore(redis_db, ttl=600)
+
+
+def make_plan(
+    parents: dict[str, tuple[str, ...]],
+    rules: dict[str, str] | None = None,
+    branches: Sequence[str] = (),
+) -> RunPlan:
+    children = {t: tuple(c for c, ps in parents.items() if t in ps) for t in parents}
+    tasks = {t: ("noop", {}, 0, None) for t in parents}
+    return RunPlan.build("d", "t", tasks, parents, children, rules=rules or {}, branches=branches)
+
+
+def start(store: RunStore, plan: RunPlan) -> str:
+    run_id = uuid.uuid4().hex
+    store.create_run(run_id, plan.to_json(), {"dag_name": "d", "tenant_id": "t"}, list(plan.tasks))
+    return run_id
+
+
+def end(
+    store: RunStore,
+    plan: RunPlan,
+    run_id: str,
+    task: str,
+    state: str,
+    unchosen: Sequence[str] = (),
+) -> FinishResult:
+    """Claim ``task`` and end it ``ok`` or ``failed``, with the plan's gates."""
+    claim = store.claim(run_id, task, f"m-{task}-{uuid.uuid4().hex[:6]}", "w", 60)
+    assert claim.state == "run", claim
+    return store.finish(
+        FinishRequest(
+            run_id,
+            task,
+            claim.fence,
+            state,  # type: ignore[arg-type]
+            "1" if state == "ok" else None,
+            total=len(plan.tasks),
+            gates=finish_gates(plan, task, unchosen),
+        )
+    )
+
+
+def states(store: RunStore, run_id: str) -> dict[str, str]:
+    snap = store.snapshot(run_id, with_states=True)
+    assert snap is not None
+    return dict(snap.states or {})
+
+
+# x1 -> p1, x2 -> p2, (p1, p2) -> c: a parent is skipped when its own parent fails.
+JOIN = {"x1": (), "x2": (), "p1": ("x1",), "p2": ("x2",), "c": ("p1", "p2")}
+
+# (rule, parents' ends in order, what c is after each end: wait / ready / skip)
+CASES = [
+    ("all_success", [("p1", "ok"), ("p2", "ok")], ["wait", "ready"]),
+    ("all_success", [("p1", "ok"), ("p2", "failed")], ["wait", "skip"]),
+    ("all_success", [("p1", "skipped")], ["skip"]),
+    ("all_success", [("p2", "failed")], ["skip"]),
+    ("all_done", [("p1", "failed"), ("p2", "skipped")], ["wait", "ready"]),
+    ("all_done", [("p2", "skipped"), ("p1", "ok")], ["wait", "ready"]),
+    ("one_success", [("p2", "ok")], ["ready"]),
+    ("one_success", [("p1", "failed"), ("p2", "skipped")], ["wait", "skip"]),
+    ("one_success", [("p1", "skipped"), ("p2", "ok")], ["wait", "ready"]),
+    ("one_failed", [("p1", "ok"), ("p2", "failed")], ["wait", "ready"]),
+    ("one_failed", [("p2", "failed")], ["ready"]),
+    ("one_failed", [("p1", "ok"), ("p2", "skipped")], ["wait", "skip"]),
+    ("none_failed", [("p1", "skipped"), ("p2", "ok")], ["wait", "ready"]),
+    ("none_failed", [("p2", "ok"), ("p1", "failed")], ["wait", "skip"]),
+    ("none_failed", [("p1", "failed")], ["skip"]),
+]
+
+
+def end_parent(store: RunStore, plan: RunPlan, run_id: str, parent: str, how: str) -> FinishResult:
+    """End ``parent`` ok or failed itself, or have it skipped by failing its own parent."""
+    upstream = "x" + parent[1:]
+    if how == "skipped":
+        return end(store, plan, run_id, upstream, "failed")
+    end(store, plan, run_id, upstream, "ok")
+    return end(store, plan, run_id, parent, how)
+
+
+@pytest.mark.parametrize(("rule", "ends", "after"), CASES)
+def test_each_rule_decides_from_its_parents_ends_in_any_order(
+    store: RunStore, rule: str, ends: list[tuple[str, str]], after: list[str]
+) -> None:
+    # Given c with rule `rule` under two parents
+    plan = make_plan(JOIN, {"c": rule})
+    run_id = start(store, plan)
+    for (parent, how), expected in zip(ends, after, strict=True):
+        # When a parent ends
+        result = end_parent(store, plan, run_id, parent, how)
+        # Then c is decided by the call that recorded that end, and only then
+        state = states(store, run_id)["c"]
+        if expected == "ready":
+            assert result.ready == ("c",) and state == "pending"
+            assert store.unsent(run_id, ["c"]) == ["c"]  # in the outbox
+        elif expected == "skip":
+            assert "c" in result.newly_skipped and state == "skipped"
+            assert result.skip_reasons["c"].startswith("skipped: ")
+        else:
+            assert "c" not in result.ready and state == "pending"
+            assert store.unsent(run_id, ["c"]) == []
+
+
+def test_skip_reasons_name_the_parent_or_the_rule(store: RunStore) -> None:
+    plan = make_plan(JOIN, {"c": "one_failed"})
+    run_id = start(store, plan)
+    end_parent(store, plan, run_id, "p1", "ok")
+    result = end_parent(store, plan, run_id, "p2", "ok")
+    assert result.skip_reasons == {"c": "skipped: trigger rule one_failed can no longer be met"}
+
+    plan = make_plan(JOIN)
+    run_id = start(store, plan)
+    result = end_parent(store, plan, run_id, "p2", "failed")
+    assert result.skip_reasons == {"c": "skipped: upstream task 'p2' failed"}
+    run_id = start(store, plan)
+    result = end_parent(store, plan, run_id, "p1", "skipped")
+    assert result.skip_reasons == {
+        "p1": "skipped: upstream task 'x1' failed",
+        "c": "skipped: upstream task 'p1' was skipped",
+    }
+
+
+def test_a_duplicate_finish_changes_nothing(store: RunStore) -> None:
+    # Given a cleanup that became ready when its last parent failed
+    plan = make_plan({"a": (), "b": (), "c": ("a", "b")}, {"c": "all_done"})
+    run_id = start(store, plan)
+    end(store, plan, run_id, "a", "ok")
+    b = store.claim(run_id, "b", "m-b", "w", 60)
+    request = FinishRequest(run_id, "b", b.fence, "failed", total=3, gates=finish_gates(plan, "b"))
+    first = store.finish(request)
+    assert first.ready == ("c",) and first.recorded
+    # When the same end is committed again (a redelivered step)
+    again = store.finish(request)
+    # Then nothing is decided twice
+    assert not again.recorded and again.ready == () and again.newly_skipped == ()
+    assert again.counts == first.counts
+    assert not again.complete
+
+
+def test_a_ready_child_is_not_made_ready_again_by_a_later_parent(store: RunStore) -> None:
+    plan = make_plan({"a": (), "b": (), "c": ("a", "b")}, {"c": "one_success"})
+    run_id = start(store, plan)
+    assert end(store, plan, run_id, "a", "ok").ready == ("c",)
+    assert end(store, plan, run_id, "b", "ok").ready == ()  # c is still in the outbox
+    store.claim(run_id, "c", "m-c", "w", 60)
+    plan2 = make_plan({"a": (), "b": (), "c": ("a", "b")}, {"c": "one_success"})
+    run2 = start(store, plan2)
+    end(store, plan2, run2, "a", "ok")
+    store.claim(run2, "c", "m-c", "w", 60)  # c running
+    assert end(store, plan2, run2, "b", "failed").ready == ()
+    assert states(store, run2)["c"] == "running"
+
+
+def test_a_skip_propagates_down_a_chain_and_stops_at_all_done(store: RunStore) -> None:
+    # Given a -> b -> c -> d (all_done) -> e
+    shape = {"a": (), "b": ("a",), "c": ("b",), "d": ("c",), "e": ("d",)}
+    plan = make_plan(shape, {"d": "all_done"})
+    run_id = start(store, plan)
+    # When a fails
+    result = end(store, plan, run_id, "a", "failed")
+    # Then b and c are skipped in the same call, d is ready and e waits for d
+    assert result.newly_skipped == ("b", "c")
+    assert result.ready == ("d",)
+    assert states(store, run_id) == {
+        "a": "failed",
+        "b": "skipped",
+        "c": "skipped",
+        "d": "pending",
+        "e": "pending",
+    }
+    assert not result.complete
+    # And d's success makes e ready; the run completes with e
+    assert end(store, plan, run_id, "d", "ok").ready == ("e",)
+    last = end(store, plan, run_id, "e", "ok")
+    assert last.complete and last.counts == {"ok": 2, "failed": 1, "skipped": 2, "cancelled": 0}
+
+
+def test_a_skip_cascade_that_ends_the_run_completes_it_once(store: RunStore) -> None:
+    plan = make_plan({"a": (), "b": ("a",), "c": ("b",)}, {"b": "none_failed"})
+    run_id = start(store, plan)
+    result = end(store, plan, run_id, "a", "failed")
+    assert result.newly_skipped == ("b", "c") and result.complete
+
+
+# check (branch) -> rebuild -> publish; check -> reuse; (publish, reuse) -> cleanup
+BRANCH = {
+    "check": (),
+    "rebuild": ("check",),
+    "publish": ("rebuild",),
+    "reuse": ("check",),
+    "cleanup": ("publish", "reuse"),
+}
+
+
+@pytest.mark.parametrize("rule", ["all_done", "none_failed"])
+def test_a_branch_skips_the_children_it_did_not_choose_and_their_descendants(
+    store: RunStore, rule: str
+) -> None:
+    plan = make_plan(BRANCH, {"cleanup": rule}, ["check"])
+    run_id = start(store, plan)
+    # When check chooses reuse
+    result = end(store, plan, run_id, "check", "ok", unchosen=["rebuild"])
+    # Then rebuild and publish are skipped in the same call, and reuse is ready
+    assert result.ready == ("reuse",)
+    assert result.skip_reasons == {
+        "rebuild": "skipped: not chosen by branch 'check'",
+        "publish": "skipped: upstream task 'rebuild' was skipped",
+    }
+    # And the join after both branches runs once reuse is done
+    done = end(store, plan, run_id, "reuse", "ok")
+    assert done.ready == ("cleanup",)
+    assert end(store, plan, run_id, "cleanup", "ok").complete
+
+
+def test_an_all_success_join_after_a_branch_is_skipped(store: RunStore) -> None:
+    plan = make_plan(BRANCH, {}, ["check"])
+    run_id = start(store, plan)
+    result = end(store, plan, run_id, "check", "ok", unchosen=["reuse"])
+    assert result.ready == ("rebuild",)
+    assert result.skip_reasons == {
+        "reuse": "skipped: not chosen by branch 'check'",
+        "cleanup": "skipped: upstream task 'reuse' was skipped",
+    }
+
+
+def test_a_cancelled_run_decides_nothing(store: RunStore) -> None:
+    plan = make_plan({"a": (), "b": ("a",)}, {"b": "all_done"})
+    run_id = start(store, plan)
+    claim = store.claim(run_id, "a", "m-a", "w", 60)
+    store.cancel(run_id)
+    result = store.finish(
+        FinishRequest(run_id, "a", claim.fence, "failed", total=2, gates=finish_gates(plan, "a"))
+    )
+    assert result.cancelled and result.ready == () and result.newly_skipped == ()
