@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from dagflow.dag.graph import reachable
@@ -18,7 +19,11 @@ from dagflow.errors import PlanVersionError
 
 #: The plan format this dagflow writes and reads. Bump it on any change a reader must know.
 #: 3: run-level ``params`` and ``labels`` (what a workflow's run context shows).
-PLAN_VERSION = 3
+#: 4: a task's ``queue``. A version 3 plan is still read (it has no queues: every step
+#: takes the default route); a version 3 reader refuses version 4, which it would misroute.
+PLAN_VERSION = 4
+#: Every plan version this dagflow reads.
+READ_VERSIONS = (3, PLAN_VERSION)
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class TaskPlan:
         timeout_s: Seconds one attempt may take, or None.
         links: Children with this task as their only parent (sent as soon as it succeeds).
         joins: ``(child, number of parents)`` for children with several parents.
+        queue: The Celery queue its step is sent to, or None for the default route.
     """
 
     workflow_ref: str
@@ -44,6 +50,7 @@ class TaskPlan:
     timeout_s: float | None = None
     links: tuple[str, ...] = ()
     joins: tuple[tuple[str, int], ...] = ()
+    queue: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,13 +82,16 @@ class RunPlan:
         *,
         params: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
+        queues: Mapping[str, str] | None = None,
     ) -> RunPlan:
-        """Build a plan from each task's ``(workflow_ref, params, retries, timeout_s)``."""
+        """Build a plan from each task's ``(workflow_ref, params, retries, timeout_s)``
+        and the ``queues`` of the tasks that have one."""
+        queue_of = queues or {}
         return cls(
             dag_name=dag_name,
             tenant_id=tenant_id,
             tasks={
-                tid: _task(ref, task_params, retries, timeout, parents, children, tid)
+                tid: _task(ref, task_params, retries, timeout, parents, children, tid, queue_of)
                 for tid, (ref, task_params, retries, timeout) in tasks.items()
             },
             params=dict(params or {}),
@@ -101,6 +111,8 @@ class RunPlan:
             }
             if task.timeout_s is not None:
                 entry["timeout_s"] = task.timeout_s
+            if task.queue is not None:
+                entry["queue"] = task.queue
             tasks[tid] = entry
         data = {"version": self.version, "dag": self.dag_name, "tenant": self.tenant_id}
         run = {"params": dict(self.params), "labels": dict(self.labels)}
@@ -111,14 +123,15 @@ class RunPlan:
         """Parse a stored plan.
 
         Raises:
-            PlanVersionError: The plan has another format version than :data:`PLAN_VERSION`.
+            PlanVersionError: The plan has a format version not in :data:`READ_VERSIONS`.
         """
         data = json.loads(raw)
         version = data.get("version", data.get("v")) if isinstance(data, dict) else None
-        if version != PLAN_VERSION:
+        if version not in READ_VERSIONS or isinstance(version, bool):
+            readable = " and ".join(str(v) for v in READ_VERSIONS)
             raise PlanVersionError(
-                f"stored plan has version {version!r}; this dagflow reads version "
-                f"{PLAN_VERSION} (run the same dagflow version on clients and workers)"
+                f"stored plan has version {version!r}; this dagflow reads versions "
+                f"{readable} (run the same dagflow version on clients and workers)"
             )
         raw_tasks: dict[str, Any] = data["tasks"]
         parents = {tid: tuple(t["parents"]) for tid, t in raw_tasks.items()}
@@ -134,7 +147,13 @@ class RunPlan:
             children,
             params=data.get("params") or {},
             labels=data.get("labels") or {},
+            queues={tid: t["queue"] for tid, t in raw_tasks.items() if t.get("queue")},
         )
+
+    @cached_property
+    def queues(self) -> Mapping[str, str]:
+        """Each task's queue, for the tasks that have one (empty for most DAGs)."""
+        return {tid: task.queue for tid, task in self.tasks.items() if task.queue}
 
     def descendants(self, task_id: str) -> list[str]:
         """Every task downstream of ``task_id``, sorted."""
@@ -150,6 +169,7 @@ def _task(
     parents: Mapping[str, tuple[str, ...]],
     children: Mapping[str, tuple[str, ...]],
     tid: str,
+    queues: Mapping[str, str],
 ) -> TaskPlan:
     kids = children[tid]
     return TaskPlan(
@@ -161,4 +181,5 @@ def _task(
         timeout_s=timeout_s,
         links=tuple(c for c in kids if len(parents[c]) == 1),
         joins=tuple((c, len(parents[c])) for c in kids if len(parents[c]) > 1),
+        queue=queues.get(tid),
     )
