@@ -121,7 +121,7 @@ def _after_finished(
     if state == "ok":
         children = list(plan.tasks[task_id].children)
         unsent = with_store(rt, "unsent", lambda: rt.store.unsent(run_id, children))
-        send_steps(app, run_id, unsent, plan.dag_name)
+        send_steps(app, run_id, unsent, plan.dag_name, queues=plan.queues)
     snapshot = rt.store.snapshot(run_id)
     if snapshot is None or snapshot.status != "running":
         return
@@ -255,7 +255,7 @@ def _succeeded(attempt: Attempt, output: str | None, duration: float) -> None:
     )  # fmt: skip
     spec = attempt.spec
     event = attempt.event("task_ok", duration_s=duration)
-    push = link_push(app, rt.store, run_id, spec.links, plan.dag_name)
+    push = link_push(app, rt.store, run_id, spec.links, plan.dag_name, plan.queues)
     request = FinishRequest(
         run_id,
         task_id,
@@ -282,7 +282,7 @@ def _succeeded(attempt: Attempt, output: str | None, duration: float) -> None:
     rt.emit_with_commit(event)
     pushed = set(result.pushed)
     unsent = [child for child in result.ready if child not in pushed]
-    send_steps(app, run_id, unsent, plan.dag_name)
+    send_steps(app, run_id, unsent, plan.dag_name, queues=plan.queues)
     if result.complete:
         finish_run(rt, run_id, plan, result)
 
@@ -313,7 +313,7 @@ def _failed(attempt: Attempt, exc: Exception, duration: float) -> None:
             return
         rt.emit_with_commit(event)
         if delay <= ETA_MAX_S:
-            send_later(attempt.app, run_id, task_id, plan.dag_name, delay)
+            send_later(attempt.app, run_id, task_id, plan.dag_name, delay, attempt.spec.queue)
         return
     message = f"Task '{task_id}' failed after {_attempts(attempt.number)}"
     failure = f"RunnerError: {message}: {error}"
