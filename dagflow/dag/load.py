@@ -78,7 +78,11 @@ def plan_text(dag: Dag) -> str:
     for number, task_id in enumerate(graph.order, start=1):
         task = by_id[task_id]
         deps = ", ".join(graph.parents[task_id]) or "none"
-        lines.append(f"  {number}. {task_id} (workflow: {task.workflow_ref}, depends_on: {deps})")
+        queue = task.queue or spec.queue
+        on = f", queue: {queue}" if queue else ""  # a DAG without queues prints as before
+        lines.append(
+            f"  {number}. {task_id} (workflow: {task.workflow_ref}, depends_on: {deps}{on})"
+        )
     lines.append("")
     lines += describe(dag.compiled)
     path = graph.critical_path()
