@@ -46,7 +46,9 @@ PROGRESS_INTERVAL_S = 0.1
 #: First and largest pause between two tries to reach the run store while waiting, in seconds.
 RECONNECT_S = (0.2, 5.0)
 #: Seconds the embedded worker has to confirm it consumes a queue a new run needs.
-ADD_QUEUE_TIMEOUT_S = 5.0
+ADD_QUEUE_TIMEOUT_S = 10.0
+#: Seconds one ask waits for the embedded worker's answer (it answers in a few ms).
+ADD_QUEUE_ASK_S = 0.25
 
 
 class WaitTimeout(TimeoutError):
@@ -319,11 +321,16 @@ class Runner:
             return
         hostname = self._worker[0].hostname
         for queue in sorted(set(queues) - self._queues):
-            replies = self.app.control.add_consumer(
-                queue, destination=[hostname], reply=True, timeout=ADD_QUEUE_TIMEOUT_S
-            )
-            if not replies:
-                raise RunnerError(f"the embedded worker did not start consuming queue {queue!r}")
+            # A worker still starting has no control consumer yet and misses the broadcast:
+            # ask again until it answers (adding a queue it consumes is a no-op).
+            deadline = time.monotonic() + ADD_QUEUE_TIMEOUT_S
+            while not self.app.control.add_consumer(
+                queue, destination=[hostname], reply=True, timeout=ADD_QUEUE_ASK_S
+            ):
+                if time.monotonic() >= deadline:
+                    raise RunnerError(
+                        f"the embedded worker did not start consuming queue {queue!r}"
+                    )
             self._queues.add(queue)
 
     def close(self, wait: bool = True) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from dagflow.celery_app import make_app
+from dagflow.client.runner import Runner
 from dagflow.execution import broker_queue
 from dagflow.execution.publish import send_steps
 from dagflow.execution.sweeper import resends
@@ -149,3 +150,28 @@ def test_the_sweeper_judges_a_due_step_by_the_backlog_of_its_own_queue(
     # drained) while the default one waits for its busy queue
     assert view.backlogs == {"celery": 2, "gpu": 0}
     assert (front, back) == ([], [("run-1", "on_gpu")])
+
+
+def test_the_running_embedded_worker_takes_on_the_queues_of_a_new_dag(
+    embedded_runner: Runner, tmp_path: Path
+) -> None:
+    # Given the embedded worker, started on the default queue only (the session's runner)
+    # When a DAG on two more queues runs on it, with a retry on one of them
+    dag = make_dag(
+        [
+            task("a", queue="io"),
+            task(
+                "b",
+                "test.flaky",
+                deps=("a",),
+                retries=1,
+                params={"dir": str(tmp_path), "key": "b", "failures": 1},
+                queue="gpu",
+            ),
+            task("c", deps=("b",)),
+        ],
+        name="embedded_queues",
+    )
+    result = embedded_runner.submit(dag).wait(timeout=60)
+    # Then it consumed them, and the run (retry included) succeeded
+    assert (result.status, result.succeeded) == ("success", 3)
