@@ -26,7 +26,7 @@ from dagflow.execution.cancel import CancelOutcome, cancel_run
 from dagflow.execution.lifecycle import start_run
 from dagflow.execution.publish import default_queue
 from dagflow.execution.rerun import retry_run
-from dagflow.execution.runtime import Runtime, runtime_for
+from dagflow.execution.runtime import RunStarted, Runtime, runtime_for
 from dagflow.settings import Settings
 from dagflow.stores import RunSnapshot, RunStore
 from dagflow.stores.base import TaskInfo
@@ -314,6 +314,15 @@ class Runner:
         thread = threading.Thread(target=worker.start, name="dagflow-embedded", daemon=True)
         thread.start()
         self._worker = (worker, thread)
+        # Runs this process starts without submit (a schedule's firings, job retries the
+        # sweeper starts) name their queues in their plan: consume them as they start (their
+        # first steps wait in the in-memory queue until then).
+        self.runtime.run_started_hooks.append(self._consume_run_queues)
+
+    def _consume_run_queues(self, started: RunStarted) -> None:
+        plan = self.runtime.plan(started.run_id)
+        if plan is not None and plan.queues:
+            self._add_queues(plan.queues.values())
 
     def _add_queues(self, queues: Iterable[str]) -> None:
         """Make the running embedded worker consume the ``queues`` it does not yet."""

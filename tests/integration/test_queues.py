@@ -17,6 +17,7 @@ import pytest
 from dagflow.celery_app import make_app
 from dagflow.client.runner import Runner
 from dagflow.execution import broker_queue
+from dagflow.execution.lifecycle import start_run
 from dagflow.execution.publish import send_steps
 from dagflow.execution.sweeper import resends
 from dagflow.settings import Settings
@@ -175,3 +176,15 @@ def test_the_running_embedded_worker_takes_on_the_queues_of_a_new_dag(
     result = embedded_runner.submit(dag).wait(timeout=60)
     # Then it consumed them, and the run (retry included) succeeded
     assert (result.status, result.succeeded) == ("success", 3)
+
+
+def test_the_embedded_worker_consumes_the_queues_of_a_run_started_without_submit(
+    embedded_runner: Runner,
+) -> None:
+    # Given a run started in this process the way a schedule's firing is (not via submit),
+    # on a queue the embedded worker has never consumed
+    dag = make_dag([task("a", queue="nightly"), task("b", deps=("a",))], name="fired")
+    run_id = start_run(embedded_runner.app, embedded_runner.runtime, dag)
+    # Then the worker takes the queue on as the run starts, and the run ends
+    result = embedded_runner.attach(run_id).wait(timeout=30)
+    assert (result.status, result.succeeded) == ("success", 2)
