@@ -25,6 +25,7 @@ from dagflow.errors import SpecError
 
 if TYPE_CHECKING:
     from dagflow.client.runner import RunHandle, Runner
+    from dagflow.dag.load import Dag
     from dagflow.stores import RunSnapshot
 
 #: With more tasks than this, progress is a counter line instead of one line per task.
@@ -186,8 +187,11 @@ def run(
     runner = Runner(settings)
     try:
         _check_broker(runner)
+        _warn_unconsumed(runner, dag)
         if not runner.embedded or not no_wait:
-            runner.start_embedded_worker(loglevel="WARNING" if is_verbose() else "CRITICAL")
+            runner.start_embedded_worker(
+                loglevel="WARNING" if is_verbose() else "CRITICAL", queues=dag.spec.queues.values()
+            )
             # Celery's log setup silenced everything below CRITICAL; dagflow's own warnings
             # (where a log file is created, an unreachable store) must still show.
             logging.getLogger("dagflow").setLevel(logging.WARNING)
@@ -235,6 +239,27 @@ def _cancel_embedded(handle: RunHandle, why: str, code: int) -> int:
         err=True,
     )
     return code
+
+
+def _warn_unconsumed(runner: Runner, dag: Dag) -> None:
+    """Warn, in one line, when no live worker consumes a queue the DAG names.
+
+    Only for DAGs with ``queue:`` (the check costs up to a second) and never in the
+    embedded mode, whose worker consumes every queue of the DAG.
+    """
+    from dagflow.client.consumers import needed_queues, unconsumed
+
+    if runner.embedded or not dag.spec.queues:
+        return
+    missing = unconsumed(runner.app, needed_queues(runner.app, dag.spec))
+    if missing:
+        names = ", ".join(missing)
+        click.echo(
+            f"warning: no live worker consumes queue{'s' if len(missing) > 1 else ''} {names}; "
+            f"steps sent there wait until one does (celery -A dagflow worker -Q "
+            f"{','.join(missing)})",
+            err=True,
+        )
 
 
 def _check_broker(runner: Runner) -> None:

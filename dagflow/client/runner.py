@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dagflow.celery_app import make_app
@@ -24,8 +24,9 @@ from dagflow.dag.plan import RunPlan
 from dagflow.errors import PlanVersionError, RunnerError
 from dagflow.execution.cancel import CancelOutcome, cancel_run
 from dagflow.execution.lifecycle import start_run
+from dagflow.execution.publish import default_queue
 from dagflow.execution.rerun import retry_run
-from dagflow.execution.runtime import Runtime, runtime_for
+from dagflow.execution.runtime import RunStarted, Runtime, runtime_for
 from dagflow.settings import Settings
 from dagflow.stores import RunSnapshot, RunStore
 from dagflow.stores.base import TaskInfo
@@ -44,6 +45,10 @@ logger = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 0.1
 #: First and largest pause between two tries to reach the run store while waiting, in seconds.
 RECONNECT_S = (0.2, 5.0)
+#: Seconds the embedded worker has to confirm it consumes a queue a new run needs.
+ADD_QUEUE_TIMEOUT_S = 10.0
+#: Seconds one ask waits for the embedded worker's answer (it answers in a few ms).
+ADD_QUEUE_ASK_S = 0.25
 
 
 class WaitTimeout(TimeoutError):
@@ -241,8 +246,11 @@ class RunHandle:
 
         See :func:`dagflow.execution.rerun.retry_run`.
         """
-        self.runner.start_embedded_worker()
-        return RunHandle(self.runner, retry_run(self.runner.app, self.runner.runtime, self.run_id))
+        runner = self.runner
+        if runner.embedded:
+            old = self.plan()
+            runner.start_embedded_worker(queues=old.queues.values() if old else ())
+        return RunHandle(runner, retry_run(runner.app, runner.runtime, self.run_id))
 
 
 class Runner:
@@ -258,19 +266,29 @@ class Runner:
         self.app = app or make_app(self.settings)
         self.runtime: Runtime = runtime_for(self.app)
         self._worker: tuple[Any, threading.Thread] | None = None
+        self._queues: set[str] = set()
 
     @property
     def embedded(self) -> bool:
         """True when steps run on an in-process worker."""
         return self.settings.embedded
 
-    def start_embedded_worker(self, loglevel: str = "CRITICAL") -> None:
-        """Start the in-process worker (no-op with a broker or if already started).
+    def start_embedded_worker(self, loglevel: str = "CRITICAL", queues: Iterable[str] = ()) -> None:
+        """Start the in-process worker (no-op with a broker), consuming ``queues`` too.
 
         It is a real Celery ``WorkController`` (consumer, thread pool, timer for retry
-        countdowns) on the in-memory transport, running in a daemon thread.
+        countdowns) on the in-memory transport, running in a daemon thread. It is the only
+        worker of its runs, so it consumes the default queue and every queue its DAGs name:
+        a worker already started is told to consume the ones it lacks (a broadcast
+        ``add_consumer``, answered within :data:`ADD_QUEUE_TIMEOUT_S`).
+
+        Raises:
+            RunnerError: A running embedded worker did not confirm a new queue.
         """
-        if not self.embedded or self._worker is not None:
+        if not self.embedded:
+            return
+        if self._worker is not None:
+            self._add_queues(queues)
             return
         import socket
 
@@ -282,8 +300,10 @@ class Runner:
         self.app.set_current()
         self.app.set_default()
         self.app.log.setup(loglevel=loglevel)
+        self._queues = {default_queue(self.app), *queues}
         worker = self.app.WorkController(
             hostname=f"dagflow-embedded-{uuid.uuid4().hex[:8]}@{socket.gethostname()}",
+            queues=sorted(self._queues),
             pool="threads",
             concurrency=self.settings.embedded_concurrency,
             loglevel=loglevel,
@@ -294,6 +314,33 @@ class Runner:
         thread = threading.Thread(target=worker.start, name="dagflow-embedded", daemon=True)
         thread.start()
         self._worker = (worker, thread)
+        # Runs this process starts without submit (a schedule's firings, job retries the
+        # sweeper starts) name their queues in their plan: consume them as they start (their
+        # first steps wait in the in-memory queue until then).
+        self.runtime.run_started_hooks.append(self._consume_run_queues)
+
+    def _consume_run_queues(self, started: RunStarted) -> None:
+        plan = self.runtime.plan(started.run_id)
+        if plan is not None and plan.queues:
+            self._add_queues(plan.queues.values())
+
+    def _add_queues(self, queues: Iterable[str]) -> None:
+        """Make the running embedded worker consume the ``queues`` it does not yet."""
+        if self._worker is None:
+            return
+        hostname = self._worker[0].hostname
+        for queue in sorted(set(queues) - self._queues):
+            # A worker still starting has no control consumer yet and misses the broadcast:
+            # ask again until it answers (adding a queue it consumes is a no-op).
+            deadline = time.monotonic() + ADD_QUEUE_TIMEOUT_S
+            while not self.app.control.add_consumer(
+                queue, destination=[hostname], reply=True, timeout=ADD_QUEUE_ASK_S
+            ):
+                if time.monotonic() >= deadline:
+                    raise RunnerError(
+                        f"the embedded worker did not start consuming queue {queue!r}"
+                    )
+            self._queues.add(queue)
 
     def close(self, wait: bool = True) -> None:
         """Stop the embedded worker, if any.
@@ -358,7 +405,7 @@ class Runner:
             UnreachableError: Redis or the broker cannot be reached (nothing was started,
                 or the run was stored and its outbox sends its first steps).
         """
-        self.start_embedded_worker()
+        self.start_embedded_worker(queues=dag.spec.queues.values())
         run_id = start_run(self.app, self.runtime, dag, run_id=run_id, labels=labels, params=params)
         return RunHandle(self, run_id, dag)
 

@@ -80,31 +80,46 @@ class CompiledDag:
             labels=labels,
             rules={t.id: t.trigger_rule for t in self.spec.tasks if t.trigger_rule != DEFAULT_RULE},
             branches=[t.id for t in self.spec.tasks if t.branch],
+            queues=self.spec.queues,
         )
 
     def start_canvas(self, app: Celery, run_id: str) -> Signature:
         """The canvas sent when a run starts: one step, or a group of the root steps."""
-        return steps_canvas(app, run_id, self.graph.roots, self.spec.name)
+        return steps_canvas(app, run_id, self.graph.roots, self.spec.name, self.spec.queues)
 
 
 def steps_canvas(
-    app: Celery, run_id: str, task_ids: Sequence[str], dag_name: str | None
+    app: Celery,
+    run_id: str,
+    task_ids: Sequence[str],
+    dag_name: str | None,
+    queues: Mapping[str, str] | None = None,
 ) -> Signature:
-    """One step signature, or a group of them, for ``task_ids`` (at least one)."""
+    """One step signature, or a group of them, for ``task_ids`` (at least one), each sent
+    to its task's queue in ``queues`` (the default route for a task not in it)."""
     from celery import group
 
-    sigs = [step_signature(app, run_id, task_id, dag_name) for task_id in task_ids]
+    queue_of = queues or {}
+    sigs = [
+        step_signature(app, run_id, task_id, dag_name, queue_of.get(task_id))
+        for task_id in task_ids
+    ]
     return sigs[0] if len(sigs) == 1 else group(sigs)
 
 
-def step_signature(app: Celery, run_id: str, task_id: str, dag_name: str | None) -> Signature:
+def step_signature(
+    app: Celery, run_id: str, task_id: str, dag_name: str | None, queue: str | None = None
+) -> Signature:
     """An immutable ``dagflow.step`` signature: the whole message is two short strings,
-    sent under :func:`step_name` so monitors show the DAG and the task."""
+    sent under :func:`step_name` so monitors show the DAG and the task, to ``queue`` when
+    the task has one (an explicit queue wins over ``task_routes``, as in Celery)."""
+    options = {"queue": queue} if queue else {}
     return app.signature(
         STEP_TASK,
         args=(run_id, task_id),
         immutable=True,
         shadow=step_name(dag_name, task_id),
+        **options,
     )
 
 

@@ -84,6 +84,9 @@ def plan_text(dag: Dag) -> str:
             extra += f", trigger_rule: {task.trigger_rule}"
         if task.branch:
             extra += f", branch: chooses among {', '.join(graph.children[task_id])}"
+        queue = task.queue or spec.queue
+        if queue:
+            extra += f", queue: {queue}"
         lines.append(
             f"  {number}. {task_id} (workflow: {task.workflow_ref}, depends_on: {deps}{extra})"
         )

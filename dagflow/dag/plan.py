@@ -20,9 +20,9 @@ from dagflow.errors import PlanVersionError
 
 #: The plan format this dagflow writes and reads. Bump it on any change a reader must know.
 #: 3: run-level ``params`` and ``labels`` (what a workflow's run context shows).
-#: 4: a task's ``trigger_rule`` and ``branch``. A plan that uses neither is still written
-#: as version 3: a worker of the previous version runs it correctly, and refuses only the
-#: plans whose rules it would ignore.
+#: 4: a task's ``trigger_rule``, ``branch`` and ``queue``. A plan that uses none of them is
+#: still written as version 3: a worker of the previous version runs it correctly, and
+#: refuses only the plans whose rules it would ignore or whose steps it would misroute.
 PLAN_VERSION = 4
 #: The versions this dagflow reads (a version 3 plan's tasks are ``all_success``).
 READABLE_VERSIONS = (3, 4)
@@ -43,6 +43,7 @@ class TaskPlan:
         joins: ``(child, number of parents)`` for children with several parents.
         trigger_rule: When it runs, given how its parents ended (:mod:`dagflow.dag.rules`).
         branch: Its output's ``branch`` key chooses which children run.
+        queue: The Celery queue its step is sent to, or None for the default route.
     """
 
     workflow_ref: str
@@ -55,6 +56,7 @@ class TaskPlan:
     joins: tuple[tuple[str, int], ...] = ()
     trigger_rule: str = DEFAULT_RULE
     branch: bool = False
+    queue: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,12 +90,14 @@ class RunPlan:
         labels: Mapping[str, str] | None = None,
         rules: Mapping[str, str] | None = None,
         branches: Collection[str] = (),
+        queues: Mapping[str, str] | None = None,
     ) -> RunPlan:
         """Build a plan from each task's ``(workflow_ref, params, retries, timeout_s)``.
 
         Args:
             rules: The tasks whose ``trigger_rule`` is not ``all_success``, and their rule.
             branches: The ``branch: true`` tasks.
+            queues: The tasks that have a queue, and their queue.
         """
         built = {
             tid: _task(ref, task_params, retries, timeout, parents, children, tid)
@@ -103,6 +107,8 @@ class RunPlan:
             built[tid] = replace(built[tid], trigger_rule=rule)
         for tid in branches:
             built[tid] = replace(built[tid], branch=True)
+        for tid, queue in (queues or {}).items():
+            built[tid] = replace(built[tid], queue=queue)
         return cls(
             dag_name=dag_name,
             tenant_id=tenant_id,
@@ -119,6 +125,11 @@ class RunPlan:
         rule path); a run without is sent along its links and joins, as cheaply as before.
         """
         return any(t.trigger_rule != DEFAULT_RULE or t.branch for t in self.tasks.values())
+
+    @cached_property
+    def queues(self) -> Mapping[str, str]:
+        """Each task's queue, for the tasks that have one (empty for most DAGs)."""
+        return {tid: task.queue for tid, task in self.tasks.items() if task.queue}
 
     def to_json(self) -> str:
         """The plan as compact JSON (written once per run)."""
@@ -137,8 +148,11 @@ class RunPlan:
                 entry["trigger_rule"] = task.trigger_rule
             if task.branch:
                 entry["branch"] = True
+            if task.queue is not None:
+                entry["queue"] = task.queue
             tasks[tid] = entry
-        version = self.version if self.ruled else min(self.version, READABLE_VERSIONS[0])
+        plain = not self.ruled and not self.queues
+        version = min(self.version, READABLE_VERSIONS[0]) if plain else self.version
         data = {"version": version, "dag": self.dag_name, "tenant": self.tenant_id}
         run = {"params": dict(self.params), "labels": dict(self.labels)}
         return json.dumps({**data, **run, "tasks": tasks}, separators=(",", ":"))
@@ -153,7 +167,7 @@ class RunPlan:
         """
         data = json.loads(raw)
         version = data.get("version", data.get("v")) if isinstance(data, dict) else None
-        if version not in READABLE_VERSIONS:
+        if version not in READABLE_VERSIONS or isinstance(version, bool):
             raise PlanVersionError(
                 f"stored plan has version {version!r}; this dagflow reads version "
                 f"{' or '.join(map(str, READABLE_VERSIONS))} (run the same dagflow version "
@@ -175,6 +189,7 @@ class RunPlan:
             labels=data.get("labels") or {},
             rules={tid: t["trigger_rule"] for tid, t in raw_tasks.items() if "trigger_rule" in t},
             branches=[tid for tid, t in raw_tasks.items() if t.get("branch")],
+            queues={tid: t["queue"] for tid, t in raw_tasks.items() if t.get("queue")},
         )
 
     def descendants(self, task_id: str) -> list[str]:

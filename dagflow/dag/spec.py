@@ -13,7 +13,9 @@ A DAG file is YAML, read with PyYAML's safe loader only (``SAFE_LOADER``)::
         timeout_s: 30        # optional
         trigger_rule: all_done   # optional: when it runs, given how its parents ended
         branch: false        # optional: its output's ``branch`` names the children that run
+        queue: gpu           # optional: the Celery queue its step is sent to
     params: {day: null}      # optional: run-level params and their defaults
+    queue: default           # optional: the queue of every task without its own
 
 Unknown keys are errors, every error names the file, the task and the field, and every
 problem of a file is reported at once (:attr:`~dagflow.errors.SpecError.errors`).
@@ -31,7 +33,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dagflow.dag.field_errors import field_errors
+from dagflow.dag.field_errors import describe, field_errors
 from dagflow.dag.rules import DEFAULT_RULE, TRIGGER_RULES, unknown_rule
 from dagflow.errors import DagValidationError, SpecError
 
@@ -44,6 +46,10 @@ SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 NAMESPACE_SEP = "__"
 #: Most ``retries`` a task may have (``retries: 100`` is up to 101 attempts).
 RETRIES_MAX = 100
+#: Queue names are Redis list names and ``celery worker -Q`` arguments: no whitespace, no
+#: control characters, no ``,`` (``-Q`` splits on it), not starting with ``-`` (an option).
+QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,127}$")
+QUEUE_RULE = "1-128 letters, digits, '_', '-', '.' or ':', not starting with '-'"
 
 #: Every field of a DAG file by its README name, and what it expects, for error messages.
 FIELDS: dict[str, str] = {
@@ -60,8 +66,10 @@ FIELDS: dict[str, str] = {
     "tasks[].timeout_s": "a number of seconds greater than 0",
     "tasks[].trigger_rule": f"a trigger rule ({', '.join(TRIGGER_RULES)})",
     "tasks[].branch": "true or false",
+    "tasks[].queue": f"a queue name ({QUEUE_RULE})",
     "params": "a mapping of run-level params and their default values (JSON values)",
     "max_active_runs": "a whole number >= 1: runs of this DAG that may run at once",
+    "queue": f"a queue name ({QUEUE_RULE})",
 }
 
 
@@ -79,6 +87,8 @@ class TaskSpec(BaseModel):
             :mod:`dagflow.dag.rules`); ``all_success`` by default.
         branch: Its output's ``branch`` key names the children that run; the others are
             skipped.
+        queue: The Celery queue its step is sent to (over the DAG's ``queue``); None
+            keeps the default route.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -91,6 +101,7 @@ class TaskSpec(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0)
     trigger_rule: str = DEFAULT_RULE
     branch: bool = False
+    queue: str | None = None
 
     @field_validator("id")
     @classmethod
@@ -101,6 +112,13 @@ class TaskSpec(BaseModel):
             )
         if NAMESPACE_SEP in value:
             raise ValueError(f"must not contain {NAMESPACE_SEP!r} (it separates namespaced keys)")
+        return value
+
+    @field_validator("queue")
+    @classmethod
+    def _queue_name(cls, value: str | None) -> str | None:
+        if value is not None and not QUEUE_PATTERN.fullmatch(value):
+            raise ValueError(f"expected a queue name ({QUEUE_RULE}), got {describe(value)}")
         return value
 
     @field_validator("params")
@@ -139,6 +157,9 @@ class DagSpec(BaseModel):
 
     ``max_active_runs`` caps the runs of this DAG (by name, across every tenant, client and
     scheduler) that run at once; the others wait as ``pending``, in order.
+
+    ``queue`` is the Celery queue of every task that names none itself (None: the default
+    route, Celery's ``celery`` queue or what ``task_routes`` says).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -148,11 +169,17 @@ class DagSpec(BaseModel):
     tasks: tuple[TaskSpec, ...]
     params: dict[str, Any] = Field(default_factory=dict)
     max_active_runs: int | None = Field(default=None, ge=1)
+    queue: str | None = None
 
     @field_validator("params")
     @classmethod
     def _json_run_params(cls, value: dict[str, Any]) -> dict[str, Any]:
         return TaskSpec._json_params(value)
+
+    @field_validator("queue")
+    @classmethod
+    def _dag_queue_name(cls, value: str | None) -> str | None:
+        return TaskSpec._queue_name(value)
 
     @field_validator("tasks", mode="before")
     @classmethod
@@ -163,6 +190,11 @@ class DagSpec(BaseModel):
     def task_ids(self) -> list[str]:
         """Task ids in file order."""
         return [task.id for task in self.tasks]
+
+    @property
+    def queues(self) -> dict[str, str]:
+        """Each task's queue (its own, else the DAG's), for tasks that have one."""
+        return {t.id: q for t in self.tasks if (q := t.queue or self.queue)}
 
     def task(self, task_id: str) -> TaskSpec:
         """Return the task with id ``task_id``."""

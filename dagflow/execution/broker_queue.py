@@ -1,4 +1,4 @@
-"""What the broker holds: the step queue's backlog, and the steps workers hold unacknowledged.
+"""What the broker holds: the step queues' backlogs, and the steps workers hold unacknowledged.
 
 The sweeper asks before it re-sends outbox entries (ready steps nobody claimed, retries
 that are due). While the queue has a backlog, such a step is most likely still queued and
@@ -15,6 +15,10 @@ was due is, in practice, held by a worker that died or froze. Sending it again i
 
 RabbitMQ gives a dead consumer's messages back by itself when its connection closes, so
 there the backlog alone decides (``held`` is None).
+
+Steps of tasks with a ``queue`` wait in that queue: :func:`look` reads the backlog of each
+queue it is given (the queues of the due steps), so a busy default queue does not hold
+back a step due on an idle ``gpu`` queue, nor the reverse.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ import base64
 import binascii
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dagflow.dag.compile import STEP_TASK
+from dagflow.execution.publish import default_queue
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -42,27 +48,37 @@ class BrokerView:
     """What one look at the broker saw.
 
     Attributes:
-        backlog: Messages waiting in the step queue, or None if the broker cannot say.
+        backlog: Messages waiting in all the queues looked at, or None if the broker
+            cannot say.
         held: ``(run_id, task_id)`` of the step messages workers hold unacknowledged, or
             None if the broker cannot say (not Redis, or it was not asked).
+        backlogs: Messages waiting in each queue looked at (empty if the broker cannot say).
     """
 
     backlog: int | None
     held: frozenset[tuple[str, str]] | None = None
+    backlogs: Mapping[str, int] = field(default_factory=dict)
+
+    def backlog_of(self, queue: str) -> int | None:
+        """Messages waiting in ``queue``, or None if the broker cannot say."""
+        return self.backlogs.get(queue) if self.backlog is not None else None
 
 
-def look(app: Celery, *, held: bool = True) -> BrokerView:
-    """The step queue's backlog and, if ``held`` and the queue is not empty, the held steps.
+def look(app: Celery, *, held: bool = True, queues: Collection[str] = ()) -> BrokerView:
+    """The backlog of ``queues`` (default: the step's default queue) and, if ``held`` and
+    a queue is not empty, the held steps.
 
     Never raises: what the broker cannot answer is None, and the sweeper then sends.
     """
+    names = sorted(set(queues)) or [default_queue(app)]
     try:
         with app.connection_for_write() as conn:
             channel = conn.default_channel
-            backlog = _backlog(channel, app.conf.task_default_queue)
+            backlogs = {name: _backlog(channel, name) for name in names}
+            backlog = sum(backlogs.values())
             if not held or not backlog or conn.transport.driver_type != "redis":
-                return BrokerView(backlog)
-            return BrokerView(backlog, _held(channel))
+                return BrokerView(backlog, backlogs=backlogs)
+            return BrokerView(backlog, _held(channel), backlogs)
     except Exception as exc:
         logger.debug("dagflow: the broker's queue is unknown: %s", exc)  # send anyway
         return BrokerView(None)

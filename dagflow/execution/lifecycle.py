@@ -206,7 +206,7 @@ def _started(
             reused_from=plan.labels.get("retry_of"),
         )
     if start:
-        steps_canvas(app, run_id, start, plan.dag_name).apply_async()
+        steps_canvas(app, run_id, start, plan.dag_name, plan.queues).apply_async()
     rt.run_started(RunStarted(run_id, plan.dag_name, plan.tenant_id, dict(labels)))
 
 

@@ -20,6 +20,12 @@ field.
 When the run store is on the broker's Redis too, a step's finish script can push its
 children's messages itself (:func:`link_push`): no publish at all after the finish.
 
+**Queues.** A task with a ``queue`` (``RunPlan.queues``) is sent to that queue by every path
+here: directly onto the Redis list of that name when the queue is a plain direct one
+(:meth:`RedisStepSender.accepts`), else through Celery with ``queue=``. Steps of one send
+that go to different queues are sent queue by queue. A finish script pushes onto one list:
+links on several queues are all sent after the finish instead.
+
 What a direct send does not do: fire Celery's ``before_task_publish`` and
 ``after_task_publish`` signals (dagflow sends no task-sent events either).
 """
@@ -30,10 +36,10 @@ import base64
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import redis
@@ -164,9 +170,7 @@ def direct_sender(app: Celery) -> Sender | None:
     queue = route.get("queue")
     if queue is None or set(route) != {"queue"}:
         return None
-    if queue.exchange.type != "direct" or queue.routing_key != queue.name:
-        return None
-    if queue.exchange.name not in ("", queue.name):
+    if not _plain_queue(queue):
         return None
     return Sender(queue.name, (task.time_limit, task.soft_time_limit), bool(task.ignore_result))
 
@@ -177,12 +181,30 @@ def _master_name(app: Celery) -> str | None:
     return str(name) if name else None
 
 
+def default_queue(app: Celery) -> str:
+    """The queue a step without a ``queue`` goes to: ``dagflow.step``'s route in ``app``
+    (``task_routes``), else Celery's ``task_default_queue``."""
+    try:
+        route = app.amqp.router.route({}, STEP_TASK, (), {}, app.tasks[STEP_TASK])
+        return str(route["queue"].name)
+    except (KeyError, AttributeError):
+        return str(app.conf.task_default_queue)
+
+
+def _plain_queue(queue: Any) -> bool:
+    """Whether a kombu queue is a direct queue whose Redis list has its own name."""
+    if queue.exchange.type != "direct" or queue.routing_key != queue.name:
+        return False
+    return queue.exchange.name in ("", queue.name)
+
+
 class RedisStepSender:
     """Writes step messages straight onto the broker's Redis queue (see the module doc)."""
 
     def __init__(self, app: Celery, sender: Sender) -> None:
         self.app = app
         self.sender = sender
+        self._accepted: dict[str, bool] = {sender.queue: True}
         # Connect within Celery's broker_connection_timeout, as kombu's client does, and to
         # the primary kombu uses when the broker is a Sentinel URL.
         self.client = redis_client(
@@ -192,16 +214,41 @@ class RedisStepSender:
             socket_connect_timeout=app.conf.broker_connection_timeout,
         )
 
-    def messages(self, run_id: str, task_ids: Sequence[str], dag_name: str | None) -> list[str]:
-        """One message per task; sent from a step, they name it as their parent, as
-        Celery's do."""
+    def accepts(self, queue: str) -> bool:
+        """Whether a message for ``queue`` may be written straight onto the list ``queue``.
+
+        True for a queue Celery would create by itself (``task_create_missing_queues``: a
+        direct exchange and routing key of the queue's name) or one declared in
+        ``task_queues`` the same way; any other declaration goes through Celery.
+        """
+        found = self._accepted.get(queue)
+        if found is None:
+            declared = dict.get(self.app.amqp.queues, queue)  # no auto-creation on lookup
+            if declared is None:
+                conf = self.app.conf
+                found = bool(conf.task_create_missing_queues) and not conf.task_queue_max_priority
+            else:
+                found = _plain_queue(declared) and declared.max_priority is None
+            self._accepted[queue] = found
+        return found
+
+    def messages(
+        self,
+        run_id: str,
+        task_ids: Sequence[str],
+        dag_name: str | None,
+        queue: str | None = None,
+    ) -> list[str]:
+        """One message per task, for ``queue`` (default: the step's default queue); sent
+        from a step, they name it as their parent, as Celery's do."""
+        sender = self.sender if queue is None else replace(self.sender, queue=queue)
         parent = self.app.current_worker_task
         parent_id = parent.request.id if parent else None
         root_id = (parent.request.root_id or parent_id) if parent else None
         origin, reply_to = anon_nodename(), self.app.thread_oid  # as Celery's send_task
         return [
             step_message(
-                self.sender,
+                sender,
                 run_id,
                 task_id,
                 step_name(dag_name, task_id),
@@ -214,12 +261,18 @@ class RedisStepSender:
         ]
 
     def send(
-        self, run_id: str, task_ids: Sequence[str], dag_name: str | None, front: bool = False
+        self,
+        run_id: str,
+        task_ids: Sequence[str],
+        dag_name: str | None,
+        front: bool = False,
+        queue: str | None = None,
     ) -> None:
-        """Push one message per task in one round trip (consumed in ``task_ids`` order);
-        with ``front``, at the head of the queue (consumed next, as kombu restores)."""
-        messages = self.messages(run_id, task_ids, dag_name)
-        queue = self.sender.queue
+        """Push one message per task onto ``queue`` (default: the step's default queue) in
+        one round trip (consumed in ``task_ids`` order); with ``front``, at the head of the
+        queue (consumed next, as kombu restores)."""
+        queue = queue or self.sender.queue
+        messages = self.messages(run_id, task_ids, dag_name, queue)
         if front:  # workers pop from the right end
             self.client.rpush(queue, *reversed(messages))
             return
@@ -244,9 +297,18 @@ def _direct(app: Celery) -> RedisStepSender | None:
 
 
 def link_push(
-    app: Celery, store: RunStore, run_id: str, links: Sequence[str], dag_name: str | None
+    app: Celery,
+    store: RunStore,
+    run_id: str,
+    links: Sequence[str],
+    dag_name: str | None,
+    queues: Mapping[str, str] | None = None,
 ) -> Push | None:
     """Messages for a step's links that its ``finish`` can push itself, or None.
+
+    The script pushes onto one list, so the links must share one queue (``queues`` maps a
+    task to its queue; absent is the default): links on several queues are sent after
+    the finish, each to its own queue.
 
     Only when steps go straight onto Redis, the run store is on the broker's Redis (same
     URL, or the same Sentinel primary and database) and writes the events itself: then
@@ -264,14 +326,22 @@ def link_push(
     direct = _direct(app)
     if direct is None:
         return None
-    messages = direct.messages(run_id, links, dag_name)
-    return Push(direct.sender.queue, dict(zip(links, messages, strict=True)))
+    queue_of = queues or {}
+    targets = {queue_of.get(link) for link in links}
+    if len(targets) != 1:
+        return None
+    queue = targets.pop() or direct.sender.queue
+    if not direct.accepts(queue):
+        return None
+    messages = direct.messages(run_id, links, dag_name, queue)
+    return Push(queue, dict(zip(links, messages, strict=True)))
 
 
 def _send_with_celery(
-    app: Celery, run_id: str, task_ids: Sequence[str], dag_name: str | None
+    app: Celery, run_id: str, task_ids: Sequence[str], dag_name: str | None, queue: str | None
 ) -> None:
     step = app.tasks[STEP_TASK]
+    options = {"queue": queue} if queue else {}
     # Several messages go in one kombu publish batch (on Redis, one pipeline); a
     # transport without batches publishes them one by one.
     with (
@@ -280,22 +350,35 @@ def _send_with_celery(
     ):
         for task_id in task_ids:
             step.apply_async(
-                args=(run_id, task_id), producer=producer, shadow=step_name(dag_name, task_id)
+                args=(run_id, task_id),
+                producer=producer,
+                shadow=step_name(dag_name, task_id),
+                **options,
             )
 
 
 def send_later(
-    app: Celery, run_id: str, task_id: str, dag_name: str | None, countdown: float
+    app: Celery,
+    run_id: str,
+    task_id: str,
+    dag_name: str | None,
+    countdown: float,
+    queue: str | None = None,
 ) -> bool:
-    """Publish one ``dagflow.step`` due in ``countdown`` seconds (a retry's fast path: an
-    ETA message the receiving worker holds until due); False if publishing failed.
+    """Publish one ``dagflow.step`` due in ``countdown`` seconds to ``queue`` (None: the
+    default route); a retry's fast path: an ETA message the receiving worker holds until
+    due. False if publishing failed.
 
     A failure is logged, not raised: the retry is in the outbox, and the sweeper sends it
     when due if this did not.
     """
+    options = {"queue": queue} if queue else {}
     try:
         app.tasks[STEP_TASK].apply_async(
-            args=(run_id, task_id), countdown=countdown, shadow=step_name(dag_name, task_id)
+            args=(run_id, task_id),
+            countdown=countdown,
+            shadow=step_name(dag_name, task_id),
+            **options,
         )
     except (KombuError, OSError, redis.exceptions.RedisError) as exc:
         logger.warning("dagflow: retry of %s not sent (%s); the sweeper will", task_id, exc)
@@ -310,12 +393,14 @@ def send_steps(
     dag_name: str | None,
     *,
     front: bool = False,
+    queues: Mapping[str, str] | None = None,
 ) -> bool:
     """Publish one ``dagflow.step`` per task, together; False if publishing failed.
 
-    Each is sent under :func:`~dagflow.dag.compile.step_name` (``<dag name>:<task id>``).
-    ``front`` puts them at the head of a Redis queue written directly (the sweeper's
-    recovery of what a dead worker held); through Celery they join the queue's tail.
+    Each is sent under :func:`~dagflow.dag.compile.step_name` (``<dag name>:<task id>``),
+    to its task's queue in ``queues`` (``RunPlan.queues``; the default route for a task
+    not in it). ``front`` puts them at the head of a Redis queue written directly (the
+    sweeper's recovery of what a dead worker held); through Celery they join its tail.
 
     A failure is logged, not raised: the steps are in the outbox, and the sweeper sends
     them if this did not.
@@ -324,13 +409,27 @@ def send_steps(
         return True
     try:
         direct = _direct(app)
-        if direct is not None:
-            direct.send(run_id, task_ids, dag_name, front)
-        else:
-            _send_with_celery(app, run_id, task_ids, dag_name)
+        for queue, group in by_queue(task_ids, queues).items():
+            if direct is not None and direct.accepts(queue or direct.sender.queue):
+                direct.send(run_id, group, dag_name, front, queue)
+            else:
+                _send_with_celery(app, run_id, group, dag_name, queue)
     except (KombuError, OSError, redis.exceptions.RedisError) as exc:
         logger.warning(
             "dagflow: could not send %s of run %s (%s); the sweeper will", task_ids, run_id, exc
         )
         return False
     return True
+
+
+def by_queue(
+    task_ids: Sequence[str], queues: Mapping[str, str] | None
+) -> dict[str | None, list[str]]:
+    """``task_ids`` grouped by their queue in ``queues`` (None: the default route), each
+    group in ``task_ids`` order."""
+    if not queues:
+        return {None: list(task_ids)}
+    groups: dict[str | None, list[str]] = {}
+    for task_id in task_ids:
+        groups.setdefault(queues.get(task_id), []).append(task_id)
+    return groups

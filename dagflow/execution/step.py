@@ -136,7 +136,7 @@ def _after_finished(
     if state == "ok" or plan.ruled:  # with rules, a failure may have made children ready
         children = list(plan.tasks[task_id].children)
         unsent = with_store(rt, "unsent", lambda: rt.store.unsent(run_id, children))
-        send_steps(app, run_id, unsent, plan.dag_name)
+        send_steps(app, run_id, unsent, plan.dag_name, queues=plan.queues)
     snapshot = rt.store.snapshot(run_id)
     if snapshot is None or snapshot.status != "running":
         return
@@ -289,7 +289,7 @@ def _succeeded(
             gates=finish_gates(plan, task_id, unchosen),
         )
     else:
-        push = link_push(app, rt.store, run_id, spec.links, plan.dag_name)
+        push = link_push(app, rt.store, run_id, spec.links, plan.dag_name, plan.queues)
         request = FinishRequest(
             run_id,
             task_id,
@@ -317,7 +317,7 @@ def _succeeded(
     _skipped(rt, run_id, plan, task_id, result)
     pushed = set(result.pushed)
     unsent = [child for child in result.ready if child not in pushed]
-    send_steps(app, run_id, unsent, plan.dag_name)
+    send_steps(app, run_id, unsent, plan.dag_name, queues=plan.queues)
     if result.complete:
         finish_run(rt, run_id, plan, result)
 
@@ -362,7 +362,7 @@ def _failed(attempt: Attempt, exc: Exception, duration: float) -> None:
             return
         rt.emit_with_commit(event)
         if delay <= ETA_MAX_S:
-            send_later(attempt.app, run_id, task_id, plan.dag_name, delay)
+            send_later(attempt.app, run_id, task_id, plan.dag_name, delay, attempt.spec.queue)
         return
     message = f"Task '{task_id}' failed after {_attempts(attempt.number)}"
     failure = f"RunnerError: {message}: {error}"

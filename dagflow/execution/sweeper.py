@@ -39,7 +39,7 @@ import os
 import socket
 import threading
 from collections import defaultdict
-from collections.abc import Sequence, Set
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +49,7 @@ from dagflow.dag.rules import decide
 from dagflow.execution import broker_queue
 from dagflow.execution.cancel import cancel_run
 from dagflow.execution.lifecycle import activate_run, finish_run, promote_runs
-from dagflow.execution.publish import send_steps
+from dagflow.execution.publish import default_queue, send_steps
 from dagflow.execution.runtime import Runtime, runtime_for
 from dagflow.stores import TERMINAL, FinishResult
 from dagflow.stores.base import COUNTED
@@ -90,11 +90,18 @@ def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
             run_id, task_id, worker or "?", fence,
         )  # fmt: skip
     expired = {(run_id, task_id) for run_id, task_id, _, _ in found.expired}
-    front, back = resends(app, found.due, expired)
+    plans = {run_id: rt.plan(run_id) for run_id in {run_id for run_id, _ in found.due}}
+
+    def queue_of(step: tuple[str, str]) -> str | None:
+        plan = plans.get(step[0])
+        return plan.queues.get(step[1]) if plan else None
+
+    front, back = resends(app, found.due, expired, queue_of)
     for steps, at_head in ((front, True), (back, False)):
         for run_id, task_ids in _by_run(steps).items():
-            plan = rt.plan(run_id)
-            send_steps(app, run_id, task_ids, plan.dag_name if plan else None, front=at_head)
+            plan = plans.get(run_id)
+            name, queues = (plan.dag_name, plan.queues) if plan else (None, None)
+            send_steps(app, run_id, task_ids, name, front=at_head, queues=queues)
     verdicts: dict[str, list[str]] = defaultdict(list)
     for run_id in found.cancelled_runs:
         # Steps of a cancelled run are never re-sent: end the ones nobody holds instead.
@@ -128,9 +135,12 @@ def sweep_slots(app: Celery, rt: Runtime) -> tuple[int, int]:
 
 
 def resends(
-    app: Celery, due: Sequence[tuple[str, str]], expired: Set[tuple[str, str]]
+    app: Celery,
+    due: Sequence[tuple[str, str]],
+    expired: Set[tuple[str, str]],
+    queue_of: Callable[[tuple[str, str]], str | None] | None = None,
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Which due outbox entries to send again: (to the head of the queue, to its tail).
+    """Which due outbox entries to send again: (to the head of their queue, to its tail).
 
     What a dead worker held (an expired lease, or a message it holds unacknowledged: a
     retry, a prefetched step) goes to the head: it already waited its turn once, and the
@@ -138,22 +148,25 @@ def resends(
     queued while the queue has a backlog: it is sent once the queue has drained (its
     entries stay in the outbox, re-armed with a doubling delay), so a long queue is never
     flooded with copies.
+
+    Each step is judged by the backlog of its own queue (``queue_of`` a step; None is the
+    step's default queue).
     """
     front = [d for d in due if d in expired]
     waiting = [d for d in due if d not in expired]
     if not waiting:
         return front, []
-    view = broker_queue.look(app)
-    if not view.backlog:  # empty, or the broker cannot say: send
-        return front, waiting
-    if view.held is None:
-        return front, []
-    held = [d for d in waiting if d in view.held]
+    default = default_queue(app)
+    queue = {d: (queue_of(d) if queue_of else None) or default for d in waiting}
+    view = broker_queue.look(app, queues=set(queue.values()))
+    drained = [d for d in waiting if not view.backlog_of(queue[d])]  # or the broker cannot say
+    busy = [d for d in waiting if view.backlog_of(queue[d])]
+    held = [d for d in busy if view.held is not None and d in view.held]
     if held:
         logger.warning(
             "dagflow: %d due steps are held, not run, by some worker: sending them", len(held)
         )
-    return front + held, []
+    return front + held, drained
 
 
 def _by_run(steps: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
@@ -213,7 +226,7 @@ def check_run(app: Celery, rt: Runtime, run_id: str) -> str:
     if movable:
         logger.warning("dagflow: run %s: nothing held %s; sending them again", run_id, movable)
         rt.store.requeue(run_id, movable)
-        send_steps(app, run_id, movable, plan.dag_name)
+        send_steps(app, run_id, movable, plan.dag_name, queues=plan.queues)
         return "requeued"
     reason = (
         f"stalled: tasks {', '.join(sorted(open_tasks))} can never start "

@@ -468,3 +468,83 @@ def test_run_from_another_folder_says_where_it_creates_the_log(tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     assert f"creating {tmp_path.resolve()}/logs for orchestrator_events.jsonl" in proc.stderr
     assert (tmp_path / "logs" / "orchestrator_events.jsonl").exists()
+
+
+QUEUED_DAG = (
+    "name: queued\ntenant_id: t\nqueue: io\ntasks:\n"
+    "  - {id: sweep, workflow_ref: inbox_drive_sweep}\n"
+    "  - {id: report, workflow_ref: weekly_report_pack, depends_on: [sweep], queue: gpu,\n"
+    "     params: {start_date: '2025-10-01', end_date: '2025-10-07'}}\n"
+    "  - {id: brief, workflow_ref: meeting_transcript_brief, depends_on: [report],\n"
+    "     params: {meeting_title: Review, transcript: 'Action: Bob to ship'}}\n"
+)
+
+
+def test_plan_shows_each_tasks_queue(tmp_path: Path) -> None:
+    # Given a DAG whose default queue is io, with report on gpu
+    dag = tmp_path / "queued.yaml"
+    dag.write_text(QUEUED_DAG)
+    # When it is planned, then each task says its queue (its own, else the DAG's)
+    proc = dagflow("plan", str(dag))
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "  1. sweep (workflow: inbox_drive_sweep, depends_on: none, queue: io)\n"
+        "  2. report (workflow: weekly_report_pack, depends_on: sweep, queue: gpu)\n"
+        "  3. brief (workflow: meeting_transcript_brief, depends_on: report, queue: io)\n"
+    ) in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "run"])
+def test_a_bad_queue_exits_2_with_one_line(tmp_path: Path, command: str) -> None:
+    dag = tmp_path / "bad.yaml"
+    dag.write_text(QUEUED_DAG.replace("queue: gpu", "queue: 'gpu 1'"))
+    proc = dagflow(command, str(dag))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr == (
+        f"{dag}, task 'report', field 'queue': DagValidationError: expected a queue name "
+        "(1-128 letters, digits, '_', '-', '.' or ':', not starting with '-'), "
+        "got the string 'gpu 1'\n"
+    )
+
+
+def test_the_embedded_worker_runs_a_dag_with_queues(tmp_path: Path) -> None:
+    # Given a DAG on two queues and no broker: the embedded worker must consume both
+    dag = tmp_path / "queued.yaml"
+    dag.write_text(QUEUED_DAG)
+    proc = dagflow(
+        "run", "--timeout", "60", str(dag), env={"ORCH_EVENTS_PATH": str(tmp_path / "e")}
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Tasks Succeeded: 3" in proc.stdout
+    assert "warning" not in proc.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_run_warns_when_no_live_worker_consumes_a_queue(scratch_redis: str, tmp_path: Path) -> None:
+    from tests.support.processes import start_worker, stop_worker, worker_env
+
+    # Given one live worker that consumes only the default queue, celery
+    env = worker_env(scratch_redis, tmp_path / "events.jsonl", tmp_path / "state.jsonl")
+    worker = start_worker(env, tmp_path / "worker.log", concurrency=1, extra_args=["-Q", "celery"])
+    try:
+        # And a DAG whose second task is on gpu (its first on the default route)
+        dag = tmp_path / "gpu.yaml"
+        dag.write_text(
+            "name: gpu_dag\ntenant_id: t\ntasks:\n"
+            "  - {id: a, workflow_ref: test.echo}\n"
+            "  - {id: b, workflow_ref: test.echo, depends_on: [a], queue: gpu}\n"
+        )
+        cli_env = {k: v for k, v in env.items() if k.startswith(("DAGFLOW_", "ORCH_", "STATE_"))}
+        # When it is run with a short timeout
+        proc = dagflow("run", "--quiet", "--timeout", "3", str(dag), env=cli_env)
+    finally:
+        stop_worker(worker)
+    # Then one warning line names the queue nobody consumes, and b never ran
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: no live worker consumes queue gpu; steps sent there wait until one does "
+        "(celery -A dagflow worker -Q gpu)"
+    ], proc.stderr
+    assert "celery" not in warnings[0].split(";")[0]
+    assert proc.returncode != 0

@@ -18,7 +18,7 @@ import redis
 from dagflow.celery_app import make_app
 from dagflow.client.runner import Runner
 from dagflow.dag.compile import STEP_TASK
-from dagflow.execution.publish import PUSH_MAX, link_push, send_steps
+from dagflow.execution.publish import PUSH_MAX, link_push, send_later, send_steps
 from dagflow.settings import Settings
 from dagflow.stores import RedisRunStore
 from tests.support.broker import read_message
@@ -154,3 +154,62 @@ def test_a_finish_pushes_messages_only_on_the_brokers_redis_and_for_a_small_fan_
         link_push(app, RedisRunStore(redis_db, events_maxlen=1000), "run-1", ["c0"], "etl") is None
     )
     assert link_push(app, RedisRunStore(scratch_redis), "run-1", ["c0"], "etl") is None
+
+
+def test_steps_of_tasks_with_a_queue_land_on_that_queues_list(scratch_redis: str) -> None:
+    # Given an app on a Redis broker and a run whose tasks b and d are on the gpu queue
+    app = make_app(Settings(broker_url=scratch_redis, result_backend=scratch_redis))
+    queues = {"b": "gpu", "d": "gpu"}
+    client = redis.Redis.from_url(scratch_redis)
+    # When a, b, c and d are sent together, then e to the head of gpu (a sweeper re-send)
+    assert send_steps(app, "run-1", ["a", "b", "c", "d"], "etl", queues=queues)
+    assert send_steps(app, "run-1", ["e"], "etl", front=True, queues={"e": "gpu"})
+
+    def tasks_in(queue: str) -> list[str]:
+        # Workers pop from the right: read in the order they would consume
+        return [read_message(m)["body"][0][1] for m in reversed(client.lrange(queue, 0, -1))]
+
+    # Then each went onto its own queue's list, in order, e ahead of the rest
+    assert tasks_in("celery") == ["a", "c"]
+    assert tasks_in("gpu") == ["e", "b", "d"]
+
+
+def test_a_direct_step_for_a_queue_is_the_message_celery_would_send_there(
+    scratch_redis: str,
+) -> None:
+    # Given the same step on the gpu queue, sent by Celery's apply_async and then by dagflow
+    app = make_app(Settings(broker_url=scratch_redis, result_backend=scratch_redis))
+    app.tasks[STEP_TASK].apply_async(args=("run-1", "t1"), shadow="etl:t1", queue="gpu")
+    assert send_steps(app, "run-1", ["t1"], "etl", queues={"t1": "gpu"})
+    client = redis.Redis.from_url(scratch_redis)
+    celerys, ours = (read_message(client.rpop("gpu")) for _ in range(2))
+    assert client.llen("gpu") == 0 and client.llen("celery") == 0
+    # Then both are on gpu's list, routed to gpu, and agree on body and headers
+    for message in (celerys, ours):
+        message["headers"].pop("id"), message["headers"].pop("root_id")
+        assert message["properties"]["delivery_info"]["routing_key"] == "gpu"
+    assert ours["headers"] == celerys["headers"]
+    assert ours["body"] == celerys["body"]
+
+
+def test_a_retry_is_sent_to_its_tasks_queue(scratch_redis: str) -> None:
+    app = make_app(Settings(broker_url=scratch_redis, result_backend=scratch_redis))
+    assert send_later(app, "run-1", "t1", "etl", 30.0, "gpu")
+    client = redis.Redis.from_url(scratch_redis)
+    assert client.llen("celery") == 0
+    retry = read_message(client.rpop("gpu"))
+    assert retry["body"][0] == ["run-1", "t1"] and retry["headers"]["eta"]
+
+
+def test_a_finish_pushes_links_onto_their_queue_or_leaves_mixed_queues_to_after_it(
+    scratch_redis: str,
+) -> None:
+    app = make_app(Settings(broker_url=scratch_redis, result_backend=scratch_redis))
+    store = RedisRunStore(scratch_redis, events_maxlen=1000)
+    # Links that share the gpu queue are pushed onto gpu's list by the finish script
+    push = link_push(app, store, "run-1", ["c0", "c1"], "etl", {"c0": "gpu", "c1": "gpu"})
+    assert push is not None and push.queue == "gpu"
+    routes = {read_message(m)["properties"]["delivery_info"]["routing_key"] for m in push.messages.values()}  # fmt: skip
+    assert routes == {"gpu"}
+    # Links on two queues (one on the default route) are sent after the finish, each to its own
+    assert link_push(app, store, "run-1", ["c0", "c1"], "etl", {"c0": "gpu"}) is None

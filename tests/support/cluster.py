@@ -9,7 +9,7 @@ cluster stops everything it started, and nothing else.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +64,17 @@ class Cluster:
         self.runner = Runner(self.settings)
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
 
-    def worker(self, name: str, concurrency: int = 1, **env: str) -> subprocess.Popen[bytes]:
-        """Start worker ``name`` (node name ``name@<host>``) and wait until it is ready."""
+    def worker(
+        self, name: str, concurrency: int = 1, extra_args: Sequence[str] = (), **env: str
+    ) -> subprocess.Popen[bytes]:
+        """Start worker ``name`` (node name ``name@<host>``) and wait until it is ready;
+        ``extra_args`` go to ``celery worker`` (``-Q gpu``)."""
         proc = start_worker(
             {**self.env, **env},
             self.root / f"worker-{name}.log",
             concurrency=concurrency,
             name=f"{name}@%h",
+            extra_args=extra_args,
         )
         self.workers[name] = proc
         return proc

@@ -116,7 +116,7 @@ def test_build_copies_the_run_params_it_is_given() -> None:
     assert plan.params == {"day": "x"}
 
 
-@pytest.mark.parametrize("version", [2, 5, None, "3"])
+@pytest.mark.parametrize("version", [2, 5, None, "3", True])
 def test_a_plan_of_another_version_is_refused_with_both_versions_named(
     diamond: RunPlan, version: object
 ) -> None:
@@ -197,3 +197,36 @@ def test_a_version_3_plan_loads_with_every_task_all_success(diamond: RunPlan) ->
 def test_a_plan_without_rules_is_byte_identical_to_version_3(diamond: RunPlan) -> None:
     assert not diamond.ruled
     assert '"trigger_rule"' not in diamond.to_json() and '"branch"' not in diamond.to_json()
+
+
+def test_a_tasks_queue_survives_the_round_trip() -> None:
+    # Given a plan where one task has a queue and the others take the default route
+    children = {"a": ("b",), "b": ()}
+    tasks = {t: (f"wf.{t}", {}, 0, None) for t in children}
+    plan = RunPlan.build("g", "acme", tasks, {"a": (), "b": ("a",)}, children, queues={"b": "gpu"})
+    # When it is stored and read back
+    back = RunPlan.from_json(plan.to_json())
+    # Then the queue is there, and only the task that has one writes it
+    assert back == plan
+    assert (back.tasks["a"].queue, back.tasks["b"].queue) == (None, "gpu")
+    assert back.queues == {"b": "gpu"}
+    raw = json.loads(plan.to_json())["tasks"]
+    assert "queue" not in raw["a"] and raw["b"]["queue"] == "gpu"
+
+
+def test_a_plan_without_queues_has_none(diamond: RunPlan) -> None:
+    assert diamond.queues == {}
+    assert all(task.queue is None for task in diamond.tasks.values())
+    assert all("queue" not in t for t in json.loads(diamond.to_json())["tasks"].values())
+
+
+def test_an_old_version_3_plan_loads_with_every_step_on_the_default_route(
+    diamond: RunPlan,
+) -> None:
+    # Given a plan a dagflow before queues wrote (version 3, no queue keys)
+    data = json.loads(diamond.to_json()) | {"version": 3}
+    # When a worker reads it, then it loads, with no queues, as this dagflow's version
+    old = RunPlan.from_json(json.dumps(data))
+    assert old.queues == {}
+    assert old.tasks == diamond.tasks
+    assert old.version == PLAN_VERSION

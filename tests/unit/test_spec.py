@@ -48,6 +48,17 @@ BAD: list[tuple[str, Any, type[SpecError], str]] = [
     ("long cycle", dag(t("x"), t("a", "c", "x"), t("b", "a"), t("c", "b")), CycleDetectedError, "Cycle detected in DAG 'my_dag': a -> b -> c -> a"),
     ("unknown workflow", dag({"id": "a", "workflow_ref": "invalid_workflow"}), UnknownWorkflowError, "task 'a', field 'workflow_ref': RunnerError: Unknown workflow: invalid_workflow (known: inbox_drive_sweep, w)"),
     ("param collides", dag(t("a"), t("b", "a", params={"a__summary": 1})), DagValidationError, "task 'b', field 'params.a__summary': DagValidationError: param 'a__summary' would collide"),
+    ("queue as integer", dag(t("a", queue=5)), DagValidationError, "f.yaml, task 'a', field 'queue': DagValidationError: expected a queue name (1-128 letters, digits, '_', '-', '.' or ':', not starting with '-'), got the integer 5"),
+    ("queue as list", dag(t("a", queue=["gpu"])), DagValidationError, "task 'a', field 'queue': DagValidationError: expected a queue name"),
+    ("empty queue", dag(t("a", queue="")), DagValidationError, "task 'a', field 'queue': DagValidationError: expected a queue name (1-128 letters, digits, '_', '-', '.' or ':', not starting with '-'), got an empty string"),
+    ("queue with a space", dag(t("a", queue="gpu 1")), DagValidationError, "task 'a', field 'queue': DagValidationError: expected a queue name (1-128 letters, digits, '_', '-', '.' or ':', not starting with '-'), got the string 'gpu 1'"),
+    ("queue with a comma", dag(t("a", queue="a,b")), DagValidationError, "task 'a', field 'queue': DagValidationError: expected a queue name"),
+    ("queue with a newline", dag(t("a", queue="gpu\n")), DagValidationError, "task 'a', field 'queue'"),
+    ("queue like an option", dag(t("a", queue="-Q")), DagValidationError, "task 'a', field 'queue'"),
+    ("queue too long", dag(t("a", queue="q" * 129)), DagValidationError, "task 'a', field 'queue'"),
+    ("dag queue as boolean", dag(t("a"), queue=True), DagValidationError, "f.yaml, field 'queue': DagValidationError: expected a queue name (1-128 letters, digits, '_', '-', '.' or ':', not starting with '-'), got true (a boolean)"),
+    ("dag queue with a tab", dag(t("a"), queue="a\tb"), DagValidationError, "f.yaml, field 'queue': DagValidationError: expected a queue name"),
+    ("queues for queue", dag(t("a", queues="gpu")), DagValidationError, "task 'a', field 'queues': DagValidationError: unknown key (did you mean 'queue'?)"),
 ]  # fmt: skip
 
 
@@ -182,3 +193,28 @@ def test_the_field_table_names_every_field_of_the_models() -> None:
     # Unknown-key suggestions and expected types come from FIELDS: it must not fall behind.
     names = set(DagSpec.model_fields) | {f"tasks[].{name}" for name in TaskSpec.model_fields}
     assert names <= set(FIELDS)
+
+
+@pytest.mark.parametrize("name", ["gpu", "celery", "a.b-c_d:e", "Q9", "_x", "q" * 128])
+def test_a_queue_name_of_the_documented_characters_is_accepted(name: str) -> None:
+    assert parse_dag(dag(t("a", queue=name))).task("a").queue == name
+
+
+def test_a_task_takes_its_own_queue_else_the_dags_else_the_default_route() -> None:
+    # Given a DAG-level default queue, one task that overrides it and one that does not
+    spec = parse_dag(dag(t("a"), t("b", "a", queue="gpu"), queue="io"))
+    # Then each task's queue is its own, else the DAG's
+    assert spec.queues == {"a": "io", "b": "gpu"}
+    # And without either, no task has a queue (the default route)
+    assert parse_dag(dag(t("a"), t("b", "a", queue="gpu"))).queues == {"b": "gpu"}
+    assert parse_dag(dag(t("a"))).queues == {}
+
+
+def test_the_compiled_plan_carries_each_tasks_queue() -> None:
+    spec = parse_dag(dag(t("a"), t("b", "a", queue="gpu"), t("c", "a"), queue="io"))
+    plan = check_dag(spec, "f.yaml", KNOWN).compiled.plan()
+    assert {tid: task.queue for tid, task in plan.tasks.items()} == {
+        "a": "io",
+        "b": "gpu",
+        "c": "io",
+    }

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
 from typing import Any
 
 import pytest
+from kombu import Exchange, Queue
 
 from dagflow.celery_app import make_app
-from dagflow.execution.publish import Sender, direct_sender, send_steps
+from dagflow.execution.publish import (
+    RedisStepSender,
+    Sender,
+    by_queue,
+    direct_sender,
+    send_steps,
+)
 from dagflow.settings import Settings
 
 REDIS = "redis://127.0.0.1:1/3"  # never connected to: only the app's settings are read
@@ -109,3 +117,50 @@ def test_a_send_to_a_redis_that_is_gone_reports_failure_and_raises_nothing(
     assert time.monotonic() - started < 10
     assert "could not send ['a', 'b'] of run run-1" in caplog.text
     assert "the sweeper will" in caplog.text
+
+
+def test_steps_are_grouped_by_their_queue_in_order() -> None:
+    queues = {"b": "gpu", "d": "gpu", "c": "io"}
+    assert by_queue(["a", "b", "c", "d", "e"], queues) == {
+        None: ["a", "e"],
+        "gpu": ["b", "d"],
+        "io": ["c"],
+    }
+    assert by_queue(["a", "b"], None) == {None: ["a", "b"]}
+
+
+def test_a_direct_message_for_a_queue_is_routed_to_that_queue() -> None:
+    # Given the direct sender of a plain Redis app
+    app = app_with()
+    sender = direct_sender(app)
+    assert sender is not None
+    direct = RedisStepSender(app, sender)
+    # When messages are built for the gpu queue and for the default route
+    gpu, default = (direct.messages("run-1", ["t"], "etl", q)[0] for q in ("gpu", None))
+    # Then each names its own queue as its routing key (the list a worker of -Q gpu reads)
+    assert json.loads(gpu)["properties"]["delivery_info"]["routing_key"] == "gpu"
+    assert json.loads(default)["properties"]["delivery_info"]["routing_key"] == "celery"
+
+
+@pytest.mark.parametrize(
+    ("conf", "accepted"),
+    [
+        ({}, True),  # Celery creates it as a direct queue of its name: its own list
+        ({"task_create_missing_queues": False}, False),  # Celery must say it is unknown
+        ({"task_queues": [Queue("gpu", Exchange("gpu"), routing_key="gpu")]}, True),
+        ({"task_queues": [Queue("gpu", Exchange("hw"), routing_key="cuda")]}, False),
+        ({"task_queues": [Queue("gpu", Exchange("gpu", type="fanout"))]}, False),
+        ({"task_queues": [Queue("gpu", max_priority=10)]}, False),
+        ({"task_queue_max_priority": 10}, False),
+    ],
+    ids=["missing", "no-missing", "declared", "other-key", "fanout", "priority", "max-priority"],
+)
+def test_a_queue_is_written_directly_only_when_celery_would_write_its_own_list(
+    conf: dict[str, Any], accepted: bool
+) -> None:
+    app = app_with(**conf)
+    sender = direct_sender(app)
+    assert sender is not None
+    direct = RedisStepSender(app, sender)
+    assert direct.accepts("gpu") is accepted
+    assert direct.accepts("celery") is True
