@@ -29,7 +29,7 @@ import redis
 from bench.redis_service import redis_base
 from dagflow.celery_app import make_app
 from dagflow.execution import broker_queue
-from dagflow.execution.publish import Sender, step_message
+from dagflow.execution.message import Sender, step_message
 from dagflow.settings import Settings
 
 DB = 12

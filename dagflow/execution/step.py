@@ -425,7 +425,7 @@ def fail_step(
     if result.ready and rt.app is not None:
         # Children whose rule a failure meets (one_failed, all_done): in the outbox already,
         # so the sweeper sends them if this does not.
-        send_steps(rt.app, run_id, result.ready, plan.dag_name)
+        send_steps(rt.app, run_id, result.ready, plan.dag_name, queues=plan.queues)
     if result.complete:
         finish_run(rt, run_id, plan, result)
     return True

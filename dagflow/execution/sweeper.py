@@ -100,7 +100,7 @@ def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
     for steps, at_head in ((front, True), (back, False)):
         for run_id, task_ids in _by_run(steps).items():
             plan = plans.get(run_id)
-            name, queues = (plan.dag_name, plan.queues) if plan else (None, None)
+            name, queues = (plan.dag_name, plan.queues) if plan else (None, {})
             send_steps(app, run_id, task_ids, name, front=at_head, queues=queues)
     verdicts: dict[str, list[str]] = defaultdict(list)
     for run_id in found.cancelled_runs:

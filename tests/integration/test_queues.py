@@ -142,7 +142,7 @@ def test_the_sweeper_judges_a_due_step_by_the_backlog_of_its_own_queue(
 ) -> None:
     # Given a broker whose default queue has a backlog and whose gpu queue is empty
     app = make_app(Settings(broker_url=scratch_redis, result_backend=scratch_redis))
-    assert send_steps(app, "other", ["x", "y"], "etl")
+    assert send_steps(app, "other", ["x", "y"], "etl", queues={})
     # When the sweeper looks at two due outbox entries, one on each queue
     due = [("run-1", "on_default"), ("run-1", "on_gpu")]
     view = broker_queue.look(app, queues={"celery", "gpu"})

@@ -105,7 +105,7 @@ def test_a_step_written_straight_to_redis_is_the_message_celery_would_send(
     app = make_app(Settings(broker_url=scratch_redis, result_backend=scratch_redis))
     app.tasks[STEP_TASK].apply_async(args=("run-1", "t1"), shadow="etl:t1")
     # When dagflow sends it (its direct path) after it
-    assert send_steps(app, "run-1", ["t1"], "etl")
+    assert send_steps(app, "run-1", ["t1"], "etl", queues={})
     client = redis.Redis.from_url(scratch_redis)
     celerys, ours = (read_message(client.rpop("celery")) for _ in range(2))
     assert client.llen("celery") == 0

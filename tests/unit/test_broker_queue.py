@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dagflow.execution.broker_queue import step_of
-from dagflow.execution.publish import Sender, step_message
+from dagflow.execution.message import Sender, step_message
 
 SENDER = Sender("celery", (None, None), True)
 

@@ -12,13 +12,8 @@ import pytest
 from kombu import Exchange, Queue
 
 from dagflow.celery_app import make_app
-from dagflow.execution.publish import (
-    RedisStepSender,
-    Sender,
-    by_queue,
-    direct_sender,
-    send_steps,
-)
+from dagflow.execution.message import Sender
+from dagflow.execution.publish import RedisStepSender, by_queue, direct_sender, send_steps
 from dagflow.settings import Settings
 
 REDIS = "redis://127.0.0.1:1/3"  # never connected to: only the app's settings are read
@@ -113,7 +108,7 @@ def test_a_send_to_a_redis_that_is_gone_reports_failure_and_raises_nothing(
     # When steps are sent, then the send says it failed, promptly, and logs why
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="dagflow.execution.publish"):
-        assert send_steps(app, "run-1", ["a", "b"], "etl") is False
+        assert send_steps(app, "run-1", ["a", "b"], "etl", queues={}) is False
     assert time.monotonic() - started < 10
     assert "could not send ['a', 'b'] of run run-1" in caplog.text
     assert "the sweeper will" in caplog.text
