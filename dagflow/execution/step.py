@@ -29,7 +29,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from dagflow import workflows
@@ -273,37 +273,24 @@ def _succeeded(
     )  # fmt: skip
     spec = attempt.spec
     event = attempt.event("task_ok", duration_s=duration)
+    request = FinishRequest(
+        run_id,
+        task_id,
+        attempt.fence,
+        "ok",
+        output,
+        total=len(plan.tasks),
+        grace_s=rt.settings.lease_s,
+        event=event.to_record(),
+        end=AttemptEnd(duration_s=duration),
+    )
     if plan.ruled:
         # Children are decided by their rules in the finish: which ones is known only there.
         unchosen = [c for c in spec.children if c not in chosen] if chosen is not None else []
-        request = FinishRequest(
-            run_id,
-            task_id,
-            attempt.fence,
-            "ok",
-            output,
-            total=len(plan.tasks),
-            grace_s=rt.settings.lease_s,
-            event=event.to_record(),
-            end=AttemptEnd(duration_s=duration),
-            gates=finish_gates(plan, task_id, unchosen),
-        )
+        request = replace(request, gates=finish_gates(plan, task_id, unchosen))
     else:
         push = link_push(app, rt.store, run_id, spec.links, plan.dag_name, plan.queues)
-        request = FinishRequest(
-            run_id,
-            task_id,
-            attempt.fence,
-            "ok",
-            output,
-            total=len(plan.tasks),
-            links=spec.links,
-            joins=spec.joins,
-            grace_s=rt.settings.lease_s,
-            event=event.to_record(),
-            end=AttemptEnd(duration_s=duration),
-            push=push,
-        )
+        request = replace(request, links=spec.links, joins=spec.joins, push=push)
     result = with_store(rt, "finish", lambda: rt.store.finish(request))
     if result.lost:
         _lease_lost(rt, run_id, plan, attempt.fields())
