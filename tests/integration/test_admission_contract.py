@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -19,14 +19,6 @@ from dagflow.stores import FinishResult, MemoryRunStore, RedisRunStore, RunStore
 from dagflow.wiring import build_runtime
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest, redis_db: str) -> Iterator[RunStore]:
-    if request.param == "memory":
-        yield MemoryRunStore()
-        return
-    yield RedisRunStore(redis_db, ttl=600)
 
 
 #: Tests share one Redis database: each gives its scopes and tenants names of its own.

@@ -6,25 +6,16 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 
 from dagflow.keys import EVENTS_STREAM, RUNS_STARTED
-from dagflow.stores import FinishResult, MemoryRunStore, RedisRunStore, RunStore
+from dagflow.stores import FinishResult, RedisRunStore, RunStore
 from dagflow.stores.base import AttemptEnd, FinishRequest, Push
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest, redis_db: str) -> Iterator[RunStore]:
-    if request.param == "memory":
-        yield MemoryRunStore()
-        return
-    yield RedisRunStore(redis_db, ttl=600)
 
 
 def new_run(

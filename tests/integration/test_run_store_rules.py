@@ -8,24 +8,16 @@ still waiting.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
 from dagflow.dag.plan import RunPlan
 from dagflow.execution.step import finish_gates
-from dagflow.stores import FinishResult, MemoryRunStore, RedisRunStore, RunStore
+from dagflow.stores import FinishResult, RunStore
 from dagflow.stores.base import FinishRequest
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest, redis_db: str) -> Iterator[RunStore]:
-    if request.param == "memory":
-        yield MemoryRunStore()
-        return
-    yield RedisRunStore(redis_db, ttl=600)
 
 
 def make_plan(

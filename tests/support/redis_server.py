@@ -31,6 +31,19 @@ def redis_server_binary() -> str | None:
     return shutil.which("redis-server")
 
 
+def terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM a server process this suite started and wait for it (SIGKILL if it does not
+    exit within :data:`STOP_TIMEOUT_S`); nothing for one that is gone."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(STOP_TIMEOUT_S)
+
+
 class RedisServer:
     """One ``redis-server`` on 127.0.0.1 (and any other addresses given), in its own session.
 
@@ -104,14 +117,7 @@ class RedisServer:
     def stop(self) -> None:
         """SIGTERM the server and wait for it (SIGKILL if it does not exit in time)."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT_S)
+        terminate(proc)
 
     def kill(self) -> None:
         """SIGKILL the server (no shutdown save, no goodbye to clients) and reap it."""

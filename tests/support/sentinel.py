@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from pathlib import Path
 import redis
 
 from tests.support.net import free_port
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, terminate
 
 #: Sentinels that must agree the primary is down (of :data:`SENTINELS`).
 QUORUM = 2
@@ -89,14 +88,7 @@ class SentinelProcess:
         """SIGTERM this sentinel and wait (SIGKILL if it does not exit in time)."""
         proc, self.proc = self.proc, None
         self.client.close()
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT_S)
+        terminate(proc)
 
     def kill(self) -> None:
         """SIGKILL this sentinel and reap it."""
