@@ -12,6 +12,8 @@ import importlib
 import re
 from pathlib import Path
 
+import pytest
+
 from dagflow._moved import MOVED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,9 +30,6 @@ TRANSPORT_ALLOWED = (
     "dagflow.redis_url",
     "dagflow.celery_app",
 )
-#: Modules that still import redis or kombu outside those places (none left; the list may
-#: only shrink).
-TRANSPORT_DEBT: tuple[str, ...] = ()
 
 
 def modules() -> dict[str, ast.Module]:
@@ -64,15 +63,8 @@ def test_redis_and_kombu_are_imported_only_where_the_transport_lives() -> None:
         for name, tree in modules().items()
         if any(n.split(".")[0] in ("redis", "kombu") for n in imported(tree))
         and not name.startswith(TRANSPORT_ALLOWED)
-        and name not in TRANSPORT_DEBT
     )
     assert offenders == []
-
-
-def test_the_transport_debt_list_names_only_modules_that_still_owe() -> None:
-    found = modules()
-    for name in TRANSPORT_DEBT:
-        assert any(n.split(".")[0] in ("redis", "kombu") for n in imported(found[name])), name
 
 
 def test_dagflow_itself_uses_no_moved_import_path() -> None:
@@ -96,3 +88,21 @@ def test_every_import_in_the_readme_runs() -> None:
 def test_old_import_paths_give_the_module_at_its_new_path() -> None:
     for old, new in MOVED.items():
         assert importlib.import_module(old) is importlib.import_module(new)
+
+
+def test_a_celery_app_dagflow_did_not_wire_has_no_runtime() -> None:
+    # Given a plain Celery app, and one that only got dagflow's tasks
+    from celery import Celery
+
+    from dagflow import tasks
+    from dagflow.errors import ConfigError
+    from dagflow.execution.runtime import runtime_for
+
+    plain = Celery(set_as_current=False)
+    registered = Celery(set_as_current=False)
+    tasks.register(registered)
+    # Then the first is a one-line configuration error, the second builds its runtime
+    # from the environment when it is first needed
+    with pytest.raises(ConfigError, match="make_app"):
+        runtime_for(plain)
+    assert callable(registered.dagflow_runtime_factory)
