@@ -112,6 +112,8 @@ class Settings:
         store_retry_s: ``DAGFLOW_STORE_RETRY_S``, how long a step keeps retrying an
             unreachable run store in-process before it gives up (the sweeper recovers it).
         embedded_concurrency: ``DAGFLOW_EMBEDDED_CONCURRENCY``, threads of the in-process worker.
+        map_max: ``DAGFLOW_MAP_MAX``, most instances one mapped task may have (10,000): over
+            it the mapped task fails at once, naming the task, the key and the length.
         dashboard_host: ``DAGFLOW_DASHBOARD_HOST``, address the dashboard binds to.
         dashboard_port: ``DAGFLOW_DASHBOARD_PORT``, port of the dashboard.
         dashboard_auth: ``DAGFLOW_DASHBOARD_AUTH``, ``user:password`` for basic auth, or None.
@@ -143,6 +145,7 @@ class Settings:
     sweep_s: float = 5.0
     store_retry_s: float = 60.0
     embedded_concurrency: int = 4
+    map_max: int = 10_000  # dagflow.dag.mapping.MAP_MAX_DEFAULT
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8050
     dashboard_auth: str | None = None
@@ -242,6 +245,7 @@ class Settings:
             sweep_s=sweep,
             store_retry_s=_float(env, "DAGFLOW_STORE_RETRY_S", 60.0),
             embedded_concurrency=_int(env, "DAGFLOW_EMBEDDED_CONCURRENCY", 4, minimum=1),
+            map_max=_int(env, "DAGFLOW_MAP_MAX", 10_000, minimum=1),
             dashboard_host=env.get("DAGFLOW_DASHBOARD_HOST") or "127.0.0.1",
             dashboard_port=_int(env, "DAGFLOW_DASHBOARD_PORT", 8050, minimum=1),
             dashboard_auth=env.get("DAGFLOW_DASHBOARD_AUTH") or None,

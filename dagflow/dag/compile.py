@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dagflow.dag.graph import Graph, build_graph
+from dagflow.dag.mapping import parse_map_ref
 from dagflow.dag.plan import RunPlan
 from dagflow.dag.rules import DEFAULT_RULE, TRIGGER_RULES
-from dagflow.dag.spec import DagSpec
+from dagflow.dag.spec import NAMESPACE_SEP, DagSpec
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -81,6 +82,11 @@ class CompiledDag:
             rules={t.id: t.trigger_rule for t in self.spec.tasks if t.trigger_rule != DEFAULT_RULE},
             branches=[t.id for t in self.spec.tasks if t.branch],
             queues=self.spec.queues,
+            maps={
+                t.id: (*found, t.max_parallel)
+                for t in self.spec.tasks
+                if t.map and (found := parse_map_ref(t.map, self.graph.parents[t.id]))
+            },
         )
 
     def start_canvas(self, app: Celery, run_id: str) -> Signature:
@@ -160,4 +166,14 @@ def describe(compiled: CompiledDag) -> list[str]:
             if t.branch:
                 among = ", ".join(graph.children[t.id])
                 lines.append(f"  {t.id}: branch (its output's 'branch' chooses among {among})")
+    mapped = [t for t in compiled.spec.tasks if t.map]
+    if mapped:
+        lines.append("Maps (expanded in the same atomic step that commits the parent's end):")
+        for t in mapped:
+            most = f", at most {t.max_parallel} at once" if t.max_parallel else ""
+            to = ", ".join(graph.children[t.id]) or "none"
+            lines.append(
+                f"  {t.id}[*]: one step per item of {t.map}{most}; "
+                f"{t.id}{NAMESPACE_SEP}results goes to {to} when every instance has ended"
+            )
     return lines

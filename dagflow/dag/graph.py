@@ -9,7 +9,8 @@ import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from dagflow.dag.spec import NAMESPACE_SEP, DagSpec
+from dagflow.dag.mapping import ITEM_PARAM, parse_map_ref
+from dagflow.dag.spec import NAMESPACE_SEP, DagSpec, TaskSpec
 from dagflow.errors import (
     CycleDetectedError,
     DagValidationError,
@@ -100,6 +101,40 @@ def _find_cycle(nodes: Iterable[str], parents: dict[str, tuple[str, ...]]) -> li
     return []
 
 
+def _map_problems(task: TaskSpec, parents: Sequence[str], source: str) -> list[SpecError]:
+    """What is wrong with a task's ``map`` and ``max_parallel`` (empty if nothing)."""
+
+    def problem(message: str, field: str) -> SpecError:
+        return DagValidationError(message, file=source, task=task.id, field=field)
+
+    if task.map is None:
+        if task.max_parallel is not None:
+            why = "max_parallel applies to a mapped task only (add map:)"
+            return [problem(why, "max_parallel")]
+        return []
+    found: list[SpecError] = []
+    if parse_map_ref(task.map, parents) is None:
+        listed = ", ".join(parents) or "none"
+        found.append(
+            problem(
+                f"map '{task.map}' must be PARENT.KEY with PARENT one of its direct parents "
+                f"(depends_on: {listed})",
+                "map",
+            )
+        )
+    if ITEM_PARAM in task.params:
+        found.append(
+            problem(
+                f"a mapped task receives its item as the param '{ITEM_PARAM}': "
+                "it cannot declare one",
+                f"params.{ITEM_PARAM}",
+            )
+        )
+    if task.branch:
+        found.append(problem("a mapped task cannot be a branch task", "branch"))
+    return found
+
+
 def build_graph(
     spec: DagSpec, *, source: str = "<dag>", workflows: Iterable[str] | None = None
 ) -> Graph:
@@ -177,6 +212,7 @@ def build_graph(
                         field=f"params.{key}",
                     )
                 )
+        problems += _map_problems(task, edges, source)
         if known is not None and task.workflow_ref not in known:
             problems.append(
                 UnknownWorkflowError(

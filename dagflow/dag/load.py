@@ -87,8 +87,11 @@ def plan_text(dag: Dag) -> str:
         queue = task.queue or spec.queue
         if queue:
             extra += f", queue: {queue}"
+        if task.max_parallel is not None:
+            extra += f", max_parallel: {task.max_parallel}"
+        name = f"{task_id}[*]  (map over {task.map}) " if task.map else f"{task_id} "
         lines.append(
-            f"  {number}. {task_id} (workflow: {task.workflow_ref}, depends_on: {deps}{extra})"
+            f"  {number}. {name}(workflow: {task.workflow_ref}, depends_on: {deps}{extra})"
         )
     lines.append("")
     lines += describe(dag.compiled)

@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from dagflow.dag.graph import reachable
+from dagflow.dag.mapping import split_instance
 from dagflow.dag.rules import DEFAULT_RULE
 from dagflow.errors import PlanVersionError
 
@@ -23,9 +24,10 @@ from dagflow.errors import PlanVersionError
 #: 4: a task's ``trigger_rule``, ``branch`` and ``queue``. A plan that uses none of them is
 #: still written as version 3: a worker of the previous version runs it correctly, and
 #: refuses only the plans whose rules it would ignore or whose steps it would misroute.
-PLAN_VERSION = 4
+#: 5: a task's ``map`` and ``max_parallel`` (written only by plans that map).
+PLAN_VERSION = 5
 #: The versions this dagflow reads (a version 3 plan's tasks are ``all_success``).
-READABLE_VERSIONS = (3, 4)
+READABLE_VERSIONS = (3, 4, 5)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ class TaskPlan:
         trigger_rule: When it runs, given how its parents ended (:mod:`dagflow.dag.rules`).
         branch: Its output's ``branch`` key chooses which children run.
         queue: The Celery queue its step is sent to, or None for the default route.
+        map_from: ``(parent, key)`` of a mapped task: it runs once per item of that list
+            in that parent's output (:mod:`dagflow.dag.mapping`); None for other tasks.
+        max_parallel: With ``map_from``: most instances running at once (None: no cap).
     """
 
     workflow_ref: str
@@ -57,6 +62,8 @@ class TaskPlan:
     trigger_rule: str = DEFAULT_RULE
     branch: bool = False
     queue: str | None = None
+    map_from: tuple[str, str] | None = None
+    max_parallel: int | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,7 @@ class RunPlan:
         rules: Mapping[str, str] | None = None,
         branches: Collection[str] = (),
         queues: Mapping[str, str] | None = None,
+        maps: Mapping[str, tuple[str, str, int | None]] | None = None,
     ) -> RunPlan:
         """Build a plan from each task's ``(workflow_ref, params, retries, timeout_s)``.
 
@@ -98,6 +106,7 @@ class RunPlan:
             rules: The tasks whose ``trigger_rule`` is not ``all_success``, and their rule.
             branches: The ``branch: true`` tasks.
             queues: The tasks that have a queue, and their queue.
+            maps: The mapped tasks, and their ``(parent, key, max_parallel)``.
         """
         built = {
             tid: _task(ref, task_params, retries, timeout, parents, children, tid)
@@ -109,6 +118,8 @@ class RunPlan:
             built[tid] = replace(built[tid], branch=True)
         for tid, queue in (queues or {}).items():
             built[tid] = replace(built[tid], queue=queue)
+        for tid, (parent, key, most) in (maps or {}).items():
+            built[tid] = replace(built[tid], map_from=(parent, key), max_parallel=most)
         return cls(
             dag_name=dag_name,
             tenant_id=tenant_id,
@@ -119,12 +130,41 @@ class RunPlan:
 
     @cached_property
     def ruled(self) -> bool:
-        """True if a task has a trigger rule other than ``all_success`` or is a branch.
+        """True if a task has a trigger rule other than ``all_success``, is a branch or
+        is mapped.
 
         Such a run decides each child from its parents' ends in the finish (the store's
-        rule path); a run without is sent along its links and joins, as cheaply as before.
+        rule path, which also expands mapped tasks); a run without is sent along its links
+        and joins, as cheaply as before.
         """
-        return any(t.trigger_rule != DEFAULT_RULE or t.branch for t in self.tasks.values())
+        return any(
+            t.trigger_rule != DEFAULT_RULE or t.branch or t.map_from for t in self.tasks.values()
+        )
+
+    @cached_property
+    def mapped(self) -> bool:
+        """True if a task is mapped (its instances are ``task[i]``)."""
+        return any(t.map_from for t in self.tasks.values())
+
+    def knows(self, task_id: str) -> bool:
+        """Whether ``task_id`` is a task of this plan or an instance of a mapped one."""
+        if task_id in self.tasks:
+            return True
+        base, index = split_instance(task_id)
+        return index is not None and base in self.tasks and bool(self.tasks[base].map_from)
+
+    def task(self, task_id: str) -> TaskPlan:
+        """The plan of ``task_id``; of its mapped task for an instance (``process[3]``).
+
+        Raises:
+            KeyError: Neither a task nor an instance of a mapped task.
+        """
+        found = self.tasks.get(task_id)
+        if found is not None:
+            return found
+        if not self.knows(task_id):
+            raise KeyError(task_id)
+        return self.tasks[split_instance(task_id)[0]]
 
     @cached_property
     def queues(self) -> Mapping[str, str]:
@@ -150,9 +190,18 @@ class RunPlan:
                 entry["branch"] = True
             if task.queue is not None:
                 entry["queue"] = task.queue
+            if task.map_from is not None:
+                entry["map"] = list(task.map_from)
+                if task.max_parallel is not None:
+                    entry["max_parallel"] = task.max_parallel
             tasks[tid] = entry
-        plain = not self.ruled and not self.queues
-        version = min(self.version, READABLE_VERSIONS[0]) if plain else self.version
+        # The oldest version that holds what this plan uses: older workers run it.
+        if self.mapped:
+            version = self.version
+        elif self.ruled or self.queues:
+            version = min(self.version, 4)
+        else:
+            version = min(self.version, READABLE_VERSIONS[0])
         data = {"version": version, "dag": self.dag_name, "tenant": self.tenant_id}
         run = {"params": dict(self.params), "labels": dict(self.labels)}
         return json.dumps({**data, **run, "tasks": tasks}, separators=(",", ":"))
@@ -190,12 +239,17 @@ class RunPlan:
             rules={tid: t["trigger_rule"] for tid, t in raw_tasks.items() if "trigger_rule" in t},
             branches=[tid for tid, t in raw_tasks.items() if t.get("branch")],
             queues={tid: t["queue"] for tid, t in raw_tasks.items() if t.get("queue")},
+            maps={
+                tid: (t["map"][0], t["map"][1], t.get("max_parallel"))
+                for tid, t in raw_tasks.items()
+                if t.get("map")
+            },
         )
 
     def descendants(self, task_id: str) -> list[str]:
-        """Every task downstream of ``task_id``, sorted."""
+        """Every task downstream of ``task_id`` (of its mapped task for an instance), sorted."""
         children = {tid: task.children for tid, task in self.tasks.items()}
-        return sorted(reachable(children, task_id))
+        return sorted(reachable(children, split_instance(task_id)[0]))
 
 
 def _task(

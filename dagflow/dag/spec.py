@@ -14,6 +14,8 @@ A DAG file is YAML, read with PyYAML's safe loader only (``SAFE_LOADER``)::
         trigger_rule: all_done   # optional: when it runs, given how its parents ended
         branch: false        # optional: its output's ``branch`` names the children that run
         queue: gpu           # optional: the Celery queue its step is sent to
+        map: list.files      # optional: one instance per item of that parent's output key
+        max_parallel: 8      # optional, with map: instances running at once
     params: {day: null}      # optional: run-level params and their defaults
     queue: default           # optional: the queue of every task without its own
 
@@ -67,6 +69,8 @@ FIELDS: dict[str, str] = {
     "tasks[].trigger_rule": f"a trigger rule ({', '.join(TRIGGER_RULES)})",
     "tasks[].branch": "true or false",
     "tasks[].queue": f"a queue name ({QUEUE_RULE})",
+    "tasks[].map": "PARENT.KEY: a direct parent's id, '.', and a key of its output",
+    "tasks[].max_parallel": "a whole number >= 1: instances of the mapped task running at once",
     "params": "a mapping of run-level params and their default values (JSON values)",
     "max_active_runs": "a whole number >= 1: runs of this DAG that may run at once",
     "queue": f"a queue name ({QUEUE_RULE})",
@@ -89,6 +93,9 @@ class TaskSpec(BaseModel):
             skipped.
         queue: The Celery queue its step is sent to (over the DAG's ``queue``); None
             keeps the default route.
+        map: ``PARENT.KEY``: the task runs once per item of the list under ``KEY`` in its
+            direct parent ``PARENT``'s output (see :mod:`dagflow.dag.mapping`).
+        max_parallel: With ``map``: most instances running at once, across every worker.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -102,6 +109,8 @@ class TaskSpec(BaseModel):
     trigger_rule: str = DEFAULT_RULE
     branch: bool = False
     queue: str | None = None
+    map: str | None = Field(default=None, min_length=3)
+    max_parallel: int | None = Field(default=None, ge=1)
 
     @field_validator("id")
     @classmethod

@@ -35,6 +35,8 @@ EventName = Literal[
     "task_lease_lost",
     "task_cancel",
     "task_reused",
+    "map_expand",
+    "map_done",
     "dag_done",
 ]
 
@@ -73,6 +75,9 @@ class Event(BaseModel):
         retry_of: For ``dag_start`` of a run made by ``dagflow retry``: the run it retries.
         reused_from: For ``task_reused``: the run whose output the task took over (its
             workflow did not run in this run).
+        instances: For ``map_expand``: how many instances a mapped task runs as (its
+            ``map_done`` follows when the last one ends; ``status`` is ``success`` or
+            ``failed``, with the ``error`` of a failed one).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -101,6 +106,7 @@ class Event(BaseModel):
     params: dict[str, Any] | None = None
     retry_of: str | None = None
     reused_from: str | None = None
+    instances: int | None = None
 
     def to_record(self) -> dict[str, Any]:
         """Return the event as the dict written to the log (no null fields)."""

@@ -79,7 +79,7 @@ def cancel_run(
                 run_id,
                 plan,
                 task_id=task_id,
-                workflow_ref=plan.tasks[task_id].workflow_ref,
+                workflow_ref=plan.task(task_id).workflow_ref,
                 error="cancelled: the run was cancelled while no worker ran this task",
             )
     if interrupt and result.running and not rt.settings.embedded:

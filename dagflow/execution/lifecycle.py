@@ -202,7 +202,7 @@ def _started(
             run_id,
             plan,
             task_id=task_id,
-            workflow_ref=plan.tasks[task_id].workflow_ref,
+            workflow_ref=plan.task(task_id).workflow_ref,
             reused_from=plan.labels.get("retry_of"),
         )
     if start:

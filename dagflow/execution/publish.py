@@ -44,6 +44,7 @@ from celery.utils.nodenames import anon_nodename
 from kombu.exceptions import KombuError
 
 from dagflow.dag.compile import STEP_TASK, step_name
+from dagflow.dag.mapping import base_task_id
 from dagflow.execution.message import Sender, step_message
 from dagflow.redis_url import DEFAULT_MASTER_NAME, is_sentinel_url, redis_client, same_redis
 from dagflow.stores.base import Push, RunStore
@@ -349,5 +350,7 @@ def by_queue(
         return {None: list(task_ids)}
     groups: dict[str | None, list[str]] = {}
     for task_id in task_ids:
-        groups.setdefault(queues.get(task_id), []).append(task_id)
+        # An instance (``process[3]``) goes to its mapped task's queue.
+        queue = queues.get(task_id) or queues.get(base_task_id(task_id))
+        groups.setdefault(queue, []).append(task_id)
     return groups

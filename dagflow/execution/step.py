@@ -24,7 +24,6 @@ redelivery alone.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -33,11 +32,19 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from dagflow import workflows
+from dagflow.dag.mapping import ITEM_PARAM, map_item, split_instance
 from dagflow.dag.payload import merge_params
 from dagflow.dag.plan import RunPlan, TaskPlan
 from dagflow.dag.rules import branch_choice
 from dagflow.errors import RunnerError, UnknownWorkflowError, WorkflowOutputError
 from dagflow.events.log import Event
+from dagflow.execution.fanout import (
+    claim_parents,
+    finish_gates,
+    map_events,
+    map_lengths,
+    upstream_values,
+)
 from dagflow.execution.lifecycle import finish_run
 from dagflow.execution.publish import link_push, send_later, send_steps
 from dagflow.execution.runtime import Runtime, runtime_for
@@ -45,7 +52,7 @@ from dagflow.execution.step_io import encode_output, with_store
 from dagflow.execution.timeouts import call_with_timeout
 from dagflow.execution.tracebacks import user_traceback
 from dagflow.stores import TERMINAL, FinishResult
-from dagflow.stores.base import COUNTED, AttemptEnd, FinishRequest, Gate, Gates
+from dagflow.stores.base import COUNTED, AttemptEnd, FinishRequest
 from dagflow.workflows.context import RunContext
 
 if TYPE_CHECKING:
@@ -88,8 +95,8 @@ class Attempt:
 
     @property
     def spec(self) -> TaskPlan:
-        """The task's plan."""
-        return self.plan.tasks[self.task_id]
+        """The task's plan (its mapped task's, for an instance)."""
+        return self.plan.task(self.task_id)
 
     def fields(self) -> dict[str, Any]:
         """The fields every event of this attempt carries."""
@@ -106,20 +113,6 @@ class Attempt:
         return self.rt.event(name, self.run_id, self.plan, **self.fields(), **more)
 
 
-def finish_gates(plan: RunPlan, task_id: str, unchosen: Sequence[str] = ()) -> Gates:
-    """What the store needs to decide ``task_id``'s children by their trigger rules.
-
-    Only a plan with trigger rules or branches (:attr:`RunPlan.ruled`) needs it: the
-    finish of any other plan takes the links and joins path, with nothing more to send or
-    compute per step.
-    """
-    nodes = tuple(
-        Gate(t, plan.tasks[t].trigger_rule, plan.tasks[t].parents, plan.tasks[t].children)
-        for t in plan.descendants(task_id)
-    )
-    return Gates(plan.tasks[task_id].children, nodes, tuple(unchosen))
-
-
 def _attempts(n: int) -> str:
     return f"{n} attempt" if n == 1 else f"{n} attempts"
 
@@ -134,7 +127,7 @@ def _after_finished(
     done is finalized.
     """
     if state == "ok" or plan.ruled:  # with rules, a failure may have made children ready
-        children = list(plan.tasks[task_id].children)
+        children = list(plan.task(task_id).children)
         unsent = with_store(rt, "unsent", lambda: rt.store.unsent(run_id, children))
         send_steps(app, run_id, unsent, plan.dag_name, queues=plan.queues)
     snapshot = rt.store.snapshot(run_id)
@@ -149,10 +142,10 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
     """Run one step of a run. See the module docstring for the protocol."""
     rt = runtime_for(app)
     plan = with_store(rt, "plan", lambda: rt.plan(run_id))
-    if plan is None or task_id not in plan.tasks:
+    if plan is None or not plan.knows(task_id):
         logger.warning("dagflow: run %s is unknown or expired; dropping step %s", run_id, task_id)
         return None
-    spec = plan.tasks[task_id]
+    spec = plan.task(task_id)
     token = task.request.id or f"local-{uuid.uuid4().hex}"
     worker = str(task.request.hostname or "")
     lease_s = rt.settings.lease_s
@@ -169,7 +162,9 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
     claim = with_store(
         rt,
         "claim",
-        lambda: rt.store.claim(run_id, task_id, token, worker, lease_s, spec.parents, event=start),
+        lambda: rt.store.claim(
+            run_id, task_id, token, worker, lease_s, claim_parents(plan, run_id, task_id), start
+        ),
     )
     if claim.state == "busy":
         logger.info(
@@ -178,6 +173,9 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
         return None
     if claim.state == "gone":
         logger.warning("dagflow: run %s has no state for %s; dropping it", run_id, task_id)
+        return None
+    if claim.state == "mapped":  # runs as its instances, never as itself
+        logger.warning("dagflow: step %s/%s is a mapped task; dropping it", run_id, task_id)
         return None
     if claim.recorded:  # the run was cancelled: this step never starts
         logger.info("dagflow: run %s was cancelled; step %s does not start", run_id, task_id)
@@ -194,24 +192,38 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
     attempt = Attempt(app, rt, plan, run_id, task_id, claim.attempt, claim.fence, worker or None)
     # The claim read the parents' outputs before the attempt starts: an unreachable store
     # is not a failure of the workflow and must not use up one of its attempts.
-    upstream = {p: json.loads(v) for p, v in claim.outputs.items()}
+    upstream = upstream_values(plan, run_id, task_id, claim.outputs)
     if start is None:
         rt.events.emit(attempt.event("task_start"))
     started = time.perf_counter()
     with rt.heartbeat.hold(run_id, task_id, attempt.fence):
         try:
             call = _workflow_call(attempt)
-            params = merge_params(spec.params, upstream)
+            params = _params(attempt, upstream)
             value = call_with_timeout(lambda: call(params), spec.timeout_s, f"Task '{task_id}'")
             output: str | None = encode_output(task_id, value)
             chosen = branch_choice(task_id, value, spec.children) if spec.branch else None
+            # What each child mapped over this output gets, committed with the output.
+            lengths = map_lengths(plan, task_id, value, rt.settings.map_max) if plan.mapped else {}
             error = None
         except Exception as exc:
-            output, error, chosen = None, exc, None
+            output, error, chosen, lengths = None, exc, None, {}
     duration = round(time.perf_counter() - started, 6)
     if error is None:
-        return _succeeded(attempt, output, duration, chosen)
+        return _succeeded(attempt, output, duration, chosen, lengths)
     return _failed(attempt, error, duration)
+
+
+def _params(attempt: Attempt, upstream: Mapping[str, Any]) -> dict[str, Any]:
+    """The workflow's params: its own, its parents' outputs under namespaced keys and, for
+    an instance of a mapped task, its ``item``."""
+    spec = attempt.spec
+    params = merge_params(spec.params, upstream)
+    index = split_instance(attempt.task_id)[1]
+    if spec.map_from is not None and index is not None:
+        parent, key = spec.map_from
+        params[ITEM_PARAM] = map_item(upstream.get(parent), key, index)
+    return params
 
 
 def _workflow_call(attempt: Attempt) -> Callable[[Mapping[str, Any]], Any]:
@@ -230,6 +242,7 @@ def _workflow_call(attempt: Attempt) -> Callable[[Mapping[str, Any]], Any]:
         tenant_id=plan.tenant_id,
         params=plan.params,
         labels=plan.labels,
+        map_index=split_instance(attempt.task_id)[1],
     )
     return lambda params: func(params, ctx)  # type: ignore[call-arg]
 
@@ -244,7 +257,7 @@ def _cancelled(
     fields: Mapping[str, Any] | None = None,
 ) -> None:
     """A task ended ``cancelled`` (its run was cancelled): write ``task_cancel``, maybe close."""
-    base = {"workflow_ref": plan.tasks[task_id].workflow_ref, **(fields or {})}
+    base = {"workflow_ref": plan.task(task_id).workflow_ref, **(fields or {})}
     base.update(task_id=task_id, error=f"cancelled: {why}")
     base.pop("traceback", None)
     rt.emit("task_cancel", run_id, plan, **base)
@@ -266,7 +279,11 @@ def _lease_lost(rt: Runtime, run_id: str, plan: RunPlan, fields: dict[str, Any])
 
 
 def _succeeded(
-    attempt: Attempt, output: str | None, duration: float, chosen: Sequence[str] | None = None
+    attempt: Attempt,
+    output: str | None,
+    duration: float,
+    chosen: Sequence[str] | None = None,
+    lengths: Mapping[str, str] | None = None,
 ) -> None:
     app, rt, plan, run_id, task_id = (
         attempt.app, attempt.rt, attempt.plan, attempt.run_id, attempt.task_id
@@ -287,7 +304,7 @@ def _succeeded(
     if plan.ruled:
         # Children are decided by their rules in the finish: which ones is known only there.
         unchosen = [c for c in spec.children if c not in chosen] if chosen is not None else []
-        request = replace(request, gates=finish_gates(plan, task_id, unchosen))
+        request = replace(request, gates=finish_gates(plan, task_id, unchosen), maps=lengths or {})
     else:
         push = link_push(app, rt.store, run_id, spec.links, plan.dag_name, plan.queues)
         request = replace(request, links=spec.links, joins=spec.joins, push=push)
@@ -302,6 +319,7 @@ def _succeeded(
         return
     rt.emit_with_commit(event)
     _skipped(rt, run_id, plan, task_id, result)
+    map_events(rt, run_id, plan, result.mapped)
     pushed = set(result.pushed)
     unsent = [child for child in result.ready if child not in pushed]
     send_steps(app, run_id, unsent, plan.dag_name, queues=plan.queues)
@@ -318,7 +336,7 @@ def _skipped(rt: Runtime, run_id: str, plan: RunPlan, task_id: str, result: Fini
             run_id,
             plan,
             task_id=skipped,
-            workflow_ref=plan.tasks[skipped].workflow_ref,
+            workflow_ref=plan.task(skipped).workflow_ref,
             error=why,
         )
 
@@ -409,6 +427,7 @@ def fail_step(
         return True
     rt.emit_with_commit(event)
     _skipped(rt, run_id, plan, task_id, result)
+    map_events(rt, run_id, plan, result.mapped)
     if result.ready and rt.app is not None:
         # Children whose rule a failure meets (one_failed, all_done): in the outbox already,
         # so the sweeper sends them if this does not.
@@ -426,8 +445,8 @@ def abort_step(app: Celery, run_id: str, task_id: str, token: str, reason: str) 
     """
     rt = runtime_for(app)
     plan = rt.plan(run_id)
-    if plan is None or task_id not in plan.tasks:
+    if plan is None or not plan.knows(task_id):
         return False
-    fields = {"workflow_ref": plan.tasks[task_id].workflow_ref}
+    fields = {"workflow_ref": plan.task(task_id).workflow_ref}
     error = f"RunnerError: Task '{task_id}' {reason}"
     return fail_step(rt, run_id, plan, task_id, 0, error, fields, token=token)

@@ -39,12 +39,14 @@ import os
 import socket
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celery import bootsteps
 
+from dagflow.dag.mapping import split_instance
+from dagflow.dag.plan import RunPlan
 from dagflow.dag.rules import decide
 from dagflow.execution import broker_queue
 from dagflow.execution.cancel import cancel_run
@@ -176,6 +178,46 @@ def _by_run(steps: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
     return by_run
 
 
+def movable_tasks(plan: RunPlan, states: Mapping[str, str]) -> list[str]:
+    """Open tasks of a run nothing moves that should be sent again (pure).
+
+    A task running or waiting for its retry, and a pending task whose rule its parents'
+    ends meet (all ``ok`` without rules): it should have been sent, and one the branch
+    above it did not choose was skipped in the same step. A mapped task is never sent
+    (its instances are); of its pending instances, at most ``max_parallel`` are, lowest
+    index first, and only when none of them runs.
+    """
+    movable: list[str] = []
+    started: dict[str, int] = {}
+    for task_id, state in states.items():
+        if state in ("running", "retry"):
+            movable.append(task_id)
+            base, index = split_instance(task_id)
+            if index is not None:
+                started[base] = started.get(base, 0) + 1
+    for task_id, state in sorted(states.items(), key=lambda item: _order(item[0])):
+        if state != "pending" or not plan.knows(task_id):
+            continue
+        task = plan.task(task_id)
+        base, index = split_instance(task_id)
+        if task.map_from is not None and index is None:
+            continue  # expanded by its parents' ends, never sent itself
+        if index is not None:
+            cap = task.max_parallel or len(states)
+            if started.get(base, 0) >= cap:
+                continue
+            started[base] = started.get(base, 0) + 1
+            movable.append(task_id)
+        elif decide(task.trigger_rule, [states.get(p, "pending") for p in task.parents]) == "ready":
+            movable.append(task_id)
+    return movable
+
+
+def _order(task_id: str) -> tuple[str, int]:
+    base, index = split_instance(task_id)
+    return base, -1 if index is None else index
+
+
 def check_run(app: Celery, rt: Runtime, run_id: str) -> str:
     """Judge a run nothing moved for a lease period; returns what was done.
 
@@ -213,16 +255,7 @@ def check_run(app: Celery, rt: Runtime, run_id: str) -> str:
         return "finalized"
     # A pending task whose rule its parents' ends meet (all ``ok`` without rules) should
     # have been sent; one the branch above it did not choose was skipped in the same step.
-    movable = [
-        t
-        for t, s in open_tasks.items()
-        if s in ("running", "retry")
-        or decide(
-            plan.tasks[t].trigger_rule,
-            [seen.states.get(p, "pending") for p in plan.tasks[t].parents],
-        )
-        == "ready"
-    ]
+    movable = movable_tasks(plan, seen.states)
     if movable:
         logger.warning("dagflow: run %s: nothing held %s; sending them again", run_id, movable)
         rt.store.requeue(run_id, movable)

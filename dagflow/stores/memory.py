@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from dagflow.dag.rules import decide, skip_reason, unchosen_reason
 from dagflow.stores.base import (
     TERMINAL,
     AttemptEnd,
@@ -22,10 +21,11 @@ from dagflow.stores.base import (
     ClaimResult,
     FinishRequest,
     FinishResult,
-    Gates,
+    MapChanges,
     SweepResult,
 )
 from dagflow.stores.memory_admission import MemoryAdmission
+from dagflow.stores.memory_gates import decide_children, maps_of
 from dagflow.stores.memory_views import MemoryLease, MemoryRun, MemoryRunViews
 
 
@@ -113,7 +113,7 @@ class MemoryRunStore(MemoryAdmission, MemoryRunViews):
             state = run.states.get(task_id) if run else None
             if run is None or state is None:
                 return Claim("gone")
-            if state in TERMINAL:
+            if state in TERMINAL or state == "mapped":
                 return Claim(cast(ClaimResult, state))
             lease = run.leases.setdefault(task_id, MemoryLease())
             if lease.token and lease.expires > now:
@@ -236,13 +236,24 @@ class MemoryRunStore(MemoryAdmission, MemoryRunViews):
                     run.counts["skipped"] += 1
                     self._outbox.pop((run_id, node), None)
                     newly.append(node)
+            if request.maps and first and final == "ok":
+                maps_of(run).record(request.maps)
             reasons: dict[str, str] = {}
             ready: list[str] = []
+            mapped = MapChanges()
             if request.gates is not None and first and not run.cancelled:
-                ready = self._decide(run_id, run, task_id, request.gates, reasons)
+                ready, mapped = decide_children(
+                    run,
+                    task_id,
+                    final,
+                    request.gates,
+                    lambda node: (run_id, node) in self._outbox,
+                    reasons,
+                )
                 newly += list(reasons)
             complete = False
-            if sum(run.counts.values()) >= request.total and not run.complete:
+            total = max(request.total, len(run.states))
+            if sum(run.counts.values()) >= total and not run.complete:
                 run.complete = complete = True
             if request.state == "ok" and not run.cancelled:
                 ready += [c for c in request.links if first and run.states.get(c) == "pending"]
@@ -264,44 +275,8 @@ class MemoryRunStore(MemoryAdmission, MemoryRunViews):
                 recorded=first,
                 cancelled=run.cancelled,
                 skip_reasons=reasons,
+                mapped=mapped,
             )
-
-    def _decide(
-        self, run_id: str, run: MemoryRun, task_id: str, gates: Gates, reasons: dict[str, str]
-    ) -> list[str]:
-        """Decide the children of ``task_id`` by their rules (lock held); the Lua twin is
-        the FINISH script's rule path. Fills ``reasons`` with the tasks it skipped and
-        returns those it made ready (not yet in the outbox: the caller puts them there)."""
-        nodes = {g.task_id: g for g in gates.nodes}
-        queue = list(gates.children)
-        ready: list[str] = []
-        decided: set[str] = set()
-
-        def skip(node: str, why: str) -> None:
-            run.states[node] = "skipped"
-            run.counts["skipped"] += 1
-            reasons[node] = why
-            decided.add(node)
-            queue.extend(nodes[node].children)
-
-        for child in gates.unchosen:
-            if run.states.get(child) == "pending" and (run_id, child) not in self._outbox:
-                skip(child, unchosen_reason(task_id))
-        while queue:
-            node = queue.pop(0)
-            if node in decided or run.states.get(node) != "pending":
-                continue
-            if (run_id, node) in self._outbox:  # made ready before, not yet claimed
-                continue
-            gate = nodes[node]
-            states = [run.states.get(p, "pending") for p in gate.parents]
-            verdict = decide(gate.rule, states)
-            if verdict == "ready":
-                decided.add(node)
-                ready.append(node)
-            elif verdict == "skip":
-                skip(node, skip_reason(gate.rule, gate.parents, states))
-        return ready
 
     def cancel(self, run_id: str, force: bool = False) -> CancelResult:
         """Flag the run cancelled; end every open task nobody holds a live lease on."""

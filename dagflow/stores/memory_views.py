@@ -44,6 +44,8 @@ class MemoryRun:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTED, 0))
     complete: bool = False
     cancelled: bool = False
+    #: What other parts of the store keep per run (the mapped tasks: memory_gates).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def cancel_task(self, task_id: str) -> None:
         """End an open task as ``cancelled`` (the run was cancelled); release its lease."""

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-ClaimResult = Literal["run", "busy", "gone", "ok", "failed", "skipped", "cancelled"]
+ClaimResult = Literal["run", "busy", "gone", "ok", "failed", "skipped", "cancelled", "mapped"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,38 @@ class FinishResult:
     cancelled: bool = False
     pushed: tuple[str, ...] = ()
     skip_reasons: Mapping[str, str] = field(default_factory=dict)
+    mapped: MapChanges = field(default_factory=lambda: MapChanges())
+
+
+@dataclass(frozen=True)
+class MapChanges:
+    """What a finish did to mapped tasks (:mod:`dagflow.dag.mapping`), for their events.
+
+    Attributes:
+        expanded: Mapped tasks this call expanded, and their number of instances.
+        ended: Mapped tasks this call ended (``ok`` or ``failed``): all their instances
+            ended, they had none, or their parent's list was unusable.
+        errors: Of ``ended``: why a mapped task failed.
+    """
+
+    expanded: Mapping[str, int] = field(default_factory=dict)
+    ended: Mapping[str, str] = field(default_factory=dict)
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> MapChanges:
+        """Parse the finish script's ``{"e": ..., "d": ..., "x": ...}`` ('' for nothing).
+
+        ``cjson`` writes an empty table as ``{}``, so an empty part is a mapping too.
+        """
+        if not raw:
+            return cls()
+        data = json.loads(raw)
+        return cls(
+            expanded={k: int(v) for k, v in (data.get("e") or {}).items()},
+            ended={k: str(v) for k, v in (data.get("d") or {}).items()},
+            errors={k: str(v) for k, v in (data.get("x") or {}).items()},
+        )
 
 
 @dataclass(frozen=True)
@@ -80,12 +112,17 @@ class Gate:
         rule: Its trigger rule (:mod:`dagflow.dag.rules`).
         parents: Its parents, whose states decide it.
         children: Its children, decided next if it is skipped.
+        map_from: For a mapped task: the parent whose list it maps over (expanded instead
+            of made ready), else "".
+        max_parallel: For a mapped task: instances ready at once (0: all).
     """
 
     task_id: str
     rule: str
     parents: tuple[str, ...]
     children: tuple[str, ...]
+    map_from: str = ""
+    max_parallel: int = 0
 
 
 @dataclass(frozen=True)
@@ -110,7 +147,11 @@ class Gates:
 
     def to_json(self) -> str:
         """The compact JSON the Redis finish script decodes (``cjson``)."""
-        nodes = {g.task_id: {"r": g.rule, "p": g.parents, "c": g.children} for g in self.nodes}
+        nodes: dict[str, dict[str, Any]] = {}
+        for g in self.nodes:
+            nodes[g.task_id] = {"r": g.rule, "p": g.parents, "c": g.children}
+            if g.map_from:
+                nodes[g.task_id]["m"] = [g.map_from, g.max_parallel]
         return json.dumps({"c": self.children, "n": nodes, "u": self.unchosen})
 
 
@@ -194,9 +235,12 @@ class FinishRequest:
         end: How the attempt ended, kept with the task if this call records its end.
         push: Messages for the links, pushed onto the broker queue with the links this call
             makes ready (a store that cannot ignores it; see ``FinishResult.pushed``).
-        gates: For a plan with trigger rules or branches: decide the children by their
-            rules (``links``, ``joins`` and ``skip`` are then empty). The call that records
-            the end decides, so a duplicate finish changes nothing.
+        gates: For a plan with trigger rules, branches or maps: decide the children by
+            their rules (``links``, ``joins`` and ``skip`` are then empty). The call that
+            records the end decides, so a duplicate finish changes nothing.
+        maps: For an ``ok`` end: each mapped child's number of instances (``"3"``) or
+            why it fails (``"!MapError: ..."``), from this task's output
+            (:func:`dagflow.dag.mapping.map_length`); recorded with the end.
     """
 
     run_id: str
@@ -214,6 +258,7 @@ class FinishRequest:
     end: AttemptEnd | None = None
     push: Push | None = None
     gates: Gates | None = None
+    maps: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

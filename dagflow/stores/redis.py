@@ -41,6 +41,7 @@ from dagflow.stores.base import (
     ClaimResult,
     FinishRequest,
     FinishResult,
+    MapChanges,
     SweepResult,
 )
 from dagflow.stores.event_stream import encode
@@ -315,6 +316,7 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
             EVENTS_STREAM,
             run_key(run_id, "info"),
             request.push.queue if messages and request.push else "",
+            run_key(run_id, "maps"),
             *(run_key(run_id, f"arr:{child}") for child, _ in request.joins),
         ]
         args: list[str | int] = [
@@ -338,11 +340,15 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
         args += [need for _, need in request.joins]
         args += messages
         args += list(request.skip)
+        args.append(json.dumps(dict(request.maps)) if request.maps else "")
         args.append(request.gates.to_json() if request.gates else "")
         raw = self._finish(keys=keys, args=args)
         if raw[0] == "lost":
             return FinishResult(complete=False, lost=True)
-        tag, complete, ok, failed, skipped, first, _written, n_newly, n_cancelled, *rest = raw
+        tag, complete, ok, failed, skipped, first, _written, n_newly, n_cancelled, extra, *rest = (
+            raw
+        )
+        mapped = MapChanges.from_json(extra)
         n = int(n_newly)
         newly, ready = rest[:n], rest[n:]
         reasons: dict[str, str] = {}
@@ -360,6 +366,7 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
             cancelled=tag == "cancelled",
             pushed=tuple(c for c in ready if c in linked) if messages else (),
             skip_reasons=reasons,
+            mapped=mapped,
         )
 
     def cancel(self, run_id: str, force: bool = False) -> CancelResult:

@@ -103,7 +103,7 @@ CLAIM = (
     + """
 local s = redis.call('HGET', KEYS[1], ARGV[1])
 if not s then return {'gone'} end
-if terminal(s) then return {s} end
+if terminal(s) or s == 'mapped' then return {s} end
 local now = now_ms()
 local token, fence, worker, expires, fails = parse(redis.call('HGET', KEYS[2], ARGV[1]))
 if token ~= '' and expires > now then return {'busy', worker} end
@@ -184,13 +184,18 @@ return 1
 )
 
 # KEYS: states, out, meta, claims, LEASES, OUTBOX, RUNS, EVENTS_STREAM, info, broker queue,
-#       arr:<join child>...
+#       maps, arr:<join child>...
 # ARGV: task, state, output, total, ttl, fence, token, run_id, grace_ms, n_links, n_joins,
 #       event line ('' for none), stream maxlen, end ('' for none), n_messages (0 or
 #       n_links), links..., join children..., join needs..., link messages..., skips...,
+#       map lengths (JSON {child: "N" or "!error"}, '' for none),
 #       gates (JSON of records.Gates, '' for none: the links and joins path)
 # With gates, the call that records the end decides the children by their trigger rules
 # (unchosen children of a branch first, then each skipped task's children in turn).
+# A mapped child whose rule is met is expanded into its instances (TASK[i], pending, the
+# first max_parallel of them ready) from the length its map parent's end recorded in the
+# maps hash; the end of its last instance ends it (results in item order) and decides its
+# children. Only the call that records an end does any of this: a duplicate does nothing.
 # The event line (task_ok/task_fail) is appended to the stream, and the attempt's end to the
 # info hash, only by the call that records the end, in the same atomic step. In a cancelled
 # run the task ends 'cancelled' (no output, no event, no skips, no ready children). With
@@ -229,7 +234,7 @@ local newly = {}
 local n_msgs = tonumber(ARGV[15])
 local skip_from = 16 + n_links + 2 * n_joins + n_msgs
 if cancelled then skip_from = #ARGV end
-for i = skip_from, #ARGV - 1 do
+for i = skip_from, #ARGV - 2 do
   if not terminal(redis.call('HGET', KEYS[1], ARGV[i])) then
     redis.call('HSET', KEYS[1], ARGV[i], 'skipped')
     redis.call('HINCRBY', KEYS[3], 'n_skipped', 1)
@@ -237,8 +242,15 @@ for i = skip_from, #ARGV - 1 do
     table.insert(newly, ARGV[i])
   end
 end
+local maps = KEYS[11]
+local lengths = ARGV[#ARGV - 1]
+if lengths ~= '' and first == 1 and final == 'ok' then
+  for child, v in pairs(cjson.decode(lengths)) do redis.call('HSET', maps, child .. '\\tn', v) end
+  redis.call('EXPIRE', maps, ARGV[5])
+end
 local gates = ARGV[#ARGV]
 local reasons, gated = {}, {}
+local mapped = {e = {}, d = {}, x = {}}
 if gates ~= '' and first == 1 and not cancelled then
   local g = cjson.decode(gates)
   local queue, decided = {}, {}
@@ -254,10 +266,95 @@ if gates ~= '' and first == 1 and not cancelled then
     decided[node] = true
     for _, c in ipairs(g.n[node].c) do table.insert(queue, c) end
   end
+  -- A mapped task ends with no attempt of its own (all its instances ended, none, or its
+  -- parent's list was unusable): its children are decided next.
+  local function close(node, state, output, err)
+    redis.call('HSET', KEYS[1], node, state)
+    redis.call('HINCRBY', KEYS[3], 'n_' .. state, 1)
+    if output then redis.call('HSET', KEYS[2], node, output) end
+    if err then
+      redis.call('HSET', KEYS[9], node, cjson.encode({error = err}))
+      mapped.x[node] = err
+    end
+    mapped.d[node] = state
+    decided[node] = true
+    for _, c in ipairs(g.n[node].c) do table.insert(queue, c) end
+  end
+  local function expand(node, gate)
+    local raw = redis.call('HGET', maps, node .. '\\tn')
+    if not raw then
+      skip(node, "skipped: map parent '" .. gate.m[1] .. "' did not succeed")
+      return
+    end
+    if string.sub(raw, 1, 1) == '!' then
+      close(node, 'failed', nil, string.sub(raw, 2))
+      return
+    end
+    local n = tonumber(raw)
+    mapped.e[node] = n
+    if n == 0 then
+      close(node, 'ok', '{"results":[]}', nil)
+      return
+    end
+    decided[node] = true
+    redis.call('HSET', KEYS[1], node, 'mapped')
+    redis.call('HINCRBY', KEYS[3], 'total', n)
+    redis.call('HSET', maps, node .. '\\tleft', n)
+    local start = n
+    local most = tonumber(gate.m[2]) or 0
+    if most > 0 and most < n then
+      start = most
+      redis.call('HSET', maps, node .. '\\tnext', most)
+    end
+    local batch = {}
+    for i = 0, n - 1 do
+      table.insert(batch, node .. '[' .. i .. ']')
+      table.insert(batch, 'pending')
+      if #batch >= 1000 or i == n - 1 then
+        redis.call('HSET', KEYS[1], unpack(batch))
+        batch = {}
+      end
+    end
+    for i = 0, start - 1 do table.insert(gated, node .. '[' .. i .. ']') end
+  end
+  local base = string.match(task, '^(.+)%[%d+%]$')
+  local seeds = g.c
+  if base then
+    -- An instance ended: start the next one under max_parallel; the last one ends its task.
+    seeds = {}
+    local n = tonumber(redis.call('HGET', maps, base .. '\\tn') or '0')
+    local left = redis.call('HINCRBY', maps, base .. '\\tleft', -1)
+    if final == 'failed' then redis.call('HINCRBY', maps, base .. '\\tfail', 1) end
+    local nxt = tonumber(redis.call('HGET', maps, base .. '\\tnext') or '-1')
+    if nxt >= 0 and nxt < n then
+      redis.call('HSET', maps, base .. '\\tnext', nxt + 1)
+      table.insert(gated, base .. '[' .. nxt .. ']')
+    end
+    if left <= 0 then
+      local parts, names = {}, {}
+      for i = 0, n - 1 do
+        table.insert(names, base .. '[' .. i .. ']')
+        if #names >= 1000 or i == n - 1 then
+          for _, v in ipairs(redis.call('HMGET', KEYS[2], unpack(names))) do
+            table.insert(parts, v or 'null')
+          end
+          names = {}
+        end
+      end
+      local fails = tonumber(redis.call('HGET', maps, base .. '\\tfail') or '0')
+      local out = '{"results":[' .. table.concat(parts, ',') .. ']}'
+      if fails == 0 then
+        close(base, 'ok', out, nil)
+      else
+        close(base, 'failed', out,
+          "RunnerError: Task '" .. base .. "': " .. fails .. ' of ' .. n .. ' instances failed')
+      end
+    end
+  end
   for _, c in ipairs(g.u) do
     if open(c) then skip(c, "skipped: not chosen by branch '" .. task .. "'") end
   end
-  for _, c in ipairs(g.c) do table.insert(queue, c) end
+  for _, c in ipairs(seeds) do table.insert(queue, c) end
   local head = 1
   while head <= #queue do
     local node = queue[head]
@@ -267,7 +364,9 @@ if gates ~= '' and first == 1 and not cancelled then
       local states = redis.call('HMGET', KEYS[1], unpack(gate.p))
       for i = 1, #gate.p do states[i] = states[i] or 'pending' end
       local verdict = decide(gate.r, states)
-      if verdict == 'ready' then
+      if verdict == 'ready' and gate.m then
+        expand(node, gate)
+      elseif verdict == 'ready' then
         decided[node] = true
         table.insert(gated, node)
       elseif verdict == 'skip' then
@@ -281,7 +380,8 @@ local failed = tonumber(redis.call('HGET', KEYS[3], 'n_failed') or '0')
 local skipped = tonumber(redis.call('HGET', KEYS[3], 'n_skipped') or '0')
 local n_cancelled = tonumber(redis.call('HGET', KEYS[3], 'n_cancelled') or '0')
 local complete = 0
-if ok + failed + skipped + n_cancelled >= tonumber(ARGV[4]) then
+local total = tonumber(redis.call('HGET', KEYS[3], 'total') or ARGV[4])
+if ok + failed + skipped + n_cancelled >= total then
   complete = redis.call('HSETNX', KEYS[3], 'complete', '1')
 end
 local ready = gated
@@ -296,7 +396,7 @@ if ARGV[2] == 'ok' and not cancelled then
     end
   end
   for j = 1, n_joins do
-    local key = KEYS[10 + j]
+    local key = KEYS[11 + j]
     local added = redis.call('SADD', key, task)
     redis.call('EXPIRE', key, ARGV[5])
     local need = tonumber(ARGV[15 + n_links + n_joins + j])
@@ -317,7 +417,9 @@ if first == 1 and ARGV[12] ~= '' and not cancelled then
 end
 local tag = 'done'
 if cancelled then tag = 'cancelled' end
-local result = {tag, complete, ok, failed, skipped, first, written, #newly, n_cancelled}
+local extra = ''
+if next(mapped.e) or next(mapped.d) then extra = cjson.encode(mapped) end
+local result = {tag, complete, ok, failed, skipped, first, written, #newly, n_cancelled, extra}
 for _, id in ipairs(newly) do table.insert(result, id) end
 if gates ~= '' then
   for _, why in ipairs(reasons) do table.insert(result, why) end

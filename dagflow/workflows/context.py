@@ -35,6 +35,8 @@ class RunContext:
         scheduled_minute: For a scheduled run: the UTC minute it was due
             (``2026-11-26T10:05:00Z``); else None.
         retry_of: For a run made by ``dagflow retry``: the run it retries; else None.
+        map_index: For an instance of a mapped task (``task_id`` is ``process[3]``): its
+            0-based index, the position of its ``item`` in the list; else None.
     """
 
     run_id: str
@@ -47,6 +49,7 @@ class RunContext:
     schedule_id: str | None = None
     scheduled_minute: str | None = None
     retry_of: str | None = None
+    map_index: int | None = None
 
     @classmethod
     def build(
@@ -60,6 +63,7 @@ class RunContext:
         tenant_id: str,
         params: Mapping[str, Any],
         labels: Mapping[str, str],
+        map_index: int | None = None,
     ) -> RunContext:
         """A context from the stored plan's run-level ``params`` and ``labels``."""
         return cls(
@@ -73,4 +77,5 @@ class RunContext:
             schedule_id=labels.get("schedule_id") or None,
             scheduled_minute=labels.get("scheduled_minute") or None,
             retry_of=labels.get("retry_of") or None,
+            map_index=map_index,
         )

@@ -204,3 +204,40 @@ def chaos_step(params: Mapping[str, Any], ctx: dagflow.RunContext) -> dict[str, 
     if ctx.attempt <= int(params.get("failures", 0)):
         raise ConnectionError(f"transient failure on attempt {ctx.attempt}")
     return {"value": total, "parents": parents}
+
+
+@dagflow.workflow("test.list")
+def make_list(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``{"files": [...]}``: ``params["items"]`` or ``f0 .. f<n-1>``, plus ``extra``."""
+    items = params.get("items")
+    if items is None:
+        items = [f"f{i}" for i in range(int(params.get("n", 3)))]
+    return {"files": items, **dict(params.get("extra") or {})}
+
+
+@dagflow.workflow("test.map_item")
+def map_item(params: Mapping[str, Any], ctx: dagflow.RunContext) -> dict[str, Any]:
+    """One instance of a mapped task: returns its item and index.
+
+    With ``dir``, writes ``start``/``end`` lines ``<kind> <task id> <fence> <pid> <epoch>``
+    to ``dir/map.txt``; sleeps ``seconds``; fails when its item is in ``fail_items``.
+    """
+    key = f"{ctx.task_id} {ctx.fence} {os.getpid()}"
+    if "dir" in params:
+        _append(Path(params["dir"]) / "map.txt", f"start {key} {time.time()}")
+    time.sleep(float(params.get("seconds", 0)))
+    if params["item"] in (params.get("fail_items") or ()):
+        raise ValueError(f"item {params['item']!r} is bad")
+    if "dir" in params:
+        _append(Path(params["dir"]) / "map.txt", f"end {key} {time.time()}")
+    return {"item": params["item"], "index": ctx.map_index}
+
+
+@dagflow.workflow("test.collect")
+def collect(params: Mapping[str, Any], ctx: dagflow.RunContext) -> dict[str, Any]:
+    """Return what the mapped task ``process`` gave it (``process__results``); with ``dir``,
+    record the call in ``dir/collect.txt``."""
+    if "dir" in params:
+        _append(Path(params["dir"]) / "collect.txt", f"{ctx.task_id} {ctx.fence}")
+    results = params.get("process__results")
+    return {"n": None if results is None else len(results), "results": results}

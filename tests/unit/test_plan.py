@@ -85,7 +85,7 @@ def test_json_is_compact_and_names_its_version(diamond: RunPlan) -> None:
     # A plan without trigger rules or branches is still written as version 3: workers of
     # the previous version run it correctly.
     assert (data["version"], data["dag"], data["tenant"]) == (3, "g", "acme")
-    assert PLAN_VERSION == 4  # the README documents "plan version 4"
+    assert PLAN_VERSION == 5  # the README documents "plan version 5" (maps)
 
 
 def test_json_leaves_out_a_timeout_that_is_not_set(diamond: RunPlan) -> None:
