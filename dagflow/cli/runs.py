@@ -23,9 +23,11 @@ from dagflow.cli.common import (
     still_running,
     verbose_option,
 )
+from dagflow.dag.mapping import split_instance
 
 if TYPE_CHECKING:
     from dagflow.client.status import RunStatus
+    from dagflow.stores.base import TaskInfo
 
 #: Run statuses ``dagflow runs --status`` accepts.
 RUN_STATUSES = ("pending", "running", "success", "failed", "cancelled")
@@ -79,6 +81,10 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
 
+def _quiet_instance(task: TaskInfo) -> bool:
+    return task.state in ("ok", "pending") and split_instance(task.task_id)[1] is not None
+
+
 def _print_status(run: RunStatus, verbose: bool) -> None:
     counts = run.counts
     print(f"Run {run.run_id}: DAG '{run.dag_name}' (tenant {run.tenant_id}): {run.status}")
@@ -95,9 +101,16 @@ def _print_status(run: RunStatus, verbose: bool) -> None:
         print(f"Error: {run.error}")
     if run.waiting_for:
         print(run.waiting_for[0].upper() + run.waiting_for[1:])
-    width = max([len(t.task_id) for t in run.tasks] + [4])
+    for line in run.map_lines():
+        print(f"Mapped {line}")
+    # Instances that succeeded are summed up above; listed one by one only with --verbose.
+    shown = [t for t in run.tasks if verbose or not _quiet_instance(t)]
+    hidden = len(run.tasks) - len(shown)
+    width = max([len(t.task_id) for t in shown] + [4])
     print(f"  {'TASK':<{width}}  {'STATE':<8} {'ATTEMPTS':>8}  {'DURATION':>9}  WORKER")
-    for task in run.tasks:
+    if hidden:
+        print(f"  ({hidden} instances that succeeded are not listed: --verbose lists them)")
+    for task in shown:
         print(
             f"  {task.task_id:<{width}}  {task.state:<8} {task.attempts:>8}  "
             f"{_seconds(task.last.duration_s):>9}  {task.worker or '-'}"

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dagflow.dag.mapping import split_instance
 from dagflow.execution.admission import slots_from_json, waiting_line
 from dagflow.stores.base import RunSnapshot, TaskInfo
 
@@ -101,6 +102,26 @@ class RunStatus:
         )
 
     @property
+    def maps(self) -> dict[str, dict[str, int]]:
+        """For each mapped task with instances: how many are in each state, and ``total``."""
+        found: dict[str, dict[str, int]] = {}
+        for task in self.tasks:
+            base, index = split_instance(task.task_id)
+            if index is not None:
+                counts = found.setdefault(base, {"total": 0})
+                counts[task.state] = counts.get(task.state, 0) + 1
+                counts["total"] += 1
+        return found
+
+    def map_lines(self) -> list[str]:
+        """``process: 97 ok, 3 failed of 100`` for each mapped task with instances."""
+        lines = []
+        for base, counts in self.maps.items():
+            parts = [f"{n} {state}" for state, n in counts.items() if state != "total"]
+            lines.append(f"{base}: {', '.join(parts)} of {counts['total']}")
+        return lines
+
+    @property
     def failures(self) -> list[str]:
         """One line per failed task (see :func:`failure_line`), in plan order."""
         return [failure_line(t) for t in self.tasks if t.state == "failed"]
@@ -133,6 +154,8 @@ class RunStatus:
                 }
                 for t in self.tasks
             ]
+            if self.maps:
+                data["maps"] = self.maps
         return data
 
 
