@@ -202,7 +202,9 @@ def runs(
     epilog=(
         "\b\nExamples:\n"
         "  dagflow outputs 3f2c9e...          # {task: output, ...} of every finished task\n"
-        "  dagflow outputs 3f2c9e... sweep    # one task's output"
+        "  dagflow outputs 3f2c9e... sweep    # one task's output\n"
+        "  dagflow outputs 3f2c9e... process  # a mapped task: its instances' outputs, in order\n"
+        "  dagflow outputs 3f2c9e... 'process[3]'  # one instance's output"
     ),
 )
 @click.argument("run_id")
@@ -229,7 +231,11 @@ def outputs(run_id: str, task: str | None) -> int:
     if task not in found:
         click.echo(f"task {task!r} of run {run_id} has no output (it is {states[task]})", err=True)
         return EXIT_RUN_FAILED
-    print(json.dumps(found[task], indent=2))
+    value = found[task]
+    plan = handle.plan()
+    if plan is not None and task in plan.tasks and plan.tasks[task].map_from:
+        value = value.get("results", value)  # a mapped task: its instances' outputs
+    print(json.dumps(value, indent=2))
     return EXIT_OK
 
 

@@ -88,6 +88,7 @@ def open_run(
     edges: list[list[str]] | None = None,
     reused: Mapping[str, str] | None = None,
     arrivals: Mapping[str, Sequence[str]] | None = None,
+    maps: Mapping[str, tuple[int, int, int]] | None = None,
 ) -> str:
     """Create a run from its plan in the store, write ``dag_start``, send the ``start`` steps.
 
@@ -105,7 +106,14 @@ def open_run(
     if slots:
         meta.update(pending=True, submitted_at=now, slots=slots_to_json(slots), start=list(start))
         rt.store.create_run(
-            run_id, plan.to_json(), meta, order, reused=reused, arrivals=arrivals, pending=True
+            run_id,
+            plan.to_json(),
+            meta,
+            order,
+            reused=reused,
+            arrivals=arrivals,
+            pending=True,
+            maps=maps,
         )
         if rt.store.admit(run_id, plan.tenant_id, slots):
             activate_run(app, rt, run_id, plan, start, edges)
@@ -126,6 +134,7 @@ def open_run(
         event=event.to_record(),
         reused=reused,
         arrivals=arrivals,
+        maps=maps,
     )
     _started(app, rt, run_id, plan, start, event, list(reused or ()), labels)
     return run_id

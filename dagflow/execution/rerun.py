@@ -13,9 +13,11 @@ is not read again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from dagflow.dag.mapping import instance_id, split_instance
 from dagflow.dag.plan import PLAN_VERSION, RunPlan
 from dagflow.dag.rules import decide
 from dagflow.errors import RunExistsError, RunnerError
@@ -59,7 +61,11 @@ def retry_run(app: Celery, rt: Runtime, run_id: str, new_run_id: str | None = No
         raise RunnerError(f"run {run_id} succeeded: nothing to retry")
     old = RunPlan.from_json(raw)
     states = dict(snap.states or {})
-    ok = [t for t in old.tasks if states.get(t) == "ok" and t not in _rerun_anyway(old)]
+    again = _rerun_anyway(old) | _unexpanded_sources(old, states)
+    ok = [t for t in old.tasks if states.get(t) == "ok" and t not in again]
+    expanded = _expanded(old, states, set(ok))
+    instances = [i for ids in expanded.values() for i in ids]
+    ok += [i for i in instances if states.get(i) == "ok"]
     reused = rt.store.outputs(run_id, ok)
     labels: dict[str, Any] = {
         k: v for k, v in dict(snap.meta.get("labels") or {}).items() if k not in SCHEDULE_LABELS
@@ -70,8 +76,16 @@ def retry_run(app: Celery, rt: Runtime, run_id: str, new_run_id: str | None = No
     start = [
         t
         for t, task in plan.tasks.items()
-        if t not in reused and all(p in reused for p in task.parents)
+        if t not in reused and t not in expanded and all(p in reused for p in task.parents)
     ]
+    maps: dict[str, tuple[int, int, int]] = {}
+    for task_id, ids in expanded.items():
+        # Only the instances that did not succeed run again, max_parallel of them at first.
+        again_ids = [i for i in ids if i not in reused]
+        first = again_ids[: plan.tasks[task_id].max_parallel or len(again_ids)]
+        start += first
+        after = ids.index(first[-1]) + 1 if len(first) < len(again_ids) else -1
+        maps[task_id] = (len(ids), len(again_ids), after)
     arrivals = {
         t: [p for p in task.parents if p in reused]
         for t, task in plan.tasks.items()
@@ -91,13 +105,39 @@ def retry_run(app: Celery, rt: Runtime, run_id: str, new_run_id: str | None = No
         rt,
         plan,
         meta,
-        list(plan.tasks),
+        [*plan.tasks, *instances],
         start,
         run_id=new_run_id,
         edges=edges,
         reused=reused,
         arrivals=arrivals,
+        maps=maps,
     )
+
+
+def _expanded(plan: RunPlan, states: Mapping[str, str], ok: set[str]) -> dict[str, list[str]]:
+    """Mapped tasks that did not succeed but had instances, and their instance ids in index
+    order: the retry starts them expanded, reusing the instances that succeeded."""
+    found: dict[str, list[str]] = {}
+    for task_id, task in plan.tasks.items():
+        if task.map_from is None or task_id in ok or task.map_from[0] not in ok:
+            continue
+        count = sum(1 for t in states if split_instance(t)[0] == task_id and t != task_id)
+        if count:
+            found[task_id] = [instance_id(task_id, i) for i in range(count)]
+    return found
+
+
+def _unexpanded_sources(plan: RunPlan, states: Mapping[str, str]) -> set[str]:
+    """Map parents that run again: a mapped task that never expanded (its parent's list was
+    unusable, or it was skipped or cancelled first) is expanded again by its parent's end."""
+    again: set[str] = set()
+    for task_id, task in plan.tasks.items():
+        if task.map_from is None or states.get(task_id) == "ok":
+            continue
+        if not any(split_instance(t)[0] == task_id and t != task_id for t in states):
+            again.add(task.map_from[0])
+    return again
 
 
 def _rerun_anyway(plan: RunPlan) -> set[str]:

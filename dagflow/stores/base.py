@@ -133,12 +133,16 @@ class RunStore(Protocol):
         reused: Mapping[str, str] | None = None,
         arrivals: Mapping[str, Sequence[str]] | None = None,
         pending: bool = False,
+        maps: Mapping[str, tuple[int, int, int]] | None = None,
     ) -> None:
         """Store a new run's plan, metadata and ``pending`` tasks; put ``roots`` in the outbox.
 
         Args:
             reused: For a retry: tasks that start ``ok`` with this output JSON (counted ok).
             arrivals: For a retry: join children and the (reused) parents already arrived.
+            maps: For a retry: mapped tasks that start expanded (``mapped``, their
+                instances among ``task_ids``), as ``(instances, left to end, next index
+                to start under max_parallel or -1)``.
             pending: The run waits for a slot (its meta has ``pending``): store it only;
                 :meth:`activate` indexes it and fills the outbox once it is admitted.
         """

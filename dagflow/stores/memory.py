@@ -63,6 +63,7 @@ class MemoryRunStore(MemoryAdmission, MemoryRunViews):
         reused: Mapping[str, str] | None = None,
         arrivals: Mapping[str, Sequence[str]] | None = None,
         pending: bool = False,
+        maps: Mapping[str, tuple[int, int, int]] | None = None,
     ) -> None:
         """Store a new run (with its reused tasks), index it and put its roots in the outbox
         (a ``pending`` run: only stored, :meth:`activate` does the rest)."""
@@ -75,6 +76,8 @@ class MemoryRunStore(MemoryAdmission, MemoryRunViews):
                 run.counts["ok"] += 1
             for child, parents in (arrivals or {}).items():
                 run.arrivals[child] = set(parents)
+            if maps:
+                maps_of(run).preset(run, maps)
             self._runs[run_id] = run
             if not pending:
                 self._start(run_id, run, roots, now + grace_s)

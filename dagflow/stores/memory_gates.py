@@ -42,6 +42,12 @@ class RunMaps:
 
     tasks: dict[str, MapState] = field(default_factory=dict)
 
+    def preset(self, run: MemoryRun, maps: Mapping[str, tuple[int, int, int]]) -> None:
+        """Start mapped tasks expanded (a retry's; their instances are in ``run.states``)."""
+        for task_id, (length, left, nxt) in maps.items():
+            self.tasks[task_id] = MapState(length=length, left=left, next=nxt)
+            run.states[task_id] = "mapped"
+
     def record(self, lengths: Mapping[str, str]) -> None:
         """Keep each mapped child's length (``"3"``) or error (``"!..."``) from its parent."""
         for child, raw in lengths.items():
@@ -144,6 +150,8 @@ def decide_children(
         state.left -= 1
         if final == "failed":
             state.failed += 1
+        while 0 <= state.next < n and run.states.get(instance_id(base, state.next)) != "pending":
+            state.next += 1  # a retry's reused instances are ``ok`` already
         if 0 <= state.next < n:
             ready.append(instance_id(base, state.next))
             state.next += 1

@@ -128,6 +128,7 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
         reused: Mapping[str, str] | None = None,
         arrivals: Mapping[str, Sequence[str]] | None = None,
         pending: bool = False,
+        maps: Mapping[str, tuple[int, int, int]] | None = None,
     ) -> None:
         """Store the plan, metadata, pending states, the indexes and the roots' outbox.
 
@@ -142,6 +143,7 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
         fields["total"] = str(len(task_ids))
         states: dict[FieldT, EncodableT] = dict.fromkeys(task_ids, "pending")
         states.update(dict.fromkeys(reused, "ok"))
+        states.update(dict.fromkeys(maps or {}, "mapped"))
         now_ms = self._now_ms()
         pipe = self.client.pipeline(transaction=True)
         pipe.set(run_key(run_id, "plan"), plan, ex=self.ttl)
@@ -157,6 +159,13 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
                 pipe.sadd(run_key(run_id, f"arr:{child}"), *parents)
                 pipe.expire(run_key(run_id, f"arr:{child}"), self.ttl)
         pipe.hset(run_key(run_id, "info"), "_", "")
+        if maps:
+            preset: dict[FieldT, EncodableT] = {}
+            for task_id, (length, left, nxt) in maps.items():
+                preset.update({f"{task_id}\tn": length, f"{task_id}\tleft": left})
+                preset[f"{task_id}\tnext"] = nxt
+            pipe.hset(run_key(run_id, "maps"), mapping=preset)
+            pipe.expire(run_key(run_id, "maps"), self.ttl)
         for part in ("meta", "states", "claims", "out", "info"):
             pipe.expire(run_key(run_id, part), self.ttl)
         if not pending:

@@ -326,6 +326,10 @@ if gates ~= '' and first == 1 and not cancelled then
     local left = redis.call('HINCRBY', maps, base .. '\\tleft', -1)
     if final == 'failed' then redis.call('HINCRBY', maps, base .. '\\tfail', 1) end
     local nxt = tonumber(redis.call('HGET', maps, base .. '\\tnext') or '-1')
+    while nxt >= 0 and nxt < n
+        and redis.call('HGET', KEYS[1], base .. '[' .. nxt .. ']') ~= 'pending' do
+      nxt = nxt + 1  -- a retry's reused instances are 'ok' already
+    end
     if nxt >= 0 and nxt < n then
       redis.call('HSET', maps, base .. '\\tnext', nxt + 1)
       table.insert(gated, base .. '[' .. nxt .. ']')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -548,3 +549,83 @@ def test_run_warns_when_no_live_worker_consumes_a_queue(scratch_redis: str, tmp_
     ], proc.stderr
     assert "celery" not in warnings[0].split(";")[0]
     assert proc.returncode != 0
+
+
+MAPPED_DAG = """\
+name: nightly_files
+tenant_id: acme
+tasks:
+  - {id: list_files, workflow_ref: test.list, params: {n: 4}}
+  - {id: process, workflow_ref: test.map_item, depends_on: [list_files], map: list_files.files,
+     max_parallel: 2, params: {fail_items: [f2]}}
+  - {id: merge, workflow_ref: test.collect, depends_on: [process], trigger_rule: all_done}
+"""
+MAP_ENV = {"DAGFLOW_WORKFLOWS": "tests.support.workflows"}
+
+
+def test_plan_shows_a_mapped_task(tmp_path: Path) -> None:
+    dag = tmp_path / "mapped.yaml"
+    dag.write_text(MAPPED_DAG)
+    proc = dagflow("plan", str(dag), env=MAP_ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "  2. process[*]  (map over list_files.files) (workflow: test.map_item" in proc.stdout
+    assert "max_parallel: 2" in proc.stdout
+    assert "process[*]: one step per item of list_files.files, at most 2 at once" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ("map: list_files.files", "map", "map: [list_files]"),
+        ("map: list_files.files", "map", "map: nowhere.files"),
+        ("max_parallel: 2", "max_parallel", "max_parallel: zero"),
+        ("fail_items: [f2]", "params.item", "item: 3"),
+    ],
+)
+def test_a_bad_map_exits_2_with_one_line(
+    tmp_path: Path, change: str, field: str, message: str
+) -> None:
+    dag = tmp_path / "bad.yaml"
+    dag.write_text(MAPPED_DAG.replace(change, message))
+    proc = dagflow("validate", str(dag), env=MAP_ENV)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"{dag}, task 'process', field '{field}': ")
+
+
+def test_max_parallel_without_map_exits_2(tmp_path: Path) -> None:
+    dag = tmp_path / "bad.yaml"
+    dag.write_text(MAPPED_DAG.replace("trigger_rule: all_done", "max_parallel: 3"))
+    proc = dagflow("validate", str(dag), env=MAP_ENV)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"{dag}, task 'merge', field 'max_parallel': DagValidationError: max_parallel applies "
+        "to a mapped task only (add map:)\n"
+    )
+
+
+def test_status_and_outputs_of_a_mapped_run(
+    redis_env: dict[str, str], celery_worker_proc: object, tmp_path: Path
+) -> None:
+    # Given a mapped run on the session's workers, one instance of four failing
+    dag = tmp_path / "mapped.yaml"
+    dag.write_text(MAPPED_DAG)
+    env = {k: v for k, v in redis_env.items() if k.startswith(("DAGFLOW_", "ORCH_", "STATE_"))}
+    proc = dagflow("run", str(dag), env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    run_id = proc.stdout.split("(run ")[-1].split(")")[0]
+    # Then status sums the instances up and lists the failed one
+    status = dagflow("status", run_id, env=env)
+    assert "Mapped process: 3 ok, 1 failed of 4" in status.stdout, status.stdout
+    assert "process[2]" in status.stdout and "process[0]" not in status.stdout
+    # and outputs gives the mapped task's list (null for the failed instance), or one instance
+    out = dagflow("outputs", run_id, "process", env=env)
+    assert json.loads(out.stdout) == [
+        {"item": "f0", "index": 0},
+        {"item": "f1", "index": 1},
+        None,
+        {"item": "f3", "index": 3},
+    ]
+    one = dagflow("outputs", run_id, "process[3]", env=env)
+    assert json.loads(one.stdout) == {"item": "f3", "index": 3}

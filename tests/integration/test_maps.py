@@ -49,6 +49,7 @@ def map_dag(
     most: int | None = None,
     queue: str | None = None,
     fail_items: list[str] | None = None,
+    fail_while: Path | None = None,
 ) -> Dag:
     """list_files (n items) -> process[*] (test.map_item) -> merge (test.collect)."""
     item_params: dict[str, Any] = {"seconds": seconds}
@@ -57,6 +58,8 @@ def map_dag(
         item_params["dir"] = collect_params["dir"] = str(trace)
     if fail_items:
         item_params["fail_items"] = fail_items
+    if fail_while is not None:
+        item_params["fail_while"] = str(fail_while)
     process: dict[str, Any] = {"map": "list_files.files", "params": item_params}
     if most is not None:
         process["max_parallel"] = most
@@ -151,6 +154,33 @@ def test_a_failed_instance_fails_the_run_and_shows_in_status(
     assert snapshot is not None
     status = RunStatus.from_store(snapshot, list(states.values()))
     assert "process: 2 ok, 1 failed of 3" in status.map_lines()
+
+
+def test_retry_runs_only_the_failed_instances(runner: Runner, tmp_path: Path) -> None:
+    # Given a run where two of five instances failed while a flag file existed
+    flag = tmp_path / "broken"
+    flag.write_text("x")
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    dag = map_dag(
+        5, name="map_retry", trace=trace, fail_items=["f1", "f3"], fail_while=flag, most=2
+    )
+    handle = runner.submit(dag)
+    assert handle.wait(timeout=TIMEOUT).status == "failed"
+    (trace / "map.txt").unlink()
+    flag.unlink()
+    # When it is retried
+    retry = handle.retry()
+    retry_id = retry.run_id
+    result = retry.wait(timeout=TIMEOUT)
+    # Then only the two failed instances ran again, and merge got all five in order
+    assert result.status == "success", result
+    assert sorted(spans(trace)) == ["process[1]", "process[3]"]
+    out = merged(runner, retry_id)
+    assert [r["index"] for r in out["results"]] == list(range(5))
+    events = [e for e in runner.runtime.events.read() if e.get("run_id") == retry_id]
+    reused = {e["task_id"] for e in events if e["event"] == "task_reused"}
+    assert reused == {"list_files", "process[0]", "process[2]", "process[4]"}
 
 
 def test_an_unusable_list_fails_the_mapped_task_at_once(runner: Runner) -> None:

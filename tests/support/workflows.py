@@ -220,13 +220,15 @@ def map_item(params: Mapping[str, Any], ctx: dagflow.RunContext) -> dict[str, An
     """One instance of a mapped task: returns its item and index.
 
     With ``dir``, writes ``start``/``end`` lines ``<kind> <task id> <fence> <pid> <epoch>``
-    to ``dir/map.txt``; sleeps ``seconds``; fails when its item is in ``fail_items``.
+    to ``dir/map.txt``; sleeps ``seconds``; fails when its item is in ``fail_items`` (while
+    the file ``fail_while`` exists, if given).
     """
     key = f"{ctx.task_id} {ctx.fence} {os.getpid()}"
     if "dir" in params:
         _append(Path(params["dir"]) / "map.txt", f"start {key} {time.time()}")
     time.sleep(float(params.get("seconds", 0)))
-    if params["item"] in (params.get("fail_items") or ()):
+    bad = params["item"] in (params.get("fail_items") or ())
+    if bad and ("fail_while" not in params or Path(params["fail_while"]).exists()):
         raise ValueError(f"item {params['item']!r} is bad")
     if "dir" in params:
         _append(Path(params["dir"]) / "map.txt", f"end {key} {time.time()}")
