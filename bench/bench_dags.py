@@ -36,6 +36,15 @@ def fan_tasks(width: int) -> Tasks:
     return [{"id": "root", "workflow_ref": "bench.noop"}, *mids, sink]
 
 
+def map_tasks(n: int) -> Tasks:
+    """list (``n`` items) -> ``noop[*]`` mapped over it -> sink."""
+    return [
+        {"id": "list", "workflow_ref": "bench.list", "params": {"n": n}},
+        {"id": "each", "workflow_ref": "bench.noop", "depends_on": ["list"], "map": "list.files"},
+        {"id": "sink", "workflow_ref": "bench.noop", "depends_on": ["each"]},
+    ]
+
+
 def layered_tasks(
     levels: int, width: int, parents: int, seed: int = 1,
     wf: str = "bench.noop", params: dict[str, Any] | None = None,
@@ -96,7 +105,7 @@ def random_levels_tasks(levels: int, wmin: int, wmax: int, s: float, seed: int =
 def make_dag(tasks: Tasks, name: str) -> Dag:
     """Validate and compile a DAG from task dicts (as a YAML file would give them)."""
     spec = parse_dag({"name": name, "tenant_id": "bench", "tasks": tasks}, source=f"{name}.yaml")
-    return check_dag(spec, f"{name}.yaml", ["bench.noop", "bench.sleep"])
+    return check_dag(spec, f"{name}.yaml", ["bench.noop", "bench.sleep", "bench.list"])
 
 
 def edges(tasks: Tasks) -> int:

@@ -27,6 +27,12 @@ def noop(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"ok": 1}
 
 
+@workflow("bench.list")
+def make_list(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``{"files": [0, 1, ..., n-1]}``: the list a map benchmark fans out over."""
+    return {"files": list(range(int(params["n"])))}
+
+
 @workflow("bench.sleep")
 def sleep(params: Mapping[str, Any]) -> dict[str, Any]:
     """Sleep ``params["s"]`` seconds: a task whose duration is known, for makespan."""
