@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from dagflow import tasks, workflows
 from dagflow.dag.compile import STEP_TASK
 from dagflow.errors import ConfigError
-from dagflow.execution import step
+from dagflow.execution import outcome
 from dagflow.execution.runtime import runtime_for
 from dagflow.execution.sweeper import SweeperStep
 from dagflow.redis_url import transport_options
@@ -115,7 +115,7 @@ def make_app(settings: Settings | None = None, *, main: str = "dagflow") -> Cele
                 if terminated
                 else ("was revoked from outside")
             )
-            step.abort_step(app, run_id, task_id, token, how)
+            outcome.abort_step(app, run_id, task_id, token, how)
         except Exception:
             logger.exception("dagflow: could not record the revoke of %s/%s", run_id, task_id)
 

@@ -219,8 +219,8 @@ class RunPlan:
         if version not in READABLE_VERSIONS or isinstance(version, bool):
             raise PlanVersionError(
                 f"stored plan has version {version!r}; this dagflow reads version "
-                f"{' or '.join(map(str, READABLE_VERSIONS))} (run the same dagflow version "
-                "on clients and workers)"
+                f"{', '.join(map(str, READABLE_VERSIONS[:-1]))} or {READABLE_VERSIONS[-1]} "
+                "(run the same dagflow version on clients and workers)"
             )
         raw_tasks: dict[str, Any] = data["tasks"]
         parents = {tid: tuple(t["parents"]) for tid, t in raw_tasks.items()}

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import pytest
 
 from dagflow.dag.plan import RunPlan
-from dagflow.execution.step import finish_gates
+from dagflow.execution.fanout import finish_gates
 from dagflow.stores import FinishResult, RunStore
 from dagflow.stores.base import FinishRequest
 

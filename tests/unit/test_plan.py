@@ -116,7 +116,7 @@ def test_build_copies_the_run_params_it_is_given() -> None:
     assert plan.params == {"day": "x"}
 
 
-@pytest.mark.parametrize("version", [2, 5, None, "3", True])
+@pytest.mark.parametrize("version", [2, 6, None, "3", True])
 def test_a_plan_of_another_version_is_refused_with_both_versions_named(
     diamond: RunPlan, version: object
 ) -> None:
@@ -126,7 +126,7 @@ def test_a_plan_of_another_version_is_refused_with_both_versions_named(
     with pytest.raises(PlanVersionError) as caught:
         RunPlan.from_json(json.dumps(data))
     assert str(caught.value) == (
-        f"stored plan has version {version!r}; this dagflow reads version 3 or 4 "
+        f"stored plan has version {version!r}; this dagflow reads version 3, 4 or 5 "
         "(run the same dagflow version on clients and workers)"
     )
 
@@ -177,7 +177,7 @@ def test_trigger_rules_and_branches_survive_the_round_trip() -> None:
     assert plan.ruled and plan.tasks["d"].trigger_rule == "all_done" and plan.tasks["a"].branch
     # When it is stored and read back, then nothing is lost, and it is a version 4 plan
     data = json.loads(plan.to_json())
-    assert data["version"] == PLAN_VERSION == 4
+    assert data["version"] == 4
     assert data["tasks"]["d"]["trigger_rule"] == "all_done" and data["tasks"]["a"]["branch"]
     assert "trigger_rule" not in data["tasks"]["b"] and "branch" not in data["tasks"]["b"]
     assert RunPlan.from_json(plan.to_json()) == plan
@@ -230,3 +230,19 @@ def test_an_old_version_3_plan_loads_with_every_step_on_the_default_route(
     assert old.queues == {}
     assert old.tasks == diamond.tasks
     assert old.version == PLAN_VERSION
+
+
+def test_a_mapped_task_survives_the_round_trip_as_a_version_5_plan() -> None:
+    # Given b maps over a's files, at most 3 at once
+    children = {t: tuple(c for c, ps in DIAMOND.items() if t in ps) for t in DIAMOND}
+    tasks = {t: (f"wf.{t}", {}, 0, None) for t in DIAMOND}
+    plan = RunPlan.build("g", "acme", tasks, DIAMOND, children, maps={"b": ("a", "files", 3)})
+    # Then it takes the rule path, knows its instances, and is stored as version 5
+    assert plan.ruled and plan.mapped
+    assert plan.knows("b[7]") and not plan.knows("c[7]") and not plan.knows("b[x]")
+    assert plan.task("b[7]") is plan.tasks["b"]
+    assert plan.descendants("b[2]") == ["d"]
+    data = json.loads(plan.to_json())
+    assert data["version"] == PLAN_VERSION == 5
+    assert data["tasks"]["b"]["map"] == ["a", "files"] and data["tasks"]["b"]["max_parallel"] == 3
+    assert RunPlan.from_json(plan.to_json()) == plan
