@@ -144,10 +144,17 @@ def status(run_id: str, as_json: bool) -> int:
 
     handle = get_run(run_id)
     run = handle.status()
+    stuck = handle.unconsumed_waits()
     if as_json:
-        print(json.dumps(run.to_dict(tracebacks=True), indent=2))
+        print(json.dumps({**run.to_dict(tracebacks=True), "unconsumed_queues": stuck}, indent=2))
     else:
         _print_status(run, is_verbose())
+        for queue, steps in stuck.items():
+            more = f" and {len(steps) - 5} more" if len(steps) > 5 else ""
+            print(
+                f"Waiting on queue '{queue}', which no live worker consumes: "
+                f"{', '.join(steps[:5])}{more} (start one: celery -A dagflow worker -Q {queue})"
+            )
     return EXIT_OK
 
 

@@ -13,10 +13,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from dagflow.client.consumers import INSPECT_TIMEOUT_S, unconsumed
 from dagflow.client.status import RunResult, RunStatus
 from dagflow.dag.plan import RunPlan
 from dagflow.errors import PlanVersionError, RunnerError
 from dagflow.execution.cancel import CancelOutcome, cancel_run
+from dagflow.execution.publish import by_queue, default_queue
 from dagflow.execution.rerun import retry_run
 from dagflow.settings import Settings
 from dagflow.stores import RunSnapshot, RunStore
@@ -154,6 +156,27 @@ class RunHandle:
             plan = None
         order = list(plan.tasks) if plan else []
         return RunStatus.from_store(snap, tasks, order)
+
+    @_handle_sealed
+    def unconsumed_waits(self, timeout: float = INSPECT_TIMEOUT_S) -> dict[str, list[str]]:
+        """Queues that no live worker consumes, and this run's sent steps waiting on them.
+
+        Empty for a run that is not running, with nothing sent and unclaimed, with the
+        embedded worker (it consumes every queue of its runs), or when the workers cannot
+        be asked; otherwise it asks them (``inspect().active_queues()``, up to ``timeout``).
+        """
+        snap = self.store.snapshot(self.run_id, with_states=True)
+        plan = self.plan()
+        if snap is None or plan is None or snap.status != "running" or self.settings.embedded:
+            return {}
+        pending = [t for t, state in (snap.states or {}).items() if state == "pending"]
+        sent = self.store.unsent(self.run_id, pending)
+        if not sent:
+            return {}
+        app = self.runner.app
+        default = default_queue(app)
+        waiting = {q or default: ids for q, ids in by_queue(sent, plan.queues).items()}
+        return {q: waiting[q] for q in unconsumed(app, waiting, timeout)}
 
     @_handle_sealed
     def wait(

@@ -188,3 +188,21 @@ def test_the_embedded_worker_consumes_the_queues_of_a_run_started_without_submit
     # Then the worker takes the queue on as the run starts, and the run ends
     result = embedded_runner.attach(run_id).wait(timeout=30)
     assert (result.status, result.succeeded) == ("success", 2)
+
+
+def test_status_says_when_a_step_waits_on_a_queue_nobody_consumes(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # Given a run whose second task goes to queue 'tpu', which no worker consumes
+    dag = make_dag([task("a"), task("b", deps=("a",), queue="tpu")], name="tpu_dag")
+    handle = cluster.runner.submit(dag)
+    reader = cluster.runner.attach(handle.run_id)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not reader.unconsumed_waits():
+        time.sleep(0.2)
+    # Then the handle (what dagflow status prints) names the queue and the waiting step
+    assert reader.unconsumed_waits() == {"tpu": ["b"]}
+    # and once a worker consumes tpu the step runs and nothing is flagged any more
+    cluster.worker("tpu", extra_args=["-Q", "tpu"])
+    assert handle.wait(timeout=60).status == "success"
+    assert reader.unconsumed_waits() == {}
