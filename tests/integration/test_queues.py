@@ -206,3 +206,50 @@ def test_status_says_when_a_step_waits_on_a_queue_nobody_consumes(
     cluster.worker("tpu", extra_args=["-Q", "tpu"])
     assert handle.wait(timeout=60).status == "success"
     assert reader.unconsumed_waits() == {}
+
+
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_steps_and_map_instances_run_on_their_queue_on_both_brokers(
+    tmp_path: Path, broker: str
+) -> None:
+    from tests.support.rabbitmq import RabbitVhost, rabbitmq_available
+    from tests.support.services import require
+
+    # Given a cpu and a gpu worker on a Redis broker, or on a RabbitMQ vhost of this test's
+    vhost = None
+    if broker == "rabbitmq":
+        require(rabbitmq_available(), "RabbitMQ is not running on 127.0.0.1:5672")
+        vhost = RabbitVhost()
+    c = Cluster(tmp_path, broker=vhost.url if vhost else None)
+    try:
+        c.worker("cpu", concurrency=2, extra_args=CPU)
+        c.worker("gpu", concurrency=2, extra_args=GPU)
+        # When a DAG runs whose mapped task and one plain task are on gpu
+        dag = make_dag(
+            [
+                task("list_files", "test.list", params={"n": 4}),
+                task(
+                    "train", "test.map_item", ("list_files",), map="list_files.files", queue="gpu"
+                ),
+                task("report", deps=("train",)),
+                task("publish", deps=("report",), queue="gpu"),
+            ],
+            name=f"queues_{broker}",
+        )
+        handle = c.runner.submit(dag)
+        assert handle.wait(timeout=60).status == "success"
+        # Then every step ran on a worker of its queue
+        ran = starts(c.events(handle.run_id))
+        assert ("list_files", "cpu") in ran and ("report", "cpu") in ran
+        assert ("publish", "gpu") in ran
+        assert sorted(t for t, w in ran if w == "gpu") == [
+            "publish",
+            "train[0]",
+            "train[1]",
+            "train[2]",
+            "train[3]",
+        ]
+    finally:
+        c.close()
+        if vhost is not None:
+            vhost.delete()
