@@ -17,12 +17,12 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dagflow.dag.compile import steps_canvas
 from dagflow.dag.load import Dag
 from dagflow.dag.params import resolve_params
 from dagflow.dag.plan import RunPlan
 from dagflow.events.log import Event
 from dagflow.execution.admission import run_slots, slots_from_json, slots_to_json, waiting_line
+from dagflow.execution.publish import send_start
 from dagflow.execution.runtime import RunEnded, RunStarted, Runtime
 from dagflow.stores import FinishResult
 from dagflow.stores.transport import BACKEND_ERRORS
@@ -214,8 +214,7 @@ def _started(
             workflow_ref=plan.task(task_id).workflow_ref,
             reused_from=plan.labels.get("retry_of"),
         )
-    if start:
-        steps_canvas(app, run_id, start, plan.dag_name, plan.queues).apply_async()
+    send_start(app, run_id, start, plan.dag_name, plan.queues)
     rt.run_started(RunStarted(run_id, plan.dag_name, plan.tenant_id, dict(labels)))
 
 

@@ -1,5 +1,9 @@
 """Publishing ``dagflow.step`` messages: straight onto a Redis queue, or through Celery.
 
+Every step dagflow sends goes out through this module: a run's start canvas
+(:func:`send_start`), children and re-sends (:func:`send_steps`), a retry's ETA message
+(:func:`send_later`) and the messages a finish script pushes itself (:func:`link_push`).
+
 A step message is two short strings, yet sending one with ``apply_async`` costs about
 0.6 ms of CPU in the sending process: Celery builds the message and fires its signals,
 kombu creates a Redis client for every publish and routes the message. On a no-op step
@@ -43,7 +47,7 @@ import redis
 from celery.utils.nodenames import anon_nodename
 from kombu.exceptions import KombuError
 
-from dagflow.dag.compile import STEP_TASK, step_name
+from dagflow.dag.compile import STEP_TASK, step_name, steps_canvas
 from dagflow.dag.mapping import base_task_id
 from dagflow.execution.message import Sender, step_message
 from dagflow.redis_url import DEFAULT_MASTER_NAME, is_sentinel_url, redis_client, same_redis
@@ -274,6 +278,25 @@ def _send_with_celery(
                 shadow=step_name(dag_name, task_id),
                 **options,
             )
+
+
+def send_start(
+    app: Celery,
+    run_id: str,
+    task_ids: Sequence[str],
+    dag_name: str | None,
+    queues: Mapping[str, str] | None = None,
+) -> None:
+    """Send a run's first steps as the compiled start canvas: one ``dagflow.step``
+    signature, or a ``group`` of them (:func:`~dagflow.dag.compile.steps_canvas`), each to
+    its task's queue.
+
+    The steps are in the outbox already (stored with the run): if this publish fails, the
+    sweeper sends them. Errors are raised, as Celery raises them, to the caller that
+    started the run.
+    """
+    if task_ids:
+        steps_canvas(app, run_id, task_ids, dag_name, queues).apply_async()
 
 
 def send_later(
