@@ -81,6 +81,7 @@ class CompiledDag:
             rules={t.id: t.trigger_rule for t in self.spec.tasks if t.trigger_rule != DEFAULT_RULE},
             branches=[t.id for t in self.spec.tasks if t.branch],
             queues=self.spec.queues,
+            pools=self.spec.pools,
         )
 
     def start_canvas(self, app: Celery, run_id: str) -> Signature:

@@ -23,6 +23,7 @@ from dagflow.errors import PlanVersionError
 #: 4: a task's ``trigger_rule``, ``branch`` and ``queue``. A plan that uses none of them is
 #: still written as version 3: a worker of the previous version runs it correctly, and
 #: refuses only the plans whose rules it would ignore or whose steps it would misroute.
+#: A task's ``pool`` also makes a plan version 4 (an older worker would ignore the limit).
 PLAN_VERSION = 4
 #: The versions this dagflow reads (a version 3 plan's tasks are ``all_success``).
 READABLE_VERSIONS = (3, 4)
@@ -44,6 +45,7 @@ class TaskPlan:
         trigger_rule: When it runs, given how its parents ended (:mod:`dagflow.dag.rules`).
         branch: Its output's ``branch`` key chooses which children run.
         queue: The Celery queue its step is sent to, or None for the default route.
+        pool: The pool whose slots its steps take, or None.
     """
 
     workflow_ref: str
@@ -57,6 +59,7 @@ class TaskPlan:
     trigger_rule: str = DEFAULT_RULE
     branch: bool = False
     queue: str | None = None
+    pool: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class RunPlan:
         rules: Mapping[str, str] | None = None,
         branches: Collection[str] = (),
         queues: Mapping[str, str] | None = None,
+        pools: Mapping[str, str] | None = None,
     ) -> RunPlan:
         """Build a plan from each task's ``(workflow_ref, params, retries, timeout_s)``.
 
@@ -98,6 +102,7 @@ class RunPlan:
             rules: The tasks whose ``trigger_rule`` is not ``all_success``, and their rule.
             branches: The ``branch: true`` tasks.
             queues: The tasks that have a queue, and their queue.
+            pools: The tasks that have a pool, and their pool.
         """
         built = {
             tid: _task(ref, task_params, retries, timeout, parents, children, tid)
@@ -109,6 +114,8 @@ class RunPlan:
             built[tid] = replace(built[tid], branch=True)
         for tid, queue in (queues or {}).items():
             built[tid] = replace(built[tid], queue=queue)
+        for tid, pool in (pools or {}).items():
+            built[tid] = replace(built[tid], pool=pool)
         return cls(
             dag_name=dag_name,
             tenant_id=tenant_id,
@@ -131,6 +138,11 @@ class RunPlan:
         """Each task's queue, for the tasks that have one (empty for most DAGs)."""
         return {tid: task.queue for tid, task in self.tasks.items() if task.queue}
 
+    @cached_property
+    def pools(self) -> Mapping[str, str]:
+        """Each task's pool, for the tasks that have one (empty for most DAGs)."""
+        return {tid: task.pool for tid, task in self.tasks.items() if task.pool}
+
     def to_json(self) -> str:
         """The plan as compact JSON (written once per run)."""
         tasks = {}
@@ -150,8 +162,10 @@ class RunPlan:
                 entry["branch"] = True
             if task.queue is not None:
                 entry["queue"] = task.queue
+            if task.pool is not None:
+                entry["pool"] = task.pool
             tasks[tid] = entry
-        plain = not self.ruled and not self.queues
+        plain = not self.ruled and not self.queues and not self.pools
         version = min(self.version, READABLE_VERSIONS[0]) if plain else self.version
         data = {"version": version, "dag": self.dag_name, "tenant": self.tenant_id}
         run = {"params": dict(self.params), "labels": dict(self.labels)}
@@ -190,6 +204,7 @@ class RunPlan:
             rules={tid: t["trigger_rule"] for tid, t in raw_tasks.items() if "trigger_rule" in t},
             branches=[tid for tid, t in raw_tasks.items() if t.get("branch")],
             queues={tid: t["queue"] for tid, t in raw_tasks.items() if t.get("queue")},
+            pools={tid: t["pool"] for tid, t in raw_tasks.items() if t.get("pool")},
         )
 
     def descendants(self, task_id: str) -> list[str]:

@@ -14,6 +14,7 @@ A DAG file is YAML, read with PyYAML's safe loader only (``SAFE_LOADER``)::
         trigger_rule: all_done   # optional: when it runs, given how its parents ended
         branch: false        # optional: its output's ``branch`` names the children that run
         queue: gpu           # optional: the Celery queue its step is sent to
+        pool: warehouse      # optional: at most DAGFLOW_POOLS' size of its steps at once
     params: {day: null}      # optional: run-level params and their defaults
     queue: default           # optional: the queue of every task without its own
 
@@ -36,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dagflow.dag.field_errors import describe, field_errors
 from dagflow.dag.rules import DEFAULT_RULE, TRIGGER_RULES, unknown_rule
 from dagflow.errors import DagValidationError, SpecError
+from dagflow.settings import POOL_PATTERN, POOL_RULE
 
 #: Task ids become key prefixes (``sweep__summary``) and Redis key parts: keep them plain.
 TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -67,6 +69,7 @@ FIELDS: dict[str, str] = {
     "tasks[].trigger_rule": f"a trigger rule ({', '.join(TRIGGER_RULES)})",
     "tasks[].branch": "true or false",
     "tasks[].queue": f"a queue name ({QUEUE_RULE})",
+    "tasks[].pool": f"a pool name ({POOL_RULE}) listed in DAGFLOW_POOLS",
     "params": "a mapping of run-level params and their default values (JSON values)",
     "max_active_runs": "a whole number >= 1: runs of this DAG that may run at once",
     "queue": f"a queue name ({QUEUE_RULE})",
@@ -89,6 +92,8 @@ class TaskSpec(BaseModel):
             skipped.
         queue: The Celery queue its step is sent to (over the DAG's ``queue``); None
             keeps the default route.
+        pool: The pool whose slots its steps take (``DAGFLOW_POOLS`` sets its size); None:
+            no pool.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -102,6 +107,7 @@ class TaskSpec(BaseModel):
     trigger_rule: str = DEFAULT_RULE
     branch: bool = False
     queue: str | None = None
+    pool: str | None = None
 
     @field_validator("id")
     @classmethod
@@ -119,6 +125,13 @@ class TaskSpec(BaseModel):
     def _queue_name(cls, value: str | None) -> str | None:
         if value is not None and not QUEUE_PATTERN.fullmatch(value):
             raise ValueError(f"expected a queue name ({QUEUE_RULE}), got {describe(value)}")
+        return value
+
+    @field_validator("pool")
+    @classmethod
+    def _pool_name(cls, value: str | None) -> str | None:
+        if value is not None and not POOL_PATTERN.match(value):
+            raise ValueError(f"expected a pool name ({POOL_RULE}), got {describe(value)}")
         return value
 
     @field_validator("params")
@@ -192,6 +205,11 @@ class DagSpec(BaseModel):
         return [task.id for task in self.tasks]
 
     @property
+    def pools(self) -> dict[str, str]:
+        """Each task's pool, for tasks that have one."""
+        return {t.id: t.pool for t in self.tasks if t.pool}
+
+    @property
     def queues(self) -> dict[str, str]:
         """Each task's queue (its own, else the DAG's), for tasks that have one."""
         return {t.id: q for t in self.tasks if (q := t.queue or self.queue)}
@@ -216,6 +234,29 @@ def _error_location(data: Any, loc: tuple[int | str, ...]) -> tuple[str | None, 
         field = ".".join(str(part) for part in loc[2:]) or None
         return task_id, field
     return None, ".".join(str(part) for part in loc) or None
+
+
+def check_pools(spec: DagSpec, source: str, sizes: Mapping[str, int]) -> None:
+    """Check that every ``pool`` a task names has a size in ``DAGFLOW_POOLS`` (``sizes``).
+
+    Raises:
+        DagValidationError: One problem per task naming an unknown pool, each with the
+            file, the task and the field.
+    """
+    known = ", ".join(sorted(sizes)) or "none"
+    problems: list[SpecError] = [
+        DagValidationError(
+            f"pool {task.pool!r} has no size in DAGFLOW_POOLS (known: {known}; "
+            f"set e.g. DAGFLOW_POOLS={task.pool}=4)",
+            file=source,
+            task=task.id,
+            field="pool",
+        )
+        for task in spec.tasks
+        if task.pool is not None and task.pool not in sizes
+    ]
+    if problems:
+        raise DagValidationError.collect(problems)
 
 
 def parse_dag(data: Any, *, source: str = "<dag>") -> DagSpec:

@@ -38,6 +38,7 @@ from dagflow.dag.plan import RunPlan, TaskPlan
 from dagflow.dag.rules import branch_choice
 from dagflow.errors import RunnerError, UnknownWorkflowError, WorkflowOutputError
 from dagflow.events.log import Event
+from dagflow.execution import pools
 from dagflow.execution.lifecycle import finish_run
 from dagflow.execution.publish import link_push, send_later, send_steps
 from dagflow.execution.runtime import Runtime, runtime_for
@@ -153,6 +154,8 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
         logger.warning("dagflow: run %s is unknown or expired; dropping step %s", run_id, task_id)
         return None
     spec = plan.tasks[task_id]
+    if not pools.gate(app, rt, plan, run_id, task_id):  # pools: parked, its slot comes later
+        return None
     token = task.request.id or f"local-{uuid.uuid4().hex}"
     worker = str(task.request.hostname or "")
     lease_s = rt.settings.lease_s
@@ -292,6 +295,7 @@ def _succeeded(
         push = link_push(app, rt.store, run_id, spec.links, plan.dag_name, plan.queues)
         request = replace(request, links=spec.links, joins=spec.joins, push=push)
     result = with_store(rt, "finish", lambda: rt.store.finish(request))
+    pools.release(app, rt, plan, run_id, task_id)  # pools: the end is committed
     if result.lost:
         _lease_lost(rt, run_id, plan, attempt.fields())
         return
@@ -344,6 +348,7 @@ def _failed(attempt: Attempt, exc: Exception, duration: float) -> None:
                 end=AttemptEnd(duration, error, trace),
             ),
         )
+        pools.release(attempt.app, rt, plan, run_id, task_id)  # pools: the retry re-acquires
         if not held:
             _lease_lost(rt, run_id, plan, attempt.fields())
             return
@@ -397,6 +402,7 @@ def fail_step(
             )
         ),
     )
+    pools.release(rt.app, rt, plan, run_id, task_id)  # pools: the failure is committed
     if result.lost:
         if fence:
             _lease_lost(rt, run_id, plan, fields)
