@@ -17,12 +17,14 @@ from dagflow.client.status import RunResult, RunStatus
 from dagflow.dag.plan import RunPlan
 from dagflow.errors import PlanVersionError, RunnerError
 from dagflow.execution.cancel import CancelOutcome, cancel_run
+from dagflow.execution.pools import waiting_lines
 from dagflow.execution.rerun import retry_run
 from dagflow.settings import Settings
 from dagflow.stores import RunSnapshot, RunStore
 from dagflow.stores.base import TaskInfo
 from dagflow.stores.redis import STORE_ERRORS
 from dagflow.stores.transport import Backoff, sealing
+from dagflow.wiring import pool_store
 
 if TYPE_CHECKING:
     from dagflow.client.runner import Runner
@@ -153,7 +155,9 @@ class RunHandle:
         except PlanVersionError:
             plan = None
         order = list(plan.tasks) if plan else []
-        return RunStatus.from_store(snap, tasks, order)
+        pools = pool_store(self.store)
+        waits = waiting_lines(pools, plan, self.run_id, tasks) if pools and plan else {}
+        return RunStatus.from_store(snap, tasks, order, waits)
 
     @_handle_sealed
     def wait(

@@ -35,7 +35,8 @@ from dagflow.dag.plan import RunPlan
 from dagflow.execution.publish import send_steps
 from dagflow.execution.runtime import Runtime
 from dagflow.execution.step_io import with_store
-from dagflow.stores.pools import PoolSweep, Step
+from dagflow.stores.base import TaskInfo
+from dagflow.stores.pools import PoolStore, PoolSweep, Step
 from dagflow.stores.transport import BACKEND_ERRORS
 
 if TYPE_CHECKING:
@@ -129,3 +130,24 @@ def sweep_pools(app: Celery, rt: Runtime) -> PoolSweep | None:
                        len(found.resent))  # fmt: skip
     send_woken(app, rt, [*found.woken, *found.resent])
     return found
+
+
+def waiting_lines(
+    pools: PoolStore, plan: RunPlan, run_id: str, tasks: Sequence[TaskInfo]
+) -> dict[str, str]:
+    """For ``dagflow status``: each of the run's steps parked for a pool slot, and a line
+    such as ``waiting for pool 'warehouse' (4/4 in use, 3 waiting)``."""
+    by_pool: dict[str, list[str]] = defaultdict(list)
+    for task in tasks:
+        pool = pool_of(plan, task.task_id)
+        if pool is not None and task.state in ("pending", "retry"):
+            by_pool[pool].append(task.task_id)
+    if not by_pool:
+        return {}
+    usage = pools.usage()
+    lines: dict[str, str] = {}
+    for pool, task_ids in by_pool.items():
+        use = usage.get(pool)
+        for task_id in pools.parked(pool, run_id, task_ids):
+            lines[task_id] = use.describe(pool) if use else f"waiting for pool {pool!r}"
+    return lines
