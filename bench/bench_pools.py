@@ -49,7 +49,7 @@ def measure(base: str, folder: Path, steps: int, reps: int) -> dict[str, list[fl
     env = worker_env(url, folder / "events.jsonl", folder / "state.jsonl", DAGFLOW_POOLS=pools)
     settings = Settings.from_env(env)
     workflows.load(settings.workflow_modules)
-    worker = start_worker(env, folder / "worker.log", concurrency=4, loglevel="warning")
+    worker = start_worker(env, folder / "worker.log", concurrency=4)
     runner = Runner(settings)
     times: dict[str, list[float]] = {name: [] for name in SIZES}
     try:
