@@ -13,10 +13,16 @@ B run, the **start wait** (submit to its first ``task_start``) and the **end-to-
 (submit to ``dag_done``):
 
 * **B alone**: no burst (the floor);
-* **A's burst, no limit**: every run of A starts at once, so its root steps fill the
-  broker queue and B's steps queue behind all of them;
+* **A's burst, nothing configured**: the fair default
+  (``DAGFLOW_TENANT_MAX_ACTIVE_RUNS`` unset: 64 runs per tenant at once);
+* **A's burst, no limit**: ``DAGFLOW_TENANT_MAX_ACTIVE_RUNS=0``: every run of A starts at
+  once, so its root steps fill the broker queue and B's steps queue behind all of them;
 * **A's burst, A limited**: ``DAGFLOW_TENANT_LIMITS=A=<n>``: A's runs wait as ``pending``
   in dagflow, and B's steps interleave with the few runs A has active.
+
+A second table is the price of the default for one tenant alone: ``--solo`` runs of A
+submitted at once, time until the last one ends, with nothing configured and with
+``DAGFLOW_TENANT_MAX_ACTIVE_RUNS=0``.
 """
 
 from __future__ import annotations
@@ -61,11 +67,12 @@ def _ts(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def scenario(name: str, base: str, folder: Path, burst: int, b_runs: int, limit: int) -> Row:
+def scenario(
+    name: str, base: str, folder: Path, burst: int, b_runs: int, extra: dict[str, str]
+) -> Row:
     url = f"{base}/{DB}"
     admin = redis.Redis.from_url(url)
     admin.flushdb()
-    extra = {"DAGFLOW_TENANT_LIMITS": f"A={limit}"} if limit else {}
     env = worker_env(url, folder / "events.jsonl", folder / "state.jsonl", **extra)
     settings = Settings.from_env(env)
     workflows.load(settings.workflow_modules)
@@ -104,21 +111,59 @@ def scenario(name: str, base: str, folder: Path, burst: int, b_runs: int, limit:
         stop_worker(worker, timeout=10)
 
 
+def solo(name: str, base: str, folder: Path, runs: int, extra: dict[str, str]) -> float:
+    """Seconds from the first submit of ``runs`` runs of A alone to the end of the last."""
+    url = f"{base}/{DB}"
+    redis.Redis.from_url(url).flushdb()
+    env = worker_env(url, folder / "events.jsonl", folder / "state.jsonl", **extra)
+    settings = Settings.from_env(env)
+    workflows.load(settings.workflow_modules)
+    worker = start_worker(env, folder / f"worker-solo-{len(name)}.log", concurrency=4)
+    runner = Runner(settings)
+    try:
+        tasks = [
+            task("a", "test.sleep", params={"seconds": STEP_S}),
+            task("b", "test.sleep", deps=("a",), params={"seconds": STEP_S}),
+            task("c", "test.sleep", deps=("b",), params={"seconds": STEP_S}),
+        ]
+        dag = make_dag(tasks, "solo", "A")
+        started = time.perf_counter()
+        handles = [runner.submit(dag) for _ in range(runs)]
+        for handle in handles:
+            handle.wait(timeout=600)
+        return time.perf_counter() - started
+    finally:
+        runner.close(wait=False)
+        stop_worker(worker, timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burst", type=int, default=1000, help="runs tenant A submits")
     parser.add_argument("--b-runs", type=int, default=10, help="runs tenant B submits")
     parser.add_argument("--limit", type=int, default=4, help="tenant A's limit")
+    parser.add_argument("--solo", type=int, default=300, help="runs of A alone (0: skip)")
     args = parser.parse_args()
     base = redis_base()
     folder = Path(tempfile.mkdtemp(prefix="dagflow-bench-tenants-"))
     try:
+        off = {"DAGFLOW_TENANT_MAX_ACTIVE_RUNS": "0"}
+        limited = {"DAGFLOW_TENANT_LIMITS": f"A={args.limit}"}
         rows = [
-            scenario("B alone", base, folder, 0, args.b_runs, 0),
-            scenario("A's burst, no limit", base, folder, args.burst, args.b_runs, 0),
+            scenario("B alone", base, folder, 0, args.b_runs, {}),
+            scenario("A's burst, nothing configured", base, folder, args.burst, args.b_runs, {}),
+            scenario("A's burst, no limit (=0)", base, folder, args.burst, args.b_runs, off),
             scenario(f"A's burst, A limited to {args.limit}", base, folder, args.burst,
-                     args.b_runs, args.limit),
+                     args.b_runs, limited),
         ]  # fmt: skip
+        solos = (
+            [
+                ("nothing configured (64 at once)", solo("default", base, folder, args.solo, {})),
+                ("DAGFLOW_TENANT_MAX_ACTIVE_RUNS=0", solo("off", base, folder, args.solo, off)),
+            ]
+            if args.solo
+            else []
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(
@@ -132,6 +177,15 @@ def main() -> None:
             f"| {r.scenario} | {r.burst} | {r.waiting} | {statistics.median(r.start_s):.3f} | "
             f"{max(r.start_s):.3f} | {statistics.median(r.done_s):.3f} | {max(r.done_s):.3f} |"
         )
+    if solos:
+        print(f"\nTenant A alone: {args.solo} runs submitted at once, until the last ends\n")
+        print("| setting | seconds | runs/s | vs no limit |")
+        print("|---|---:|---:|---:|")
+        base_s = solos[-1][1]
+        for label, seconds in solos:
+            print(
+                f"| {label} | {seconds:.2f} | {args.solo / seconds:.1f} | {base_s / seconds:.2f}x |"
+            )
 
 
 if __name__ == "__main__":

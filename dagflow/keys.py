@@ -41,6 +41,18 @@ Admission keys (``max_active_runs`` limits; a slot's scope is ``dag:<name>``,
     dagflow:pending:tenant:<id>       list    the tenant's waiting runs, oldest first
     dagflow:pending:tenants           list    tenants with waiting runs (rotated: round robin)
 
+Pool keys (``pool:`` on a task; see dagflow.stores.pools; a member is ``<run_id>\t<task_id>``,
+the full task id, so each mapped instance takes a slot of its own)::
+
+    dagflow:pools                         hash    pool -> its size, as the last worker to
+                                                  take a slot had it (DAGFLOW_POOLS)
+    dagflow:pool:<pool>:holders           zset    step -> when it took (or was given) a slot (ms)
+    dagflow:pool:<pool>:woken             hash    step -> 1: given a slot by a release and sent,
+                                                  not yet arrived (the sweeper re-sends it)
+    dagflow:pool:<pool>:parked            hash    step -> tenant: waiting for a slot
+    dagflow:pool:<pool>:queue:<tenant>    list    the tenant's parked steps, oldest first
+    dagflow:pool:<pool>:tenants           list    tenants with parked steps (rotated: round robin)
+
 Scheduler keys::
 
     dagflow:sched:claim:<schedule>:<minute>   string  the run id that won this minute
@@ -94,6 +106,9 @@ SLOTS_WAITING = f"{PREFIX}slots:waiting"
 PENDING_RUNS = f"{PREFIX}pending:runs"
 PENDING_TENANTS = f"{PREFIX}pending:tenants"
 PENDING_TENANT_PREFIX = f"{PREFIX}pending:tenant:"
+#: Pools: every pool's recorded size, and the prefix of one pool's keys (see pool_key).
+POOLS = f"{PREFIX}pools"
+POOL_PREFIX = f"{PREFIX}pool:"
 #: The stream every event goes through in distributed mode, and its collectors' group.
 EVENTS_STREAM = f"{PREFIX}events"
 COLLECTOR_GROUP = "collectors"
@@ -112,6 +127,11 @@ def run_key(run_id: str, part: str) -> str:
 def slot_key(scope: str) -> str:
     """The zset of the runs holding a slot of ``scope`` (``dag:x``, ``tenant:y``, ``scheduled``)."""
     return f"{SLOTS}:{scope}"
+
+
+def pool_key(pool: str, part: str) -> str:
+    """One key of a pool (``holders``, ``woken``, ``parked``, ``tenants``, ``queue:<tenant>``)."""
+    return f"{POOL_PREFIX}{pool}:{part}"
 
 
 def job_key(job_id: str) -> str:

@@ -7,6 +7,7 @@ environment is a field here, with its unit and default. Nothing else calls ``os.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,35 @@ def _tenant_limits(raw: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
+#: Runs of one tenant that run at once when ``DAGFLOW_TENANT_MAX_ACTIVE_RUNS`` is not set:
+#: fair by default. Without a cap, a tenant's burst of runs puts all their first steps in
+#: the broker queue, and another tenant's run waits behind every one of them (18.5 s behind
+#: 1,000 runs in bench/README.md); with it, behind at most this many runs' steps. One
+#: tenant alone still fills about this many worker processes with chains (raise it for
+#: bigger clusters; 0 turns the cap off).
+DEFAULT_TENANT_MAX_ACTIVE_RUNS = 64
+
+#: Pool names (``pool:`` in a DAG file, ``DAGFLOW_POOLS``): they are Redis key parts.
+POOL_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+POOL_RULE = "1-64 letters, digits, '_', '-' or '.', not starting with '-' or '.'"
+
+
+def _pools(raw: str) -> tuple[tuple[str, int], ...]:
+    """Parse ``warehouse=4,api=2`` (``DAGFLOW_POOLS``): each pool's size, at least 1."""
+    out: dict[str, int] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        name, sep, value = (p.strip() for p in item.partition("="))
+        if not sep or not POOL_PATTERN.match(name) or not value.isdigit() or int(value) < 1:
+            raise ConfigError(
+                f"DAGFLOW_POOLS: {item!r} is not pool=N with N >= 1 and a pool name of "
+                f"{POOL_RULE} (e.g. warehouse=4,api=2)"
+            )
+        out[name] = int(value)
+    return tuple(out.items())
+
+
 @dataclass(frozen=True)
 class Settings:
     """dagflow's settings. Build with :meth:`from_env`; every field has a documented default.
@@ -84,9 +114,16 @@ class Settings:
             across every scheduler and Beat process (held in Redis; the others wait as
             ``pending``).
         tenant_max_active_runs: ``DAGFLOW_TENANT_MAX_ACTIVE_RUNS``, runs of one tenant that
-            run at once (0: no limit); the others wait as ``pending``, in order.
+            run at once (0: no limit); the others wait as ``pending``, in order, and
+            tenants' waiting runs start in turn. :data:`DEFAULT_TENANT_MAX_ACTIVE_RUNS` (64)
+            by default, so tenants share the workers fairly with nothing configured.
         tenant_limits: ``DAGFLOW_TENANT_LIMITS``, per-tenant overrides of that limit, as
             ``acme=4,beta=16``.
+        pools: ``DAGFLOW_POOLS``, each pool's size as ``warehouse=4,api=2``: at most that many
+            steps of the tasks with ``pool: warehouse`` run at once, across every worker.
+            The workers' value is the one enforced (each acquire passes its worker's size
+            and records it in Redis, where releases and the sweeper read it); a client's
+            only checks DAG files (a ``pool`` it does not list is a validation error).
         sched_max_jobs_per_drain: ``SCHED_MAX_JOBS_PER_DRAIN``, ``PENDING`` jobs a scheduler
             takes off the job queue and starts per tick (the rest wait for the next drain).
         job_retry_base_s: ``DAGFLOW_JOB_RETRY_BASE_S``, seconds before a failed job's first
@@ -128,8 +165,9 @@ class Settings:
     schedules_dir: Path = Path("schedules")
     sched_tick_ms: int = 1000
     sched_max_parallel: int = 3
-    tenant_max_active_runs: int = 0
+    tenant_max_active_runs: int = DEFAULT_TENANT_MAX_ACTIVE_RUNS
     tenant_limits: tuple[tuple[str, int], ...] = ()
+    pools: tuple[tuple[str, int], ...] = ()
     sched_max_jobs_per_drain: int = 100
     job_retry_base_s: float = 30.0
     job_retry_max_s: float = 600.0
@@ -153,6 +191,11 @@ class Settings:
     def tenant_limit(self, tenant: str) -> int:
         """Runs of ``tenant`` that may run at once (0: no limit)."""
         return dict(self.tenant_limits).get(tenant, self.tenant_max_active_runs)
+
+    def pool_size(self, pool: str) -> int | None:
+        """Steps of ``pool`` that may run at once, or None if ``DAGFLOW_POOLS`` does not
+        list it."""
+        return dict(self.pools).get(pool)
 
     @property
     def embedded(self) -> bool:
@@ -228,8 +271,11 @@ class Settings:
             schedules_dir=Path(env.get("DAGFLOW_SCHEDULES_DIR") or "schedules"),
             sched_tick_ms=_int(env, "SCHED_TICK_MS", 1000, minimum=1),
             sched_max_parallel=_int(env, "SCHED_MAX_PARALLEL", 3, minimum=1),
-            tenant_max_active_runs=_int(env, "DAGFLOW_TENANT_MAX_ACTIVE_RUNS", 0),
+            tenant_max_active_runs=_int(
+                env, "DAGFLOW_TENANT_MAX_ACTIVE_RUNS", DEFAULT_TENANT_MAX_ACTIVE_RUNS
+            ),
             tenant_limits=_tenant_limits(env.get("DAGFLOW_TENANT_LIMITS") or ""),
+            pools=_pools(env.get("DAGFLOW_POOLS") or ""),
             sched_max_jobs_per_drain=_int(env, "SCHED_MAX_JOBS_PER_DRAIN", 100, minimum=1),
             job_retry_base_s=_float(env, "DAGFLOW_JOB_RETRY_BASE_S", 30.0),
             job_retry_max_s=_float(env, "DAGFLOW_JOB_RETRY_MAX_S", 600.0),

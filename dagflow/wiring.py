@@ -20,6 +20,7 @@ from dagflow.events.jsonl import iter_records
 from dagflow.events.log import JsonlEventLog
 from dagflow.events.state_store import JsonlStateStore, StateRecorder
 from dagflow.execution.backoff import RetryPolicy
+from dagflow.execution.pools import sweep_pools
 from dagflow.execution.runtime import EventSink, Runtime
 from dagflow.redis_url import redis_client
 from dagflow.scheduling.firing import run_finished_hook
@@ -29,7 +30,10 @@ from dagflow.settings import Settings
 from dagflow.stores import MemoryRunStore, RedisRunStore, RunStore
 from dagflow.stores.event_stream import RedisEventStream
 from dagflow.stores.jobs import JobStore, MemoryJobStore
+from dagflow.stores.memory_pools import memory_pools
 from dagflow.stores.minute_claims import MemoryMinuteClaims, MinuteClaims, RedisMinuteClaims
+from dagflow.stores.pools import PoolStore
+from dagflow.stores.redis_pools import RedisPools
 
 
 def run_store(settings: Settings) -> RunStore:
@@ -56,6 +60,17 @@ def read_store(settings: Settings) -> RedisRunStore:
     return RedisRunStore(
         settings.require_redis_url(), ttl=settings.run_ttl_s, master_name=settings.redis_master_name
     )
+
+
+def pool_store(store: RunStore) -> PoolStore | None:
+    """The pools beside ``store``: on its Redis (the scripts read its keys), or in the
+    memory of an in-memory store (the same pools for every caller with that store); None
+    for any other store (a test's fault-injecting wrapper)."""
+    if isinstance(store, RedisRunStore):
+        return RedisPools(store.client)
+    if isinstance(store, MemoryRunStore):
+        return memory_pools(store)
+    return None
 
 
 def event_sink(settings: Settings) -> EventSink:
@@ -123,6 +138,8 @@ def build_runtime(settings: Settings, store: RunStore | None = None) -> Runtime:
     runtime.run_started_hooks.append(job_started_hook(runtime.jobs))
     runtime.run_finished_hooks.append(job_finished_hook(runtime.jobs, settings))
     runtime.sweep_hooks.append(sweep_jobs)
+    runtime.pools = pool_store(runtime.store)
+    runtime.sweep_hooks.append(sweep_pools)
     return runtime
 
 

@@ -115,6 +115,8 @@ def _print_status(run: RunStatus, verbose: bool) -> None:
             f"  {task.task_id:<{width}}  {task.state:<8} {task.attempts:>8}  "
             f"{_seconds(task.last.duration_s):>9}  {task.worker or '-'}"
         )
+        if task.task_id in run.pool_waits:
+            print(f"      {run.pool_waits[task.task_id]}")
         if task.last.error and task.state in ("failed", "retry", "running"):
             print(f"      {task.last.error}")
         if verbose and task.last.traceback and task.state in ("failed", "retry", "running"):

@@ -18,6 +18,7 @@ from dagflow.client.status import RunResult, RunStatus
 from dagflow.dag.plan import RunPlan
 from dagflow.errors import PlanVersionError, RunnerError
 from dagflow.execution.cancel import CancelOutcome, cancel_run
+from dagflow.execution.pools import waiting_lines
 from dagflow.execution.publish import by_queue, default_queue
 from dagflow.execution.rerun import retry_run
 from dagflow.settings import Settings
@@ -25,6 +26,7 @@ from dagflow.stores import RunSnapshot, RunStore
 from dagflow.stores.base import TaskInfo
 from dagflow.stores.redis import STORE_ERRORS
 from dagflow.stores.transport import Backoff, sealing
+from dagflow.wiring import pool_store
 
 if TYPE_CHECKING:
     from dagflow.client.runner import Runner
@@ -155,7 +157,9 @@ class RunHandle:
         except PlanVersionError:
             plan = None
         order = list(plan.tasks) if plan else []
-        return RunStatus.from_store(snap, tasks, order)
+        pools = pool_store(self.store)
+        waits = waiting_lines(pools, plan, self.run_id, tasks) if pools and plan else {}
+        return RunStatus.from_store(snap, tasks, order, waits)
 
     @_handle_sealed
     def unconsumed_waits(self, timeout: float = INSPECT_TIMEOUT_S) -> dict[str, list[str]]:

@@ -52,6 +52,8 @@ class RunStatus:
         tasks: Each task, in plan order (empty in listings).
         waiting_for: For a ``pending`` run, the limits it waits for
             (``waiting for a slot: tenant acme (2 at once)``), else None.
+        pool_waits: Each step parked for a pool slot, and what it waits for
+            (``waiting for pool 'warehouse' (4/4 in use, 3 waiting)``).
     """
 
     run_id: str
@@ -66,10 +68,15 @@ class RunStatus:
     error: str | None = None
     tasks: tuple[TaskInfo, ...] = ()
     waiting_for: str | None = None
+    pool_waits: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_store(
-        cls, snapshot: RunSnapshot, tasks: Sequence[TaskInfo] = (), order: Sequence[str] = ()
+        cls,
+        snapshot: RunSnapshot,
+        tasks: Sequence[TaskInfo] = (),
+        order: Sequence[str] = (),
+        pool_waits: Mapping[str, str] | None = None,
     ) -> RunStatus:
         """Build a status from the store's snapshot and (optionally) its task details."""
         meta = snapshot.meta
@@ -99,6 +106,7 @@ class RunStatus:
             error=str(meta["error"]) if meta.get("error") else None,
             tasks=tuple(ordered(tasks, order)),
             waiting_for=waiting_line(slots_from_json(meta.get("slots"))) if pending else None,
+            pool_waits=dict(pool_waits or {}),
         )
 
     @property
@@ -150,6 +158,7 @@ class RunStatus:
                     "worker": t.worker or None,
                     "duration_s": t.last.duration_s,
                     "error": t.last.error,
+                    "waiting_for": self.pool_waits.get(t.task_id),
                     **({"traceback": t.last.traceback} if tracebacks else {}),
                 }
                 for t in self.tasks

@@ -87,6 +87,7 @@ class CompiledDag:
                 for t in self.spec.tasks
                 if t.map and (found := parse_map_ref(t.map, self.graph.parents[t.id]))
             },
+            pools=self.spec.pools,
         )
 
     def start_canvas(self, app: Celery, run_id: str) -> Signature:

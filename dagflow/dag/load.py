@@ -10,7 +10,7 @@ from dagflow import workflows
 from dagflow.dag.compile import CompiledDag, compile_dag, describe
 from dagflow.dag.graph import build_graph
 from dagflow.dag.rules import DEFAULT_RULE
-from dagflow.dag.spec import DagSpec, parse_dag, read_yaml
+from dagflow.dag.spec import DagSpec, check_pools, parse_dag, read_yaml
 from dagflow.settings import Settings
 
 
@@ -62,7 +62,9 @@ def dag_from_data(data: Any, source: str, settings: Settings | None = None) -> D
     """
     settings = settings or Settings.from_env()
     workflows.load(settings.workflow_modules)
-    return check_dag(parse_dag(data, source=source), source)
+    spec = parse_dag(data, source=source)
+    check_pools(spec, source, dict(settings.pools))
+    return check_dag(spec, source)
 
 
 def plan_text(dag: Dag) -> str:
@@ -90,6 +92,8 @@ def plan_text(dag: Dag) -> str:
         if task.max_parallel is not None:
             extra += f", max_parallel: {task.max_parallel}"
         name = f"{task_id}[*]  (map over {task.map}) " if task.map else f"{task_id} "
+        if task.pool:
+            extra += f", pool: {task.pool}"
         lines.append(
             f"  {number}. {name}(workflow: {task.workflow_ref}, depends_on: {deps}{extra})"
         )

@@ -24,7 +24,8 @@ from dagflow.errors import PlanVersionError
 #: 4: a task's ``trigger_rule``, ``branch`` and ``queue``. A plan that uses none of them is
 #: still written as version 3: a worker of the previous version runs it correctly, and
 #: refuses only the plans whose rules it would ignore or whose steps it would misroute.
-#: 5: a task's ``map`` and ``max_parallel`` (written only by plans that map).
+#: 5: a task's ``map``, ``max_parallel`` and ``pool`` (written only by plans that use one:
+#: an older worker would misrun a map or ignore a pool's limit).
 PLAN_VERSION = 5
 #: The versions this dagflow reads (a version 3 plan's tasks are ``all_success``).
 READABLE_VERSIONS = (3, 4, 5)
@@ -49,6 +50,7 @@ class TaskPlan:
         map_from: ``(parent, key)`` of a mapped task: it runs once per item of that list
             in that parent's output (:mod:`dagflow.dag.mapping`); None for other tasks.
         max_parallel: With ``map_from``: most instances running at once (None: no cap).
+        pool: The pool whose slots its steps take, or None.
     """
 
     workflow_ref: str
@@ -64,6 +66,7 @@ class TaskPlan:
     queue: str | None = None
     map_from: tuple[str, str] | None = None
     max_parallel: int | None = None
+    pool: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class RunPlan:
         branches: Collection[str] = (),
         queues: Mapping[str, str] | None = None,
         maps: Mapping[str, tuple[str, str, int | None]] | None = None,
+        pools: Mapping[str, str] | None = None,
     ) -> RunPlan:
         """Build a plan from each task's ``(workflow_ref, params, retries, timeout_s)``.
 
@@ -107,6 +111,7 @@ class RunPlan:
             branches: The ``branch: true`` tasks.
             queues: The tasks that have a queue, and their queue.
             maps: The mapped tasks, and their ``(parent, key, max_parallel)``.
+            pools: The tasks that have a pool, and their pool.
         """
         built = {
             tid: _task(ref, task_params, retries, timeout, parents, children, tid)
@@ -120,6 +125,8 @@ class RunPlan:
             built[tid] = replace(built[tid], queue=queue)
         for tid, (parent, key, most) in (maps or {}).items():
             built[tid] = replace(built[tid], map_from=(parent, key), max_parallel=most)
+        for tid, pool in (pools or {}).items():
+            built[tid] = replace(built[tid], pool=pool)
         return cls(
             dag_name=dag_name,
             tenant_id=tenant_id,
@@ -171,6 +178,11 @@ class RunPlan:
         """Each task's queue, for the tasks that have one (empty for most DAGs)."""
         return {tid: task.queue for tid, task in self.tasks.items() if task.queue}
 
+    @cached_property
+    def pools(self) -> Mapping[str, str]:
+        """Each task's pool, for the tasks that have one (empty for most DAGs)."""
+        return {tid: task.pool for tid, task in self.tasks.items() if task.pool}
+
     def to_json(self) -> str:
         """The plan as compact JSON (written once per run)."""
         tasks = {}
@@ -194,9 +206,11 @@ class RunPlan:
                 entry["map"] = list(task.map_from)
                 if task.max_parallel is not None:
                     entry["max_parallel"] = task.max_parallel
+            if task.pool is not None:
+                entry["pool"] = task.pool
             tasks[tid] = entry
         # The oldest version that holds what this plan uses: older workers run it.
-        if self.mapped:
+        if self.mapped or self.pools:
             version = self.version
         elif self.ruled or self.queues:
             version = min(self.version, 4)
@@ -244,6 +258,7 @@ class RunPlan:
                 for tid, t in raw_tasks.items()
                 if t.get("map")
             },
+            pools={tid: t["pool"] for tid, t in raw_tasks.items() if t.get("pool")},
         )
 
     def descendants(self, task_id: str) -> list[str]:

@@ -16,6 +16,7 @@ A DAG file is YAML, read with PyYAML's safe loader only (``SAFE_LOADER``)::
         queue: gpu           # optional: the Celery queue its step is sent to
         map: list.files      # optional: one instance per item of that parent's output key
         max_parallel: 8      # optional, with map: instances running at once
+        pool: warehouse      # optional: at most DAGFLOW_POOLS' size of its steps at once
     params: {day: null}      # optional: run-level params and their defaults
     queue: default           # optional: the queue of every task without its own
 
@@ -38,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dagflow.dag.field_errors import describe, field_errors
 from dagflow.dag.rules import DEFAULT_RULE, TRIGGER_RULES, unknown_rule
 from dagflow.errors import DagValidationError, SpecError
+from dagflow.settings import POOL_PATTERN, POOL_RULE
 
 #: Task ids become key prefixes (``sweep__summary``) and Redis key parts: keep them plain.
 TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -71,6 +73,7 @@ FIELDS: dict[str, str] = {
     "tasks[].queue": f"a queue name ({QUEUE_RULE})",
     "tasks[].map": "PARENT.KEY: a direct parent's id, '.', and a key of its output",
     "tasks[].max_parallel": "a whole number >= 1: instances of the mapped task running at once",
+    "tasks[].pool": f"a pool name ({POOL_RULE}) listed in DAGFLOW_POOLS",
     "params": "a mapping of run-level params and their default values (JSON values)",
     "max_active_runs": "a whole number >= 1: runs of this DAG that may run at once",
     "queue": f"a queue name ({QUEUE_RULE})",
@@ -96,6 +99,8 @@ class TaskSpec(BaseModel):
         map: ``PARENT.KEY``: the task runs once per item of the list under ``KEY`` in its
             direct parent ``PARENT``'s output (see :mod:`dagflow.dag.mapping`).
         max_parallel: With ``map``: most instances running at once, across every worker.
+        pool: The pool whose slots its steps take (``DAGFLOW_POOLS`` sets its size); None:
+            no pool.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -111,6 +116,7 @@ class TaskSpec(BaseModel):
     queue: str | None = None
     map: str | None = Field(default=None, min_length=3)
     max_parallel: int | None = Field(default=None, ge=1)
+    pool: str | None = None
 
     @field_validator("id")
     @classmethod
@@ -128,6 +134,13 @@ class TaskSpec(BaseModel):
     def _queue_name(cls, value: str | None) -> str | None:
         if value is not None and not QUEUE_PATTERN.fullmatch(value):
             raise ValueError(f"expected a queue name ({QUEUE_RULE}), got {describe(value)}")
+        return value
+
+    @field_validator("pool")
+    @classmethod
+    def _pool_name(cls, value: str | None) -> str | None:
+        if value is not None and not POOL_PATTERN.match(value):
+            raise ValueError(f"expected a pool name ({POOL_RULE}), got {describe(value)}")
         return value
 
     @field_validator("params")
@@ -201,6 +214,11 @@ class DagSpec(BaseModel):
         return [task.id for task in self.tasks]
 
     @property
+    def pools(self) -> dict[str, str]:
+        """Each task's pool, for tasks that have one."""
+        return {t.id: t.pool for t in self.tasks if t.pool}
+
+    @property
     def queues(self) -> dict[str, str]:
         """Each task's queue (its own, else the DAG's), for tasks that have one."""
         return {t.id: q for t in self.tasks if (q := t.queue or self.queue)}
@@ -225,6 +243,29 @@ def _error_location(data: Any, loc: tuple[int | str, ...]) -> tuple[str | None, 
         field = ".".join(str(part) for part in loc[2:]) or None
         return task_id, field
     return None, ".".join(str(part) for part in loc) or None
+
+
+def check_pools(spec: DagSpec, source: str, sizes: Mapping[str, int]) -> None:
+    """Check that every ``pool`` a task names has a size in ``DAGFLOW_POOLS`` (``sizes``).
+
+    Raises:
+        DagValidationError: One problem per task naming an unknown pool, each with the
+            file, the task and the field.
+    """
+    known = ", ".join(sorted(sizes)) or "none"
+    problems: list[SpecError] = [
+        DagValidationError(
+            f"pool {task.pool!r} has no size in DAGFLOW_POOLS (known: {known}; "
+            f"set e.g. DAGFLOW_POOLS={task.pool}=4)",
+            file=source,
+            task=task.id,
+            field="pool",
+        )
+        for task in spec.tasks
+        if task.pool is not None and task.pool not in sizes
+    ]
+    if problems:
+        raise DagValidationError.collect(problems)
 
 
 def parse_dag(data: Any, *, source: str = "<dag>") -> DagSpec:

@@ -29,7 +29,12 @@ from dagflow.dashboard.jobs_panel import JobsView, jobs_section, probe_jobs
 from dagflow.dashboard.sources import CachedLog
 from dagflow.keys import is_redis_url
 from dagflow.settings import Settings
-from dagflow.stores.queue_stats import QueueStats, redis_queue_stats, with_collector_lag
+from dagflow.stores.queue_stats import (
+    QueueStats,
+    redis_queue_stats,
+    with_collector_lag,
+    with_pools,
+)
 
 RUN_PREFIX = "/runs/"
 #: Run statuses whose page is redrawn at every refresh.
@@ -48,6 +53,8 @@ def probe_queue(settings: Settings) -> QueueStats | None:
     if settings.events_via_stream:
         # The panels read the collected log: say how far behind it is.
         stats = with_collector_lag(stats, settings.require_redis_url(), settings.redis_master_name)
+    if settings.redis_url is not None:
+        stats = with_pools(stats, settings.redis_url, settings.redis_master_name)
     return stats
 
 

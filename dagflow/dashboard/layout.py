@@ -254,8 +254,25 @@ def queue_panel(
             children.append(html.P(f"Broker counts are for all tenants, not only {tenant}.",
                                    id="queue-all-tenants"))  # fmt: skip
     children.append(html.Div(cards, style=ROW))
+    if stats is not None and stats.pools:
+        children.append(pools_table(stats.pools))
     children.extend(jobs)
     return children
+
+
+def pools_table(pools: Mapping[str, tuple[int, int, int]]) -> html.Div:
+    """Each pool's use, for every tenant (``DAGFLOW_POOLS``; sizes as workers recorded them)."""
+    columns: list[Column] = [
+        ("pool", "Pool", plain),
+        ("in_use", "In use", plain),
+        ("size", "Size", plain),
+        ("waiting", "Waiting", plain),
+    ]
+    rows = [
+        {"pool": name, "in_use": used, "size": size, "waiting": waiting}
+        for name, (used, size, waiting) in sorted(pools.items())
+    ]
+    return table("queue-pools", columns, rows, "No pool in use")
 
 
 def app_layout(window_hours: float, refresh_s: float) -> html.Div:

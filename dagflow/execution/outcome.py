@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dagflow.dag.plan import RunPlan
 from dagflow.errors import RunnerError, UnknownWorkflowError, WorkflowOutputError
+from dagflow.execution import pools
 from dagflow.execution.attempt import Attempt
 from dagflow.execution.fanout import finish_gates, map_events
 from dagflow.execution.lifecycle import finish_run
@@ -104,6 +105,7 @@ def succeeded(
         push = link_push(app, rt.store, run_id, spec.links, plan.dag_name, plan.queues)
         request = replace(request, links=spec.links, joins=spec.joins, push=push)
     result = with_store(rt, "finish", lambda: rt.store.finish(request))
+    pools.release(app, rt, plan, run_id, task_id)  # pools: the end is committed
     if result.lost:
         _lease_lost(rt, run_id, plan, attempt.fields())
         return
@@ -157,6 +159,7 @@ def failed(attempt: Attempt, exc: Exception, duration: float) -> None:
                 end=AttemptEnd(duration, error, trace),
             ),
         )
+        pools.release(attempt.app, rt, plan, run_id, task_id)  # pools: the retry re-acquires
         if not held:
             _lease_lost(rt, run_id, plan, attempt.fields())
             return
@@ -210,6 +213,7 @@ def fail_step(
             )
         ),
     )
+    pools.release(rt.app, rt, plan, run_id, task_id)  # pools: the failure is committed
     if result.lost:
         if fence:
             _lease_lost(rt, run_id, plan, fields)

@@ -25,6 +25,7 @@ from dagflow.execution.heartbeat import Heartbeat
 from dagflow.settings import Settings
 from dagflow.stores import RunStore
 from dagflow.stores.jobs import JobStore, MemoryJobStore
+from dagflow.stores.pools import PoolStore
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -102,6 +103,9 @@ class Runtime:
     #: Called with the app and this runtime at every sweep, after the run store's own work:
     #: scheduling installs one that puts back and retries jobs.
     sweep_hooks: list[SweepHook] = field(default_factory=list)
+    #: The slots of ``pool:`` tasks (:mod:`dagflow.execution.pools`); None: pools are off
+    #: (a runtime built without :func:`dagflow.wiring.build_runtime`).
+    pools: PoolStore | None = None
     #: The Celery app this runtime is attached to (set by :func:`runtime_for`): what ends a
     #: run uses it to start the waiting runs its slots were freed for.
     app: Any = field(default=None, repr=False)

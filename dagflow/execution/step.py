@@ -35,6 +35,7 @@ from dagflow.dag.mapping import ITEM_PARAM, map_item, split_instance
 from dagflow.dag.payload import merge_params
 from dagflow.dag.plan import RunPlan
 from dagflow.dag.rules import branch_choice
+from dagflow.execution import pools
 from dagflow.execution.attempt import Attempt
 from dagflow.execution.fanout import claim_parents, map_lengths, upstream_values
 from dagflow.execution.lifecycle import finish_run
@@ -84,6 +85,8 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
         logger.warning("dagflow: run %s is unknown or expired; dropping step %s", run_id, task_id)
         return None
     spec = plan.task(task_id)
+    if not pools.gate(app, rt, plan, run_id, task_id):  # pools: parked, its slot comes later
+        return None
     token = task.request.id or f"local-{uuid.uuid4().hex}"
     worker = str(task.request.hostname or "")
     lease_s = rt.settings.lease_s

@@ -49,6 +49,8 @@ class QueueStats:
         collector_lag_s: Age of the oldest of them, in seconds.
         waiting: Runs waiting for a ``max_active_runs`` slot, per tenant (None when the
             run store could not be read).
+        pools: Each pool's use: ``(in use, size, waiting)`` (None when the run store could
+            not be read; empty when no pool was ever used).
     """
 
     queues: dict[str, int] = field(default_factory=dict)
@@ -58,6 +60,7 @@ class QueueStats:
     collector_behind: int | None = None
     collector_lag_s: float | None = None
     waiting: dict[str, int] | None = None
+    pools: dict[str, tuple[int, int, int]] | None = None
 
     @property
     def pending(self) -> int:
@@ -205,3 +208,30 @@ def with_collector_lag(
         collector_lag_s=round(lag.seconds, 1),
         waiting={t: n for t, n in waiting.items() if n},
     )
+
+
+def with_pools(
+    stats: QueueStats | None, store_url: str, master_name: str = DEFAULT_MASTER_NAME
+) -> QueueStats | None:
+    """``stats`` plus each pool's use (in use, size, waiting), read from the run store."""
+    import dataclasses
+
+    from dagflow.stores.redis_pools import RedisPools
+
+    try:
+        client = redis_client(
+            store_url,
+            master_name=master_name,
+            decode_responses=True,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=SOCKET_TIMEOUT_S,
+        )
+        try:
+            usage = RedisPools(client).usage()
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ConfigError):
+        return stats
+    base = stats if stats is not None else QueueStats(error=NO_BROKER)
+    pools = {name: (u.in_use, u.size, u.waiting) for name, u in usage.items()}
+    return dataclasses.replace(base, pools=pools)

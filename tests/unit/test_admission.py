@@ -15,12 +15,14 @@ from dagflow.execution.admission import (
 )
 from dagflow.settings import Settings
 
-DEFAULT = Settings()
+#: No tenant cap (DAGFLOW_TENANT_MAX_ACTIVE_RUNS=0): only the other limits apply.
+DEFAULT = Settings(tenant_max_active_runs=0)
 TENANTS = Settings(tenant_max_active_runs=8, tenant_limits=(("acme", 4), ("free", 0)))
 
 CASES = {
     # name: (tenant, labels, dag limit, settings, expected slots)
     "no limit starts at once": ("acme", {}, None, DEFAULT, []),
+    "fair by default": ("acme", {}, None, Settings(), [Slot("tenant:acme", 64)]),
     "dag limit 0 is no limit": ("acme", {}, 0, DEFAULT, []),
     "dag limit": ("acme", {}, 2, DEFAULT, [Slot("dag:nightly", 2)]),
     "tenant override": ("acme", {}, None, TENANTS, [Slot("tenant:acme", 4)]),

@@ -167,6 +167,7 @@ def test_to_dict_has_every_documented_field(tasks: list[TaskInfo]) -> None:
         "worker": "celery@host-b",
         "duration_s": 0.01,
         "error": "RunnerError: Task 'report' failed after 2 attempts: E",
+        "waiting_for": None,
         "traceback": "tb",
     }
     # a task that never ran has no worker: null, not ""
