@@ -20,6 +20,8 @@ from dagflow.events.jsonl import iter_records
 from dagflow.events.log import JsonlEventLog
 from dagflow.events.state_store import JsonlStateStore, StateRecorder
 from dagflow.execution.backoff import RetryPolicy
+from dagflow.execution.deadlines import sweep_deadlines
+from dagflow.execution.notify import sweep_notices
 from dagflow.execution.runtime import EventSink, Runtime
 from dagflow.redis_url import redis_client
 from dagflow.scheduling.firing import run_finished_hook
@@ -106,7 +108,8 @@ def collector(settings: Settings) -> Collector:
 
 def build_runtime(settings: Settings, store: RunStore | None = None) -> Runtime:
     """A process's runtime, with scheduling's hooks: ``run_finished`` in the state store,
-    each scheduled run's job moved along, and jobs swept (put back, retried) at every sweep.
+    each scheduled run's job moved along, and jobs swept (put back, retried) at every sweep;
+    and the sweeps of missed deadlines and undelivered notifications.
 
     Args:
         settings: The process's settings.
@@ -123,6 +126,9 @@ def build_runtime(settings: Settings, store: RunStore | None = None) -> Runtime:
     runtime.run_started_hooks.append(job_started_hook(runtime.jobs))
     runtime.run_finished_hooks.append(job_finished_hook(runtime.jobs, settings))
     runtime.sweep_hooks.append(sweep_jobs)
+    # Missed deadlines (claimed once across sweepers), then the notices left undelivered.
+    runtime.sweep_hooks.append(sweep_deadlines)
+    runtime.sweep_hooks.append(sweep_notices)
     return runtime
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from dagflow.execution.admission import slots_from_json, waiting_line
 from dagflow.stores.base import RunSnapshot, TaskInfo
+from dagflow.stores.notifications import NoticeState
 
 
 def failure_line(task: TaskInfo) -> str:
@@ -51,6 +52,8 @@ class RunStatus:
         tasks: Each task, in plan order (empty in listings).
         waiting_for: For a ``pending`` run, the limits it waits for
             (``waiting for a slot: tenant acme (2 at once)``), else None.
+        notices: Its hooks and webhooks and how each delivery stands (``sent``,
+            ``retrying``, ``failed``...), sorted by id.
     """
 
     run_id: str
@@ -65,6 +68,7 @@ class RunStatus:
     error: str | None = None
     tasks: tuple[TaskInfo, ...] = ()
     waiting_for: str | None = None
+    notices: tuple[NoticeState, ...] = ()
 
     @classmethod
     def from_store(
@@ -120,6 +124,18 @@ class RunStatus:
             "error": self.error,
             "waiting_for": self.waiting_for,
         }
+        if self.notices:
+            data["notifications"] = [
+                {
+                    "kind": n.kind,
+                    "target": n.target,
+                    "trigger": n.trigger,
+                    "state": n.state,
+                    "attempts": n.attempts,
+                    "error": n.error,
+                }
+                for n in self.notices
+            ]
         if self.tasks:
             data["tasks"] = [
                 {

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
+from dagflow.dag.alerts import Alerts
 from dagflow.dag.graph import reachable
 from dagflow.dag.rules import DEFAULT_RULE
 from dagflow.errors import PlanVersionError
@@ -23,9 +24,14 @@ from dagflow.errors import PlanVersionError
 #: 4: a task's ``trigger_rule``, ``branch`` and ``queue``. A plan that uses none of them is
 #: still written as version 3: a worker of the previous version runs it correctly, and
 #: refuses only the plans whose rules it would ignore or whose steps it would misroute.
-PLAN_VERSION = 4
+#: 5: the run's ``alerts`` (deadline, hooks, webhooks; :mod:`dagflow.dag.alerts`), written
+#: only for a run that has some: a worker that would end the run without telling anyone
+#: refuses it instead.
+PLAN_VERSION = 5
 #: The versions this dagflow reads (a version 3 plan's tasks are ``all_success``).
-READABLE_VERSIONS = (3, 4)
+READABLE_VERSIONS = (3, 4, 5)
+#: The version a plan with alerts needs.
+ALERTS_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,8 @@ class RunPlan:
             values over them), shown to workflows through :class:`dagflow.RunContext`.
         labels: The run's labels a workflow may see: ``schedule_id`` and
             ``scheduled_minute`` of a scheduled run, ``retry_of`` of a retry.
+        alerts: Whom the run's end and a missed deadline are told to (its DAG's and its
+            schedule's ``on_failure``, ``notify``...; see :mod:`dagflow.dag.alerts`).
     """
 
     dag_name: str
@@ -76,6 +84,7 @@ class RunPlan:
     version: int = PLAN_VERSION
     params: Mapping[str, Any] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    alerts: Alerts = field(default_factory=Alerts)
 
     @classmethod
     def build(
@@ -153,8 +162,14 @@ class RunPlan:
             tasks[tid] = entry
         plain = not self.ruled and not self.queues
         version = min(self.version, READABLE_VERSIONS[0]) if plain else self.version
+        if not self.alerts.empty:
+            version = max(version, ALERTS_VERSION)
+        elif version >= ALERTS_VERSION:
+            version = ALERTS_VERSION - 1  # what a plan without alerts needs at most
         data = {"version": version, "dag": self.dag_name, "tenant": self.tenant_id}
-        run = {"params": dict(self.params), "labels": dict(self.labels)}
+        run: dict[str, Any] = {"params": dict(self.params), "labels": dict(self.labels)}
+        if not self.alerts.empty:
+            run["alerts"] = self.alerts.to_data()
         return json.dumps({**data, **run, "tasks": tasks}, separators=(",", ":"))
 
     @classmethod
@@ -170,13 +185,14 @@ class RunPlan:
         if version not in READABLE_VERSIONS or isinstance(version, bool):
             raise PlanVersionError(
                 f"stored plan has version {version!r}; this dagflow reads version "
-                f"{' or '.join(map(str, READABLE_VERSIONS))} (run the same dagflow version "
+                f"{', '.join(map(str, READABLE_VERSIONS[:-1]))} or {READABLE_VERSIONS[-1]} "
+                "(run the same dagflow version "
                 "on clients and workers)"
             )
         raw_tasks: dict[str, Any] = data["tasks"]
         parents = {tid: tuple(t["parents"]) for tid, t in raw_tasks.items()}
         children = {tid: tuple(t["children"]) for tid, t in raw_tasks.items()}
-        return cls.build(
+        plan = cls.build(
             data["dag"],
             data["tenant"],
             {
@@ -191,6 +207,9 @@ class RunPlan:
             branches=[tid for tid, t in raw_tasks.items() if t.get("branch")],
             queues={tid: t["queue"] for tid, t in raw_tasks.items() if t.get("queue")},
         )
+        if data.get("alerts"):
+            plan = replace(plan, alerts=Alerts.from_data(data["alerts"]))
+        return plan
 
     def descendants(self, task_id: str) -> list[str]:
         """Every task downstream of ``task_id``, sorted."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from dagflow.dag.alerts import Alerts, Webhook
 from dagflow.dag.plan import PLAN_VERSION, RunPlan, TaskPlan
 from dagflow.errors import PlanVersionError, RunnerError
 
@@ -85,7 +87,7 @@ def test_json_is_compact_and_names_its_version(diamond: RunPlan) -> None:
     # A plan without trigger rules or branches is still written as version 3: workers of
     # the previous version run it correctly.
     assert (data["version"], data["dag"], data["tenant"]) == (3, "g", "acme")
-    assert PLAN_VERSION == 4  # the README documents "plan version 4"
+    assert PLAN_VERSION == 5  # the README documents "plan version 5" (alerts)
 
 
 def test_json_leaves_out_a_timeout_that_is_not_set(diamond: RunPlan) -> None:
@@ -116,7 +118,7 @@ def test_build_copies_the_run_params_it_is_given() -> None:
     assert plan.params == {"day": "x"}
 
 
-@pytest.mark.parametrize("version", [2, 5, None, "3", True])
+@pytest.mark.parametrize("version", [2, 6, None, "3", True])
 def test_a_plan_of_another_version_is_refused_with_both_versions_named(
     diamond: RunPlan, version: object
 ) -> None:
@@ -126,7 +128,7 @@ def test_a_plan_of_another_version_is_refused_with_both_versions_named(
     with pytest.raises(PlanVersionError) as caught:
         RunPlan.from_json(json.dumps(data))
     assert str(caught.value) == (
-        f"stored plan has version {version!r}; this dagflow reads version 3 or 4 "
+        f"stored plan has version {version!r}; this dagflow reads version 3, 4 or 5 "
         "(run the same dagflow version on clients and workers)"
     )
 
@@ -177,7 +179,7 @@ def test_trigger_rules_and_branches_survive_the_round_trip() -> None:
     assert plan.ruled and plan.tasks["d"].trigger_rule == "all_done" and plan.tasks["a"].branch
     # When it is stored and read back, then nothing is lost, and it is a version 4 plan
     data = json.loads(plan.to_json())
-    assert data["version"] == PLAN_VERSION == 4
+    assert data["version"] == 4 and PLAN_VERSION == 5  # version 5 only with alerts
     assert data["tasks"]["d"]["trigger_rule"] == "all_done" and data["tasks"]["a"]["branch"]
     assert "trigger_rule" not in data["tasks"]["b"] and "branch" not in data["tasks"]["b"]
     assert RunPlan.from_json(plan.to_json()) == plan
@@ -230,3 +232,28 @@ def test_an_old_version_3_plan_loads_with_every_step_on_the_default_route(
     assert old.queues == {}
     assert old.tasks == diamond.tasks
     assert old.version == PLAN_VERSION
+
+
+def test_a_plan_with_alerts_is_version_5_and_keeps_them(diamond: RunPlan) -> None:
+    # Given a run with a deadline, hooks and a webhook
+    alerts = Alerts(
+        deadline_s=60,
+        on_failure=("page",),
+        notify=(Webhook(webhook_env="SLACK", events=("failed",)),),
+    )
+    plan = replace(diamond, alerts=alerts)
+    # When it is stored and read back
+    data = json.loads(plan.to_json())
+    # Then it is version 5 (an older worker refuses it rather than tell nobody), and whole
+    assert data["version"] == 5
+    assert data["alerts"] == {
+        "deadline_s": 60.0,
+        "on_failure": ["page"],
+        "notify": [{"webhook_env": "SLACK", "events": ["failed"]}],
+    }
+    assert RunPlan.from_json(plan.to_json()) == plan
+    # and a plan without alerts is still version 3, or 4 with rules
+    assert json.loads(diamond.to_json())["version"] == 3
+    ruled = replace(diamond, tasks={**diamond.tasks, "b": replace(diamond.tasks["b"], branch=True)})
+    assert json.loads(ruled.to_json())["version"] == 4
+    assert json.loads(replace(ruled, alerts=alerts).to_json())["version"] == 5
