@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dagflow.dag.field_errors import describe
 from dagflow.errors import DagValidationError, SpecError
@@ -71,6 +71,16 @@ class Webhook(BaseModel):
 
     webhook_env: str
     events: tuple[str, ...] = DEFAULT_NOTIFY_EVENTS
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_on_key(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare ``on:`` key as the boolean true.
+        if isinstance(data, dict) and any(key is True or key == "on" for key in data):
+            raise ValueError(
+                "unknown key 'on' (YAML reads a bare on: as true): write events: [failed, ...]"
+            )
+        return data
 
     @field_validator("webhook_env")
     @classmethod
@@ -233,3 +243,17 @@ def unknown_hooks(
                     )
                 )
     return problems
+
+
+def alert_lines(alerts: Alerts) -> list[str]:
+    """What ``dagflow plan`` shows of a DAG's alerts (nothing for a DAG without)."""
+    lines = []
+    if alerts.deadline_s is not None:
+        lines.append(f"Deadline: {alerts.deadline_s:g} s after the run starts")
+    for field in HOOK_FIELDS.values():
+        names = getattr(alerts, field)
+        if names:
+            lines.append(f"Hooks {field}: {', '.join(names)}")
+    for hook in alerts.notify:
+        lines.append(f"Webhook ${hook.webhook_env}: on {', '.join(hook.events)}")
+    return lines

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dagflow import workflows
-from dagflow.dag.alerts import unknown_hooks
+from dagflow.dag.alerts import alert_lines, unknown_hooks
 from dagflow.dag.compile import CompiledDag, compile_dag, describe
 from dagflow.dag.graph import build_graph
 from dagflow.dag.rules import DEFAULT_RULE
@@ -80,6 +80,7 @@ def plan_text(dag: Dag) -> str:
         f"DRY RUN: DAG '{spec.name}'",
         f"Tenant: {spec.tenant_id}",
         f"Tasks: {len(spec.tasks)}",
+        *alert_lines(spec.alerts),
         "",
         "Execution Plan:",
     ]
