@@ -222,3 +222,21 @@ def test_plan_shows_the_alerts() -> None:
         "Webhook $S: on failed, deadline_missed",
     ]
     assert alert_lines(Alerts()) == []
+
+
+def test_a_schedules_alerts_travel_with_its_firing_and_job() -> None:
+    from dagflow.scheduling.firing import Firing
+
+    alerts = Alerts(deadline_s=900, on_failure=("page_owner",)).to_data()
+    firing = Firing(
+        schedule_id="nightly",
+        dag="dags/x.yaml",
+        tenant="acme",
+        scheduled_minute="2026-01-01T02:00:00Z",
+        run_id="r1",
+        job_id="j1",
+        alerts=alerts,
+    )
+    again = Firing.from_job(firing.job(1.0))
+    assert again.alerts == alerts
+    assert Alerts.from_data(again.alerts) == Alerts(deadline_s=900, on_failure=("page_owner",))
