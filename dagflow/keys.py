@@ -15,6 +15,8 @@ slot and its Lua scripts may touch all of them::
                                              error, traceback; see stores.base.AttemptEnd)
     dagflow:run:{<run_id>}:arr:<t>   set     parents of join task t that have finished
     dagflow:run:{<run_id>}:done      list    pushed once when the run ends (wakes waiters)
+    dagflow:run:{<run_id>}:notices   hash    notice -> its delivery (JSON: state, attempts,
+                                             error; see stores.notifications.NoticeState)
 
 Keys shared by every run (the sweeper's indexes; a member is ``<run_id>\t<task_id>``)::
 
@@ -27,6 +29,11 @@ Keys shared by every run (the sweeper's indexes; a member is ``<run_id>\t<task_i
                                       ``dagflow runs``; trimmed to DAGFLOW_RUN_TTL_S and
                                       RUN_HISTORY_MAX at each new run
     dagflow:lock:<name>       string  a short lock (one sweep at a time)
+    dagflow:notices           zset    notice -> when to deliver it (again) unless delivered
+                                      first (ms); a member is ``<run_id>\t<notice_id>``
+    dagflow:notices:tries     hash    notice -> failed delivery attempts so far
+    dagflow:deadlines         zset    run -> its deadline (ms); removed when the run ends or
+                                      when one sweeper claims it as missed
     dagflow:events            stream  every event and state line (log, data), capped
     (group "collectors" on dagflow:events: the collectors' read positions and pending entries)
 
@@ -100,6 +107,10 @@ RUNS_STARTED = f"{PREFIX}runs:started"
 #: At most this many runs are kept in :data:`RUNS_STARTED` (the oldest are dropped).
 RUN_HISTORY_MAX = 100_000
 LOCK_PREFIX = f"{PREFIX}lock:"
+#: Notifications to deliver (the notify outbox), their failed attempts, and run deadlines.
+NOTICES = f"{PREFIX}notices"
+NOTICE_TRIES = f"{PREFIX}notices:tries"
+DEADLINES = f"{PREFIX}deadlines"
 #: Admission: slot zsets, their registry, waiting counts, and the waiting runs per tenant.
 SLOTS = f"{PREFIX}slots"
 SLOTS_WAITING = f"{PREFIX}slots:waiting"

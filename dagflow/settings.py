@@ -154,6 +154,12 @@ class Settings:
         dashboard_host: ``DAGFLOW_DASHBOARD_HOST``, address the dashboard binds to.
         dashboard_port: ``DAGFLOW_DASHBOARD_PORT``, port of the dashboard.
         dashboard_auth: ``DAGFLOW_DASHBOARD_AUTH``, ``user:password`` for basic auth, or None.
+        notify_timeout_s: ``DAGFLOW_NOTIFY_TIMEOUT_S``, seconds one webhook POST may take.
+        notify_attempts: ``DAGFLOW_NOTIFY_ATTEMPTS``, delivery attempts of one hook or
+            webhook before it is given up (``notification_failed``/``hook_failed`` with
+            ``will_retry: false``).
+        notify_retry_s: ``DAGFLOW_NOTIFY_RETRY_S``, seconds before the second attempt of a
+            hook or webhook (doubling with each attempt, capped at 10 minutes).
     """
 
     broker_url: str | None = None
@@ -187,6 +193,9 @@ class Settings:
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8050
     dashboard_auth: str | None = None
+    notify_timeout_s: float = 10.0
+    notify_attempts: int = 5
+    notify_retry_s: float = 5.0
 
     def tenant_limit(self, tenant: str) -> int:
         """Runs of ``tenant`` that may run at once (0: no limit)."""
@@ -290,6 +299,9 @@ class Settings:
             lease_s=lease,
             sweep_s=sweep,
             store_retry_s=_float(env, "DAGFLOW_STORE_RETRY_S", 60.0),
+            notify_timeout_s=_float(env, "DAGFLOW_NOTIFY_TIMEOUT_S", 10.0, minimum=0.1),
+            notify_attempts=_int(env, "DAGFLOW_NOTIFY_ATTEMPTS", 5, minimum=1),
+            notify_retry_s=_float(env, "DAGFLOW_NOTIFY_RETRY_S", 5.0, minimum=0.01),
             embedded_concurrency=_int(env, "DAGFLOW_EMBEDDED_CONCURRENCY", 4, minimum=1),
             map_max=_int(env, "DAGFLOW_MAP_MAX", 10_000, minimum=1),
             dashboard_host=env.get("DAGFLOW_DASHBOARD_HOST") or "127.0.0.1",

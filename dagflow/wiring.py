@@ -20,6 +20,8 @@ from dagflow.events.jsonl import iter_records
 from dagflow.events.log import JsonlEventLog
 from dagflow.events.state_store import JsonlStateStore, StateRecorder
 from dagflow.execution.backoff import RetryPolicy
+from dagflow.execution.deadlines import sweep_deadlines
+from dagflow.execution.notify import sweep_notices
 from dagflow.execution.pools import sweep_pools
 from dagflow.execution.runtime import EventSink, Runtime
 from dagflow.redis_url import redis_client
@@ -121,7 +123,8 @@ def collector(settings: Settings) -> Collector:
 
 def build_runtime(settings: Settings, store: RunStore | None = None) -> Runtime:
     """A process's runtime, with scheduling's hooks: ``run_finished`` in the state store,
-    each scheduled run's job moved along, and jobs swept (put back, retried) at every sweep.
+    each scheduled run's job moved along, and jobs swept (put back, retried) at every sweep;
+    and the sweeps of missed deadlines and undelivered notifications.
 
     Args:
         settings: The process's settings.
@@ -140,6 +143,9 @@ def build_runtime(settings: Settings, store: RunStore | None = None) -> Runtime:
     runtime.sweep_hooks.append(sweep_jobs)
     runtime.pools = pool_store(runtime.store)
     runtime.sweep_hooks.append(sweep_pools)
+    # Missed deadlines (claimed once across sweepers), then the notices left undelivered.
+    runtime.sweep_hooks.append(sweep_deadlines)
+    runtime.sweep_hooks.append(sweep_notices)
     return runtime
 
 

@@ -21,7 +21,7 @@ from dagflow.cli.common import (
     still_running,
     verbose_option,
 )
-from dagflow.errors import SpecError
+from dagflow.errors import ScheduleError, SpecError
 
 if TYPE_CHECKING:
     from dagflow.client.runner import RunHandle, Runner
@@ -89,9 +89,19 @@ def validate(files: Sequence[Path]) -> int:
         try:
             data = read_yaml(path)  # once: it tells which kind of file this is, too
             if _is_schedule_file(path, data):
-                from dagflow.scheduling.schedules import schedules_from_data
+                from dagflow import workflows
+                from dagflow.scheduling.schedules import (
+                    schedules_from_data,
+                    unknown_schedule_hooks,
+                )
+                from dagflow.settings import Settings
 
                 entries = schedules_from_data(data, str(path))
+                if any(not e.alerts.empty for e in entries):
+                    workflows.load(Settings.from_env().workflow_modules)
+                    hooks = unknown_schedule_hooks(entries, str(path), workflows.names())
+                    if hooks:
+                        raise ScheduleError.collect(hooks)
                 print(f"{path}: ok ({len(entries)} schedules)", file=out)
             else:
                 dag = dag_from_data(data, str(path))

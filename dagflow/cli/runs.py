@@ -121,6 +121,13 @@ def _print_status(run: RunStatus, verbose: bool) -> None:
             print(f"      {task.last.error}")
         if verbose and task.last.traceback and task.state in ("failed", "retry", "running"):
             print(textwrap.indent(task.last.traceback, "      "))
+    if run.notices:
+        print("Notifications:")
+        for notice in run.notices:
+            tries = f"{notice.attempts} attempt" + ("" if notice.attempts == 1 else "s")
+            print(f"  {notice.kind} {notice.target} ({notice.trigger}): {notice.state}, {tries}")
+            if notice.error and notice.state in ("failed", "retrying"):
+                print(f"      {notice.error}")
 
 
 @click.command(

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dagflow.client.consumers import INSPECT_TIMEOUT_S, unconsumed
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
     from dagflow.dag.load import Dag
 
 logger = logging.getLogger(__name__)
+
+#: Seconds (besides one webhook timeout) an embedded run's wait gives its hooks and
+#: webhooks to be told, after the run ended.
+NOTICE_WAIT_S = 5.0
 
 #: How often a waiter with a progress callback looks at the run, in seconds.
 PROGRESS_INTERVAL_S = 0.1
@@ -159,7 +164,9 @@ class RunHandle:
         order = list(plan.tasks) if plan else []
         pools = pool_store(self.store)
         waits = waiting_lines(pools, plan, self.run_id, tasks) if pools and plan else {}
-        return RunStatus.from_store(snap, tasks, order, waits)
+        status = RunStatus.from_store(snap, tasks, order, waits)
+        notices = tuple(self.store.notices(self.run_id))
+        return replace(status, notices=notices) if notices else status
 
     @_handle_sealed
     def unconsumed_waits(self, timeout: float = INSPECT_TIMEOUT_S) -> dict[str, list[str]]:
@@ -226,6 +233,8 @@ class RunHandle:
                 on_progress(snap)
             if done:
                 break
+        if self.runner.embedded:
+            self._first_notices(deadline)
         failures: tuple[str, ...] = ()
         if snap.counts["failed"]:
             try:
@@ -246,6 +255,21 @@ class RunHandle:
             failures=failures,
             cancelled=snap.counts.get("cancelled", 0),
         )
+
+    def _first_notices(self, deadline: float | None) -> None:
+        """Wait until the ended run's hooks and webhooks had their first attempt.
+
+        The embedded worker tells them just after the run ends, in the thread that ended
+        it: a process that exits when its run ends would otherwise cut them off. Later
+        attempts (a receiver that was down) happen only while the process lives.
+        """
+        bound = time.monotonic() + self.runner.settings.notify_timeout_s + NOTICE_WAIT_S
+        if deadline is not None:
+            bound = min(bound, deadline)
+        while time.monotonic() < bound:
+            if all(n.state != "pending" for n in self.store.notices(self.run_id)):
+                return
+            time.sleep(0.02)
 
     @_handle_sealed
     def cancel(self, force: bool = False) -> CancelOutcome:

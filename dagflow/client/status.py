@@ -14,6 +14,7 @@ from typing import Any
 from dagflow.dag.mapping import split_instance
 from dagflow.execution.admission import slots_from_json, waiting_line
 from dagflow.stores.base import RunSnapshot, TaskInfo
+from dagflow.stores.notifications import NoticeState
 
 
 def failure_line(task: TaskInfo) -> str:
@@ -54,6 +55,8 @@ class RunStatus:
             (``waiting for a slot: tenant acme (2 at once)``), else None.
         pool_waits: Each step parked for a pool slot, and what it waits for
             (``waiting for pool 'warehouse' (4/4 in use, 3 waiting)``).
+        notices: Its hooks and webhooks and how each delivery stands (``sent``,
+            ``retrying``, ``failed``...), sorted by id.
     """
 
     run_id: str
@@ -69,6 +72,7 @@ class RunStatus:
     tasks: tuple[TaskInfo, ...] = ()
     waiting_for: str | None = None
     pool_waits: Mapping[str, str] = field(default_factory=dict)
+    notices: tuple[NoticeState, ...] = ()
 
     @classmethod
     def from_store(
@@ -149,6 +153,18 @@ class RunStatus:
             "error": self.error,
             "waiting_for": self.waiting_for,
         }
+        if self.notices:
+            data["notifications"] = [
+                {
+                    "kind": n.kind,
+                    "target": n.target,
+                    "trigger": n.trigger,
+                    "state": n.state,
+                    "attempts": n.attempts,
+                    "error": n.error,
+                }
+                for n in self.notices
+            ]
         if self.tasks:
             data["tasks"] = [
                 {

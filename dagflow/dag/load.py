@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from dagflow import workflows
+from dagflow.dag.alerts import alert_lines, unknown_hooks
 from dagflow.dag.compile import CompiledDag, compile_dag, describe
 from dagflow.dag.graph import build_graph
 from dagflow.dag.rules import DEFAULT_RULE
 from dagflow.dag.spec import DagSpec, check_pools, parse_dag, read_yaml
+from dagflow.errors import DagValidationError, SpecError
 from dagflow.settings import Settings
 
 
@@ -37,7 +39,13 @@ def check_dag(spec: DagSpec, source: str, known_workflows: list[str] | None = No
         known_workflows: Registered names; the registry's current names if None.
     """
     names = workflows.names() if known_workflows is None else known_workflows
-    graph = build_graph(spec, source=source, workflows=names)
+    hooks = unknown_hooks(spec.alerts, names, source=source)
+    try:
+        graph = build_graph(spec, source=source, workflows=names)
+    except SpecError as exc:
+        raise DagValidationError.collect([exc, *hooks]) from None
+    if hooks:
+        raise DagValidationError.collect(hooks)
     return Dag(source=source, spec=spec, compiled=compile_dag(spec, graph))
 
 
@@ -74,6 +82,7 @@ def plan_text(dag: Dag) -> str:
         f"DRY RUN: DAG '{spec.name}'",
         f"Tenant: {spec.tenant_id}",
         f"Tasks: {len(spec.tasks)}",
+        *alert_lines(spec.alerts),
         "",
         "Execution Plan:",
     ]

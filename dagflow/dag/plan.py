@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
+from dagflow.dag.alerts import Alerts
 from dagflow.dag.graph import reachable
 from dagflow.dag.mapping import split_instance
 from dagflow.dag.rules import DEFAULT_RULE
@@ -24,11 +25,14 @@ from dagflow.errors import PlanVersionError
 #: 4: a task's ``trigger_rule``, ``branch`` and ``queue``. A plan that uses none of them is
 #: still written as version 3: a worker of the previous version runs it correctly, and
 #: refuses only the plans whose rules it would ignore or whose steps it would misroute.
-#: 5: a task's ``map``, ``max_parallel`` and ``pool`` (written only by plans that use one:
-#: an older worker would misrun a map or ignore a pool's limit).
+#: 5: a task's ``map``, ``max_parallel`` and ``pool``, and the run's ``alerts`` (deadline,
+#: hooks, webhooks; :mod:`dagflow.dag.alerts`), written only by plans that use one: an
+#: older worker would misrun a map, ignore a pool's limit or end the run telling nobody.
 PLAN_VERSION = 5
 #: The versions this dagflow reads (a version 3 plan's tasks are ``all_success``).
 READABLE_VERSIONS = (3, 4, 5)
+#: The version a plan with alerts needs.
+ALERTS_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class RunPlan:
             values over them), shown to workflows through :class:`dagflow.RunContext`.
         labels: The run's labels a workflow may see: ``schedule_id`` and
             ``scheduled_minute`` of a scheduled run, ``retry_of`` of a retry.
+        alerts: Whom the run's end and a missed deadline are told to (its DAG's and its
+            schedule's ``on_failure``, ``notify``...; see :mod:`dagflow.dag.alerts`).
     """
 
     dag_name: str
@@ -86,6 +92,7 @@ class RunPlan:
     version: int = PLAN_VERSION
     params: Mapping[str, Any] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    alerts: Alerts = field(default_factory=Alerts)
 
     @classmethod
     def build(
@@ -210,14 +217,16 @@ class RunPlan:
                 entry["pool"] = task.pool
             tasks[tid] = entry
         # The oldest version that holds what this plan uses: older workers run it.
-        if self.mapped or self.pools:
+        if self.mapped or self.pools or not self.alerts.empty:
             version = self.version
         elif self.ruled or self.queues:
             version = min(self.version, 4)
         else:
             version = min(self.version, READABLE_VERSIONS[0])
         data = {"version": version, "dag": self.dag_name, "tenant": self.tenant_id}
-        run = {"params": dict(self.params), "labels": dict(self.labels)}
+        run: dict[str, Any] = {"params": dict(self.params), "labels": dict(self.labels)}
+        if not self.alerts.empty:
+            run["alerts"] = self.alerts.to_data()
         return json.dumps({**data, **run, "tasks": tasks}, separators=(",", ":"))
 
     @classmethod
@@ -239,7 +248,7 @@ class RunPlan:
         raw_tasks: dict[str, Any] = data["tasks"]
         parents = {tid: tuple(t["parents"]) for tid, t in raw_tasks.items()}
         children = {tid: tuple(t["children"]) for tid, t in raw_tasks.items()}
-        return cls.build(
+        plan = cls.build(
             data["dag"],
             data["tenant"],
             {
@@ -260,6 +269,9 @@ class RunPlan:
             },
             pools={tid: t["pool"] for tid, t in raw_tasks.items() if t.get("pool")},
         )
+        if data.get("alerts"):
+            plan = replace(plan, alerts=Alerts.from_data(data["alerts"]))
+        return plan
 
     def descendants(self, task_id: str) -> list[str]:
         """Every task downstream of ``task_id`` (of its mapped task for an instance), sorted."""

@@ -19,6 +19,9 @@ A DAG file is YAML, read with PyYAML's safe loader only (``SAFE_LOADER``)::
         pool: warehouse      # optional: at most DAGFLOW_POOLS' size of its steps at once
     params: {day: null}      # optional: run-level params and their defaults
     queue: default           # optional: the queue of every task without its own
+    deadline_s: 3600         # optional: deadline, hooks and webhooks (dagflow.dag.alerts)
+    on_failure: [page_owner]
+    notify: [{webhook_env: SLACK_WEBHOOK_URL, events: [failed]}]
 
 Unknown keys are errors, every error names the file, the task and the field, and every
 problem of a file is reported at once (:attr:`~dagflow.errors.SpecError.errors`).
@@ -36,6 +39,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dagflow.dag.alerts import ALERT_FIELDS, AlertFields
 from dagflow.dag.field_errors import describe, field_errors
 from dagflow.dag.rules import DEFAULT_RULE, TRIGGER_RULES, unknown_rule
 from dagflow.errors import DagValidationError, SpecError
@@ -77,6 +81,7 @@ FIELDS: dict[str, str] = {
     "params": "a mapping of run-level params and their default values (JSON values)",
     "max_active_runs": "a whole number >= 1: runs of this DAG that may run at once",
     "queue": f"a queue name ({QUEUE_RULE})",
+    **ALERT_FIELDS,
 }
 
 
@@ -174,8 +179,11 @@ class TaskSpec(BaseModel):
         return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-class DagSpec(BaseModel):
+class DagSpec(AlertFields):
     """A whole DAG: its ``name``, ``tenant_id``, ``tasks`` and run-level ``params`` defaults.
+
+    The alert fields (``deadline_s``, ``on_failure``, ``on_success``, ``on_deadline_missed``,
+    ``notify``) come from :class:`~dagflow.dag.alerts.AlertFields`.
 
     ``max_active_runs`` caps the runs of this DAG (by name, across every tenant, client and
     scheduler) that run at once; the others wait as ``pending``, in order.

@@ -38,6 +38,10 @@ EventName = Literal[
     "map_expand",
     "map_done",
     "dag_done",
+    "dag_deadline_missed",
+    "notification_sent",
+    "notification_failed",
+    "hook_failed",
 ]
 
 
@@ -78,6 +82,16 @@ class Event(BaseModel):
         instances: For ``map_expand``: how many instances a mapped task runs as (its
             ``map_done`` follows when the last one ends; ``status`` is ``success`` or
             ``failed``, with the ``error`` of a failed one).
+        kind: For ``notification_sent``, ``notification_failed`` and ``hook_failed``:
+            ``on_failure``, ``on_success``, ``on_deadline_missed`` (a hook) or ``webhook``.
+        target: For the same events: the hook's workflow, or the webhook's environment
+            variable (never its URL).
+        trigger: For the same events: what is told, ``failed``, ``success`` or
+            ``deadline_missed``.
+        will_retry: For ``notification_failed`` and ``hook_failed``: another attempt is due
+            (False: this was the last one).
+        deadline_s: For ``dag_deadline_missed``: the deadline the run missed, in seconds
+            after its start (or after its scheduled minute).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -107,6 +121,11 @@ class Event(BaseModel):
     retry_of: str | None = None
     reused_from: str | None = None
     instances: int | None = None
+    kind: str | None = None
+    target: str | None = None
+    trigger: str | None = None
+    will_retry: bool | None = None
+    deadline_s: float | None = None
 
     def to_record(self) -> dict[str, Any]:
         """Return the event as the dict written to the log (no null fields)."""

@@ -5,7 +5,8 @@
 (``dagflow.start_scheduled_run``): store the plan, write ``dag_start``, send the start canvas.
 :func:`finish_run` is the one way it ends: write ``dag_done``, record the final status
 (``cancelled`` for a run that ``dagflow cancel`` stopped), wake waiters and call the
-runtime's run-finished hooks.
+runtime's run-finished hooks; the run's ``on_failure``/``on_success`` hooks and webhooks are
+written with ``dag_done`` and then told (:mod:`dagflow.execution.notify`).
 """
 
 from __future__ import annotations
@@ -15,16 +16,21 @@ import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from dagflow.dag.alerts import Alerts
 from dagflow.dag.load import Dag
 from dagflow.dag.params import resolve_params
 from dagflow.dag.plan import RunPlan
 from dagflow.events.log import Event
 from dagflow.execution.admission import run_slots, slots_from_json, slots_to_json, waiting_line
+from dagflow.execution.deadlines import deadline_fields
+from dagflow.execution.notify import deliver_all, end_notices, trigger_of
 from dagflow.execution.publish import send_start
 from dagflow.execution.runtime import RunEnded, RunStarted, Runtime
 from dagflow.stores import FinishResult
+from dagflow.stores.notifications import Notice, NoticeBatch
 from dagflow.stores.transport import BACKEND_ERRORS
 
 if TYPE_CHECKING:
@@ -48,6 +54,7 @@ def start_run(
     run_id: str | None = None,
     labels: Mapping[str, Any] | None = None,
     params: Mapping[str, Any] | None = None,
+    alerts: Alerts | None = None,
 ) -> str:
     """Store the run's plan, emit ``dag_start`` and send the start canvas; return the run id.
 
@@ -58,6 +65,8 @@ def start_run(
         run_id: The run's id (a new UUID if None).
         labels: Metadata kept with the run; ``schedule_id`` marks a scheduled run.
         params: Run-level params over the DAG's ``params:`` defaults.
+        alerts: More alerts for this run (a schedule entry's), added to the DAG's; their
+            ``deadline_s`` counts from the run's ``scheduled_minute`` label.
 
     Raises:
         DagValidationError: ``params`` holds a key the DAG's ``params:`` does not declare.
@@ -70,6 +79,11 @@ def start_run(
     meta: dict[str, Any] = {"source": dag.source, "labels": labels, "params": run_params}
     if spec.max_active_runs:
         meta["max_active_runs"] = spec.max_active_runs
+    run_alerts = spec.alerts.merged(alerts) if alerts is not None else spec.alerts
+    if not run_alerts.empty:
+        plan = replace(plan, alerts=run_alerts)
+        minute = labels.get("scheduled_minute")
+        meta.update(deadline_fields(time.time(), spec.alerts, alerts, minute))
     edges = [[p, c] for c in compiled.graph.order for p in compiled.graph.parents[c]]
     return open_run(
         app, rt, plan, meta, compiled.graph.order, compiled.graph.roots, run_id=run_id, edges=edges
@@ -103,6 +117,8 @@ def open_run(
     slots = run_slots(plan.dag_name, plan.tenant_id, labels, limit, rt.settings)
     now = time.time()
     meta = {"dag_name": plan.dag_name, "tenant_id": plan.tenant_id, "started_at": now, **meta}
+    if "deadline_at" not in meta:  # a retry: the DAG's deadline counts from now
+        meta.update(deadline_fields(now, plan.alerts))
     if slots:
         meta.update(pending=True, submitted_at=now, slots=slots_to_json(slots), start=list(start))
         rt.store.create_run(
@@ -271,7 +287,11 @@ def finish_run(
         )
     )
     rt.emit_with_commit(event)
-    rt.store.mark_done(run_id, status, fields, event.to_record())
+    # The hooks and webhooks to tell are written in mark_done's atomic step (the notify
+    # outbox): if this process dies before it tells them, the sweeper does.
+    notices = end_notices(plan, trigger_of(status))
+    batch = NoticeBatch(notices, rt.settings.lease_s) if notices else None
+    rt.store.mark_done(run_id, status, fields, event.to_record(), notices=batch)
     slots = slots_from_json(meta.get("slots"))
     if slots:
         # The run has ended: a store error here must not fail the step that ended it. The
@@ -284,3 +304,5 @@ def finish_run(
             logger.warning(
                 "dagflow: run %s ended; its slots are left to the sweeper: %s", run_id, exc
             )
+    if notices:
+        deliver_all(rt, [Notice(run_id, n) for n in notices], plan)

@@ -44,6 +44,8 @@ class Firing(BaseModel):
             ``params:`` block when the run starts).
         job_id: The job this firing is the first try of (chosen with the run id).
         max_retries: The schedule's ``max_retries`` (tries after a failed one).
+        alerts: The schedule entry's alert fields (:meth:`dagflow.dag.alerts.Alerts.to_data`),
+            added to the DAG's for this run.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -57,6 +59,7 @@ class Firing(BaseModel):
     params: dict[str, Any] = {}
     job_id: str = ""
     max_retries: int = 0
+    alerts: dict[str, Any] = {}
 
     @classmethod
     def from_job(cls, job: Job) -> Firing:
@@ -70,6 +73,7 @@ class Firing(BaseModel):
             params=job.params,
             job_id=job.id,
             max_retries=job.max_retries,
+            alerts=job.alerts,
         )
 
     def job(self, now: float) -> Job:
@@ -86,6 +90,7 @@ class Firing(BaseModel):
             params=self.params,
             run_id=self.run_id,
             updated_at=now,
+            alerts=self.alerts,
         )
 
     @classmethod

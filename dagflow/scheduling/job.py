@@ -58,6 +58,7 @@ class Job(BaseModel):
         updated_at: When the status last changed (epoch seconds).
         last_status: The last run's status (``success``, ``failed``, ``cancelled``).
         error: Why the job failed without a run to show it (its DAG could not start).
+        alerts: The schedule entry's alert fields, added to the DAG's for each try's run.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -77,6 +78,7 @@ class Job(BaseModel):
     updated_at: float = 0.0
     last_status: str | None = None
     error: str | None = None
+    alerts: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def tries(self) -> int:

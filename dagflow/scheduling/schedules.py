@@ -9,6 +9,9 @@ A schedule file is YAML: a list of entries, or one entry::
       enabled: true                  # default true
       timezone: Europe/Paris         # IANA name, default UTC
       max_retries: 2                 # retry a failed run from failure, default 0
+      deadline_s: 900                # optional: late 15 minutes after the scheduled minute
+      on_failure: [page_owner]       # optional: hooks and webhooks for this schedule's runs,
+      notify: [{webhook_env: SLACK_WEBHOOK_URL}]   # added to the DAG's (dagflow.dag.alerts)
 
 ``dag`` is resolved against the deployment root (where the scheduler and the workers run,
 next to ``dags/`` and ``schedules/``), and refused if it points outside it: a schedule file
@@ -29,8 +32,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
+from dagflow.dag.alerts import ALERT_FIELDS, AlertFields, unknown_hooks
 from dagflow.dag.field_errors import field_errors, field_path
 from dagflow.dag.spec import TASK_ID_PATTERN, read_yaml
 from dagflow.errors import ScheduleError, SpecError
@@ -50,6 +54,7 @@ FIELDS: dict[str, str] = {
     "timezone": "an IANA time zone name, such as Europe/Paris",
     "params": "a mapping of run-level params for the DAG's params: block (JSON values)",
     "max_retries": "an integer >= 0: how many times a failed run is retried from failure",
+    **ALERT_FIELDS,
 }
 #: Format of ``scheduled_minute`` everywhere (labels, state events, claim keys): UTC, seconds 00.
 MINUTE_FORMAT = "%Y-%m-%dT%H:%M:00Z"
@@ -78,8 +83,12 @@ def zone(name: str) -> ZoneInfo:
         raise ValueError(f"unknown IANA time zone {name!r} (e.g. UTC, Europe/Paris)") from None
 
 
-class Schedule(BaseModel):
-    """One schedule entry: run ``dag`` for ``tenant`` whenever ``cron`` matches."""
+class Schedule(AlertFields):
+    """One schedule entry: run ``dag`` for ``tenant`` whenever ``cron`` matches.
+
+    The alert fields (``deadline_s``, ``on_failure``, ``notify``...) apply to this
+    schedule's runs in addition to the DAG's; ``deadline_s`` counts from the scheduled minute.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -164,6 +173,19 @@ def parse_schedules(data: Any, *, source: str = "<schedules>") -> list[Schedule]
     if problems:
         raise ScheduleError.collect(problems)
     return schedules
+
+
+def unknown_schedule_hooks(
+    schedules: list[Schedule], source: str, known: list[str]
+) -> list[SpecError]:
+    """One error per hook of an entry that names no registered workflow (see
+    :func:`dagflow.dag.alerts.unknown_hooks`)."""
+    problems: list[SpecError] = []
+    for schedule in schedules:
+        problems += unknown_hooks(
+            schedule.alerts, known, source=source, entry=schedule.id, error=ScheduleError
+        )
+    return problems
 
 
 def check_dag_path(schedule: Schedule, root: Path, source: str) -> Path:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dagflow.errors import SpecError
+from dagflow import workflows
+from dagflow.dag.alerts import Alerts, unknown_hooks
+from dagflow.errors import ScheduleError, SpecError
 from dagflow.events.state_store import StateRecorder
 from dagflow.execution.lifecycle import start_run
 from dagflow.scheduling.firing import Firing, firing_dag
@@ -35,8 +37,19 @@ def start_firing(app: Celery, rt: Runtime, firing: Firing, state: StateRecorder)
         return None
     try:
         dag = firing_dag(firing, rt.settings)
+        alerts = Alerts.from_data(firing.alerts) if firing.alerts else None
+        if alerts is not None:
+            hooks = unknown_hooks(
+                alerts, workflows.names(), source="schedule", entry=firing.schedule_id,
+                error=ScheduleError,
+            )  # fmt: skip
+            if hooks:
+                raise ScheduleError.collect(hooks)
         state.record_event(firing.state_event("run_started", dag_name=dag.name))
-        start_run(app, rt, dag, run_id=firing.run_id, labels=firing.labels, params=firing.params)
+        start_run(
+            app, rt, dag, run_id=firing.run_id, labels=firing.labels, params=firing.params,
+            alerts=alerts,
+        )  # fmt: skip
     except SpecError as exc:
         fail_job(rt.jobs, firing.job_id, exc.one_line())
         raise

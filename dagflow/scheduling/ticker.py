@@ -149,6 +149,7 @@ class Ticker:
                 params=s.params,
                 job_id=self.new_run_id() if self.jobs is not None else "",
                 max_retries=s.max_retries,
+                alerts=s.alerts.to_data(),
             )
             for (s, m), (_, key, run_id), ok in zip(due, tries, won, strict=True)
             if ok

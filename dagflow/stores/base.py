@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from dagflow.execution.admission import Slot
 
+from dagflow.stores.notifications import Notice, NoticeBatch, NoticeState
 from dagflow.stores.records import (
     AttemptEnd,
     CancelResult,
@@ -217,8 +218,12 @@ class RunStore(Protocol):
         status: str,
         fields: Mapping[str, Any],
         event: Mapping[str, Any] | None = None,
+        notices: NoticeBatch | None = None,
     ) -> None:
-        """Set the run's final status, drop it from the sweeper's index and wake waiters."""
+        """Set the run's final status, drop it from the sweeper's index and wake waiters.
+
+        In the same atomic step, drop the run's deadline and write ``notices`` (the hooks and
+        webhooks to tell: :mod:`dagflow.stores.notifications`)."""
 
     def snapshot(self, run_id: str, with_states: bool = False) -> RunSnapshot | None:
         """Return the run's progress, or None if the run is unknown."""
@@ -292,3 +297,27 @@ class RunStore(Protocol):
 
     def waiting_runs(self) -> dict[str, int]:
         """Runs waiting for a slot, per tenant."""
+
+    # Notifications and deadlines (see dagflow.stores.notifications).
+
+    def due_deadlines(self, limit: int) -> list[str]:
+        """Runs whose ``deadline_at`` (a meta field given to ``create_run``) has passed and
+        that nobody claimed yet (read only)."""
+
+    def miss_deadline(
+        self, run_id: str, notices: NoticeBatch, event: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Claim the run's missed deadline: True for exactly one caller while the run is
+        open; the claim writes ``notices`` (and ``event``, see :attr:`writes_events`)."""
+
+    def claim_notices(self, limit: int, lease_s: float) -> list[Notice]:
+        """Up to ``limit`` due notices, each held ``lease_s`` for the caller to deliver."""
+
+    def settle_notice(self, notice: Notice, sent: bool, error: str | None = None) -> None:
+        """End a notice: delivered (``sent``), or given up after its last attempt."""
+
+    def retry_notice(self, notice: Notice, due_in_s: float, error: str) -> bool:
+        """Re-arm a notice after a failed attempt; False if it was settled meanwhile."""
+
+    def notices(self, run_id: str) -> list[NoticeState]:
+        """The run's notices and how each delivery stands, sorted by id."""

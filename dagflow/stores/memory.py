@@ -27,9 +27,10 @@ from dagflow.stores.base import (
 from dagflow.stores.memory_admission import MemoryAdmission
 from dagflow.stores.memory_gates import decide_children, maps_of
 from dagflow.stores.memory_views import MemoryLease, MemoryRun, MemoryRunViews
+from dagflow.stores.notifications import MemoryNotices, NoticeBatch
 
 
-class MemoryRunStore(MemoryAdmission, MemoryRunViews):
+class MemoryRunStore(MemoryAdmission, MemoryRunViews, MemoryNotices):
     """A :class:`~dagflow.stores.base.RunStore` in dicts, guarded by one lock.
 
     Args:
@@ -50,6 +51,7 @@ class MemoryRunStore(MemoryAdmission, MemoryRunViews):
         self._index: dict[str, tuple[str, str]] = {}
         self._locks: dict[str, float] = {}
         self._init_admission()
+        self._init_notices()
 
     def create_run(
         self,
@@ -79,6 +81,7 @@ class MemoryRunStore(MemoryAdmission, MemoryRunViews):
             if maps:
                 maps_of(run).preset(run, maps)
             self._runs[run_id] = run
+            self._on_created(run_id, meta)
             if not pending:
                 self._start(run_id, run, roots, now + grace_s)
 
@@ -332,14 +335,17 @@ class MemoryRunStore(MemoryAdmission, MemoryRunViews):
         status: str,
         fields: Mapping[str, Any],
         event: Mapping[str, Any] | None = None,
+        notices: NoticeBatch | None = None,
     ) -> None:
-        """Set the final status, drop the run from the index and wake waiters."""
+        """Set the final status, drop the run from the index and wake waiters (and drop its
+        deadline, write its ``notices``)."""
         with self._lock:
             run = self._runs[run_id]
             run.meta.update(fields)
             run.meta["status"] = status
             self._moved.pop(run_id, None)
             self._index.pop(run_id, None)
+            self._on_done(run_id, notices)
         run.done.set()
 
     def wait_done(self, run_id: str, timeout: float) -> bool:

@@ -45,7 +45,9 @@ from dagflow.stores.base import (
     SweepResult,
 )
 from dagflow.stores.event_stream import encode
+from dagflow.stores.notifications import NoticeBatch
 from dagflow.stores.redis_admission import RedisAdmission
+from dagflow.stores.redis_notifications import RedisNotices
 from dagflow.stores.redis_scripts import CANCEL, CLAIM, FINISH, RELEASE, RENEW, RETRY, SWEEP
 from dagflow.stores.redis_views import RedisRunViews
 
@@ -75,7 +77,7 @@ def run_index(meta: Mapping[str, Any]) -> str:
 STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
-class RedisRunStore(RedisAdmission, RedisRunViews):
+class RedisRunStore(RedisAdmission, RedisRunViews, RedisNotices):
     """A :class:`~dagflow.stores.base.RunStore` on a Redis server.
 
     Args:
@@ -112,6 +114,7 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
         self._release = self.client.register_script(RELEASE)
         self._cancel = self.client.register_script(CANCEL)
         self._admission_scripts()
+        self._notice_scripts()
 
     def _event_line(self, event: Mapping[str, Any] | None) -> str:
         return encode(event) if event is not None and self.writes_events else ""
@@ -179,6 +182,7 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
             pipe.zadd(OUTBOX, {step_member(run_id, r): due for r in roots})
         if not pending:
             self._xadd(pipe, event)
+        self._on_created(pipe, run_id, meta)
         pipe.execute()
 
     def _xadd(self, pipe: Any, event: Mapping[str, Any] | None) -> None:
@@ -420,8 +424,10 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
         status: str,
         fields: Mapping[str, Any],
         event: Mapping[str, Any] | None = None,
+        notices: NoticeBatch | None = None,
     ) -> None:
-        """Set the final status, drop the run from the index and push the wake-up token."""
+        """Set the final status, drop the run from the index and push the wake-up token (and
+        drop its deadline, write its ``notices``: :mod:`dagflow.stores.notifications`)."""
         mapping: dict[FieldT, EncodableT] = {k: json.dumps(v) for k, v in fields.items()}
         mapping["status"] = json.dumps(status)
         pipe = self.client.pipeline(transaction=True)
@@ -431,6 +437,7 @@ class RedisRunStore(RedisAdmission, RedisRunViews):
         pipe.zrem(RUNS, run_id)
         pipe.hdel(RUN_INDEX, run_id)
         self._xadd(pipe, event)
+        self._on_done(pipe, run_id, notices)
         pipe.execute()
 
     def wait_done(self, run_id: str, timeout: float) -> bool:

@@ -6,7 +6,9 @@ processes, when each task ran and how many times.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -243,3 +245,34 @@ def collect(params: Mapping[str, Any], ctx: dagflow.RunContext) -> dict[str, Any
         _append(Path(params["dir"]) / "collect.txt", f"{ctx.task_id} {ctx.fence}")
     results = params.get("process__results")
     return {"n": None if results is None else len(results), "results": results}
+
+
+def _hook_dir() -> Path:
+    """Where the hook workflows leave their traces (``DAGFLOW_TEST_HOOK_DIR``)."""
+    return Path(os.environ["DAGFLOW_TEST_HOOK_DIR"])
+
+
+@dagflow.workflow("test.hook_record")
+def hook_record(params: Mapping[str, Any]) -> None:
+    """A hook: append the run summary it was called with to ``hooks.jsonl``."""
+    line = json.dumps(dict(params), default=str)
+    _trace({"dir": str(_hook_dir())}, "hooks.jsonl", line)
+
+
+@dagflow.workflow("test.hook_fail")
+def hook_fail(params: Mapping[str, Any]) -> None:
+    """A hook that always fails."""
+    _trace({"dir": str(_hook_dir())}, "hook_fail.txt", str(params.get("run_id")))
+    raise RuntimeError("the pager is down")
+
+
+@dagflow.workflow("test.hook_kill_once")
+def hook_kill_once(params: Mapping[str, Any]) -> None:
+    """A hook whose first call SIGKILLs its own worker's process group (main process and
+    pool: the test started that worker in a session of its own); later calls record."""
+    marker = _hook_dir() / "killed.txt"
+    # Only in a worker the test started for this (never the test's own process group).
+    if not marker.exists() and os.environ.get("DAGFLOW_TEST_KILL_GROUP") == "1":
+        marker.write_text(str(os.getpid()))
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    hook_record(params)

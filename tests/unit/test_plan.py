@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from dagflow.dag.alerts import Alerts, Webhook
 from dagflow.dag.plan import PLAN_VERSION, RunPlan, TaskPlan
 from dagflow.errors import PlanVersionError, RunnerError
 
@@ -177,7 +179,7 @@ def test_trigger_rules_and_branches_survive_the_round_trip() -> None:
     assert plan.ruled and plan.tasks["d"].trigger_rule == "all_done" and plan.tasks["a"].branch
     # When it is stored and read back, then nothing is lost, and it is a version 4 plan
     data = json.loads(plan.to_json())
-    assert data["version"] == 4
+    assert data["version"] == 4 and PLAN_VERSION == 5  # version 5 only with alerts
     assert data["tasks"]["d"]["trigger_rule"] == "all_done" and data["tasks"]["a"]["branch"]
     assert "trigger_rule" not in data["tasks"]["b"] and "branch" not in data["tasks"]["b"]
     assert RunPlan.from_json(plan.to_json()) == plan
@@ -246,3 +248,28 @@ def test_a_mapped_task_survives_the_round_trip_as_a_version_5_plan() -> None:
     assert data["version"] == PLAN_VERSION == 5
     assert data["tasks"]["b"]["map"] == ["a", "files"] and data["tasks"]["b"]["max_parallel"] == 3
     assert RunPlan.from_json(plan.to_json()) == plan
+
+
+def test_a_plan_with_alerts_is_version_5_and_keeps_them(diamond: RunPlan) -> None:
+    # Given a run with a deadline, hooks and a webhook
+    alerts = Alerts(
+        deadline_s=60,
+        on_failure=("page",),
+        notify=(Webhook(webhook_env="SLACK", events=("failed",)),),
+    )
+    plan = replace(diamond, alerts=alerts)
+    # When it is stored and read back
+    data = json.loads(plan.to_json())
+    # Then it is version 5 (an older worker refuses it rather than tell nobody), and whole
+    assert data["version"] == 5
+    assert data["alerts"] == {
+        "deadline_s": 60.0,
+        "on_failure": ["page"],
+        "notify": [{"webhook_env": "SLACK", "events": ["failed"]}],
+    }
+    assert RunPlan.from_json(plan.to_json()) == plan
+    # and a plan without alerts is still version 3, or 4 with rules
+    assert json.loads(diamond.to_json())["version"] == 3
+    ruled = replace(diamond, tasks={**diamond.tasks, "b": replace(diamond.tasks["b"], branch=True)})
+    assert json.loads(ruled.to_json())["version"] == 4
+    assert json.loads(replace(ruled, alerts=alerts).to_json())["version"] == 5
