@@ -21,12 +21,10 @@ from redis.typing import EncodableT, FieldT
 from dagflow.keys import (
     EVENTS_STREAM,
     LEASES,
-    LOCK_PREFIX,
     OUTBOX,
     OUTBOX_RESENDS,
     RUN_HISTORY_MAX,
     RUN_INDEX,
-    RUN_PREFIX,
     RUNS,
     RUNS_STARTED,
     run_key,
@@ -39,16 +37,14 @@ from dagflow.stores.base import (
     CancelResult,
     Claim,
     ClaimResult,
-    FinishRequest,
-    FinishResult,
-    MapChanges,
-    SweepResult,
 )
 from dagflow.stores.event_stream import encode
 from dagflow.stores.notifications import NoticeBatch
 from dagflow.stores.redis_admission import RedisAdmission
+from dagflow.stores.redis_finish import RedisFinish
 from dagflow.stores.redis_notifications import RedisNotices
-from dagflow.stores.redis_scripts import CANCEL, CLAIM, FINISH, RELEASE, RENEW, RETRY, SWEEP
+from dagflow.stores.redis_recovery import RedisRecovery
+from dagflow.stores.redis_scripts import CANCEL, CLAIM, RELEASE, RENEW, RETRY
 from dagflow.stores.redis_views import RedisRunViews
 
 #: Placeholders for the attempt and fencing numbers in a ``task_start`` line (see
@@ -77,7 +73,7 @@ def run_index(meta: Mapping[str, Any]) -> str:
 STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
-class RedisRunStore(RedisAdmission, RedisRunViews, RedisNotices):
+class RedisRunStore(RedisAdmission, RedisRunViews, RedisNotices, RedisRecovery, RedisFinish):
     """A :class:`~dagflow.stores.base.RunStore` on a Redis server.
 
     Args:
@@ -109,8 +105,8 @@ class RedisRunStore(RedisAdmission, RedisRunViews, RedisNotices):
         self._claim = self.client.register_script(CLAIM)
         self._renew = self.client.register_script(RENEW)
         self._retry = self.client.register_script(RETRY)
-        self._finish = self.client.register_script(FINISH)
-        self._sweep = self.client.register_script(SWEEP)
+        self._finish_scripts()
+        self._recovery_scripts()
         self._release = self.client.register_script(RELEASE)
         self._cancel = self.client.register_script(CANCEL)
         self._admission_scripts()
@@ -300,88 +296,6 @@ class RedisRunStore(RedisAdmission, RedisRunViews, RedisNotices):
         values = self.client.hmget(run_key(run_id, "out"), list(task_ids))
         return {t: str(v) for t, v in zip(task_ids, values, strict=True) if v is not None}
 
-    def finish(self, request: FinishRequest) -> FinishResult:
-        """Run the finish script: fence check, state, output, skips, joins and outbox at once.
-
-        With ``gates`` the script decides the children by their trigger rules instead (in
-        the same call: no round trip more).
-
-        With ``push`` (a message for every link), the script also pushes the messages of
-        the links it makes ready onto ``push.queue``: this store must be on the broker's
-        Redis server and database (the caller checks).
-        """
-        run_id, task_id = request.run_id, request.task_id
-        messages: list[str] = []
-        if (
-            request.push
-            and request.links
-            and all(c in request.push.messages for c in request.links)
-        ):
-            messages = [request.push.messages[c] for c in request.links]
-        keys = [
-            run_key(run_id, "states"),
-            run_key(run_id, "out"),
-            run_key(run_id, "meta"),
-            run_key(run_id, "claims"),
-            LEASES,
-            OUTBOX,
-            RUNS,
-            EVENTS_STREAM,
-            run_key(run_id, "info"),
-            request.push.queue if messages and request.push else "",
-            run_key(run_id, "maps"),
-            *(run_key(run_id, f"arr:{child}") for child, _ in request.joins),
-        ]
-        args: list[str | int] = [
-            task_id,
-            request.state,
-            request.output or "",
-            request.total,
-            self.ttl,
-            request.fence,
-            request.token,
-        ]
-        args += [run_id, _ms(request.grace_s), len(request.links), len(request.joins)]
-        args += [
-            self._event_line(request.event),
-            self.events_maxlen or 0,
-            request.end.to_json() if request.end else "",
-        ]
-        args.append(len(messages))
-        args += list(request.links)
-        args += [child for child, _ in request.joins]
-        args += [need for _, need in request.joins]
-        args += messages
-        args += list(request.skip)
-        args.append(json.dumps(dict(request.maps)) if request.maps else "")
-        args.append(request.gates.to_json() if request.gates else "")
-        raw = self._finish(keys=keys, args=args)
-        if raw[0] == "lost":
-            return FinishResult(complete=False, lost=True)
-        tag, complete, ok, failed, skipped, first, _written, n_newly, n_cancelled, extra, *rest = (
-            raw
-        )
-        mapped = MapChanges.from_json(extra)
-        n = int(n_newly)
-        newly, ready = rest[:n], rest[n:]
-        reasons: dict[str, str] = {}
-        if request.gates is not None:
-            reasons = {str(t): str(why) for t, why in zip(newly, ready[:n], strict=True)}
-            ready = ready[n:]
-        linked = set(request.links)
-        counts = {"ok": ok, "failed": failed, "skipped": skipped, "cancelled": n_cancelled}
-        return FinishResult(
-            complete=bool(int(complete)),
-            newly_skipped=tuple(newly),
-            counts={k: int(v) for k, v in counts.items()},
-            ready=tuple(ready),
-            recorded=bool(int(first)),
-            cancelled=tag == "cancelled",
-            pushed=tuple(c for c in ready if c in linked) if messages else (),
-            skip_reasons=reasons,
-            mapped=mapped,
-        )
-
     def cancel(self, run_id: str, force: bool = False) -> CancelResult:
         """Run the cancel script (flag, open tasks, outbox and leases at once)."""
         keys = [run_key(run_id, part) for part in ("states", "meta", "claims")]
@@ -451,47 +365,6 @@ class RedisRunStore(RedisAdmission, RedisRunViews, RedisNotices):
         # Put the token back so other waiters (and later calls) also see the run as done.
         self.client.rpush(key, popped[1])
         return True
-
-    def sweep(self, limit: int, grace_s: float, idle_s: float) -> SweepResult:
-        """Run the sweep script (see :class:`~dagflow.stores.base.SweepResult`)."""
-        keys = [LEASES, OUTBOX, OUTBOX_RESENDS, RUNS]
-        args: list[str | int] = [limit, _ms(grace_s), _ms(idle_s), RUN_PREFIX]
-        raw = self._sweep(keys=keys, args=args)
-        n_exp = int(raw[0])
-        expired = tuple(
-            (str(raw[1 + 4 * i]), str(raw[2 + 4 * i]), str(raw[3 + 4 * i]), int(raw[4 + 4 * i]))
-            for i in range(n_exp)
-        )
-        at = 1 + 4 * n_exp
-        n_due = int(raw[at])
-        due = tuple((str(raw[at + 1 + 2 * i]), str(raw[at + 2 + 2 * i])) for i in range(n_due))
-        at += 1 + 2 * n_due
-        n_cancelled = int(raw[at])
-        cancelled = tuple(str(r) for r in raw[at + 1 : at + 1 + n_cancelled])
-        idle = tuple(str(r) for r in raw[at + 1 + n_cancelled :])
-        return SweepResult(expired=expired, due=due, idle_runs=idle, cancelled_runs=cancelled)
-
-    def touch(self, run_id: str) -> None:
-        """ZADD XX the run's last-moved time to now."""
-        self.client.zadd(RUNS, {run_id: self._now_ms()}, xx=True)
-
-    def forget(self, run_id: str) -> None:
-        """Drop a run whose state is gone from the sweeper's index."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.zrem(RUNS, run_id)
-        pipe.hdel(RUN_INDEX, run_id)
-        pipe.execute()
-
-    def requeue(self, run_id: str, task_ids: Sequence[str]) -> None:
-        """Put ``task_ids`` in the outbox, due now."""
-        if task_ids:
-            now_ms = self._now_ms()
-            self.client.zadd(OUTBOX, {step_member(run_id, t): now_ms for t in task_ids})
-            self.client.zadd(RUNS, {run_id: now_ms}, xx=True)
-
-    def try_lock(self, name: str, holder: str, ttl_s: float) -> bool:
-        """SET NX PX: the lock is held until it expires (no release needed)."""
-        return bool(self.client.set(f"{LOCK_PREFIX}{name}", holder, nx=True, px=_ms(ttl_s)))
 
 
 __all__ = ["TERMINAL", "RedisRunStore"]

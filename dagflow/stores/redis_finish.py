@@ -1,0 +1,368 @@
+"""The finish script: a step's end, its skips, joins, trigger rules and maps in one atomic step.
+
+The largest script of :class:`~dagflow.stores.redis.RedisRunStore` (see
+:meth:`RunStore.finish <dagflow.stores.base.RunStore.finish>` for the contract); the
+in-memory twin of its rule path is :mod:`dagflow.stores.memory_gates`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import redis
+
+from dagflow.keys import EVENTS_STREAM, LEASES, OUTBOX, RUNS, run_key
+from dagflow.stores.base import FinishRequest, FinishResult, MapChanges
+from dagflow.stores.redis_scripts import LIB
+
+# KEYS: states, out, meta, claims, LEASES, OUTBOX, RUNS, EVENTS_STREAM, info, broker queue,
+#       maps, arr:<join child>...
+# ARGV: task, state, output, total, ttl, fence, token, run_id, grace_ms, n_links, n_joins,
+#       event line ('' for none), stream maxlen, end ('' for none), n_messages (0 or
+#       n_links), links..., join children..., join needs..., link messages..., skips...,
+#       map lengths (JSON {child: "N" or "!error"}, '' for none),
+#       gates (JSON of records.Gates, '' for none: the links and joins path)
+# With gates, the call that records the end decides the children by their trigger rules
+# (unchosen children of a branch first, then each skipped task's children in turn).
+# A mapped child whose rule is met is expanded into its instances (TASK[i], pending, the
+# first max_parallel of them ready) from the length its map parent's end recorded in the
+# maps hash; the end of its last instance ends it (results in item order) and decides its
+# children. Only the call that records an end does any of this: a duplicate does nothing.
+# The event line (task_ok/task_fail) is appended to the stream, and the attempt's end to the
+# info hash, only by the call that records the end, in the same atomic step. In a cancelled
+# run the task ends 'cancelled' (no output, no event, no skips, no ready children). With
+# messages, each link made ready has its step message pushed onto the broker queue here too.
+FINISH = (
+    LIB
+    + """
+local task = ARGV[1]
+local now = now_ms()
+local token, fence, worker, expires, fails = parse(redis.call('HGET', KEYS[4], task))
+local want = tonumber(ARGV[6])
+local s = redis.call('HGET', KEYS[1], task)
+if not s then return {'lost', ''} end
+if want > 0 then
+  if token == '' or fence ~= want then return {'lost', s} end
+elseif token ~= '' and token ~= ARGV[7] and expires > now then
+  return {'lost', s}
+end
+local member = ARGV[8] .. '\\t' .. task
+local first = 0
+local cancelled = redis.call('HEXISTS', KEYS[3], 'cancelled') == 1
+local final = ARGV[2]
+if cancelled then final = 'cancelled' end
+if not terminal(s) then
+  redis.call('HSET', KEYS[1], task, final)
+  if ARGV[3] ~= '' and not cancelled then redis.call('HSET', KEYS[2], task, ARGV[3]) end
+  if ARGV[14] ~= '' then redis.call('HSET', KEYS[9], task, ARGV[14]) end
+  redis.call('HINCRBY', KEYS[3], 'n_' .. final, 1)
+  first = 1
+end
+redis.call('HSET', KEYS[4], task, lease(token, fence, worker, 0, fails))
+redis.call('ZREM', KEYS[5], member)
+redis.call('ZREM', KEYS[6], member)
+local n_links, n_joins = tonumber(ARGV[10]), tonumber(ARGV[11])
+local newly = {}
+local n_msgs = tonumber(ARGV[15])
+local skip_from = 16 + n_links + 2 * n_joins + n_msgs
+if cancelled then skip_from = #ARGV end
+for i = skip_from, #ARGV - 2 do
+  if not terminal(redis.call('HGET', KEYS[1], ARGV[i])) then
+    redis.call('HSET', KEYS[1], ARGV[i], 'skipped')
+    redis.call('HINCRBY', KEYS[3], 'n_skipped', 1)
+    redis.call('ZREM', KEYS[6], ARGV[8] .. '\\t' .. ARGV[i])
+    table.insert(newly, ARGV[i])
+  end
+end
+local maps = KEYS[11]
+local lengths = ARGV[#ARGV - 1]
+if lengths ~= '' and first == 1 and final == 'ok' then
+  for child, v in pairs(cjson.decode(lengths)) do redis.call('HSET', maps, child .. '\\tn', v) end
+  redis.call('EXPIRE', maps, ARGV[5])
+end
+local gates = ARGV[#ARGV]
+local reasons, gated = {}, {}
+local mapped = {e = {}, d = {}, x = {}}
+if gates ~= '' and first == 1 and not cancelled then
+  local g = cjson.decode(gates)
+  local queue, decided = {}, {}
+  local function open(node)
+    return redis.call('HGET', KEYS[1], node) == 'pending'
+      and not redis.call('ZSCORE', KEYS[6], ARGV[8] .. '\\t' .. node)
+  end
+  local function skip(node, why)
+    redis.call('HSET', KEYS[1], node, 'skipped')
+    redis.call('HINCRBY', KEYS[3], 'n_skipped', 1)
+    table.insert(newly, node)
+    table.insert(reasons, why)
+    decided[node] = true
+    for _, c in ipairs(g.n[node].c) do table.insert(queue, c) end
+  end
+  -- A mapped task ends with no attempt of its own (all its instances ended, none, or its
+  -- parent's list was unusable): its children are decided next.
+  local function close(node, state, output, err)
+    redis.call('HSET', KEYS[1], node, state)
+    redis.call('HINCRBY', KEYS[3], 'n_' .. state, 1)
+    if output then redis.call('HSET', KEYS[2], node, output) end
+    if err then
+      redis.call('HSET', KEYS[9], node, cjson.encode({error = err}))
+      mapped.x[node] = err
+    end
+    mapped.d[node] = state
+    decided[node] = true
+    for _, c in ipairs(g.n[node].c) do table.insert(queue, c) end
+  end
+  local function expand(node, gate)
+    local raw = redis.call('HGET', maps, node .. '\\tn')
+    if not raw then
+      skip(node, "skipped: map parent '" .. gate.m[1] .. "' did not succeed")
+      return
+    end
+    if string.sub(raw, 1, 1) == '!' then
+      close(node, 'failed', nil, string.sub(raw, 2))
+      return
+    end
+    local n = tonumber(raw)
+    mapped.e[node] = n
+    if n == 0 then
+      close(node, 'ok', '{"results":[]}', nil)
+      return
+    end
+    decided[node] = true
+    redis.call('HSET', KEYS[1], node, 'mapped')
+    redis.call('HINCRBY', KEYS[3], 'total', n)
+    redis.call('HSET', maps, node .. '\\tleft', n)
+    local start = n
+    local most = tonumber(gate.m[2]) or 0
+    if most > 0 and most < n then
+      start = most
+      redis.call('HSET', maps, node .. '\\tnext', most)
+    end
+    local batch = {}
+    for i = 0, n - 1 do
+      table.insert(batch, node .. '[' .. i .. ']')
+      table.insert(batch, 'pending')
+      if #batch >= 1000 or i == n - 1 then
+        redis.call('HSET', KEYS[1], unpack(batch))
+        batch = {}
+      end
+    end
+    for i = 0, start - 1 do table.insert(gated, node .. '[' .. i .. ']') end
+  end
+  local base = string.match(task, '^(.+)%[%d+%]$')
+  local seeds = g.c
+  if base then
+    -- An instance ended: start the next one under max_parallel; the last one ends its task.
+    seeds = {}
+    local n = tonumber(redis.call('HGET', maps, base .. '\\tn') or '0')
+    local left = redis.call('HINCRBY', maps, base .. '\\tleft', -1)
+    if final == 'failed' then redis.call('HINCRBY', maps, base .. '\\tfail', 1) end
+    local nxt = tonumber(redis.call('HGET', maps, base .. '\\tnext') or '-1')
+    while nxt >= 0 and nxt < n
+        and redis.call('HGET', KEYS[1], base .. '[' .. nxt .. ']') ~= 'pending' do
+      nxt = nxt + 1  -- a retry's reused instances are 'ok' already
+    end
+    if nxt >= 0 and nxt < n then
+      redis.call('HSET', maps, base .. '\\tnext', nxt + 1)
+      table.insert(gated, base .. '[' .. nxt .. ']')
+    end
+    if left <= 0 then
+      local parts, names = {}, {}
+      for i = 0, n - 1 do
+        table.insert(names, base .. '[' .. i .. ']')
+        if #names >= 1000 or i == n - 1 then
+          for _, v in ipairs(redis.call('HMGET', KEYS[2], unpack(names))) do
+            table.insert(parts, v or 'null')
+          end
+          names = {}
+        end
+      end
+      local fails = tonumber(redis.call('HGET', maps, base .. '\\tfail') or '0')
+      local out = '{"results":[' .. table.concat(parts, ',') .. ']}'
+      if fails == 0 then
+        close(base, 'ok', out, nil)
+      else
+        close(base, 'failed', out,
+          "RunnerError: Task '" .. base .. "': " .. fails .. ' of ' .. n .. ' instances failed')
+      end
+    end
+  end
+  for _, c in ipairs(g.u) do
+    if open(c) then skip(c, "skipped: not chosen by branch '" .. task .. "'") end
+  end
+  for _, c in ipairs(seeds) do table.insert(queue, c) end
+  local head = 1
+  while head <= #queue do
+    local node = queue[head]
+    head = head + 1
+    if not decided[node] and open(node) then
+      local gate = g.n[node]
+      local states = redis.call('HMGET', KEYS[1], unpack(gate.p))
+      for i = 1, #gate.p do states[i] = states[i] or 'pending' end
+      local verdict = decide(gate.r, states)
+      if verdict == 'ready' and gate.m then
+        expand(node, gate)
+      elseif verdict == 'ready' then
+        decided[node] = true
+        table.insert(gated, node)
+      elseif verdict == 'skip' then
+        skip(node, skip_reason(gate.r, gate.p, states))
+      end
+    end
+  end
+end
+local ok = tonumber(redis.call('HGET', KEYS[3], 'n_ok') or '0')
+local failed = tonumber(redis.call('HGET', KEYS[3], 'n_failed') or '0')
+local skipped = tonumber(redis.call('HGET', KEYS[3], 'n_skipped') or '0')
+local n_cancelled = tonumber(redis.call('HGET', KEYS[3], 'n_cancelled') or '0')
+local complete = 0
+local total = tonumber(redis.call('HGET', KEYS[3], 'total') or ARGV[4])
+if ok + failed + skipped + n_cancelled >= total then
+  complete = redis.call('HSETNX', KEYS[3], 'complete', '1')
+end
+local ready = gated
+if ARGV[2] == 'ok' and not cancelled then
+  for i = 1, n_links do
+    local child = ARGV[15 + i]
+    if first == 1 and redis.call('HGET', KEYS[1], child) == 'pending' then
+      table.insert(ready, child)
+      if n_msgs > 0 then
+        redis.call('LPUSH', KEYS[10], ARGV[15 + n_links + 2 * n_joins + i])
+      end
+    end
+  end
+  for j = 1, n_joins do
+    local key = KEYS[11 + j]
+    local added = redis.call('SADD', key, task)
+    redis.call('EXPIRE', key, ARGV[5])
+    local need = tonumber(ARGV[15 + n_links + n_joins + j])
+    if added == 1 and redis.call('SCARD', key) >= need then
+      table.insert(ready, ARGV[15 + n_links + j])
+    end
+  end
+end
+local due = now + tonumber(ARGV[9])
+for _, child in ipairs(ready) do
+  redis.call('ZADD', KEYS[6], due, ARGV[8] .. '\\t' .. child)
+end
+redis.call('ZADD', KEYS[7], 'XX', now, ARGV[8])
+local written = 0
+if first == 1 and ARGV[12] ~= '' and not cancelled then
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[13], '*', 'log', 'events', 'data', ARGV[12])
+  written = 1
+end
+local tag = 'done'
+if cancelled then tag = 'cancelled' end
+local extra = ''
+if next(mapped.e) or next(mapped.d) then extra = cjson.encode(mapped) end
+local result = {tag, complete, ok, failed, skipped, first, written, #newly, n_cancelled, extra}
+for _, id in ipairs(newly) do table.insert(result, id) end
+if gates ~= '' then
+  for _, why in ipairs(reasons) do table.insert(result, why) end
+end
+for _, id in ipairs(ready) do table.insert(result, id) end
+return result
+"""
+)
+
+
+def _ms(seconds: float) -> int:
+    return max(int(seconds * 1000), 1)
+
+
+class RedisFinish:
+    """:meth:`finish` of the Redis run store (mixed into it)."""
+
+    client: redis.Redis
+    ttl: int
+    events_maxlen: int | None
+    _finish: Any
+    #: The store's encoder of an event for the stream ('' when it writes no events).
+    _event_line: Callable[[Mapping[str, Any] | None], str]
+
+    def _finish_scripts(self) -> None:
+        self._finish = self.client.register_script(FINISH)
+
+    def finish(self, request: FinishRequest) -> FinishResult:
+        """Run the finish script: fence check, state, output, skips, joins and outbox at once.
+
+        With ``gates`` the script decides the children by their trigger rules instead (in
+        the same call: no round trip more).
+
+        With ``push`` (a message for every link), the script also pushes the messages of
+        the links it makes ready onto ``push.queue``: this store must be on the broker's
+        Redis server and database (the caller checks).
+        """
+        run_id, task_id = request.run_id, request.task_id
+        messages: list[str] = []
+        if (
+            request.push
+            and request.links
+            and all(c in request.push.messages for c in request.links)
+        ):
+            messages = [request.push.messages[c] for c in request.links]
+        keys = [
+            run_key(run_id, "states"),
+            run_key(run_id, "out"),
+            run_key(run_id, "meta"),
+            run_key(run_id, "claims"),
+            LEASES,
+            OUTBOX,
+            RUNS,
+            EVENTS_STREAM,
+            run_key(run_id, "info"),
+            request.push.queue if messages and request.push else "",
+            run_key(run_id, "maps"),
+            *(run_key(run_id, f"arr:{child}") for child, _ in request.joins),
+        ]
+        args: list[str | int] = [
+            task_id,
+            request.state,
+            request.output or "",
+            request.total,
+            self.ttl,
+            request.fence,
+            request.token,
+        ]
+        args += [run_id, _ms(request.grace_s), len(request.links), len(request.joins)]
+        args += [
+            self._event_line(request.event),
+            self.events_maxlen or 0,
+            request.end.to_json() if request.end else "",
+        ]
+        args.append(len(messages))
+        args += list(request.links)
+        args += [child for child, _ in request.joins]
+        args += [need for _, need in request.joins]
+        args += messages
+        args += list(request.skip)
+        args.append(json.dumps(dict(request.maps)) if request.maps else "")
+        args.append(request.gates.to_json() if request.gates else "")
+        raw = self._finish(keys=keys, args=args)
+        if raw[0] == "lost":
+            return FinishResult(complete=False, lost=True)
+        tag, complete, ok, failed, skipped, first, _written, n_newly, n_cancelled, extra, *rest = (
+            raw
+        )
+        mapped = MapChanges.from_json(extra)
+        n = int(n_newly)
+        newly, ready = rest[:n], rest[n:]
+        reasons: dict[str, str] = {}
+        if request.gates is not None:
+            reasons = {str(t): str(why) for t, why in zip(newly, ready[:n], strict=True)}
+            ready = ready[n:]
+        linked = set(request.links)
+        counts = {"ok": ok, "failed": failed, "skipped": skipped, "cancelled": n_cancelled}
+        return FinishResult(
+            complete=bool(int(complete)),
+            newly_skipped=tuple(newly),
+            counts={k: int(v) for k, v in counts.items()},
+            ready=tuple(ready),
+            recorded=bool(int(first)),
+            cancelled=tag == "cancelled",
+            pushed=tuple(c for c in ready if c in linked) if messages else (),
+            skip_reasons=reasons,
+            mapped=mapped,
+        )
