@@ -23,6 +23,7 @@ from dagflow.dag.params import resolve_params
 from dagflow.dag.plan import RunPlan
 from dagflow.events.log import Event
 from dagflow.execution.admission import run_slots, slots_from_json, slots_to_json, waiting_line
+from dagflow.execution.message import READY_HEADER
 from dagflow.execution.runtime import RunEnded, RunStarted, Runtime
 from dagflow.stores import FinishResult
 from dagflow.stores.transport import BACKEND_ERRORS
@@ -206,7 +207,8 @@ def _started(
             reused_from=plan.labels.get("retry_of"),
         )
     if start:
-        steps_canvas(app, run_id, start, plan.dag_name, plan.queues).apply_async()
+        canvas = steps_canvas(app, run_id, start, plan.dag_name, plan.queues)
+        canvas.apply_async(headers={READY_HEADER: time.time()})
     rt.run_started(RunStarted(run_id, plan.dag_name, plan.tenant_id, dict(labels)))
 
 

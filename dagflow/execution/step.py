@@ -39,7 +39,8 @@ from dagflow.dag.rules import branch_choice
 from dagflow.errors import RunnerError, UnknownWorkflowError, WorkflowOutputError
 from dagflow.events.log import Event
 from dagflow.execution.lifecycle import finish_run
-from dagflow.execution.publish import link_push, send_later, send_steps
+from dagflow.execution.message import READY_HEADER
+from dagflow.execution.publish import default_queue, link_push, send_later, send_steps
 from dagflow.execution.runtime import Runtime, runtime_for
 from dagflow.execution.step_io import encode_output, with_store
 from dagflow.execution.timeouts import call_with_timeout
@@ -158,10 +159,11 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
     lease_s = rt.settings.lease_s
     # A store that writes events appends task_start inside the claim (one round trip less
     # per step); it fills in the attempt and fence the claim gives.
+    waited = _waited(app, task, plan, task_id)
     start = (
         rt.event(
             "task_start", run_id, plan, task_id=task_id, workflow_ref=spec.workflow_ref,
-            attempt=1, worker=worker or None, fence=0,
+            attempt=1, worker=worker or None, fence=0, **waited,
         ).to_record()
         if rt.store.writes_events
         else None
@@ -196,7 +198,7 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
     # is not a failure of the workflow and must not use up one of its attempts.
     upstream = {p: json.loads(v) for p, v in claim.outputs.items()}
     if start is None:
-        rt.events.emit(attempt.event("task_start"))
+        rt.events.emit(attempt.event("task_start", **waited))
     started = time.perf_counter()
     with rt.heartbeat.hold(run_id, task_id, attempt.fence):
         try:
@@ -212,6 +214,16 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
     if error is None:
         return _succeeded(attempt, output, duration, chosen)
     return _failed(attempt, error, duration)
+
+
+def _waited(app: Celery, task: Task, plan: RunPlan, task_id: str) -> dict[str, Any]:
+    """``task_start``'s ``queue`` and ``queued_s``: the step's queue, and the seconds since its
+    message was sent or its retry fell due (the message's :data:`READY_HEADER`)."""
+    fields: dict[str, Any] = {"queue": plan.queues.get(task_id) or default_queue(app)}
+    ready = getattr(task.request, READY_HEADER, None)
+    if isinstance(ready, int | float) and not isinstance(ready, bool):
+        fields["queued_s"] = round(max(time.time() - ready, 0.0), 6)
+    return fields
 
 
 def _workflow_call(attempt: Attempt) -> Callable[[Mapping[str, Any]], Any]:
@@ -329,7 +341,9 @@ def _failed(attempt: Attempt, exc: Exception, duration: float) -> None:
     trace = user_traceback(exc)
     if attempt.number <= attempt.spec.retries and not isinstance(exc, PERMANENT_ERRORS):
         delay = rt.retry.delay(attempt.number)
-        event = attempt.event("task_retry", delay_s=delay, error=error, traceback=trace)
+        event = attempt.event(
+            "task_retry", delay_s=delay, error=error, traceback=trace, duration_s=duration
+        )
         # Durable: the store sends it (through the sweeper) if the ETA message is lost.
         held = with_store(
             rt,

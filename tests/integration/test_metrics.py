@@ -1,0 +1,227 @@
+"""``dagflow metrics`` against real parts: a private redis-server, ``celery -A dagflow worker``
+subprocesses, the exporter as a subprocess, and Debian's Prometheus scraping it.
+
+The counts are checked against the event stream itself: every entry the stream holds is
+mapped with the same pure function (:func:`dagflow.metrics.mapping.updates`) and the sums
+must equal what the endpoint serves, after a worker and the exporter were SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dagflow import workflows
+from dagflow.client.runner import Runner
+from dagflow.metrics.mapping import parse_field, updates
+from dagflow.settings import Settings
+from dagflow.stores.event_stream import RedisEventStream
+from tests.support.dags import make_dag, task
+from tests.support.processes import ROOT, start_worker, stop_worker, worker_env
+from tests.support.prometheus import Exporter, Prometheus, http_get, prometheus_binary
+from tests.support.redis_server import RedisServer
+from tests.support.services import require
+from tests.support.waiting import wait_for, wait_for_file
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+Series = tuple[str, tuple[tuple[str, str], ...]]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    srv = RedisServer.start(tmp_path / "redis")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def env(server: RedisServer, tmp_path: Path) -> dict[str, str]:
+    return worker_env(
+        server.url(0),
+        tmp_path / "events.jsonl",
+        tmp_path / "state.jsonl",
+        DAGFLOW_EVENTS="stream",
+        DAGFLOW_LEASE_S="2",
+        DAGFLOW_SWEEP_S="0.5",
+    )
+
+
+@pytest.fixture
+def runner(env: dict[str, str]) -> Iterator[Runner]:
+    settings = Settings.from_env(env)
+    workflows.load(settings.workflow_modules)
+    r = Runner(settings)
+    yield r
+    r.close()
+
+
+def expected_counters(url: str) -> dict[Series, float]:
+    """What the endpoint must serve for the counters: the stream's entries, mapped and summed."""
+    totals: Counter[Series] = Counter()
+    for _, log, record in RedisEventStream(url).entries():
+        for update in updates(log, record):
+            if update.op != "c":
+                continue
+            name, values = parse_field(update.field)
+            if name.endswith(("_bucket", "_count")):
+                continue  # histograms: checked through their _count below
+            totals[(name, values)] += update.amount
+    return dict(totals)
+
+
+def served_counters(exporter: Exporter) -> dict[Series, float]:
+    """The counter samples of one scrape, as ``(name, label values in catalog order)``."""
+    from dagflow.metrics.catalog import BY_NAME
+
+    out = {}
+    for (name, labels), value in exporter.samples().items():
+        metric = BY_NAME.get(name)
+        if metric is None or metric.kind != "counter":
+            continue
+        found = dict(labels)
+        out[(name, tuple(found[k] for k in metric.labels))] = value
+    return out
+
+
+def test_prometheus_scrapes_the_run_and_task_counters_of_a_failing_dag(
+    env: dict[str, str], runner: Runner, tmp_path: Path
+) -> None:
+    require(
+        prometheus_binary() is not None, "prometheus is not installed (apt-get install prometheus)"
+    )
+    # Given a worker, the exporter, and a real Prometheus scraping it every second
+    worker = start_worker(env, tmp_path / "worker.log", concurrency=2)
+    exporter = Exporter(env, tmp_path / "exporter.log")
+    prometheus = Prometheus(tmp_path / "prometheus", [f"127.0.0.1:{exporter.port}"])
+    try:
+        # When a DAG whose task fails after one retry runs to its end, as a scheduled run
+        dag = make_dag(
+            [
+                task("extract"),
+                task("load", "test.fail", deps=("extract",), retries=1),
+                task("report", deps=("load",)),
+            ],
+            name="nightly",
+            tenant="acme",
+        )
+        ok = make_dag([task("only")], name="small", tenant="acme")
+        assert runner.submit(dag).wait(timeout=60).status == "failed"
+        assert runner.submit(ok, labels={"schedule_id": "hourly"}).wait(timeout=60).ok
+        # Then Prometheus has the run and task counters from dagflow's endpoint
+        queries = {
+            'dagflow_runs_started_total{dag="nightly",tenant="acme"}': 1,
+            'dagflow_runs_finished_total{dag="nightly",tenant="acme",status="failed"}': 1,
+            'dagflow_runs_finished_total{dag="small",status="success"}': 1,
+            'dagflow_task_attempts_total{dag="nightly",task="load",outcome="failed"}': 1,
+            'dagflow_task_attempts_total{dag="nightly",task="load",outcome="retry"}': 1,
+            'dagflow_task_attempts_total{dag="nightly",task="extract",outcome="ok"}': 1,
+            'dagflow_tasks_skipped_total{dag="nightly",task="report"}': 1,
+            'dagflow_run_duration_seconds_count{dag="nightly",status="failed"}': 1,
+            'dagflow_task_duration_seconds_count{dag="nightly",task="load"}': 2,
+            'sum(dagflow_task_queue_wait_seconds_count{dag="nightly",queue="celery"})': 3,
+            "dagflow_build_info": 1,
+        }
+        for expr, value in queries.items():
+            wait_for(lambda e=expr, v=value: prometheus.value(e) == v, 30, f"{expr} == {value}")  # type: ignore[misc]
+        # (the schedule's last success is the end of its run, within this test)
+        last = prometheus.value(
+            'dagflow_schedule_last_success_timestamp_seconds{schedule="hourly"}'
+        )
+        assert last is not None and last > 0
+        # And no series carries a run id
+        assert not any("run" in s["metric"] for s in prometheus.query("{__name__=~'dagflow_.*'}"))
+    finally:
+        prometheus.stop()
+        exporter.kill()
+        stop_worker(worker)
+
+
+def test_health_and_content_negotiation(env: dict[str, str], tmp_path: Path) -> None:
+    exporter = Exporter(env, tmp_path / "exporter.log")
+    try:
+        status, body = http_get(exporter.url("/health"))
+        assert status == 200 and '"ok": true' in body
+        import urllib.request
+
+        request = urllib.request.Request(
+            exporter.url(), headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            assert reply.headers["Content-Type"].startswith("application/openmetrics-text")
+            assert reply.read().decode().rstrip().endswith("# EOF")
+        status, text = http_get(exporter.url())
+        assert status == 200 and "# TYPE dagflow_runs_started_total counter" in text
+        assert http_get(exporter.url("/nope"))[0] == 404
+    finally:
+        exporter.kill()
+
+
+def test_without_a_broker_there_is_nothing_to_scrape(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGFLOW_", "QUEUE_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dagflow", "metrics"],
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "nothing to scrape" in proc.stderr
+
+
+def test_counts_match_the_stream_after_a_worker_and_the_exporter_are_killed(
+    server: RedisServer, env: dict[str, str], runner: Runner, tmp_path: Path
+) -> None:
+    # Given two workers, the exporter, and ten runs whose tasks sleep
+    first = start_worker(env, tmp_path / "w1.log", concurrency=2)
+    second = start_worker(env, tmp_path / "w2.log", concurrency=2)
+    exporter = Exporter(env, tmp_path / "exporter.log")
+    try:
+        dag = make_dag(
+            [
+                task("a", "test.pid_sleep", params={"dir": str(tmp_path), "seconds": 0.3}),
+                task(
+                    "b",
+                    "test.pid_sleep",
+                    deps=("a",),
+                    params={"dir": str(tmp_path), "seconds": 0.3},
+                ),
+                task("c", "test.fail", deps=("a",)),
+            ],
+            name="crashy",
+        )
+        handles = [runner.submit(dag) for _ in range(10)]
+        wait_for_file(tmp_path / "pids.txt")
+        # When the first worker is SIGKILLed mid-DAG (its leases expire; the sweeper re-sends)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+        # and the exporter is SIGKILLed while runs go on, then started again
+        exporter.kill()
+        exporter = Exporter(env, tmp_path / "exporter.log")
+        for handle in handles:
+            assert handle.wait(timeout=90).status == "failed"
+        # Then once it caught up, every counter equals the stream's events, mapped and summed
+        want = expected_counters(server.url(0))
+        assert want[("dagflow_runs_finished_total", ("crashy", "t1", "failed"))] == 10
+        wait_for(lambda: served_counters(exporter) == want, 30, "the exporter caught up")
+        # and the histograms counted each duration once
+        samples = exporter.samples()
+        ok_b = want[("dagflow_task_attempts_total", ("crashy", "b", "ok"))]
+        failed_b = want.get(("dagflow_task_attempts_total", ("crashy", "b", "failed")), 0)
+        key = ("dagflow_task_duration_seconds_count", (("dag", "crashy"), ("task", "b")))
+        assert samples[key] == ok_b + failed_b
+    finally:
+        exporter.kill()
+        stop_worker(first)
+        stop_worker(second)
