@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +21,15 @@ import pytest
 
 from dagflow import workflows
 from dagflow.client.runner import Runner
-from dagflow.metrics.mapping import parse_field, updates
+from dagflow.clock import now_iso
+from dagflow.events.log import Event
+from dagflow.metrics.exporter import Ingester
+from dagflow.metrics.mapping import Buckets, field, parse_field, updates
+from dagflow.scheduling.job import Job, JobStatus
 from dagflow.settings import Settings
 from dagflow.stores.event_stream import RedisEventStream
+from dagflow.stores.metrics import RedisMetricsStore
+from dagflow.wiring import job_store
 from tests.support.dags import make_dag, task
 from tests.support.processes import ROOT, start_worker, stop_worker, worker_env
 from tests.support.prometheus import Exporter, Prometheus, http_get, prometheus_binary
@@ -183,9 +190,9 @@ def test_without_a_broker_there_is_nothing_to_scrape(tmp_path: Path) -> None:
 def test_counts_match_the_stream_after_a_worker_and_the_exporter_are_killed(
     server: RedisServer, env: dict[str, str], runner: Runner, tmp_path: Path
 ) -> None:
-    # Given two workers, the exporter, and ten runs whose tasks sleep
+    # Given a worker, the exporter, and ten runs whose tasks sleep
     first = start_worker(env, tmp_path / "w1.log", concurrency=2)
-    second = start_worker(env, tmp_path / "w2.log", concurrency=2)
+    second: subprocess.Popen[bytes] | None = None
     exporter = Exporter(env, tmp_path / "exporter.log")
     try:
         dag = make_dag(
@@ -203,9 +210,11 @@ def test_counts_match_the_stream_after_a_worker_and_the_exporter_are_killed(
         )
         handles = [runner.submit(dag) for _ in range(10)]
         wait_for_file(tmp_path / "pids.txt")
-        # When the first worker is SIGKILLed mid-DAG (its leases expire; the sweeper re-sends)
+        # When the worker is SIGKILLed mid-DAG, and another one started (its sweeper finds the
+        # dead worker's leases expired and sends those steps again)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
+        second = start_worker(env, tmp_path / "w2.log", concurrency=2)
         # and the exporter is SIGKILLed while runs go on, then started again
         exporter.kill()
         exporter = Exporter(env, tmp_path / "exporter.log")
@@ -221,7 +230,82 @@ def test_counts_match_the_stream_after_a_worker_and_the_exporter_are_killed(
         failed_b = want.get(("dagflow_task_attempts_total", ("crashy", "b", "failed")), 0)
         key = ("dagflow_task_duration_seconds_count", (("dag", "crashy"), ("task", "b")))
         assert samples[key] == ok_b + failed_b
+        # and the sweeper's recovery is counted
+        assert want[("dagflow_sweeper_actions_total", ("expired",))] >= 1
     finally:
         exporter.kill()
         stop_worker(first)
-        stop_worker(second)
+        if second is not None:
+            stop_worker(second)
+
+
+def test_a_batch_read_by_an_exporter_that_died_is_counted_once(server: RedisServer) -> None:
+    # Given 100 runs started, read (not applied) by an exporter that then died
+    stream = RedisEventStream(server.url(0))
+    for i in range(100):
+        stream.emit(
+            Event(
+                timestamp=now_iso(), event="dag_start", run_id=f"r{i}", dag_name="d", tenant_id="t"
+            )
+        )
+    dead = RedisMetricsStore(server.url(0), name="dead")
+    dead.setup()
+    stale = [
+        (e.id, [(u.op, u.field, u.amount) for u in updates(e.log, e.record or {})])
+        for e in dead.read(10)
+    ]
+    assert len(stale) == 100
+    # When another exporter takes its pending entries over and counts them
+    alive = Ingester(RedisMetricsStore(server.url(0), name="alive", claim_idle_ms=0), Buckets())
+    while alive.counted < 100:
+        assert alive.ingest_once(block_ms=10) or alive.counted
+    # and the first one comes back and applies the batch it had read
+    # Then nothing is counted twice
+    assert dead.apply(stale) == 0
+    assert alive.store.values() == {field("dagflow_runs_started_total", "d", "t"): 100}
+    assert alive.store.backlog() == 0
+
+
+def test_gauges_show_active_and_pending_runs_slots_and_jobs(
+    server: RedisServer, env: dict[str, str], runner: Runner, tmp_path: Path
+) -> None:
+    # Given a DAG that runs one at a time, three runs of it, and a scheduled job in RETRY
+    worker = start_worker(env, tmp_path / "worker.log", concurrency=2)
+    try:
+        dag = make_dag(
+            [task("nap", "test.sleep", params={"seconds": 3})],
+            name="solo",
+            tenant="acme",
+            max_active_runs=1,
+        )
+        handles = [runner.submit(dag) for _ in range(3)]
+        job = Job(
+            id="j1",
+            dag_path="x.yaml",
+            tenant_id="acme",
+            schedule_id="s",
+            enqueued_at=time.time(),
+            run_id="r",
+        )
+        jobs = job_store(Settings.from_env(env))
+        jobs.add([job])
+        jobs.update(
+            "j1",
+            lambda j: j.model_copy(
+                update={"status": JobStatus.RETRY, "retry_at": time.time() + 60}
+            ),
+        )
+        # When the gauges are read
+        store = RedisMetricsStore(server.url(0))
+        wait_for(lambda: store.gauges().runs_active.get("acme") == 1, 20, "one run active")
+        gauges = store.gauges()
+        # Then one run holds the DAG's only slot and two wait for it
+        assert gauges.runs_pending == {("acme", "dag:solo"): 2}
+        assert gauges.slots_in_use == {"dag:solo": 1} and gauges.slots_limit == {"dag:solo": 1}
+        assert gauges.jobs == {"RETRY": 1}
+        assert gauges.stream_length > 0 and gauges.collector_lag_s > 0  # no collector runs
+        for handle in handles:
+            assert handle.wait(timeout=60).ok
+        assert store.gauges().runs_active == {} and store.gauges().runs_pending == {}
+    finally:
+        stop_worker(worker)
