@@ -8,6 +8,7 @@ must equal what the endpoint serves, after a worker and the exporter were SIGKIL
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from dagflow import workflows
 from dagflow.client.runner import Runner
 from dagflow.clock import now_iso
 from dagflow.events.log import Event
+from dagflow.metrics.catalog import METRICS
 from dagflow.metrics.exporter import Ingester
 from dagflow.metrics.mapping import Buckets, field, parse_field, updates
 from dagflow.scheduling.job import Job, JobStatus
@@ -145,6 +147,11 @@ def test_prometheus_scrapes_the_run_and_task_counters_of_a_failing_dag(
             'dagflow_schedule_last_success_timestamp_seconds{schedule="hourly"}'
         )
         assert last is not None and last > 0
+        # And every query of the Grafana dashboard is valid PromQL for this Prometheus
+        board = json.loads((ROOT / "dashboards" / "dagflow-grafana.json").read_text())
+        for panel in board["panels"]:
+            for target in panel["targets"]:
+                prometheus.query(target["expr"].replace("$dag", ".*").replace("$tenant", ".*"))
         # And no series carries a run id
         assert not any("run" in s["metric"] for s in prometheus.query("{__name__=~'dagflow_.*'}"))
     finally:
@@ -167,7 +174,10 @@ def test_health_and_content_negotiation(env: dict[str, str], tmp_path: Path) -> 
             assert reply.headers["Content-Type"].startswith("application/openmetrics-text")
             assert reply.read().decode().rstrip().endswith("# EOF")
         status, text = http_get(exporter.url())
-        assert status == 200 and "# TYPE dagflow_runs_started_total counter" in text
+        assert status == 200
+        # Every family of the catalog is served, even before its first event
+        for metric in METRICS:
+            assert f"# TYPE {metric.name} {metric.kind}" in text, metric.name
         assert http_get(exporter.url("/nope"))[0] == 404
     finally:
         exporter.kill()
