@@ -184,14 +184,18 @@ def _histogram(
     for key, n in series.get(metric.name + "_bucket", {}).items():
         counts[key[1:]][float(key[0])] = n
     sums = series.get(metric.name + "_sum", {})
+    edges = [*bounds, float("inf")]
+    texts = [_le(edge) for edge in edges]
     for labels in sorted(counts):
-        stored = counts[labels]
         # Cumulative: each bound counts every observation stored at or below it (a bound
         # stored under older DAGFLOW_METRICS_*_BUCKETS falls in the next current bound).
-        edges = [*bounds, float("inf")]
-        cumulative = [
-            (_le(edge), sum(n for at, n in stored.items() if at <= edge)) for edge in edges
-        ]
+        stored = sorted(counts[labels].items())
+        total, i, cumulative = 0.0, 0, []
+        for edge, text in zip(edges, texts, strict=True):
+            while i < len(stored) and stored[i][0] <= edge:
+                total += stored[i][1]
+                i += 1
+            cumulative.append((text, total))
         family.add_metric(list(labels), cumulative, sums.get(labels, 0.0))
     return family
 
