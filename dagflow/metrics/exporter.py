@@ -36,7 +36,7 @@ from prometheus_client.registry import Collector
 
 from dagflow.errors import DagflowError
 from dagflow.metrics import catalog as c
-from dagflow.metrics.mapping import Buckets, parse_field, updates
+from dagflow.metrics.mapping import Buckets, bound_text, parse_field, updates
 from dagflow.stores.metrics import BLOCK_MS, Gauges, RedisMetricsStore
 
 logger = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ def _histogram(
         counts[key[1:]][float(key[0])] = n
     sums = series.get(metric.name + "_sum", {})
     edges = [*bounds, float("inf")]
-    texts = [_le(edge) for edge in edges]
+    texts = [bound_text(edge) for edge in edges]
     for labels in sorted(counts):
         # Cumulative: each bound counts every observation stored at or below it (a bound
         # stored under older DAGFLOW_METRICS_*_BUCKETS falls in the next current bound).
@@ -198,10 +198,6 @@ def _histogram(
             cumulative.append((text, total))
         family.add_metric(list(labels), cumulative, sums.get(labels, 0.0))
     return family
-
-
-def _le(bound: float) -> str:
-    return "+Inf" if bound == float("inf") else repr(float(bound))
 
 
 def wsgi_app(
