@@ -95,6 +95,11 @@ class Ingester:
                 self.ingest_once()
             except DagflowError as exc:
                 self._failed(exc, stop)
+            except Exception as exc:  # a bug or an odd reply: keep counting, say it loudly
+                logger.exception("dagflow metrics: counting failed")
+                self.error = f"{type(exc).__name__}: {exc}"
+                self.store.recover_soon()
+                stop.wait(1.0)
 
     def _failed(self, exc: DagflowError, stop: threading.Event) -> None:
         self.error = exc.one_line()

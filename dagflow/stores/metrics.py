@@ -190,16 +190,27 @@ class RedisMetricsStore:
         """The next entries to count: first, now and then, the ones left pending (this
         consumer's, and those of an exporter that stopped), else new ones."""
         with sealed(self.url):
-            entries: list[tuple[str, dict[str, str]]] = []
-            if time.monotonic() >= self._recover_at:
-                entries = self._group_read("0", None, count)
-                if not entries:
-                    entries = self._autoclaim(count)
-                if not entries:
-                    self._forget_consumers()
-                    self._recover_at = time.monotonic() + RECOVER_S
+            try:
+                return self._read(block_ms, count)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+        # The stream or the group is gone (Redis restarted empty, or was flushed): make them
+        # again and count the new stream from its start.
+        self.setup()
+        return []
+
+    def _read(self, block_ms: int, count: int) -> list[Entry]:
+        entries: list[tuple[str, dict[str, str]]] = []
+        if time.monotonic() >= self._recover_at:
+            entries = self._group_read("0", None, count)
             if not entries:
-                entries = self._group_read(">", block_ms, count)
+                entries = self._autoclaim(count)
+            if not entries:
+                self._forget_consumers()
+                self._recover_at = time.monotonic() + RECOVER_S
+        if not entries:
+            entries = self._group_read(">", block_ms, count)
         return [_entry(entry_id, fields) for entry_id, fields in entries]
 
     def _group_read(

@@ -24,6 +24,7 @@ from dagflow import workflows
 from dagflow.client.runner import Runner
 from dagflow.clock import now_iso
 from dagflow.events.log import Event
+from dagflow.keys import EVENTS_STREAM
 from dagflow.metrics.catalog import METRICS
 from dagflow.metrics.exporter import Ingester
 from dagflow.metrics.mapping import Buckets, field, parse_field, updates
@@ -319,3 +320,22 @@ def test_gauges_show_active_and_pending_runs_slots_and_jobs(
         assert store.gauges().runs_active == {} and store.gauges().runs_pending == {}
     finally:
         stop_worker(worker)
+
+
+def test_counting_goes_on_when_the_stream_is_deleted(server: RedisServer) -> None:
+    # Given an exporter that counted one run start
+    stream = RedisEventStream(server.url(0))
+    start = Event(timestamp=now_iso(), event="dag_start", run_id="r", dag_name="d", tenant_id="t")
+    stream.emit(start)
+    ingester = Ingester(RedisMetricsStore(server.url(0)), Buckets())
+    ingester.store.setup()
+    while ingester.counted < 1:
+        ingester.ingest_once(block_ms=10)
+    # When the stream (and so its groups) is deleted, then a new event arrives
+    stream.client.delete(EVENTS_STREAM)
+    assert ingester.ingest_once(block_ms=10) == 0  # the group is made again, no error
+    stream.emit(start)
+    while ingester.counted < 2:
+        ingester.ingest_once(block_ms=10)
+    # Then the counts go on from where they were
+    assert ingester.store.values() == {field("dagflow_runs_started_total", "d", "t"): 2}
