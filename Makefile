@@ -23,4 +23,5 @@ bench:
 	python bench/bench_tenants.py
 	python bench/bench_sweeper.py
 	python bench/bench_pools.py
+	python bench/bench_metrics.py
 	python bench/chaos.py

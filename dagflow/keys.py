@@ -36,6 +36,9 @@ Keys shared by every run (the sweeper's indexes; a member is ``<run_id>\t<task_i
                                       when one sweeper claims it as missed
     dagflow:events            stream  every event and state line (log, data), capped
     (group "collectors" on dagflow:events: the collectors' read positions and pending entries)
+    (group "metrics" on dagflow:events: what ``dagflow metrics`` exporters counted)
+    dagflow:metrics           hash    series -> value: the exporters' counters and histograms
+                                      (see dagflow.stores.metrics)
 
 Admission keys (``max_active_runs`` limits; a slot's scope is ``dag:<name>``,
 ``tenant:<id>`` or ``scheduled``)::
@@ -123,6 +126,9 @@ POOL_PREFIX = f"{PREFIX}pool:"
 #: The stream every event goes through in distributed mode, and its collectors' group.
 EVENTS_STREAM = f"{PREFIX}events"
 COLLECTOR_GROUP = "collectors"
+#: The exporters' group on the stream, and the hash of what they counted.
+METRICS_GROUP = "metrics"
+METRICS = f"{PREFIX}metrics"
 
 #: URL schemes of a Redis dagflow can keep runs in: one server (TCP, TLS, unix socket), as
 #: redis-py and kombu accept them, or a primary found through Redis Sentinel (kombu's form,

@@ -92,6 +92,33 @@ def _pools(raw: str) -> tuple[tuple[str, int], ...]:
     return tuple(out.items())
 
 
+def _buckets(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    """Parse ``1,5,60,3600`` (seconds, ascending, positive) of a ``DAGFLOW_METRICS_*_BUCKETS``."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        bounds = tuple(float(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a list of seconds (e.g. 1,60,3600)") from None
+    if not bounds or any(b <= 0 for b in bounds) or list(bounds) != sorted(set(bounds)):
+        raise ConfigError(f"{name}={raw!r} must list positive seconds in increasing order")
+    return bounds
+
+
+#: Histogram bounds in seconds when DAGFLOW_METRICS_*_BUCKETS are not set (the run's reach a
+#: day; see dagflow.metrics.catalog, which keeps the same values).
+RUN_BUCKETS_S: tuple[float, ...] = (
+    1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400,
+)  # fmt: skip
+TASK_BUCKETS_S: tuple[float, ...] = (
+    0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
+)  # fmt: skip
+WAIT_BUCKETS_S: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Settings:
     """dagflow's settings. Build with :meth:`from_env`; every field has a documented default.
@@ -160,6 +187,15 @@ class Settings:
             ``will_retry: false``).
         notify_retry_s: ``DAGFLOW_NOTIFY_RETRY_S``, seconds before the second attempt of a
             hook or webhook (doubling with each attempt, capped at 10 minutes).
+        metrics_host: ``DAGFLOW_METRICS_HOST``, address ``dagflow metrics`` binds to.
+        metrics_port: ``DAGFLOW_METRICS_PORT``, port of ``dagflow metrics`` (default 9810).
+        metrics_run_buckets: ``DAGFLOW_METRICS_RUN_BUCKETS``, upper bounds in seconds of
+            ``dagflow_run_duration_seconds``'s buckets, comma-separated (default 1 s to 1 day).
+        metrics_task_buckets: ``DAGFLOW_METRICS_TASK_BUCKETS``, the same for
+            ``dagflow_task_duration_seconds`` (default 10 ms to 1 h).
+        metrics_wait_buckets: ``DAGFLOW_METRICS_WAIT_BUCKETS``, the same for
+            ``dagflow_task_queue_wait_seconds`` (default 5 ms to 10 min). Every exporter on
+            one Redis must use the same bounds: an observation is stored in its bucket.
     """
 
     broker_url: str | None = None
@@ -196,6 +232,11 @@ class Settings:
     notify_timeout_s: float = 10.0
     notify_attempts: int = 5
     notify_retry_s: float = 5.0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9810
+    metrics_run_buckets: tuple[float, ...] = RUN_BUCKETS_S
+    metrics_task_buckets: tuple[float, ...] = TASK_BUCKETS_S
+    metrics_wait_buckets: tuple[float, ...] = WAIT_BUCKETS_S
 
     def tenant_limit(self, tenant: str) -> int:
         """Runs of ``tenant`` that may run at once (0: no limit)."""
@@ -307,4 +348,9 @@ class Settings:
             dashboard_host=env.get("DAGFLOW_DASHBOARD_HOST") or "127.0.0.1",
             dashboard_port=_int(env, "DAGFLOW_DASHBOARD_PORT", 8050, minimum=1),
             dashboard_auth=env.get("DAGFLOW_DASHBOARD_AUTH") or None,
+            metrics_host=env.get("DAGFLOW_METRICS_HOST") or "127.0.0.1",
+            metrics_port=_int(env, "DAGFLOW_METRICS_PORT", 9810, minimum=1),
+            metrics_run_buckets=_buckets(env, "DAGFLOW_METRICS_RUN_BUCKETS", RUN_BUCKETS_S),
+            metrics_task_buckets=_buckets(env, "DAGFLOW_METRICS_TASK_BUCKETS", TASK_BUCKETS_S),
+            metrics_wait_buckets=_buckets(env, "DAGFLOW_METRICS_WAIT_BUCKETS", WAIT_BUCKETS_S),
         )

@@ -15,6 +15,8 @@ the client, the scheduler's drivers and the faces.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from dagflow.events.collector import Collector
 from dagflow.events.jsonl import iter_records
 from dagflow.events.log import JsonlEventLog
@@ -23,7 +25,7 @@ from dagflow.execution.backoff import RetryPolicy
 from dagflow.execution.deadlines import sweep_deadlines
 from dagflow.execution.notify import sweep_notices
 from dagflow.execution.pools import sweep_pools
-from dagflow.execution.runtime import EventSink, Runtime
+from dagflow.execution.runtime import EventSink, Runtime, SweepReportHook
 from dagflow.redis_url import redis_client
 from dagflow.scheduling.firing import run_finished_hook
 from dagflow.scheduling.job_hooks import job_finished_hook, job_started_hook, sweep_jobs
@@ -33,6 +35,7 @@ from dagflow.stores import MemoryRunStore, RedisRunStore, RunStore
 from dagflow.stores.event_stream import RedisEventStream
 from dagflow.stores.jobs import JobStore, MemoryJobStore
 from dagflow.stores.memory_pools import memory_pools
+from dagflow.stores.metrics import RedisMetricsStore
 from dagflow.stores.minute_claims import MemoryMinuteClaims, MinuteClaims, RedisMinuteClaims
 from dagflow.stores.pools import PoolStore
 from dagflow.stores.redis_pools import RedisPools
@@ -121,6 +124,16 @@ def collector(settings: Settings) -> Collector:
     )
 
 
+def metrics_store(settings: Settings) -> RedisMetricsStore:
+    """The store of ``dagflow metrics``: the stream's ``metrics`` group, the counted series
+    and the gauges' sources, on the run state's Redis.
+
+    Raises:
+        ConfigError: No Redis is configured (the embedded mode has nothing to scrape).
+    """
+    return RedisMetricsStore(settings.require_redis_url(), master_name=settings.redis_master_name)
+
+
 def build_runtime(settings: Settings, store: RunStore | None = None) -> Runtime:
     """A process's runtime, with scheduling's hooks: ``run_finished`` in the state store,
     each scheduled run's job moved along, and jobs swept (put back, retried) at every sweep;
@@ -146,7 +159,18 @@ def build_runtime(settings: Settings, store: RunStore | None = None) -> Runtime:
     # Missed deadlines (claimed once across sweepers), then the notices left undelivered.
     runtime.sweep_hooks.append(sweep_deadlines)
     runtime.sweep_hooks.append(sweep_notices)
+    runtime.sweep_report_hooks.append(sweep_recorder(state_recorder(settings)))
     return runtime
+
+
+def sweep_recorder(state: StateRecorder) -> SweepReportHook:
+    """A hook that writes what a sweep did as a ``sweep`` state line (``{"event": "sweep",
+    "actions": {"expired": 1, ...}}``): the source of ``dagflow_sweeper_actions_total``."""
+
+    def record(actions: Mapping[str, int]) -> None:
+        state.record_event({"event": "sweep", "actions": dict(actions)})
+
+    return record
 
 
 def _stream(settings: Settings) -> RedisEventStream:

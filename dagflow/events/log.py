@@ -58,7 +58,8 @@ class Event(BaseModel):
         workflow_ref: The task's workflow, for ``task_*`` events.
         attempt: 1-based attempt number, for ``task_start``, ``task_ok``, ``task_fail`` and
             ``task_retry``.
-        duration_s: Seconds the attempt (``task_ok``/``task_fail``) or the run (``dag_done``) took.
+        duration_s: Seconds the attempt (``task_ok``, ``task_fail``, ``task_retry``) or the run
+            (``dag_done``) took.
         delay_s: Seconds until the next attempt, for ``task_retry``.
         error: ``ErrorName: message`` of a failed attempt, why a task was skipped, why an
             attempt's result was discarded (``task_lease_lost``) or why a run stalled.
@@ -92,6 +93,10 @@ class Event(BaseModel):
             (False: this was the last one).
         deadline_s: For ``dag_deadline_missed``: the deadline the run missed, in seconds
             after its start (or after its scheduled minute).
+        queue: For ``task_start``: the queue the step's message came through.
+        queued_s: For ``task_start``: seconds from the step's message being sent (it became
+            ready, or its retry fell due) to this claim, by the sender's and the worker's
+            clocks (absent when the message carries no send time: an older sender).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -126,6 +131,8 @@ class Event(BaseModel):
     trigger: str | None = None
     will_retry: bool | None = None
     deadline_s: float | None = None
+    queue: str | None = None
+    queued_s: float | None = None
 
     def to_record(self) -> dict[str, Any]:
         """Return the event as the dict written to the log (no null fields)."""

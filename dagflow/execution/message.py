@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -22,6 +23,9 @@ _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 #: Celery's limit for ``argsrepr`` (``Task.argsrepr_maxsize`` default).
 _ARGSREPR_MAX = 1024
 _COMPACT = (",", ":")
+#: The header that carries when a step's message was sent, or its retry falls due (epoch
+#: seconds): ``task_start``'s ``queued_s`` is measured from it.
+READY_HEADER = "dagflow_ready_at"
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ def step_message(
             "replaced_task_nesting": 0,
             "stamped_headers": None,
             "stamps": {},
+            READY_HEADER: time.time(),
         },
         "properties": {
             "correlation_id": msg_id,

@@ -144,7 +144,9 @@ def failed(attempt: Attempt, exc: Exception, duration: float) -> None:
     trace = user_traceback(exc)
     if attempt.number <= attempt.spec.retries and not isinstance(exc, PERMANENT_ERRORS):
         delay = rt.retry.delay(attempt.number)
-        event = attempt.event("task_retry", delay_s=delay, error=error, traceback=trace)
+        event = attempt.event(
+            "task_retry", delay_s=delay, error=error, traceback=trace, duration_s=duration
+        )
         # Durable: the store sends it (through the sweeper) if the ETA message is lost.
         held = with_store(
             rt,

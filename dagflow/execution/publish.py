@@ -37,6 +37,7 @@ What a direct send does not do: fire Celery's ``before_task_publish`` and
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import replace
@@ -49,7 +50,7 @@ from kombu.exceptions import KombuError
 
 from dagflow.dag.compile import STEP_TASK, step_name, steps_canvas
 from dagflow.dag.mapping import base_task_id
-from dagflow.execution.message import Sender, step_message
+from dagflow.execution.message import READY_HEADER, Sender, step_message
 from dagflow.redis_url import DEFAULT_MASTER_NAME, is_sentinel_url, redis_client, same_redis
 from dagflow.stores.base import Push, RunStore
 
@@ -276,6 +277,7 @@ def _send_with_celery(
                 args=(run_id, task_id),
                 producer=producer,
                 shadow=step_name(dag_name, task_id),
+                headers={READY_HEADER: time.time()},
                 **options,
             )
 
@@ -296,7 +298,8 @@ def send_start(
     started the run.
     """
     if task_ids:
-        steps_canvas(app, run_id, task_ids, dag_name, queues).apply_async()
+        canvas = steps_canvas(app, run_id, task_ids, dag_name, queues)
+        canvas.apply_async(headers={READY_HEADER: time.time()})
 
 
 def send_later(
@@ -320,6 +323,7 @@ def send_later(
             args=(run_id, task_id),
             countdown=countdown,
             shadow=step_name(dag_name, task_id),
+            headers={READY_HEADER: time.time() + countdown},
             **options,
         )
     except (KombuError, OSError, redis.exceptions.RedisError) as exc:

@@ -86,6 +86,9 @@ RunStartedHook = Callable[[RunStarted], None]
 RunFinishedHook = Callable[[RunEnded], None]
 #: Called at every sweep with the Celery app and the runtime; returns what it did.
 SweepHook = Callable[[Any, "Runtime"], object]
+#: Called after every sweep with what it did (action -> how many; zeros left out), so
+#: what the sweeper does reaches the event stream (``dagflow_sweeper_actions_total``).
+SweepReportHook = Callable[[Mapping[str, int]], None]
 
 
 @dataclass
@@ -106,6 +109,7 @@ class Runtime:
     #: The slots of ``pool:`` tasks (:mod:`dagflow.execution.pools`); None: pools are off
     #: (a runtime built without :func:`dagflow.wiring.build_runtime`).
     pools: PoolStore | None = None
+    sweep_report_hooks: list[SweepReportHook] = field(default_factory=list)
     #: The Celery app this runtime is attached to (set by :func:`runtime_for`): what ends a
     #: run uses it to start the waiting runs its slots were freed for.
     app: Any = field(default=None, repr=False)
@@ -159,6 +163,14 @@ class Runtime:
             except Exception:
                 logger.exception("dagflow: sweep hook %r failed", hook)
         return done
+
+    def sweep_reported(self, actions: Mapping[str, int]) -> None:
+        """Call every sweep-report hook with what a sweep did; a failing hook is logged."""
+        for hook in self.sweep_report_hooks:
+            try:
+                hook(actions)
+            except Exception:
+                logger.exception("dagflow: sweep-report hook %r failed", hook)
 
     def emit_with_commit(self, event: Event) -> None:
         """Write the event of a store commit (``task_ok``, ``dag_start``...): a store that

@@ -39,8 +39,9 @@ from dagflow.execution import pools
 from dagflow.execution.attempt import Attempt
 from dagflow.execution.fanout import claim_parents, map_lengths, upstream_values
 from dagflow.execution.lifecycle import finish_run
+from dagflow.execution.message import READY_HEADER
 from dagflow.execution.outcome import abort_step, cancelled, fail_step, failed, succeeded
-from dagflow.execution.publish import send_steps
+from dagflow.execution.publish import default_queue, send_steps
 from dagflow.execution.runtime import Runtime, runtime_for
 from dagflow.execution.step_io import encode_output, with_store
 from dagflow.execution.timeouts import call_with_timeout
@@ -92,10 +93,11 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
     lease_s = rt.settings.lease_s
     # A store that writes events appends task_start inside the claim (one round trip less
     # per step); it fills in the attempt and fence the claim gives.
+    waited = _waited(app, task, plan, task_id)
     start = (
         rt.event(
             "task_start", run_id, plan, task_id=task_id, workflow_ref=spec.workflow_ref,
-            attempt=1, worker=worker or None, fence=0,
+            attempt=1, worker=worker or None, fence=0, **waited,
         ).to_record()
         if rt.store.writes_events
         else None
@@ -135,7 +137,7 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
     # is not a failure of the workflow and must not use up one of its attempts.
     upstream = upstream_values(plan, run_id, task_id, claim.outputs)
     if start is None:
-        rt.events.emit(attempt.event("task_start"))
+        rt.events.emit(attempt.event("task_start", **waited))
     started = time.perf_counter()
     with rt.heartbeat.hold(run_id, task_id, attempt.fence):
         try:
@@ -165,6 +167,16 @@ def _params(attempt: Attempt, upstream: Mapping[str, Any]) -> dict[str, Any]:
         parent, key = spec.map_from
         params[ITEM_PARAM] = map_item(upstream.get(parent), key, index)
     return params
+
+
+def _waited(app: Celery, task: Task, plan: RunPlan, task_id: str) -> dict[str, Any]:
+    """``task_start``'s ``queue`` and ``queued_s``: the step's queue, and the seconds since its
+    message was sent or its retry fell due (the message's :data:`READY_HEADER`)."""
+    fields: dict[str, Any] = {"queue": plan.task(task_id).queue or default_queue(app)}
+    ready = getattr(task.request, READY_HEADER, None)
+    if isinstance(ready, int | float) and not isinstance(ready, bool):
+        fields["queued_s"] = round(max(time.time() - ready, 0.0), 6)
+    return fields
 
 
 def _workflow_call(attempt: Attempt) -> Callable[[Mapping[str, Any]], Any]:

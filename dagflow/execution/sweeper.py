@@ -80,6 +80,19 @@ class SweepReport:
     admitted: int = 0
     hooks: tuple[object, ...] = ()
 
+    def actions(self) -> dict[str, int]:
+        """What the sweep did, by action, zeros left out (the ``sweep`` state line)."""
+        counts = {
+            "expired": self.expired,
+            "resent": self.resent,
+            "finalized": len(self.finalized),
+            "requeued": len(self.requeued),
+            "stalled": len(self.stalled),
+            "slots_freed": self.slots_freed,
+            "admitted": self.admitted,
+        }
+        return {action: n for action, n in counts.items() if n}
+
 
 def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
     """Run one sweep (without the lock: :class:`Sweeper` takes it)."""
@@ -114,7 +127,7 @@ def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
     finalized, requeued, stalled = (verdicts[k] for k in ("finalized", "requeued", "stalled"))
     resent = len(front) + len(back)
     hooks = tuple(rt.swept(app))
-    return SweepReport(
+    report = SweepReport(
         len(found.expired),
         resent,
         tuple(finalized),
@@ -123,6 +136,10 @@ def sweep_once(app: Celery, rt: Runtime | None = None) -> SweepReport:
         *sweep_slots(app, rt),
         hooks=hooks,
     )
+    actions = report.actions()
+    if actions:
+        rt.sweep_reported(actions)
+    return report
 
 
 def sweep_slots(app: Celery, rt: Runtime) -> tuple[int, int]:

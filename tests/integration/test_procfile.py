@@ -1,9 +1,9 @@
 """The Procfile as an operator runs it: ``honcho start`` brings up the whole system.
 
-worker, beat, dashboard and Flower start from the Procfile with Redis as the one server;
-beat fires an every-minute schedule at once (a schedule that never ran starts at the
-current minute), the worker runs the DAG, and both web UIs answer on localhost, Flower
-behind basic auth.
+worker, beat, dashboard, Flower and the metrics exporter start from the Procfile with Redis
+as the one server; beat fires an every-minute schedule at once (a schedule that never ran starts at the
+current minute), the worker runs the DAG, and the web UIs answer on localhost, Flower
+behind basic auth (the exporter's ``/health`` and ``/metrics`` too).
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def _status(url: str, auth: str | None = None) -> int:
         return 0
 
 
-def test_honcho_starts_worker_beat_dashboard_and_flower(scratch_redis: str, tmp_path: Path) -> None:
+def test_honcho_starts_worker_beat_dashboard_flower_and_metrics(
+    scratch_redis: str, tmp_path: Path
+) -> None:
     honcho = require_executable("honcho", "it is in the dev extras")
     broker = scratch_redis
     schedules = tmp_path / "schedules"
@@ -49,7 +51,7 @@ def test_honcho_starts_worker_beat_dashboard_and_flower(scratch_redis: str, tmp_
         '- id: every_minute\n  cron: "* * * * *"\n  dag: dags/weekly_ops_chain.yaml\n'
         "  tenant: procfile-test\n"
     )
-    dash_port, flower_port = free_port(), free_port()
+    dash_port, flower_port, metrics_port = free_port(), free_port(), free_port()
     state = tmp_path / "state.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGFLOW_", "ORCH_"))}
     env.update(
@@ -58,6 +60,7 @@ def test_honcho_starts_worker_beat_dashboard_and_flower(scratch_redis: str, tmp_
         ORCH_EVENTS_PATH=str(tmp_path / "events.jsonl"),
         STATE_STORE_PATH=str(state),
         DAGFLOW_DASHBOARD_PORT=str(dash_port),
+        DAGFLOW_METRICS_PORT=str(metrics_port),
         FLOWER_PORT=str(flower_port),
         FLOWER_BASIC_AUTH="ops:secret",
         PYTHONPATH=str(ROOT),
@@ -81,7 +84,13 @@ def test_honcho_starts_worker_beat_dashboard_and_flower(scratch_redis: str, tmp_
                     if (r := json.loads(line))["event"] == "run_finished"
                 ]  # fmt: skip
             up = _status(f"http://127.0.0.1:{dash_port}/") == 200
-            if finished and up and _status(f"http://127.0.0.1:{flower_port}/") == 401:
+            metrics_up = _status(f"http://127.0.0.1:{metrics_port}/health") == 200
+            if (
+                finished
+                and up
+                and metrics_up
+                and _status(f"http://127.0.0.1:{flower_port}/") == 401
+            ):
                 break
             time.sleep(0.5)
         output = (tmp_path / "honcho.log").read_text(errors="replace")
@@ -90,7 +99,8 @@ def test_honcho_starts_worker_beat_dashboard_and_flower(scratch_redis: str, tmp_
         assert _status(f"http://127.0.0.1:{dash_port}/") == 200, output
         assert _status(f"http://127.0.0.1:{flower_port}/") == 401, output
         assert _status(f"http://127.0.0.1:{flower_port}/", auth="ops:secret") == 200, output
-        for name in ("worker.1", "beat.1", "dashboard.1", "flower.1"):
+        assert _status(f"http://127.0.0.1:{metrics_port}/metrics") == 200, output
+        for name in ("worker.1", "beat.1", "dashboard.1", "flower.1", "metrics.1"):
             assert name in output
     finally:
         os.killpg(proc.pid, signal.SIGINT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import defaultdict
 from types import TracebackType
 
@@ -18,6 +19,7 @@ import redis
 from dagflow.celery_app import make_app
 from dagflow.client.runner import Runner
 from dagflow.dag.compile import STEP_TASK
+from dagflow.execution.message import READY_HEADER
 from dagflow.execution.publish import PUSH_MAX, link_push, send_later, send_steps
 from dagflow.settings import Settings
 from dagflow.stores import RedisRunStore
@@ -115,6 +117,8 @@ def test_a_step_written_straight_to_redis_is_the_message_celery_would_send(
         assert message["headers"].pop("root_id") == msg_id
         assert message["properties"].pop("correlation_id") == msg_id
         assert message["properties"].pop("delivery_tag")
+    # (and the send time dagflow adds, for dagflow_task_queue_wait_seconds)
+    assert abs(ours["headers"].pop(READY_HEADER) - time.time()) < 60
     assert ours == celerys
     assert ours["body"][0] == ["run-1", "t1"]
 
@@ -188,6 +192,7 @@ def test_a_direct_step_for_a_queue_is_the_message_celery_would_send_there(
     for message in (celerys, ours):
         message["headers"].pop("id"), message["headers"].pop("root_id")
         assert message["properties"]["delivery_info"]["routing_key"] == "gpu"
+    assert isinstance(ours["headers"].pop(READY_HEADER), float)
     assert ours["headers"] == celerys["headers"]
     assert ours["body"] == celerys["body"]
 
