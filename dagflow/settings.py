@@ -117,6 +117,11 @@ class Settings:
         dashboard_host: ``DAGFLOW_DASHBOARD_HOST``, address the dashboard binds to.
         dashboard_port: ``DAGFLOW_DASHBOARD_PORT``, port of the dashboard.
         dashboard_auth: ``DAGFLOW_DASHBOARD_AUTH``, ``user:password`` for basic auth, or None.
+        dags_dir: ``DAGFLOW_DAGS_DIR``, where the HTTP API finds DAG files by ``name``.
+        api_host: ``DAGFLOW_API_HOST``, address ``dagflow api`` binds to.
+        api_port: ``DAGFLOW_API_PORT``, port of ``dagflow api``.
+        idempotency_ttl_s: ``DAGFLOW_API_IDEMPOTENCY_TTL_S``, seconds an idempotency key of
+            ``POST /api/v1/runs`` keeps answering with its run (at most the run's TTL).
     """
 
     broker_url: str | None = None
@@ -149,6 +154,10 @@ class Settings:
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8050
     dashboard_auth: str | None = None
+    dags_dir: Path = Path("dags")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8060
+    idempotency_ttl_s: int = 24 * 3600
 
     def tenant_limit(self, tenant: str) -> int:
         """Runs of ``tenant`` that may run at once (0: no limit)."""
@@ -249,4 +258,8 @@ class Settings:
             dashboard_host=env.get("DAGFLOW_DASHBOARD_HOST") or "127.0.0.1",
             dashboard_port=_int(env, "DAGFLOW_DASHBOARD_PORT", 8050, minimum=1),
             dashboard_auth=env.get("DAGFLOW_DASHBOARD_AUTH") or None,
+            dags_dir=Path(env.get("DAGFLOW_DAGS_DIR") or "dags"),
+            api_host=env.get("DAGFLOW_API_HOST") or "127.0.0.1",
+            api_port=_int(env, "DAGFLOW_API_PORT", 8060, minimum=1),
+            idempotency_ttl_s=_int(env, "DAGFLOW_API_IDEMPOTENCY_TTL_S", 24 * 3600, minimum=1),
         )
