@@ -1,9 +1,9 @@
 """The Procfile as an operator runs it: ``honcho start`` brings up the whole system.
 
-worker, beat, dashboard and Flower start from the Procfile with Redis as the one server;
-beat fires an every-minute schedule at once (a schedule that never ran starts at the
-current minute), the worker runs the DAG, and both web UIs answer on localhost, Flower
-behind basic auth.
+worker, beat, dashboard, Flower and the HTTP API start from the Procfile with Redis as the
+one server; beat fires an every-minute schedule at once (a schedule that never ran starts
+at the current minute), the worker runs the DAG, both web UIs answer on localhost, Flower
+behind basic auth, and the API's health route answers.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def _status(url: str, auth: str | None = None) -> int:
         return 0
 
 
-def test_honcho_starts_worker_beat_dashboard_and_flower(scratch_redis: str, tmp_path: Path) -> None:
+def test_honcho_starts_worker_beat_dashboard_flower_and_api(
+    scratch_redis: str, tmp_path: Path
+) -> None:
     honcho = require_executable("honcho", "it is in the dev extras")
     broker = scratch_redis
     schedules = tmp_path / "schedules"
@@ -49,7 +51,7 @@ def test_honcho_starts_worker_beat_dashboard_and_flower(scratch_redis: str, tmp_
         '- id: every_minute\n  cron: "* * * * *"\n  dag: dags/weekly_ops_chain.yaml\n'
         "  tenant: procfile-test\n"
     )
-    dash_port, flower_port = free_port(), free_port()
+    dash_port, flower_port, api_port = free_port(), free_port(), free_port()
     state = tmp_path / "state.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGFLOW_", "ORCH_"))}
     env.update(
@@ -59,6 +61,7 @@ def test_honcho_starts_worker_beat_dashboard_and_flower(scratch_redis: str, tmp_
         STATE_STORE_PATH=str(state),
         DAGFLOW_DASHBOARD_PORT=str(dash_port),
         FLOWER_PORT=str(flower_port),
+        DAGFLOW_API_PORT=str(api_port),
         FLOWER_BASIC_AUTH="ops:secret",
         PYTHONPATH=str(ROOT),
     )
@@ -81,6 +84,7 @@ def test_honcho_starts_worker_beat_dashboard_and_flower(scratch_redis: str, tmp_
                     if (r := json.loads(line))["event"] == "run_finished"
                 ]  # fmt: skip
             up = _status(f"http://127.0.0.1:{dash_port}/") == 200
+            up = up and _status(f"http://127.0.0.1:{api_port}/api/v1/health") == 200
             if finished and up and _status(f"http://127.0.0.1:{flower_port}/") == 401:
                 break
             time.sleep(0.5)
@@ -90,7 +94,9 @@ def test_honcho_starts_worker_beat_dashboard_and_flower(scratch_redis: str, tmp_
         assert _status(f"http://127.0.0.1:{dash_port}/") == 200, output
         assert _status(f"http://127.0.0.1:{flower_port}/") == 401, output
         assert _status(f"http://127.0.0.1:{flower_port}/", auth="ops:secret") == 200, output
-        for name in ("worker.1", "beat.1", "dashboard.1", "flower.1"):
+        assert _status(f"http://127.0.0.1:{api_port}/api/v1/health") == 200, output
+        assert _status(f"http://127.0.0.1:{api_port}/api/v1/runs") == 401, output
+        for name in ("worker.1", "beat.1", "dashboard.1", "flower.1", "api.1"):
             assert name in output
     finally:
         os.killpg(proc.pid, signal.SIGINT)
