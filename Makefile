@@ -24,4 +24,5 @@ bench:
 	python bench/bench_sweeper.py
 	python bench/bench_pools.py
 	python bench/bench_metrics.py
+	python bench/bench_api.py
 	python bench/chaos.py

@@ -11,11 +11,14 @@ catch one class. The tree::
      |    +-- ScheduleError        a schedule file that breaks a rule
      |    +-- UnknownWorkflowError a workflow_ref that is not in the registry (also a RunnerError)
      +-- RunnerError               a run that could not start or a task that failed for good
-          +-- WorkflowOutputError  a workflow returned something that is not JSON
-          |    +-- BranchOutputError  a branch task's output names no valid ``branch``
-          +-- TaskTimeoutError     a task ran past its ``timeout_s``
-          +-- PlanVersionError     a stored plan of a format this dagflow cannot read
-          +-- RunExistsError       a run id fixed in advance is taken (a retry started twice)
+     |    +-- WorkflowOutputError  a workflow returned something that is not JSON
+     |    |    +-- BranchOutputError  a branch task's output names no valid ``branch``
+     |    +-- TaskTimeoutError     a task ran past its ``timeout_s``
+     |    +-- PlanVersionError     a stored plan of a format this dagflow cannot read
+     |    +-- RunExistsError       a run id fixed in advance is taken (a retry started twice)
+     +-- UnreachableError          Redis or the broker cannot be reached
+     +-- ApiError                  an HTTP API request refused (its status, code and field)
+          +-- AuthError            a missing, unknown or revoked API token (401)
 
 Errors about user input carry ``file``, ``task`` and ``field`` so the CLI can print one line
 that says exactly what to fix. A file with several problems raises one :class:`SpecError`
@@ -196,3 +199,37 @@ class UnreachableError(DagflowError):
         super().__init__(f"cannot reach {url}: {type(cause).__name__}: {cause}")
         self.url = url
         self.cause = str(cause)
+
+
+class ApiError(DagflowError):
+    """Raised when the HTTP API refuses a request: carries the HTTP status, a stable ``code``
+    and the request ``field`` at fault, which the API returns as its error body.
+
+    Args:
+        message: What is wrong, in one line.
+        status: The HTTP status (a 4xx).
+        code: A short machine-readable code (``unknown_dag``, ``run_not_found``...).
+        field: The request field at fault (``dag``, ``params.day``, ``tenant``), if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        code: str = "bad_request",
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.field = field
+
+
+class AuthError(ApiError):
+    """Raised when a request to the HTTP API has no bearer token, or one that is unknown or
+    revoked (HTTP 401)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=401, code="unauthorized")

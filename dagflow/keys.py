@@ -78,6 +78,14 @@ change)::
     dagflow:jobs:draining     zset    job -> when a drain took it (ms); the sweeper puts back
                                       the ones never sent after JOB_DRAIN_LEASE_S
     dagflow:jobs:retries      zset    RETRY job -> when its next try is due (ms)
+
+HTTP API keys (see dagflow.stores.tokens and dagflow.stores.idempotency)::
+
+    dagflow:token:<token_id>              hash    an API token: the SHA-256 of its secret (never
+                                                  the secret), tenant, admin, created, revoked
+    dagflow:tokens                        zset    token id -> created at (ms), for the listing
+    dagflow:idem:<tenant>:<key>           string  "<run_id>\t<fingerprint>" of POST /runs with
+                                                  that idempotency key (expires, see the store)
 """
 
 from __future__ import annotations
@@ -98,6 +106,11 @@ JOBS = f"{PREFIX}jobs"
 JOBS_QUEUE = f"{PREFIX}jobs:queue"
 JOBS_DRAINING = f"{PREFIX}jobs:draining"
 JOBS_RETRIES = f"{PREFIX}jobs:retries"
+
+#: API tokens (one hash each, and their index) and the idempotency keys of POST /runs.
+TOKEN_PREFIX = f"{PREFIX}token:"
+TOKENS = f"{PREFIX}tokens"
+IDEMPOTENCY_PREFIX = f"{PREFIX}idem:"
 
 #: Leases of running steps by expiry, the outbox, and the index of runs in flight.
 LEASES = f"{PREFIX}leases"
@@ -154,6 +167,16 @@ def pool_key(pool: str, part: str) -> str:
 def job_key(job_id: str) -> str:
     """The hash of one job."""
     return f"{JOB_PREFIX}{job_id}"
+
+
+def token_key(token_id: str) -> str:
+    """The hash of one API token."""
+    return f"{TOKEN_PREFIX}{token_id}"
+
+
+def idempotency_key(tenant: str, key: str) -> str:
+    """The string holding the run an idempotency key of ``tenant`` started."""
+    return f"{IDEMPOTENCY_PREFIX}{tenant}:{key}"
 
 
 def step_member(run_id: str, task_id: str) -> str:

@@ -196,6 +196,11 @@ class Settings:
         metrics_wait_buckets: ``DAGFLOW_METRICS_WAIT_BUCKETS``, the same for
             ``dagflow_task_queue_wait_seconds`` (default 5 ms to 10 min). Every exporter on
             one Redis must use the same bounds: an observation is stored in its bucket.
+        dags_dir: ``DAGFLOW_DAGS_DIR``, where the HTTP API finds DAG files by ``name``.
+        api_host: ``DAGFLOW_API_HOST``, address ``dagflow api`` binds to.
+        api_port: ``DAGFLOW_API_PORT``, port of ``dagflow api``.
+        idempotency_ttl_s: ``DAGFLOW_API_IDEMPOTENCY_TTL_S``, seconds an idempotency key of
+            ``POST /api/v1/runs`` keeps answering with its run (at most the run's TTL).
     """
 
     broker_url: str | None = None
@@ -237,6 +242,10 @@ class Settings:
     metrics_run_buckets: tuple[float, ...] = RUN_BUCKETS_S
     metrics_task_buckets: tuple[float, ...] = TASK_BUCKETS_S
     metrics_wait_buckets: tuple[float, ...] = WAIT_BUCKETS_S
+    dags_dir: Path = Path("dags")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8060
+    idempotency_ttl_s: int = 24 * 3600
 
     def tenant_limit(self, tenant: str) -> int:
         """Runs of ``tenant`` that may run at once (0: no limit)."""
@@ -353,4 +362,8 @@ class Settings:
             metrics_run_buckets=_buckets(env, "DAGFLOW_METRICS_RUN_BUCKETS", RUN_BUCKETS_S),
             metrics_task_buckets=_buckets(env, "DAGFLOW_METRICS_TASK_BUCKETS", TASK_BUCKETS_S),
             metrics_wait_buckets=_buckets(env, "DAGFLOW_METRICS_WAIT_BUCKETS", WAIT_BUCKETS_S),
+            dags_dir=Path(env.get("DAGFLOW_DAGS_DIR") or "dags"),
+            api_host=env.get("DAGFLOW_API_HOST") or "127.0.0.1",
+            api_port=_int(env, "DAGFLOW_API_PORT", 8060, minimum=1),
+            idempotency_ttl_s=_int(env, "DAGFLOW_API_IDEMPOTENCY_TTL_S", 24 * 3600, minimum=1),
         )

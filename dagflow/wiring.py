@@ -33,12 +33,14 @@ from dagflow.scheduling.job_hooks import job_store as redis_job_store
 from dagflow.settings import Settings
 from dagflow.stores import MemoryRunStore, RedisRunStore, RunStore
 from dagflow.stores.event_stream import RedisEventStream
+from dagflow.stores.idempotency import IdempotencyKeys, RedisIdempotencyKeys
 from dagflow.stores.jobs import JobStore, MemoryJobStore
 from dagflow.stores.memory_pools import memory_pools
 from dagflow.stores.metrics import RedisMetricsStore
 from dagflow.stores.minute_claims import MemoryMinuteClaims, MinuteClaims, RedisMinuteClaims
 from dagflow.stores.pools import PoolStore
 from dagflow.stores.redis_pools import RedisPools
+from dagflow.stores.tokens import RedisTokenStore
 
 
 def run_store(settings: Settings) -> RunStore:
@@ -108,6 +110,28 @@ def minute_claims(settings: Settings) -> MinuteClaims:
     claims = MemoryMinuteClaims()
     claims.seed(iter_records(settings.state_path))
     return claims
+
+
+def token_store(settings: Settings) -> RedisTokenStore:
+    """The HTTP API's tokens, in the run state's Redis.
+
+    Raises:
+        ConfigError: No Redis is configured.
+    """
+    return RedisTokenStore.from_url(
+        settings.require_redis_url(), master_name=settings.redis_master_name
+    )
+
+
+def idempotency_keys(settings: Settings) -> IdempotencyKeys:
+    """The idempotency keys of ``POST /api/v1/runs``, in the run state's Redis.
+
+    Raises:
+        ConfigError: No Redis is configured.
+    """
+    return RedisIdempotencyKeys.from_url(
+        settings.require_redis_url(), master_name=settings.redis_master_name
+    )
 
 
 def collector(settings: Settings) -> Collector:

@@ -155,7 +155,10 @@ def status(run_id: str, as_json: bool) -> int:
     run = handle.status()
     stuck = handle.unconsumed_waits()
     if as_json:
-        print(json.dumps({**run.to_dict(tracebacks=True), "unconsumed_queues": stuck}, indent=2))
+        data = run.to_dict(tracebacks=True)
+        if stuck:  # only then: the rest is what GET /api/v1/runs/{id} returns too
+            data["unconsumed_queues"] = stuck
+        print(json.dumps(data, indent=2))
     else:
         _print_status(run, is_verbose())
         for queue, steps in stuck.items():

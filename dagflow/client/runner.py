@@ -270,6 +270,7 @@ def list_runs(
     status: str | None = None,
     limit: int = 20,
     settings: Settings | None = None,
+    before: tuple[int, str] | None = None,
 ) -> list[RunStatus]:
     """Recent runs still in the run store, newest first (their ``tasks`` are left empty).
 
@@ -279,6 +280,8 @@ def list_runs(
         status: Only ``running``, ``success`` or ``failed`` runs.
         limit: At most this many.
         settings: Settings (from the environment if None).
+        before: Only runs listed after this one (its
+            :func:`~dagflow.stores.base.run_position`): the next page of a listing.
 
     Raises:
         ConfigError: No Redis run store is configured.
@@ -288,7 +291,9 @@ def list_runs(
     store = read_store(settings)
     try:
         with sealed(url_of(settings)):
-            found = store.list_runs(tenant_id=tenant, dag_name=dag, status=status, limit=limit)
+            found = store.list_runs(
+                tenant_id=tenant, dag_name=dag, status=status, limit=limit, before=before
+            )
     finally:
         store.client.close()
     return [RunStatus.from_store(snap) for snap in found]

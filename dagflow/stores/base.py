@@ -84,6 +84,7 @@ __all__ = [
     "TaskInfo",
     "attempts_started",
     "run_matches",
+    "run_position",
 ]
 
 #: States after which a task never changes again.
@@ -102,6 +103,19 @@ def run_matches(
         and (dag_name is None or meta.get("dag_name") == dag_name)
         and (status is None or snap.status == status)
     )
+
+
+def run_position(snap: RunSnapshot) -> tuple[int, str]:
+    """Where a run sits in a listing, newest first: its start (ms) and its id (ties).
+
+    Passed back as ``before`` to :meth:`RunStore.list_runs`, it pages through the runs
+    without skipping or repeating one when runs start meanwhile.
+    """
+    try:
+        started = int(float(snap.meta["started_at"]) * 1000)
+    except (KeyError, TypeError, ValueError):
+        started = 0
+    return started, snap.run_id
 
 
 def attempts_started(state: str, fence: int, failed_attempts: int) -> int:
@@ -239,9 +253,11 @@ class RunStore(Protocol):
         dag_name: str | None = None,
         status: str | None = None,
         limit: int = 20,
+        before: tuple[int, str] | None = None,
     ) -> list[RunSnapshot]:
         """Up to ``limit`` runs still in the store, newest start first, that match every filter
-        given (``status``: ``running``, ``success``, ``failed`` or ``cancelled``)."""
+        given (``status``: ``running``, ``success``, ``failed`` or ``cancelled``); with
+        ``before`` (see :func:`run_position`), only the runs listed after that one."""
 
     def wait_done(self, run_id: str, timeout: float) -> bool:
         """Block up to ``timeout`` seconds for the run to be marked done; True if it is."""

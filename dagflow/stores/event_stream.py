@@ -106,6 +106,20 @@ class RedisEventStream:
                 return
             cursor = "(" + batch[-1][0]
 
+    def follow(
+        self, after: str, block_ms: int, count: int = 1000
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """``(entry id, log, record)`` of the entries after ``after`` (an entry id, or
+        ``<ms>-0``), waiting up to ``block_ms`` for the first one (``XREAD BLOCK``)."""
+        reply: list[tuple[str, list[tuple[str, dict[str, str]]]]] = self.client.xread(  # type: ignore[assignment]
+            {EVENTS_STREAM: after}, count=count, block=block_ms
+        )
+        return [
+            (entry_id, fields.get("log", EVENTS_LOG), json.loads(fields["data"]))
+            for _, entries in reply or []
+            for entry_id, fields in entries
+        ]
+
     def read(
         self, stats: ReadStats | None = None, *, log: str = EVENTS_LOG
     ) -> list[dict[str, Any]]:

@@ -114,16 +114,20 @@ class MemoryRunViews:
         dag_name: str | None = None,
         status: str | None = None,
         limit: int = 20,
+        before: tuple[int, str] | None = None,
     ) -> list[RunSnapshot]:
-        """Runs of this process, newest start first, that match every filter given."""
+        """Runs of this process, newest start first (ties by id, descending), that match
+        every filter given, after ``before`` (start ms, run id) when it is given."""
         with self._lock:
-            run_ids = sorted(
-                self._runs,
-                key=lambda r: float(self._runs[r].meta.get("started_at") or 0.0),
-                reverse=True,
-            )
+            positions = {
+                r: (int(float(self._runs[r].meta.get("started_at") or 0.0) * 1000), r)
+                for r in self._runs
+            }
+        run_ids = sorted(positions, key=positions.__getitem__, reverse=True)
         found = []
         for run_id in run_ids:
+            if before is not None and positions[run_id] >= before:
+                continue
             snap = self.snapshot(run_id)
             if snap is not None and run_matches(snap, tenant_id, dag_name, status):
                 found.append(snap)

@@ -25,6 +25,7 @@ from dagflow.keys import (
     RUN_INDEX,
     RUN_PREFIX,
     RUNS,
+    RUNS_STARTED,
     SLOTS,
     SLOTS_WAITING,
     run_key,
@@ -146,8 +147,10 @@ return {released, stuck}
 """
 )
 
-# KEYS: meta, runs, run index, outbox, stream.
+# KEYS: meta, runs, run index, outbox, stream, runs by start time.
 # ARGV: run, index value, started_at JSON, grace_ms, event line, maxlen, roots...
+# The listing index takes the run's real start time, as its meta does (a cursor over the
+# listing is built from the meta).
 ACTIVATE = """
 if redis.call('HEXISTS', KEYS[1], 'pending') == 0 then return 0 end
 if redis.call('HEXISTS', KEYS[1], 'status') == 1 then return 0 end
@@ -155,6 +158,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HDEL', KEYS[1], 'pending')
 redis.call('HSET', KEYS[1], 'started_at', ARGV[3])
+local started_ms = string.format('%.0f', math.floor(tonumber(ARGV[3]) * 1000))
+redis.call('ZADD', KEYS[6], 'XX', started_ms, ARGV[1])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 for i = 7, #ARGV do
@@ -226,7 +231,7 @@ class RedisAdmission:
     ) -> bool:
         """Start an admitted run: index it, put its first steps in the outbox (False if it
         was not waiting: started already or cancelled)."""
-        keys = [run_key(run_id, "meta"), RUNS, RUN_INDEX, OUTBOX, EVENTS_STREAM]
+        keys = [run_key(run_id, "meta"), RUNS, RUN_INDEX, OUTBOX, EVENTS_STREAM, RUNS_STARTED]
         args: list[Any] = [run_id, index, json.dumps(started_at), int(grace_s * 1000)]
         args += [self._event_line(event), self.events_maxlen or 0, *roots]
         return bool(self._activate(keys=keys, args=args))

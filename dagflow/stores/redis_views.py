@@ -75,20 +75,30 @@ class RedisRunViews:
         dag_name: str | None = None,
         status: str | None = None,
         limit: int = 20,
+        before: tuple[int, str] | None = None,
     ) -> list[RunSnapshot]:
         """Walk the start-time index newest first, a page of metas per round trip.
 
+        With ``before`` (start ms, run id), the walk starts after that run: at its start
+        time, only ids below it (``ZREVRANGEBYSCORE`` orders ties by id, descending).
         Entries whose run's keys expired are dropped from the index on the way.
         """
         found: list[RunSnapshot] = []
         seen: set[str] = set()  # runs started meanwhile shift the ranks of the older ones
+        top: int | str = "+inf" if before is None else before[0]
         start = 0
         while len(found) < limit:
-            page = self.client.zrevrange(RUNS_STARTED, start, start + LIST_PAGE - 1)
-            run_ids = [str(r) for r in page]
-            if not run_ids:
+            page: list[tuple[str, float]] = self.client.zrevrangebyscore(  # type: ignore[assignment]
+                RUNS_STARTED, top, "-inf", start=start, num=LIST_PAGE, withscores=True
+            )
+            if not page:
                 break
-            start += len(run_ids)
+            start += len(page)
+            run_ids = [
+                str(r)
+                for r, score in page
+                if before is None or int(score) < before[0] or str(r) < before[1]
+            ]
             pipe = self.client.pipeline(transaction=False)
             for run_id in run_ids:
                 pipe.hgetall(run_key(run_id, "meta"))

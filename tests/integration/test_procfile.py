@@ -1,9 +1,10 @@
 """The Procfile as an operator runs it: ``honcho start`` brings up the whole system.
 
-worker, beat, dashboard, Flower and the metrics exporter start from the Procfile with Redis
-as the one server; beat fires an every-minute schedule at once (a schedule that never ran starts at the
-current minute), the worker runs the DAG, and the web UIs answer on localhost, Flower
-behind basic auth (the exporter's ``/health`` and ``/metrics`` too).
+worker, beat, dashboard, Flower, the metrics exporter and the HTTP API start from the
+Procfile with Redis as the one server; beat fires an every-minute schedule at once (a
+schedule that never ran starts at the current minute), the worker runs the DAG, and the web
+UIs answer on localhost, Flower behind basic auth (the exporter's ``/health`` and
+``/metrics`` too, and the API's health route).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _status(url: str, auth: str | None = None) -> int:
         return 0
 
 
-def test_honcho_starts_worker_beat_dashboard_flower_and_metrics(
+def test_honcho_starts_worker_beat_dashboard_flower_metrics_and_api(
     scratch_redis: str, tmp_path: Path
 ) -> None:
     honcho = require_executable("honcho", "it is in the dev extras")
@@ -52,6 +53,7 @@ def test_honcho_starts_worker_beat_dashboard_flower_and_metrics(
         "  tenant: procfile-test\n"
     )
     dash_port, flower_port, metrics_port = free_port(), free_port(), free_port()
+    api_port = free_port()
     state = tmp_path / "state.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGFLOW_", "ORCH_"))}
     env.update(
@@ -62,6 +64,7 @@ def test_honcho_starts_worker_beat_dashboard_flower_and_metrics(
         DAGFLOW_DASHBOARD_PORT=str(dash_port),
         DAGFLOW_METRICS_PORT=str(metrics_port),
         FLOWER_PORT=str(flower_port),
+        DAGFLOW_API_PORT=str(api_port),
         FLOWER_BASIC_AUTH="ops:secret",
         PYTHONPATH=str(ROOT),
     )
@@ -85,6 +88,7 @@ def test_honcho_starts_worker_beat_dashboard_flower_and_metrics(
                 ]  # fmt: skip
             up = _status(f"http://127.0.0.1:{dash_port}/") == 200
             metrics_up = _status(f"http://127.0.0.1:{metrics_port}/health") == 200
+            up = up and _status(f"http://127.0.0.1:{api_port}/api/v1/health") == 200
             if (
                 finished
                 and up
@@ -100,7 +104,9 @@ def test_honcho_starts_worker_beat_dashboard_flower_and_metrics(
         assert _status(f"http://127.0.0.1:{flower_port}/") == 401, output
         assert _status(f"http://127.0.0.1:{flower_port}/", auth="ops:secret") == 200, output
         assert _status(f"http://127.0.0.1:{metrics_port}/metrics") == 200, output
-        for name in ("worker.1", "beat.1", "dashboard.1", "flower.1", "metrics.1"):
+        assert _status(f"http://127.0.0.1:{api_port}/api/v1/health") == 200, output
+        assert _status(f"http://127.0.0.1:{api_port}/api/v1/runs") == 401, output
+        for name in ("worker.1", "beat.1", "dashboard.1", "flower.1", "metrics.1", "api.1"):
             assert name in output
     finally:
         os.killpg(proc.pid, signal.SIGINT)

@@ -434,6 +434,28 @@ def test_list_runs_filters_and_orders_newest_first(store: RunStore) -> None:
     assert [s.run_id for s in got] == [mid] and got[0].meta["tenant_id"] == f"other-{tag}"
 
 
+def test_list_runs_pages_after_a_position_without_skipping_ties(store: RunStore) -> None:
+    from dagflow.stores.base import run_position
+
+    # Given five runs, three of them started in the same millisecond (ties, ordered by id)
+    tag = uuid.uuid4().hex
+    base = time.time()
+    starts = [base - 40, base - 30, base - 30, base - 30, base - 10]
+    made = {new_run(store, ["a"], dag=f"page-{tag}", started_at=t) for t in starts}
+    # When they are listed two at a time, each page after the last run of the one before
+    seen: list[str] = []
+    before = None
+    while True:
+        page = store.list_runs(dag_name=f"page-{tag}", limit=2, before=before)
+        seen += [s.run_id for s in page]
+        if len(page) < 2:
+            break
+        before = run_position(page[-1])
+    # Then every run comes once, in the order of one listing of them all
+    assert len(seen) == 5 and set(seen) == made
+    assert seen == [s.run_id for s in store.list_runs(dag_name=f"page-{tag}", limit=10)]
+
+
 def test_listing_drops_runs_whose_state_expired(redis_db: str) -> None:
     store = RedisRunStore(redis_db, ttl=600)
     client = redis.Redis.from_url(redis_db, decode_responses=True)

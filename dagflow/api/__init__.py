@@ -1,0 +1,1 @@
+"""The HTTP API: ``dagflow api`` serves JSON under ``/api/v1`` (see :mod:`dagflow.api.app`)."""

@@ -1,0 +1,138 @@
+"""DAGs found by ``name`` in a folder (``DAGFLOW_DAGS_DIR``): what the HTTP API starts.
+
+Every ``.yaml``/``.yml`` file of the folder is loaded with :func:`dagflow.dag.load.load_dag`
+(the checks ``dagflow validate`` makes) and indexed by its ``name``. A file that fails them
+is left out of the DAGs that can be started, but kept under its ``name`` (or, when even that
+cannot be read, its file name without the suffix) with its error, so asking for it says
+what is wrong instead of "unknown DAG". Two files with one ``name``: the first by file name
+wins and the other is reported as an error of that name.
+
+Like :class:`dagflow.scheduling.schedules.ScheduleDir`, the folder is looked at again on
+each use and a file is re-read only when its (mtime, size, inode) changed, so a DAG added or
+fixed is seen without a restart at the cost of one ``stat`` per file.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dagflow.dag.load import Dag, dag_from_data
+from dagflow.dag.spec import read_yaml
+from dagflow.errors import DagValidationError, SpecError
+from dagflow.settings import Settings
+
+#: File name endings read from the DAGs folder.
+DAG_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One DAG file of the folder.
+
+    Attributes:
+        name: The DAG's ``name`` (the file's stem when the name cannot be read).
+        path: The file.
+        tenant_id: The ``tenant_id`` the file names (when it can be read), even if invalid.
+        dag: The loaded DAG, or None when the file is invalid.
+        error: Why the file cannot be used, or None.
+    """
+
+    name: str
+    path: Path
+    tenant_id: str | None
+    dag: Dag | None = None
+    error: SpecError | None = None
+
+
+def _text(data: Any, key: str) -> str | None:
+    value = data.get(key) if isinstance(data, Mapping) else None
+    return value if isinstance(value, str) and value else None
+
+
+def load_entry(path: Path, settings: Settings) -> CatalogEntry:
+    """Load one DAG file into an entry (valid or not); never raises a :class:`SpecError`."""
+    try:
+        data = read_yaml(path)
+    except SpecError as exc:
+        return CatalogEntry(path.stem, path, None, error=exc)
+    name = _text(data, "name") or path.stem
+    tenant = _text(data, "tenant_id")
+    try:
+        dag = dag_from_data(data, str(path), settings)
+    except SpecError as exc:
+        return CatalogEntry(name, path, tenant, error=exc)
+    return CatalogEntry(name, path, tenant, dag=dag)
+
+
+@dataclass
+class DagCatalog:
+    """The DAG files of a folder by ``name``, reloaded as files change (thread-safe).
+
+    Args:
+        directory: The DAGs folder (``DAGFLOW_DAGS_DIR``).
+        settings: The settings DAGs are loaded with (``DAGFLOW_WORKFLOWS``).
+    """
+
+    directory: Path
+    settings: Settings
+    _files: dict[Path, tuple[tuple[int, int, int], CatalogEntry]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def refresh(self) -> None:
+        """Re-read added or changed files and forget removed ones."""
+        try:
+            paths = sorted(
+                p for p in self.directory.iterdir() if p.suffix in DAG_SUFFIXES and p.is_file()
+            )
+        except OSError:
+            paths = []
+        with self._lock:
+            for gone in set(self._files) - set(paths):
+                del self._files[gone]
+            for path in paths:
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
+                signature = (st.st_mtime_ns, st.st_size, st.st_ino)
+                known = self._files.get(path)
+                if known is None or known[0] != signature:
+                    self._files[path] = (signature, load_entry(path, self.settings))
+
+    def entries(self) -> list[CatalogEntry]:
+        """Every file's entry, by file name; a second file with a taken ``name`` becomes an
+        error of that name."""
+        self.refresh()
+        with self._lock:
+            loaded = [entry for _, entry in (self._files[p] for p in sorted(self._files))]
+        owner: dict[str, Path] = {}
+        out = []
+        for entry in loaded:
+            if entry.name in owner:
+                error = DagValidationError(
+                    f"duplicate DAG name {entry.name!r}, already in {owner[entry.name]}; ignored",
+                    file=str(entry.path),
+                    field="name",
+                )
+                out.append(CatalogEntry(entry.name, entry.path, entry.tenant_id, error=error))
+                continue
+            owner[entry.name] = entry.path
+            out.append(entry)
+        return out
+
+    def dags(self) -> list[Dag]:
+        """The valid DAGs, by file name."""
+        return [entry.dag for entry in self.entries() if entry.dag is not None]
+
+    def find(self, name: str) -> CatalogEntry | None:
+        """The entry of the DAG called ``name`` (valid or not), or None if no file has it."""
+        found = [entry for entry in self.entries() if entry.name == name]
+        valid = [entry for entry in found if entry.dag is not None]
+        best = valid or found
+        return best[0] if best else None
