@@ -79,6 +79,8 @@ class Settings:
         events_path: ``ORCH_EVENTS_PATH``, the JSONL event log.
         state_path: ``STATE_STORE_PATH``, the scheduler's JSONL state store.
         schedules_dir: ``DAGFLOW_SCHEDULES_DIR``, where schedule YAML files live.
+        dags_dir: ``DAGFLOW_DAGS_DIR``, where DAG files are found by name or by the events
+            that trigger them (default ``dags``).
         sched_tick_ms: ``SCHED_TICK_MS``, scheduler tick in milliseconds.
         sched_max_parallel: ``SCHED_MAX_PARALLEL``, scheduled DAG runs that run at once,
             across every scheduler and Beat process (held in Redis; the others wait as
@@ -126,6 +128,7 @@ class Settings:
     events_path: Path = Path("logs/orchestrator_events.jsonl")
     state_path: Path = Path("logs/orchestrator_state.jsonl")
     schedules_dir: Path = Path("schedules")
+    dags_dir: Path = Path("dags")
     sched_tick_ms: int = 1000
     sched_max_parallel: int = 3
     tenant_max_active_runs: int = 0
@@ -226,6 +229,7 @@ class Settings:
             events_path=Path(env.get("ORCH_EVENTS_PATH") or "logs/orchestrator_events.jsonl"),
             state_path=Path(env.get("STATE_STORE_PATH") or "logs/orchestrator_state.jsonl"),
             schedules_dir=Path(env.get("DAGFLOW_SCHEDULES_DIR") or "schedules"),
+            dags_dir=Path(env.get("DAGFLOW_DAGS_DIR") or "dags"),
             sched_tick_ms=_int(env, "SCHED_TICK_MS", 1000, minimum=1),
             sched_max_parallel=_int(env, "SCHED_MAX_PARALLEL", 3, minimum=1),
             tenant_max_active_runs=_int(env, "DAGFLOW_TENANT_MAX_ACTIVE_RUNS", 0),

@@ -17,6 +17,7 @@ A DAG file is YAML, read with PyYAML's safe loader only (``SAFE_LOADER``)::
         map: list.files      # optional: one instance per item of that parent's output key
         max_parallel: 8      # optional, with map: instances running at once
     params: {day: null}      # optional: run-level params and their defaults
+    triggers: [{event: orders.loaded}]   # optional: events that start a run (dagflow trigger)
     queue: default           # optional: the queue of every task without its own
 
 Unknown keys are errors, every error names the file, the task and the field, and every
@@ -52,6 +53,9 @@ RETRIES_MAX = 100
 #: control characters, no ``,`` (``-Q`` splits on it), not starting with ``-`` (an option).
 QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,127}$")
 QUEUE_RULE = "1-128 letters, digits, '_', '-', '.' or ':', not starting with '-'"
+#: Event names (``orders.loaded``): what ``dagflow trigger NAME`` and the API's URL carry.
+EVENT_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$")
+EVENT_RULE = "1-128 letters, digits, '_', '-', '.' or ':', not starting with '-', '.' or ':'"
 
 #: Every field of a DAG file by its README name, and what it expects, for error messages.
 FIELDS: dict[str, str] = {
@@ -74,6 +78,9 @@ FIELDS: dict[str, str] = {
     "params": "a mapping of run-level params and their default values (JSON values)",
     "max_active_runs": "a whole number >= 1: runs of this DAG that may run at once",
     "queue": f"a queue name ({QUEUE_RULE})",
+    "triggers": "a list of triggers such as [{event: orders.loaded}]",
+    "triggers[]": "a trigger (a mapping with event)",
+    "triggers[].event": f"an event name ({EVENT_RULE})",
 }
 
 
@@ -161,6 +168,26 @@ class TaskSpec(BaseModel):
         return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+class TriggerSpec(BaseModel):
+    """An event that starts a run of the DAG (``dagflow trigger NAME``, see
+    :mod:`dagflow.client.triggers`).
+
+    Attributes:
+        event: The event's name, such as ``orders.loaded``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    event: str
+
+    @field_validator("event")
+    @classmethod
+    def _event_name(cls, value: str) -> str:
+        if not EVENT_PATTERN.fullmatch(value):
+            raise ValueError(f"expected an event name ({EVENT_RULE}), got {describe(value)}")
+        return value
+
+
 class DagSpec(BaseModel):
     """A whole DAG: its ``name``, ``tenant_id``, ``tasks`` and run-level ``params`` defaults.
 
@@ -179,6 +206,7 @@ class DagSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     max_active_runs: int | None = Field(default=None, ge=1)
     queue: str | None = None
+    triggers: tuple[TriggerSpec, ...] = ()
 
     @field_validator("params")
     @classmethod
@@ -194,6 +222,25 @@ class DagSpec(BaseModel):
     @classmethod
     def _tasks_tuple(cls, value: Any) -> Any:
         return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("triggers", mode="before")
+    @classmethod
+    def _triggers_tuple(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("triggers")
+    @classmethod
+    def _distinct_events(cls, value: tuple[TriggerSpec, ...]) -> tuple[TriggerSpec, ...]:
+        events = [t.event for t in value]
+        twice = sorted({e for e in events if events.count(e) > 1})
+        if twice:
+            raise ValueError(f"event {twice[0]!r} is listed twice")
+        return value
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        """The names of the events that start this DAG (``triggers``), in file order."""
+        return tuple(t.event for t in self.triggers)
 
     @property
     def task_ids(self) -> list[str]:

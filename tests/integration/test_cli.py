@@ -284,6 +284,7 @@ COMMANDS = (
     "runs",
     "schedule",
     "status",
+    "trigger",
     "validate",
     "wait",
 )
@@ -373,6 +374,7 @@ def test_console_script_entry_point_is_the_same_command() -> None:
         (["status", "0" * 32], {}, "ConfigError: dagflow keeps run state in Redis"),
         (["runs"], {}, "ConfigError: dagflow keeps run state in Redis"),
         (["outputs", "0" * 32], {}, "ConfigError: dagflow keeps run state in Redis"),
+        (["trigger", "e", "--id", "1"], {}, "ConfigError: event triggers need Redis"),
         (
             ["dashboard"],
             {"DAGFLOW_DASHBOARD_PORT": "x"},
