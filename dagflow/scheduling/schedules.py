@@ -9,6 +9,8 @@ A schedule file is YAML: a list of entries, or one entry::
       enabled: true                  # default true
       timezone: Europe/Paris         # IANA name, default UTC
       max_retries: 2                 # retry a failed run from failure, default 0
+      catchup: latest                # after downtime: latest | all | none, default latest
+      catchup_window: 1h             # how far back to make up missed minutes, default 1h
 
 ``dag`` is resolved against the deployment root (where the scheduler and the workers run,
 next to ``dags/`` and ``schedules/``), and refused if it points outside it: a schedule file
@@ -34,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dagflow.dag.field_errors import field_errors, field_path
 from dagflow.dag.spec import TASK_ID_PATTERN, read_yaml
 from dagflow.errors import ScheduleError, SpecError
+from dagflow.scheduling.catchup import CatchupPolicy, parse_policy, parse_window
 from dagflow.scheduling.cron import CronExpr, parse_cron
 
 logger = logging.getLogger(__name__)
@@ -50,6 +53,8 @@ FIELDS: dict[str, str] = {
     "timezone": "an IANA time zone name, such as Europe/Paris",
     "params": "a mapping of run-level params for the DAG's params: block (JSON values)",
     "max_retries": "an integer >= 0: how many times a failed run is retried from failure",
+    "catchup": "latest, all or none: which missed minutes a starting scheduler makes up",
+    "catchup_window": "a duration such as 30m, 6h or 1d (at most 24h)",
 }
 #: Format of ``scheduled_minute`` everywhere (labels, state events, claim keys): UTC, seconds 00.
 MINUTE_FORMAT = "%Y-%m-%dT%H:%M:00Z"
@@ -91,6 +96,8 @@ class Schedule(BaseModel):
     timezone: str = "UTC"
     params: dict[str, Any] = Field(default_factory=dict)
     max_retries: int = Field(default=0, ge=0)
+    catchup: str = CatchupPolicy.LATEST.value
+    catchup_window: str | None = None
 
     @field_validator("id")
     @classmethod
@@ -111,6 +118,28 @@ class Schedule(BaseModel):
     def _valid_zone(cls, value: str) -> str:
         zone(value)
         return value
+
+    @field_validator("catchup")
+    @classmethod
+    def _valid_policy(cls, value: str) -> str:
+        return parse_policy(value).value
+
+    @field_validator("catchup_window")
+    @classmethod
+    def _valid_window(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_window(value)
+        return value
+
+    @property
+    def catchup_policy(self) -> CatchupPolicy:
+        """What a starting scheduler makes up (see :mod:`dagflow.scheduling.catchup`)."""
+        return CatchupPolicy(self.catchup)
+
+    @property
+    def catchup_window_s(self) -> int | None:
+        """The catch-up window in seconds, or None for the scheduler's default (1 hour)."""
+        return None if self.catchup_window is None else parse_window(self.catchup_window)
 
     @property
     def expr(self) -> CronExpr:
