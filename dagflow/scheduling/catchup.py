@@ -65,11 +65,14 @@ def parse_window(text: str) -> int:
     return seconds
 
 
-def fires_between(expr: CronExpr, zone: tzinfo, after: datetime, upto: datetime) -> list[datetime]:
-    """Every UTC minute ``m`` with ``after < m <= upto`` at which ``expr`` fires, in order."""
-    out = []
+def fires_between(
+    expr: CronExpr, zone: tzinfo, after: datetime, upto: datetime, limit: int | None = None
+) -> list[datetime]:
+    """Every UTC minute ``m`` with ``after < m <= upto`` at which ``expr`` fires, in order
+    (only the first ``limit`` when given)."""
+    out: list[datetime] = []
     minute = after + ONE_MINUTE
-    while minute <= upto:
+    while minute <= upto and (limit is None or len(out) < limit):
         if fires_at(expr, zone, minute):
             out.append(minute)
         minute += ONE_MINUTE

@@ -11,6 +11,7 @@ import pytest
 
 from dagflow.errors import ScheduleError
 from dagflow.events.state_store import JsonlStateStore
+from dagflow.scheduling.backfill import backfill_minutes
 from dagflow.scheduling.catchup import (
     DEFAULT_WINDOW_S,
     CatchupPolicy,
@@ -19,7 +20,7 @@ from dagflow.scheduling.catchup import (
     parse_window,
 )
 from dagflow.scheduling.cron import parse_cron
-from dagflow.scheduling.schedules import ScheduleDir, load_schedule_file, minute_key
+from dagflow.scheduling.schedules import Schedule, ScheduleDir, load_schedule_file, minute_key
 from dagflow.scheduling.ticker import Ticker
 from dagflow.stores.minute_claims import MemoryMinuteClaims
 
@@ -177,3 +178,29 @@ def test_a_stalled_ticker_does_not_redo_what_another_claimed(tmp_path: Path) -> 
     assert [f.scheduled_minute[11:16] for f in awake.tick(utc("2026-11-26 13:12"))] == [
         "13:05", "13:10",
     ]  # fmt: skip
+
+
+def test_backfill_minutes_are_the_cron_times_from_included_to_excluded() -> None:
+    hourly = Schedule(id="h", cron="0 * * * *", dag="d.yaml", tenant="t")
+    now = utc("2026-01-10 00:00")
+    got = backfill_minutes(hourly, utc("2026-01-01 00:00"), utc("2026-01-04 00:00"), now)
+    assert len(got) == 72 and minute_key(got[0]) == "2026-01-01T00:00:00Z"
+    assert minute_key(got[-1]) == "2026-01-03T23:00:00Z"
+    # a start inside a minute begins at the next one
+    got = backfill_minutes(hourly, utc("2026-01-01 00:00:30"), utc("2026-01-01 02:00"), now)
+    assert [minute_key(m) for m in got] == ["2026-01-01T01:00:00Z"]
+
+
+@pytest.mark.parametrize(
+    ("cron", "start", "end", "message"),
+    [
+        ("0 * * * *", "2026-01-02", "2026-01-01", "--to must be after --from"),
+        ("0 * * * *", "2026-01-01", "2026-01-11", "is after now"),
+        ("0 * * * *", "2024-01-01", "2026-01-01", "longer than 366 days"),
+        ("* * * * *", "2025-12-01", "2025-12-09", "more than 10000 cron times"),
+    ],
+)
+def test_backfill_minutes_refuses(cron: str, start: str, end: str, message: str) -> None:
+    schedule = Schedule(id="h", cron=cron, dag="d.yaml", tenant="t")
+    with pytest.raises(ScheduleError, match=message):
+        backfill_minutes(schedule, utc(start), utc(end), utc("2026-01-10 00:00"))
