@@ -9,6 +9,7 @@ catch one class. The tree::
      |    +-- DagValidationError   a DAG file that breaks a rule (fields, ids, references)
      |    |    +-- CycleDetectedError
      |    +-- ScheduleError        a schedule file that breaks a rule
+     |    +-- EventError           an event trigger's name, id or data that cannot be used
      |    +-- UnknownWorkflowError a workflow_ref that is not in the registry (also a RunnerError)
      +-- RunnerError               a run that could not start or a task that failed for good
      |    +-- WorkflowOutputError  a workflow returned something that is not JSON
@@ -148,6 +149,12 @@ class ScheduleError(SpecError):
     """Raised when a schedule file or entry is invalid (bad cron, unknown DAG, duplicate id)."""
 
     label = "schedule"
+
+
+class EventError(SpecError):
+    """Raised when an event trigger (``dagflow trigger``) has a bad name, id or data."""
+
+    label = "event"
 
 
 class RunnerError(DagflowError):

@@ -68,6 +68,17 @@ Scheduler keys::
     dagflow:sched:claim:<schedule>:<minute>   string  the run id that won this minute
     dagflow:sched:last                        hash    schedule -> last claimed minute
 
+Event trigger keys (see dagflow.client.triggers; each expires DAGFLOW_RUN_TTL_S after the
+first call)::
+
+    dagflow:trigger:<event>:<sha256 of [event, event id, dag]>   string  the run id that the
+                                              first ``dagflow trigger`` of this id started
+
+Backfill keys (see dagflow.scheduling.backfill; kept DAGFLOW_RUN_TTL_S)::
+
+    dagflow:backfill:<backfill_id>            string  the backfill as JSON: schedule, window,
+                                              each minute's job and run, cancelled or not
+
 Job keys (see dagflow.scheduling.job; a job's hash expires DAGFLOW_RUN_TTL_S after its last
 change)::
 
@@ -90,6 +101,8 @@ HTTP API keys (see dagflow.stores.tokens and dagflow.stores.idempotency)::
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import TypeGuard
 
 #: Every key dagflow writes starts with this.
@@ -111,6 +124,10 @@ JOBS_RETRIES = f"{PREFIX}jobs:retries"
 TOKEN_PREFIX = f"{PREFIX}token:"
 TOKENS = f"{PREFIX}tokens"
 IDEMPOTENCY_PREFIX = f"{PREFIX}idem:"
+#: Event triggers: one key per (event, event id, DAG) holding the run it started.
+TRIGGER_PREFIX = f"{PREFIX}trigger:"
+#: Backfills: one JSON document each.
+BACKFILL_PREFIX = f"{PREFIX}backfill:"
 
 #: Leases of running steps by expiry, the outbox, and the index of runs in flight.
 LEASES = f"{PREFIX}leases"
@@ -162,6 +179,18 @@ def slot_key(scope: str) -> str:
 def pool_key(pool: str, part: str) -> str:
     """One key of a pool (``holders``, ``woken``, ``parked``, ``tenants``, ``queue:<tenant>``)."""
     return f"{POOL_PREFIX}{pool}:{part}"
+
+
+def trigger_key(event: str, event_id: str, dag_name: str) -> str:
+    """The key of the claim of one event id for one DAG (the id and name may hold any
+    character, so they are hashed; the event name stays readable)."""
+    digest = hashlib.sha256(json.dumps([event, event_id, dag_name]).encode()).hexdigest()
+    return f"{TRIGGER_PREFIX}{event}:{digest}"
+
+
+def backfill_key(backfill_id: str) -> str:
+    """The key of one backfill's document."""
+    return f"{BACKFILL_PREFIX}{backfill_id}"
 
 
 def job_key(job_id: str) -> str:

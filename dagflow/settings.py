@@ -136,6 +136,8 @@ class Settings:
         events_path: ``ORCH_EVENTS_PATH``, the JSONL event log.
         state_path: ``STATE_STORE_PATH``, the scheduler's JSONL state store.
         schedules_dir: ``DAGFLOW_SCHEDULES_DIR``, where schedule YAML files live.
+        dags_dir: ``DAGFLOW_DAGS_DIR``, where DAG files are found by name or by the events
+            that trigger them (default ``dags``).
         sched_tick_ms: ``SCHED_TICK_MS``, scheduler tick in milliseconds.
         sched_max_parallel: ``SCHED_MAX_PARALLEL``, scheduled DAG runs that run at once,
             across every scheduler and Beat process (held in Redis; the others wait as
@@ -196,7 +198,6 @@ class Settings:
         metrics_wait_buckets: ``DAGFLOW_METRICS_WAIT_BUCKETS``, the same for
             ``dagflow_task_queue_wait_seconds`` (default 5 ms to 10 min). Every exporter on
             one Redis must use the same bounds: an observation is stored in its bucket.
-        dags_dir: ``DAGFLOW_DAGS_DIR``, where the HTTP API finds DAG files by ``name``.
         api_host: ``DAGFLOW_API_HOST``, address ``dagflow api`` binds to.
         api_port: ``DAGFLOW_API_PORT``, port of ``dagflow api``.
         idempotency_ttl_s: ``DAGFLOW_API_IDEMPOTENCY_TTL_S``, seconds an idempotency key of
@@ -210,6 +211,7 @@ class Settings:
     events_path: Path = Path("logs/orchestrator_events.jsonl")
     state_path: Path = Path("logs/orchestrator_state.jsonl")
     schedules_dir: Path = Path("schedules")
+    dags_dir: Path = Path("dags")
     sched_tick_ms: int = 1000
     sched_max_parallel: int = 3
     tenant_max_active_runs: int = DEFAULT_TENANT_MAX_ACTIVE_RUNS
@@ -242,7 +244,6 @@ class Settings:
     metrics_run_buckets: tuple[float, ...] = RUN_BUCKETS_S
     metrics_task_buckets: tuple[float, ...] = TASK_BUCKETS_S
     metrics_wait_buckets: tuple[float, ...] = WAIT_BUCKETS_S
-    dags_dir: Path = Path("dags")
     api_host: str = "127.0.0.1"
     api_port: int = 8060
     idempotency_ttl_s: int = 24 * 3600
@@ -328,6 +329,7 @@ class Settings:
             events_path=Path(env.get("ORCH_EVENTS_PATH") or "logs/orchestrator_events.jsonl"),
             state_path=Path(env.get("STATE_STORE_PATH") or "logs/orchestrator_state.jsonl"),
             schedules_dir=Path(env.get("DAGFLOW_SCHEDULES_DIR") or "schedules"),
+            dags_dir=Path(env.get("DAGFLOW_DAGS_DIR") or "dags"),
             sched_tick_ms=_int(env, "SCHED_TICK_MS", 1000, minimum=1),
             sched_max_parallel=_int(env, "SCHED_MAX_PARALLEL", 3, minimum=1),
             tenant_max_active_runs=_int(
@@ -362,7 +364,6 @@ class Settings:
             metrics_run_buckets=_buckets(env, "DAGFLOW_METRICS_RUN_BUCKETS", RUN_BUCKETS_S),
             metrics_task_buckets=_buckets(env, "DAGFLOW_METRICS_TASK_BUCKETS", TASK_BUCKETS_S),
             metrics_wait_buckets=_buckets(env, "DAGFLOW_METRICS_WAIT_BUCKETS", WAIT_BUCKETS_S),
-            dags_dir=Path(env.get("DAGFLOW_DAGS_DIR") or "dags"),
             api_host=env.get("DAGFLOW_API_HOST") or "127.0.0.1",
             api_port=_int(env, "DAGFLOW_API_PORT", 8060, minimum=1),
             idempotency_ttl_s=_int(env, "DAGFLOW_API_IDEMPOTENCY_TTL_S", 24 * 3600, minimum=1),

@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import click
 
@@ -16,6 +16,7 @@ from dagflow.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
     EXIT_STILL_RUNNING,
+    exit_now,
     is_verbose,
     print_result,
     still_running,
@@ -225,11 +226,11 @@ def run(
         except WaitTimeout:
             why = f"gave up after {timeout:g} s"
             if runner.embedded:
-                return _cancel_embedded(handle, why, EXIT_STILL_RUNNING)
+                _cancel_embedded(handle, why, EXIT_STILL_RUNNING)
             return still_running(handle.run_id, runner.embedded, why)
         except KeyboardInterrupt:
             if runner.embedded:
-                return _cancel_embedded(handle, "interrupted", EXIT_INTERRUPTED)
+                _cancel_embedded(handle, "interrupted", EXIT_INTERRUPTED)
             still_running(handle.run_id, runner.embedded, "interrupted")
             return EXIT_INTERRUPTED
     finally:
@@ -237,18 +238,19 @@ def run(
     return print_result(result, settings.events_path)
 
 
-def _cancel_embedded(handle: RunHandle, why: str, code: int) -> int:
-    """An embedded run dies with this process: cancel it cleanly, say so, return ``code``."""
+def _cancel_embedded(handle: RunHandle, why: str, code: int) -> NoReturn:
+    """An embedded run dies with this process: cancel it cleanly, say so, exit with ``code``
+    now, without waiting for a step still running on the embedded worker's threads."""
     outcome = handle.cancel(force=True)
     if outcome.already_ended:
         click.echo(f"{why}: run {handle.run_id} had already ended ({outcome.status}).", err=True)
-        return code
-    click.echo(
-        f"{why}: run {handle.run_id} ran on this process's embedded worker; it is cancelled "
-        f"({len(outcome.cancelled)} tasks cancelled).",
-        err=True,
-    )
-    return code
+    else:
+        click.echo(
+            f"{why}: run {handle.run_id} ran on this process's embedded worker; it is cancelled "
+            f"({len(outcome.cancelled)} tasks cancelled).",
+            err=True,
+        )
+    exit_now(code)
 
 
 def _warn_unconsumed(runner: Runner, dag: Dag) -> None:

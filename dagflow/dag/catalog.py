@@ -1,4 +1,5 @@
-"""DAGs found by ``name`` in a folder (``DAGFLOW_DAGS_DIR``): what the HTTP API starts.
+"""DAGs found by ``name`` or by event in a folder (``DAGFLOW_DAGS_DIR``): what the HTTP API
+and ``dagflow trigger`` start.
 
 Every ``.yaml``/``.yml`` file of the folder is loaded with :func:`dagflow.dag.load.load_dag`
 (the checks ``dagflow validate`` makes) and indexed by its ``name``. A file that fails them
@@ -130,9 +131,62 @@ class DagCatalog:
         """The valid DAGs, by file name."""
         return [entry.dag for entry in self.entries() if entry.dag is not None]
 
+    @property
+    def errors(self) -> list[SpecError]:
+        """One error per file that cannot be used (every problem of the file in its
+        ``errors``), by file name."""
+        return [entry.error for entry in self.entries() if entry.error is not None]
+
+    def by_name(self, name: str) -> Dag | None:
+        """The valid DAG whose ``name`` is ``name``, or None.
+
+        Raises:
+            DagValidationError: Two files of the folder declare that name (the second is
+                ignored by :meth:`entries`, but a caller asking by name must not guess).
+        """
+        entries = self.entries()
+        taken = [e for e in entries if e.name == name]
+        if len(taken) > 1:
+            files = ", ".join(str(e.path) for e in taken)
+            raise DagValidationError(
+                f"DAG name {name!r} is declared by more than one file ({files})",
+                file=str(self.directory),
+                field="name",
+            )
+        return taken[0].dag if taken else None
+
+    def triggered_by(self, event: str, tenant: str | None = None) -> list[Dag]:
+        """The valid DAGs whose ``triggers`` list ``event`` (of ``tenant`` only, unless None)."""
+        return [
+            dag
+            for dag in self.dags()
+            if event in dag.spec.events and (tenant is None or dag.spec.tenant_id == tenant)
+        ]
+
     def find(self, name: str) -> CatalogEntry | None:
         """The entry of the DAG called ``name`` (valid or not), or None if no file has it."""
         found = [entry for entry in self.entries() if entry.name == name]
         valid = [entry for entry in found if entry.dag is not None]
         best = valid or found
         return best[0] if best else None
+
+
+def dags_in(folder: str | Path | None = None, settings: Settings | None = None) -> DagCatalog:
+    """The catalog of ``folder`` (default ``DAGFLOW_DAGS_DIR``).
+
+    Args:
+        folder: The folder; ``settings.dags_dir`` if None.
+        settings: Settings (from the environment if None): the workflow modules to check
+            ``workflow_ref`` against.
+
+    Raises:
+        DagValidationError: The folder does not exist.
+    """
+    settings = settings or Settings.from_env()
+    path = Path(folder) if folder is not None else settings.dags_dir
+    if not path.is_dir():
+        raise DagValidationError(
+            "DAG folder not found (set DAGFLOW_DAGS_DIR to the folder of your DAG files)",
+            file=str(path),
+        )
+    return DagCatalog(path, settings)

@@ -18,6 +18,7 @@ A DAG file is YAML, read with PyYAML's safe loader only (``SAFE_LOADER``)::
         max_parallel: 8      # optional, with map: instances running at once
         pool: warehouse      # optional: at most DAGFLOW_POOLS' size of its steps at once
     params: {day: null}      # optional: run-level params and their defaults
+    triggers: [{event: orders.loaded}]   # optional: events that start a run (dagflow trigger)
     queue: default           # optional: the queue of every task without its own
     deadline_s: 3600         # optional: deadline, hooks and webhooks (dagflow.dag.alerts)
     on_failure: [page_owner]
@@ -58,6 +59,9 @@ RETRIES_MAX = 100
 #: control characters, no ``,`` (``-Q`` splits on it), not starting with ``-`` (an option).
 QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,127}$")
 QUEUE_RULE = "1-128 letters, digits, '_', '-', '.' or ':', not starting with '-'"
+#: Event names (``orders.loaded``): what ``dagflow trigger NAME`` and the API's URL carry.
+EVENT_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$")
+EVENT_RULE = "1-128 letters, digits, '_', '-', '.' or ':', not starting with '-', '.' or ':'"
 
 #: Every field of a DAG file by its README name, and what it expects, for error messages.
 FIELDS: dict[str, str] = {
@@ -82,6 +86,9 @@ FIELDS: dict[str, str] = {
     "max_active_runs": "a whole number >= 1: runs of this DAG that may run at once",
     "queue": f"a queue name ({QUEUE_RULE})",
     **ALERT_FIELDS,
+    "triggers": "a list of triggers such as [{event: orders.loaded}]",
+    "triggers[]": "a trigger (a mapping with event)",
+    "triggers[].event": f"an event name ({EVENT_RULE})",
 }
 
 
@@ -179,6 +186,26 @@ class TaskSpec(BaseModel):
         return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+class TriggerSpec(BaseModel):
+    """An event that starts a run of the DAG (``dagflow trigger NAME``, see
+    :mod:`dagflow.client.triggers`).
+
+    Attributes:
+        event: The event's name, such as ``orders.loaded``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    event: str
+
+    @field_validator("event")
+    @classmethod
+    def _event_name(cls, value: str) -> str:
+        if not EVENT_PATTERN.fullmatch(value):
+            raise ValueError(f"expected an event name ({EVENT_RULE}), got {describe(value)}")
+        return value
+
+
 class DagSpec(AlertFields):
     """A whole DAG: its ``name``, ``tenant_id``, ``tasks`` and run-level ``params`` defaults.
 
@@ -200,6 +227,7 @@ class DagSpec(AlertFields):
     params: dict[str, Any] = Field(default_factory=dict)
     max_active_runs: int | None = Field(default=None, ge=1)
     queue: str | None = None
+    triggers: tuple[TriggerSpec, ...] = ()
 
     @field_validator("params")
     @classmethod
@@ -215,6 +243,25 @@ class DagSpec(AlertFields):
     @classmethod
     def _tasks_tuple(cls, value: Any) -> Any:
         return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("triggers", mode="before")
+    @classmethod
+    def _triggers_tuple(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("triggers")
+    @classmethod
+    def _distinct_events(cls, value: tuple[TriggerSpec, ...]) -> tuple[TriggerSpec, ...]:
+        events = [t.event for t in value]
+        twice = sorted({e for e in events if events.count(e) > 1})
+        if twice:
+            raise ValueError(f"event {twice[0]!r} is listed twice")
+        return value
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        """The names of the events that start this DAG (``triggers``), in file order."""
+        return tuple(t.event for t in self.triggers)
 
     @property
     def task_ids(self) -> list[str]:

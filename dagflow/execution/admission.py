@@ -26,6 +26,10 @@ from dagflow.settings import Settings
 
 #: Labels that make a run a scheduled one (a firing, or a retry of a scheduled job).
 SCHEDULED_LABELS = ("schedule_id", "job_id")
+#: Labels of a run of ``dagflow backfill``: its backfill, and ``--max-active`` (its runs that
+#: may run at once: a ``backfill:<id>`` scope).
+BACKFILL_LABEL = "backfill_id"
+BACKFILL_LIMIT_LABEL = "backfill_max_active"
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class Slot:
     """One limit a run is under.
 
     Attributes:
-        scope: ``dag:<name>``, ``tenant:<id>`` or ``scheduled``.
+        scope: ``dag:<name>``, ``tenant:<id>``, ``scheduled`` or ``backfill:<id>``.
         limit: Runs of the scope that may run at once.
     """
 
@@ -68,6 +72,9 @@ def run_slots(
         slots.append(Slot(f"tenant:{tenant_id}", tenant_limit))
     if any(labels.get(k) for k in SCHEDULED_LABELS):
         slots.append(Slot("scheduled", settings.sched_max_parallel))
+    backfill_limit = labels.get(BACKFILL_LIMIT_LABEL)
+    if labels.get(BACKFILL_LABEL) and backfill_limit:
+        slots.append(Slot(f"backfill:{labels[BACKFILL_LABEL]}", int(backfill_limit)))
     return slots
 
 

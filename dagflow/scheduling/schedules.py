@@ -12,6 +12,8 @@ A schedule file is YAML: a list of entries, or one entry::
       deadline_s: 900                # optional: late 15 minutes after the scheduled minute
       on_failure: [page_owner]       # optional: hooks and webhooks for this schedule's runs,
       notify: [{webhook_env: SLACK_WEBHOOK_URL}]   # added to the DAG's (dagflow.dag.alerts)
+      catchup: latest                # after downtime: latest | all | none, default latest
+      catchup_window: 1h             # how far back to make up missed minutes, default 1h
 
 ``dag`` is resolved against the deployment root (where the scheduler and the workers run,
 next to ``dags/`` and ``schedules/``), and refused if it points outside it: a schedule file
@@ -38,6 +40,7 @@ from dagflow.dag.alerts import ALERT_FIELDS, AlertFields, unknown_hooks
 from dagflow.dag.field_errors import field_errors, field_path
 from dagflow.dag.spec import TASK_ID_PATTERN, read_yaml
 from dagflow.errors import ScheduleError, SpecError
+from dagflow.scheduling.catchup import CatchupPolicy, parse_policy, parse_window
 from dagflow.scheduling.cron import CronExpr, parse_cron
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,8 @@ FIELDS: dict[str, str] = {
     "params": "a mapping of run-level params for the DAG's params: block (JSON values)",
     "max_retries": "an integer >= 0: how many times a failed run is retried from failure",
     **ALERT_FIELDS,
+    "catchup": "latest, all or none: which missed minutes a starting scheduler makes up",
+    "catchup_window": "a duration such as 30m, 6h or 1d (at most 24h)",
 }
 #: Format of ``scheduled_minute`` everywhere (labels, state events, claim keys): UTC, seconds 00.
 MINUTE_FORMAT = "%Y-%m-%dT%H:%M:00Z"
@@ -100,6 +105,8 @@ class Schedule(AlertFields):
     timezone: str = "UTC"
     params: dict[str, Any] = Field(default_factory=dict)
     max_retries: int = Field(default=0, ge=0)
+    catchup: str = CatchupPolicy.LATEST.value
+    catchup_window: str | None = None
 
     @field_validator("id")
     @classmethod
@@ -120,6 +127,28 @@ class Schedule(AlertFields):
     def _valid_zone(cls, value: str) -> str:
         zone(value)
         return value
+
+    @field_validator("catchup")
+    @classmethod
+    def _valid_policy(cls, value: str) -> str:
+        return parse_policy(value).value
+
+    @field_validator("catchup_window")
+    @classmethod
+    def _valid_window(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_window(value)
+        return value
+
+    @property
+    def catchup_policy(self) -> CatchupPolicy:
+        """What a starting scheduler makes up (see :mod:`dagflow.scheduling.catchup`)."""
+        return CatchupPolicy(self.catchup)
+
+    @property
+    def catchup_window_s(self) -> int | None:
+        """The catch-up window in seconds, or None for the scheduler's default (1 hour)."""
+        return None if self.catchup_window is None else parse_window(self.catchup_window)
 
     @property
     def expr(self) -> CronExpr:

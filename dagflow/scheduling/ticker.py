@@ -19,12 +19,15 @@ races for them in :mod:`dagflow.stores.minute_claims`; only the winner writes
 ``schedule_enqueued`` and enqueues. Any number of schedulers may run at once, with no leader.
 
 Catch-up after downtime. A process remembers, per schedule, up to which minute it has
-looked. On start it begins from the schedule's last claimed minute (kept with the claims),
-at most :data:`CATCH_UP_S` back, and fires only the *latest* due minute in that gap: one
-catch-up run per schedule, not one per missed minute, and none for a schedule that never
-ran before (a new schedule starts with the current minute). A process that stalls (a
-suspended laptop) catches up the same way on its next tick. A schedule that is added or
-edited while serving starts with the current minute.
+looked. On start it begins from the schedule's last claimed minute (kept with the claims)
+and makes up the minutes missed since then, as the schedule's ``catchup`` policy says
+(:mod:`dagflow.scheduling.catchup`): by default only the *latest* due minute at most
+:data:`CATCH_UP_S` back (one catch-up run per schedule, not one per missed minute); ``all``
+every missed minute of its ``catchup_window``; ``none`` nothing. A schedule that never ran
+before starts with the current minute. A process that stalls (a suspended laptop) catches up
+the same way on its next tick, from the later of its own mark and the last claimed minute
+(another process may have claimed the minutes it slept through, longer ago than a claim
+lives). A schedule that is added or edited while serving starts with the current minute.
 """
 
 from __future__ import annotations
@@ -39,12 +42,12 @@ from datetime import datetime, timedelta
 
 from dagflow.clock import isoformat, utc_now
 from dagflow.events.state_store import StateRecorder
+from dagflow.scheduling.catchup import catchup_minutes
 from dagflow.scheduling.cron import (
     ONE_MINUTE,
     WallMinute,
     fires,
     floor_minute,
-    latest_fire,
     wall_minute,
 )
 from dagflow.scheduling.firing import Firing
@@ -54,7 +57,8 @@ from dagflow.stores.minute_claims import MinuteClaims
 
 logger = logging.getLogger("dagflow.scheduler")
 
-#: How far back, in seconds, a starting scheduler makes up for a missed minute.
+#: How far back, in seconds, a starting scheduler makes up missed minutes, for schedules
+#: without a ``catchup_window`` (see :mod:`dagflow.scheduling.catchup`).
 CATCH_UP_S = 3600
 
 
@@ -94,14 +98,26 @@ class Ticker:
         if not self._started:
             last = self.claims.last_claimed([s.id for s in enabled])
             self._started = True
-        oldest = current - timedelta(seconds=self.catch_up_s)
+        else:
+            # After a stall: another process may have claimed what this one slept through.
+            stalled = [
+                s.id
+                for s in enabled
+                if (prev := self._seen.get(s.id)) is not None and prev[1] < fresh
+            ]
+            if stalled:
+                last = self.claims.last_claimed(stalled)
         walls: dict[str, WallMinute] = {}
         seen: dict[str, tuple[Schedule, datetime]] = {}
         out: list[tuple[Schedule, datetime]] = []
         for schedule in enabled:
+            window_s = schedule.catchup_window_s or self.catch_up_s
+            oldest = current - timedelta(seconds=window_s)
             prev = self._seen.get(schedule.id)
             if prev is not None and (prev[0] is schedule or prev[0] == schedule):
                 after = prev[1]
+                if schedule.id in last:
+                    after = max(after, parse_minute_key(last[schedule.id]))
             elif schedule.id in last:
                 after = max(parse_minute_key(last[schedule.id]), oldest)
             else:
@@ -116,9 +132,10 @@ class Ticker:
                 if fires(schedule.expr, wall):
                     out.append((schedule, current))
                 continue
-            minute = latest_fire(schedule.expr, schedule.zone, max(after, oldest), current)
-            if minute is not None:
-                out.append((schedule, minute))
+            minutes = catchup_minutes(
+                schedule.expr, schedule.zone, schedule.catchup_policy, window_s, after, current
+            )
+            out += [(schedule, minute) for minute in minutes]
         self._seen = seen
         return out
 

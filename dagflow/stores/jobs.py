@@ -31,8 +31,9 @@ MEMORY_JOBS_MAX = 10_000
 class JobStore(Protocol):
     """What the scheduler, the run hooks, the sweeper and the ``jobs`` command need."""
 
-    def add(self, jobs: Sequence[Job]) -> None:
-        """Store new ``PENDING`` jobs and queue them for a drain, in order."""
+    def add(self, jobs: Sequence[Job], *, queue: bool = True) -> None:
+        """Store new ``PENDING`` jobs and queue them for a drain, in order (``queue=False``:
+        store them only, for a caller that starts their runs itself: ``dagflow backfill``)."""
 
     def drain(self, limit: int, now: float) -> list[Job]:
         """Take at most ``limit`` queued jobs, oldest first, and mark them draining at ``now``."""
@@ -90,11 +91,12 @@ class MemoryJobStore:
         self._draining: dict[str, float] = {}
         self._retries: dict[str, float] = {}
 
-    def add(self, jobs: Sequence[Job]) -> None:
+    def add(self, jobs: Sequence[Job], *, queue: bool = True) -> None:
         with self._lock:
             for job in jobs:
                 self._jobs[job.id] = job
-                self._queue.append(job.id)
+                if queue:
+                    self._queue.append(job.id)
             extra = len(self._jobs) - self.max_jobs
             if extra > 0:
                 ended = sorted((j.enqueued_at, j.id) for j in self._jobs.values() if j.status.ended)

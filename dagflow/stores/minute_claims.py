@@ -23,8 +23,10 @@ from typing import Any, Protocol
 from dagflow.keys import SCHED_PREFIX
 from dagflow.redis_url import DEFAULT_MASTER_NAME, redis_client
 
-#: How long a claim is kept, in seconds. It must outlive the catch-up window
-#: (``dagflow.scheduling.ticker.CATCH_UP_S``), the latest moment any process may try a minute.
+#: How long a claim is kept, in seconds. Processes that start together race for the same
+#: minutes with it; a process that stalls longer first reads the last claimed minute, so
+#: claims need not outlive a longer ``catchup_window`` (see dagflow.scheduling.ticker).
+#: ``dagflow backfill`` keeps its own claims for ``DAGFLOW_RUN_TTL_S``.
 CLAIM_TTL_S = 2 * 3600
 #: Prefix of every Redis key the scheduler writes.
 KEY_PREFIX = SCHED_PREFIX

@@ -102,7 +102,7 @@ class RedisJobStore:
         self._requeue = self.client.register_script(REQUEUE)
         self._take_due = self.client.register_script(TAKE_DUE)
 
-    def add(self, jobs: Sequence[Job]) -> None:
+    def add(self, jobs: Sequence[Job], *, queue: bool = True) -> None:
         if not jobs:
             return
         pipe = self.client.pipeline(transaction=True)
@@ -112,7 +112,8 @@ class RedisJobStore:
             pipe.expire(job_key(job.id), self.ttl)
             pipe.zadd(JOBS, {job.id: _ms(job.enqueued_at)})
             newest = max(newest, job.enqueued_at)
-        pipe.rpush(JOBS_QUEUE, *[job.id for job in jobs])
+        if queue:
+            pipe.rpush(JOBS_QUEUE, *[job.id for job in jobs])
         pipe.zremrangebyscore(JOBS, "-inf", f"({_ms(newest - self.ttl)}")
         pipe.execute()
 

@@ -272,6 +272,7 @@ def test_bad_environment_is_one_line_and_exit_3(env: dict[str, str], expected: s
 
 
 COMMANDS = (
+    "backfill",
     "cancel",
     "dashboard",
     "events",
@@ -285,6 +286,7 @@ COMMANDS = (
     "runs",
     "schedule",
     "status",
+    "trigger",
     "validate",
     "wait",
 )
@@ -374,6 +376,8 @@ def test_console_script_entry_point_is_the_same_command() -> None:
         (["status", "0" * 32], {}, "ConfigError: dagflow keeps run state in Redis"),
         (["runs"], {}, "ConfigError: dagflow keeps run state in Redis"),
         (["outputs", "0" * 32], {}, "ConfigError: dagflow keeps run state in Redis"),
+        (["trigger", "e", "--id", "1"], {}, "ConfigError: event triggers need Redis"),
+        (["backfill", "--cancel", "x"], {}, "ConfigError: backfills need Redis"),
         (
             ["dashboard"],
             {"DAGFLOW_DASHBOARD_PORT": "x"},

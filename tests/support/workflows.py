@@ -171,6 +171,24 @@ def context(params: Mapping[str, Any], ctx: dagflow.RunContext) -> dict[str, Any
     return {"ctx": fields}
 
 
+@dagflow.workflow("test.context_log")
+def context_log(params: Mapping[str, Any], ctx: dagflow.RunContext) -> dict[str, Any]:
+    """Append this attempt's run id, tenant, params and scheduled minute to
+    ``dir/contexts.jsonl`` (one line per attempt, from any process); sleep ``seconds``."""
+    import json
+
+    time.sleep(float(params.get("seconds", 0)))
+    fields = {
+        "run_id": ctx.run_id,
+        "dag_name": ctx.dag_name,
+        "tenant_id": ctx.tenant_id,
+        "params": dict(ctx.params),
+        "scheduled_minute": ctx.scheduled_minute,
+    }
+    _append(Path(params["dir"]) / "contexts.jsonl", json.dumps(fields))
+    return {"ok": True}
+
+
 def _append(path: Path, line: str) -> None:
     """Append one line with a single O_APPEND write (atomic between processes; no read back)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
