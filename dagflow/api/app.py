@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from dagflow.api import routes, runs
+from dagflow.api import routes, runs, starts
 from dagflow.api.context import ApiContext
 from dagflow.api.errors import MAX_BODY_BYTES, GuardMiddleware, install_error_handlers
 from dagflow.settings import Settings
@@ -64,6 +64,7 @@ def create_app(
     api = APIRouter(prefix=PREFIX)
     api.include_router(runs.router)
     api.include_router(routes.router)
+    api.include_router(starts.router)
     app.include_router(api)
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, max_body=max_body)

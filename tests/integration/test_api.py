@@ -48,6 +48,15 @@ DAGS = {
     "page.yaml": (
         "name: api_page\ntenant_id: tenant-a\ntasks:\n  - {id: one, workflow_ref: test.echo}\n"
     ),
+    "events.yaml": (
+        "name: api_events\ntenant_id: tenant-a\nparams: {batch: null}\n"
+        "triggers: [{event: orders.loaded}]\n"
+        "tasks:\n  - {id: one, workflow_ref: test.echo}\n"
+    ),
+    "events_b.yaml": (
+        "name: api_events_b\ntenant_id: tenant-b\ntriggers: [{event: orders.loaded}]\n"
+        "tasks:\n  - {id: one, workflow_ref: test.echo}\n"
+    ),
     "bad.yaml": (
         "name: api_bad\ntenant_id: tenant-a\n"
         "tasks:\n  - {id: one, workflow_ref: no.such.workflow}\n"
@@ -155,7 +164,7 @@ def test_a_tenant_token_cannot_read_cancel_retry_or_list_another_tenants_run(api
     reply = api("POST", "/runs", "a", body={"dag": "api_b"})
     assert reply.status == 404 and reply.body["error"]["field"] == "dag"
     assert [d["name"] for d in api("GET", "/dags", "a").body["dags"]] == [
-        "api_a", "api_fail", "api_page", "api_slow",
+        "api_a", "api_events", "api_fail", "api_page", "api_slow",
     ]  # fmt: skip
     # Then B's own token and the admin token see it
     assert api("GET", f"/runs/{b_run}", "b").body["tenant_id"] == "tenant-b"
@@ -327,6 +336,8 @@ def test_the_openapi_document_lists_every_path(api: Api) -> None:
         "/api/v1/jobs",
         "/api/v1/schedules",
         "/api/v1/health",
+        "/api/v1/events/{name}",
+        "/api/v1/backfills",
     }
     assert "HTTPBearer" in reply.body["components"]["securitySchemes"]
 
@@ -395,3 +406,37 @@ def test_jobs_and_schedules_are_filtered_to_the_tenant(api: Api) -> None:
     admin = api("GET", "/schedules", "admin").body
     assert {s["tenant"] for s in admin["schedules"]} == {"local-dev"}
     assert admin["errors"] == []
+
+
+def test_an_event_posted_five_times_starts_one_run_of_the_tenants_dag(api: Api) -> None:
+    # Given tenant A's and tenant B's DAGs both triggered by orders.loaded
+    body = {"id": "evt-1", "data": {"batch": "b7"}}
+    # When tenant A posts the same event five times
+    replies = [api("POST", "/events/orders.loaded", "a", body=body) for _ in range(5)]
+    # Then only A's DAG started, once, with the data as its params; repeats name that run
+    assert {r.status for r in replies} == {200}
+    runs = [r.body["runs"] for r in replies]
+    assert [len(r) for r in runs] == [1] * 5
+    assert runs[0][0]["dag"] == "api_events" and runs[0][0]["started"] is True
+    assert {r[0]["run_id"] for r in runs} == {runs[0][0]["run_id"]}
+    assert [r[0]["started"] for r in runs[1:]] == [False] * 4
+    run = api.wait_ended("a", runs[0][0]["run_id"])
+    assert run["status"] == "success"
+    # and an admin's event reaches both tenants' DAGs; bad data names its field
+    both = api("POST", "/events/orders.loaded", "admin", body={"id": "evt-2"}).body["runs"]
+    assert sorted(r["dag"] for r in both) == ["api_events", "api_events_b"]
+    bad = api("POST", "/events/orders.loaded", "a", body={"id": "evt-3", "data": {"bacth": 1}})
+    assert bad.status == 422 and bad.body["error"]["field"].startswith("params.")
+
+
+def test_a_backfill_is_planned_for_the_schedules_tenant_only(api: Api) -> None:
+    # The repository's schedule weekly_ops_chain (every 5 minutes) is local-dev's
+    body = {"schedule": "weekly_ops_chain", "from": "2026-01-01T00:00:00Z",
+            "to": "2026-01-01T01:00:00Z", "dry_run": True}  # fmt: skip
+    assert api("POST", "/backfills", "a", body=body).status == 404
+    reply = api("POST", "/backfills", "admin", body=body)
+    assert reply.status == 201, reply.text
+    minutes = reply.body["minutes"]
+    assert len(minutes) == 12 and {m["state"] for m in minutes} == {"planned"}
+    bad = api("POST", "/backfills", "admin", body={**body, "from": "yesterday"})
+    assert bad.status == 422 and bad.body["error"]["field"] == "from"
