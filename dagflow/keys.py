@@ -27,6 +27,9 @@ Keys shared by every run (the sweeper's indexes; a member is ``<run_id>\t<task_i
                                       ``dagflow runs``; trimmed to DAGFLOW_RUN_TTL_S and
                                       RUN_HISTORY_MAX at each new run
     dagflow:lock:<name>       string  a short lock (one sweep at a time)
+    dagflow:outputs           zset    run -> when its objects in the output store may be
+                                      deleted (ms; its state's expiry): see
+                                      dagflow.stores.output_index
     dagflow:events            stream  every event and state line (log, data), capped
     (group "collectors" on dagflow:events: the collectors' read positions and pending entries)
 
@@ -81,6 +84,8 @@ JOBS_RETRIES = f"{PREFIX}jobs:retries"
 LEASES = f"{PREFIX}leases"
 OUTBOX = f"{PREFIX}outbox"
 OUTBOX_RESENDS = f"{PREFIX}outbox:resends"
+#: Runs with objects in the output store, by when their state expires (the output sweep).
+OUTPUTS = f"{PREFIX}outputs"
 RUNS = f"{PREFIX}runs"
 RUN_INDEX = f"{PREFIX}runs:index"
 #: Every run by start time, finished or not (the listing of ``dagflow runs``).

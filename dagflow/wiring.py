@@ -20,6 +20,7 @@ from dagflow.events.jsonl import iter_records
 from dagflow.events.log import JsonlEventLog
 from dagflow.events.state_store import JsonlStateStore, StateRecorder
 from dagflow.execution.backoff import RetryPolicy
+from dagflow.execution.outputs import Outputs, sweep_outputs
 from dagflow.execution.runtime import EventSink, Runtime
 from dagflow.redis_url import redis_client
 from dagflow.scheduling.firing import run_finished_hook
@@ -30,6 +31,7 @@ from dagflow.stores import MemoryRunStore, RedisRunStore, RunStore
 from dagflow.stores.event_stream import RedisEventStream
 from dagflow.stores.jobs import JobStore, MemoryJobStore
 from dagflow.stores.minute_claims import MemoryMinuteClaims, MinuteClaims, RedisMinuteClaims
+from dagflow.stores.output_index import MemoryOutputIndex, OutputIndex, RedisOutputIndex
 
 
 def run_store(settings: Settings) -> RunStore:
@@ -104,6 +106,19 @@ def collector(settings: Settings) -> Collector:
     )
 
 
+def output_index(settings: Settings) -> OutputIndex:
+    """Runs with objects in the output store: in Redis beside the run state, or in memory
+    for the embedded mode (whose runs die with the process)."""
+    if settings.embedded:
+        return MemoryOutputIndex()
+    return RedisOutputIndex(settings.require_redis_url(), master_name=settings.redis_master_name)
+
+
+def outputs(settings: Settings) -> Outputs:
+    """Outputs by reference (:mod:`dagflow.execution.outputs`) for this process."""
+    return Outputs.from_settings(settings, output_index(settings))
+
+
 def build_runtime(settings: Settings, store: RunStore | None = None) -> Runtime:
     """A process's runtime, with scheduling's hooks: ``run_finished`` in the state store,
     each scheduled run's job moved along, and jobs swept (put back, retried) at every sweep.
@@ -118,11 +133,13 @@ def build_runtime(settings: Settings, store: RunStore | None = None) -> Runtime:
         events=event_sink(settings),
         jobs=job_store(settings),
         retry=RetryPolicy(settings.retry_base_s, settings.retry_max_s, settings.retry_jitter),
+        outputs=outputs(settings),
     )
     runtime.run_finished_hooks.append(run_finished_hook(state_recorder(settings)))
     runtime.run_started_hooks.append(job_started_hook(runtime.jobs))
     runtime.run_finished_hooks.append(job_finished_hook(runtime.jobs, settings))
     runtime.sweep_hooks.append(sweep_jobs)
+    runtime.sweep_hooks.append(sweep_outputs)
     return runtime
 
 
