@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from dagflow import workflows
+from dagflow.dag.budget import secret_problems
 from dagflow.dag.compile import CompiledDag, compile_dag, describe
 from dagflow.dag.graph import build_graph
 from dagflow.dag.rules import DEFAULT_RULE
 from dagflow.dag.spec import DagSpec, parse_dag, read_yaml
+from dagflow.errors import DagValidationError
 from dagflow.settings import Settings
 
 
@@ -38,6 +40,9 @@ def check_dag(spec: DagSpec, source: str, known_workflows: list[str] | None = No
     """
     names = workflows.names() if known_workflows is None else known_workflows
     graph = build_graph(spec, source=source, workflows=names)
+    secrets = secret_problems(spec, source)
+    if secrets:
+        raise DagValidationError.collect(secrets)
     return Dag(source=source, spec=spec, compiled=compile_dag(spec, graph))
 
 

@@ -10,6 +10,9 @@ Layout, one folder per run, so a run's objects are deleted with one recursive re
 
     <store>/<run_id>/<task_id>/<fence>.json          the committed attempt's output
     <store>/<run_id>/<task_id>/.<fence>-<uuid>.tmp   an object being written
+    <store>/<run_id>/<task_id>/reused.json           a retry's copy of a reused output
+
+(an instance ``process[3]`` is the folder ``process@3``: brackets are globs to fsspec).
 
 An object is written under a temporary name and then moved to its final name: a worker
 killed mid-write leaves only a ``.tmp`` that nothing refers to, never a half object under a
@@ -30,9 +33,15 @@ from dagflow.errors import OutputMissingError, OutputStoreError
 CHUNK_BYTES = 1 << 20
 
 
+def path_part(task_id: str) -> str:
+    """A task id as a path component: an instance's ``[3]`` is a glob to fsspec, so
+    ``process[3]`` is written ``process@3`` (task ids never hold ``@``)."""
+    return task_id.replace("[", "@").replace("]", "")
+
+
 def object_url(base: str, run_id: str, task_id: str, fence: int | str) -> str:
     """The URL of a task's output written under ``fence`` (``reused`` for a retry's copy)."""
-    return f"{base.rstrip('/')}/{run_id}/{task_id}/{fence}.json"
+    return f"{base.rstrip('/')}/{run_id}/{path_part(task_id)}/{fence}.json"
 
 
 def run_url(base: str, run_id: str) -> str:
@@ -67,7 +76,7 @@ class OutputStore:
         nothing.
         """
         url = object_url(self.base, run_id, task_id, fence)
-        tmp = f"{self.base}/{run_id}/{task_id}/.{fence}-{uuid.uuid4().hex}.tmp"
+        tmp = f"{self.base}/{run_id}/{path_part(task_id)}/.{fence}-{uuid.uuid4().hex}.tmp"
         try:
             fs, tmp_path = _fs(tmp)
             _, path = _fs(url)
