@@ -283,3 +283,11 @@ def secret_use(params: Mapping[str, Any], ctx: dagflow.RunContext) -> dict[str, 
         "token_sha256": _digest(token),
         "leak": f"the password is {password}",
     }
+
+
+@dagflow.workflow("test.flaky_gate")
+def flaky_gate(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Fail while the file ``gate`` exists; then return how many rows its parent gave."""
+    if Path(params["gate"]).exists():
+        raise RuntimeError("the gate file is still there")
+    return {"n": len(params.get("big__rows") or ())}
