@@ -22,4 +22,5 @@ bench:
 	python bench/bench_events.py
 	python bench/bench_tenants.py
 	python bench/bench_sweeper.py
+	python bench/bench_outputs.py
 	python bench/chaos.py
