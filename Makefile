@@ -25,4 +25,5 @@ bench:
 	python bench/bench_pools.py
 	python bench/bench_metrics.py
 	python bench/bench_api.py
+	python bench/bench_outputs.py
 	python bench/chaos.py

@@ -105,7 +105,7 @@ def random_levels_tasks(levels: int, wmin: int, wmax: int, s: float, seed: int =
 def make_dag(tasks: Tasks, name: str) -> Dag:
     """Validate and compile a DAG from task dicts (as a YAML file would give them)."""
     spec = parse_dag({"name": name, "tenant_id": "bench", "tasks": tasks}, source=f"{name}.yaml")
-    return check_dag(spec, f"{name}.yaml", ["bench.noop", "bench.sleep", "bench.list"])
+    return check_dag(spec, f"{name}.yaml", ["bench.noop", "bench.sleep", "bench.list", "bench.mb"])
 
 
 def edges(tasks: Tasks) -> int:

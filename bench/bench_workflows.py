@@ -55,3 +55,10 @@ def register_raw(app: Celery) -> None:
     def raw_sleep(*args: Any, s: float = 0.0) -> dict[str, Any]:
         time.sleep(s)
         return {"ok": 1}
+
+
+@workflow("bench.mb")
+def megabytes(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Return about ``params["mb"]`` MB of JSON (``blob``) and how much its parent passed."""
+    got = sum(len(v) for k, v in params.items() if k.endswith("__blob"))
+    return {"blob": "x" * int(float(params["mb"]) * 1_000_000), "got": got}

@@ -14,6 +14,11 @@ catch one class. The tree::
      +-- RunnerError               a run that could not start or a task that failed for good
      |    +-- WorkflowOutputError  a workflow returned something that is not JSON
      |    |    +-- BranchOutputError  a branch task's output names no valid ``branch``
+     |    |    +-- OutputTooLargeError  an output over DAGFLOW_OUTPUT_MAX, or over the inline
+     |    |                             limit with no output store to hold it
+     |    +-- OutputStoreError     the output store could not write or read an object
+     |    |    +-- OutputMissingError  a referenced output's object is gone
+     |    +-- SecretError          a ``{secret: NAME}`` param the worker cannot resolve
      |    +-- TaskTimeoutError     a task ran past its ``timeout_s``
      |    +-- PlanVersionError     a stored plan of a format this dagflow cannot read
      |    +-- RunExistsError       a run id fixed in advance is taken (a retry started twice)
@@ -178,6 +183,26 @@ class WorkflowOutputError(RunnerError):
 
 class BranchOutputError(WorkflowOutputError):
     """Raised when a branch task's output does not name its chosen children in ``branch``."""
+
+
+class OutputTooLargeError(WorkflowOutputError):
+    """Raised when an output's JSON is over ``DAGFLOW_OUTPUT_MAX``, or over
+    ``DAGFLOW_OUTPUT_INLINE_MAX`` while no ``DAGFLOW_OUTPUT_STORE`` is set (no retry)."""
+
+
+class OutputStoreError(RunnerError):
+    """Raised when the output store (``DAGFLOW_OUTPUT_STORE``) cannot write or read an
+    object; the message names the run, the task and the URL."""
+
+
+class OutputMissingError(OutputStoreError):
+    """Raised when the object a stored output refers to is gone (deleted, expired, another
+    store): names the run, the task and the URL; another attempt cannot bring it back."""
+
+
+class SecretError(RunnerError):
+    """Raised when a ``{secret: NAME}`` param is malformed or its secret cannot be read on
+    the worker; names the secret, never its value (no retry)."""
 
 
 class TaskTimeoutError(RunnerError):

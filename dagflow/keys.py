@@ -34,6 +34,9 @@ Keys shared by every run (the sweeper's indexes; a member is ``<run_id>\t<task_i
     dagflow:notices:tries     hash    notice -> failed delivery attempts so far
     dagflow:deadlines         zset    run -> its deadline (ms); removed when the run ends or
                                       when one sweeper claims it as missed
+    dagflow:outputs           zset    run -> when its objects in the output store may be
+                                      deleted (ms; its state's expiry): see
+                                      dagflow.stores.output_index
     dagflow:events            stream  every event and state line (log, data), capped
     (group "collectors" on dagflow:events: the collectors' read positions and pending entries)
     (group "metrics" on dagflow:events: what ``dagflow metrics`` exporters counted)
@@ -133,6 +136,8 @@ BACKFILL_PREFIX = f"{PREFIX}backfill:"
 LEASES = f"{PREFIX}leases"
 OUTBOX = f"{PREFIX}outbox"
 OUTBOX_RESENDS = f"{PREFIX}outbox:resends"
+#: Runs with objects in the output store, by when their state expires (the output sweep).
+OUTPUTS = f"{PREFIX}outputs"
 RUNS = f"{PREFIX}runs"
 RUN_INDEX = f"{PREFIX}runs:index"
 #: Every run by start time, finished or not (the listing of ``dagflow runs``).

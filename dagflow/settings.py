@@ -119,6 +119,31 @@ WAIT_BUCKETS_S: tuple[float, ...] = (
 )  # fmt: skip
 
 
+def _output_store(raw: str | None) -> str | None:
+    """Check ``DAGFLOW_OUTPUT_STORE``: an fsspec URL (``scheme://...``), or an absolute path
+    (taken as ``file://``)."""
+    if raw is None:
+        return None
+    raw = raw.strip().rstrip("/")
+    if raw.startswith("/"):
+        return Path(raw).as_uri()
+    scheme, sep, rest = raw.partition("://")
+    if not sep or not scheme or not rest:
+        raise ConfigError(
+            f"DAGFLOW_OUTPUT_STORE={raw!r} is not a URL (file:///srv/dagflow/outputs, "
+            "s3://bucket/prefix, or any fsspec URL)"
+        )
+    return raw
+
+
+def _secrets(raw: str) -> str:
+    """Check ``DAGFLOW_SECRETS``: ``env`` or ``file:///a/folder``."""
+    raw = raw.strip()
+    if raw == "env" or (raw.startswith("file:///") and len(raw) > len("file:///")):
+        return raw
+    raise ConfigError(f"DAGFLOW_SECRETS={raw!r} must be 'env' or a folder as file:///run/secrets")
+
+
 @dataclass(frozen=True)
 class Settings:
     """dagflow's settings. Build with :meth:`from_env`; every field has a documented default.
@@ -202,6 +227,17 @@ class Settings:
         api_port: ``DAGFLOW_API_PORT``, port of ``dagflow api``.
         idempotency_ttl_s: ``DAGFLOW_API_IDEMPOTENCY_TTL_S``, seconds an idempotency key of
             ``POST /api/v1/runs`` keeps answering with its run (at most the run's TTL).
+        output_store: ``DAGFLOW_OUTPUT_STORE``, the fsspec URL outputs larger than
+            ``output_inline_max`` are written under (``file:///srv/dagflow/outputs``,
+            ``s3://bucket/prefix``); None: the embedded mode's folder under ``logs/``
+            (:attr:`output_store_url`), and none at all with a broker.
+        output_inline_max: ``DAGFLOW_OUTPUT_INLINE_MAX``, bytes of an output's JSON kept
+            inline in the run store (65,536); a larger one goes to the output store.
+        output_max: ``DAGFLOW_OUTPUT_MAX``, bytes of an output's JSON over which the task
+            fails at once, without a retry (268,435,456: 256 MiB).
+        secrets: ``DAGFLOW_SECRETS``, where ``{secret: NAME}`` params are read on the
+            worker: ``env`` (the worker's environment variable NAME, the default) or
+            ``file:///run/secrets`` (one file per secret).
     """
 
     broker_url: str | None = None
@@ -247,6 +283,21 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8060
     idempotency_ttl_s: int = 24 * 3600
+    output_store: str | None = None
+    output_inline_max: int = 65_536
+    output_max: int = 268_435_456
+    secrets: str = "env"
+
+    @property
+    def output_store_url(self) -> str | None:
+        """Where large outputs go: ``DAGFLOW_OUTPUT_STORE``; without it the embedded mode's
+        ``logs/outputs`` folder (next to the event log), and None with a broker (then an
+        output over ``output_inline_max`` fails its task, naming the setting)."""
+        if self.output_store:
+            return self.output_store
+        if self.embedded:
+            return (self.events_path.parent / "outputs").resolve().as_uri()
+        return None
 
     def tenant_limit(self, tenant: str) -> int:
         """Runs of ``tenant`` that may run at once (0: no limit)."""
@@ -367,4 +418,8 @@ class Settings:
             api_host=env.get("DAGFLOW_API_HOST") or "127.0.0.1",
             api_port=_int(env, "DAGFLOW_API_PORT", 8060, minimum=1),
             idempotency_ttl_s=_int(env, "DAGFLOW_API_IDEMPOTENCY_TTL_S", 24 * 3600, minimum=1),
+            output_store=_output_store(env.get("DAGFLOW_OUTPUT_STORE") or None),
+            output_inline_max=_int(env, "DAGFLOW_OUTPUT_INLINE_MAX", 65_536, minimum=256),
+            output_max=_int(env, "DAGFLOW_OUTPUT_MAX", 268_435_456, minimum=256),
+            secrets=_secrets(env.get("DAGFLOW_SECRETS") or "env"),
         )

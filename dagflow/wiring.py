@@ -24,6 +24,7 @@ from dagflow.events.state_store import JsonlStateStore, StateRecorder
 from dagflow.execution.backoff import RetryPolicy
 from dagflow.execution.deadlines import sweep_deadlines
 from dagflow.execution.notify import sweep_notices
+from dagflow.execution.outputs import Outputs, sweep_outputs
 from dagflow.execution.pools import sweep_pools
 from dagflow.execution.runtime import EventSink, Runtime, SweepReportHook
 from dagflow.redis_url import redis_client
@@ -38,6 +39,7 @@ from dagflow.stores.jobs import JobStore, MemoryJobStore
 from dagflow.stores.memory_pools import memory_pools
 from dagflow.stores.metrics import RedisMetricsStore
 from dagflow.stores.minute_claims import MemoryMinuteClaims, MinuteClaims, RedisMinuteClaims
+from dagflow.stores.output_index import MemoryOutputIndex, OutputIndex, RedisOutputIndex
 from dagflow.stores.pools import PoolStore
 from dagflow.stores.redis_pools import RedisPools
 from dagflow.stores.tokens import RedisTokenStore
@@ -158,6 +160,19 @@ def metrics_store(settings: Settings) -> RedisMetricsStore:
     return RedisMetricsStore(settings.require_redis_url(), master_name=settings.redis_master_name)
 
 
+def output_index(settings: Settings) -> OutputIndex:
+    """Runs with objects in the output store: in Redis beside the run state, or in memory
+    for the embedded mode (whose runs die with the process)."""
+    if settings.embedded:
+        return MemoryOutputIndex()
+    return RedisOutputIndex(settings.require_redis_url(), master_name=settings.redis_master_name)
+
+
+def outputs(settings: Settings) -> Outputs:
+    """Outputs by reference (:mod:`dagflow.execution.outputs`) for this process."""
+    return Outputs.from_settings(settings, output_index(settings))
+
+
 def build_runtime(settings: Settings, store: RunStore | None = None) -> Runtime:
     """A process's runtime, with scheduling's hooks: ``run_finished`` in the state store,
     each scheduled run's job moved along, and jobs swept (put back, retried) at every sweep;
@@ -173,6 +188,7 @@ def build_runtime(settings: Settings, store: RunStore | None = None) -> Runtime:
         events=event_sink(settings),
         jobs=job_store(settings),
         retry=RetryPolicy(settings.retry_base_s, settings.retry_max_s, settings.retry_jitter),
+        outputs=outputs(settings),
     )
     runtime.run_finished_hooks.append(run_finished_hook(state_recorder(settings)))
     runtime.run_started_hooks.append(job_started_hook(runtime.jobs))
@@ -184,6 +200,7 @@ def build_runtime(settings: Settings, store: RunStore | None = None) -> Runtime:
     runtime.sweep_hooks.append(sweep_deadlines)
     runtime.sweep_hooks.append(sweep_notices)
     runtime.sweep_report_hooks.append(sweep_recorder(state_recorder(settings)))
+    runtime.sweep_hooks.append(sweep_outputs)
     return runtime
 
 

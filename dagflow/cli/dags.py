@@ -56,9 +56,14 @@ def plan(file: Path) -> int:
 
     No server is needed: nothing is sent.
     """
+    from dagflow.dag.budget import params_warning
     from dagflow.dag.load import load_dag, plan_text
 
-    print(plan_text(load_dag(file)))
+    dag = load_dag(file)
+    print(plan_text(dag))
+    warning = params_warning(dag.spec)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     return EXIT_OK
 
 
@@ -183,6 +188,7 @@ def run(
     worker, --timeout and Ctrl+C cancel the run (it cannot outlive this process).
     """
     from dagflow.client.runner import Runner, WaitTimeout
+    from dagflow.dag.budget import check_params_size, params_warning
     from dagflow.dag.load import load_dag
     from dagflow.dag.params import parse_param_args, resolve_params
     from dagflow.settings import Settings
@@ -194,7 +200,11 @@ def run(
         raise click.BadParameter(str(exc), param_hint="--param") from None
     settings = Settings.from_env()
     dag = load_dag(file, settings)
-    resolve_params(dag.spec.params, params, dag.source)  # before any worker starts
+    run_params = resolve_params(dag.spec.params, params, dag.source)  # before any worker starts
+    check_params_size(dag.spec, run_params, dag.source)
+    warning = params_warning(dag.spec, run_params)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     runner = Runner(settings)
     try:
         _check_broker(runner)

@@ -7,7 +7,6 @@ and no Celery app, which builds a runner only to cancel or retry).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from dagflow.client.status import RunResult, RunStatus
 from dagflow.dag.plan import RunPlan
 from dagflow.errors import PlanVersionError, RunnerError
 from dagflow.execution.cancel import CancelOutcome, cancel_run
+from dagflow.execution.outputs import Outputs
 from dagflow.execution.pools import waiting_lines
 from dagflow.execution.publish import by_queue, default_queue
 from dagflow.execution.rerun import retry_run
@@ -131,7 +131,8 @@ class RunHandle:
 
     @_handle_sealed
     def outputs(self, task_ids: list[str] | None = None) -> dict[str, Any]:
-        """Each finished task's output, decoded (kept in the run store for the run's TTL).
+        """Each finished task's output, decoded (kept in the run store for the run's TTL),
+        read from the output store when it was kept by reference.
 
         Args:
             task_ids: Only these tasks (default: every task); unfinished ones are left out.
@@ -140,7 +141,15 @@ class RunHandle:
             snap = self.snapshot(with_states=True)
             task_ids = list(snap.states or {}) if snap else []
         raw = self.store.outputs(self.run_id, task_ids)
-        return {task_id: json.loads(value) for task_id, value in raw.items()}
+        load = self._outputs().load
+        return {task_id: load(value) for task_id, value in raw.items()}
+
+    def _outputs(self) -> Outputs:
+        """Reads outputs, resolving references to the output store (any store: a reference
+        holds its whole URL)."""
+        if self._runner is not None:
+            return self._runner.runtime.outputs
+        return Outputs.from_settings(self.settings)
 
     def tasks(self) -> list[TaskInfo]:
         """Each task's state, attempts, worker and how its last attempt ended, in plan order."""

@@ -153,6 +153,9 @@ class Runner:
             if wait:
                 worker.stop(in_sighandler=False)
                 thread.join(30)
+        if self.embedded:
+            # The embedded run store dies with this process: so do its runs' large outputs.
+            self.runtime.outputs.purge()
 
     def __enter__(self) -> Runner:
         return self

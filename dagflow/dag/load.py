@@ -8,6 +8,7 @@ from typing import Any
 
 from dagflow import workflows
 from dagflow.dag.alerts import alert_lines, unknown_hooks
+from dagflow.dag.budget import secret_problems
 from dagflow.dag.compile import CompiledDag, compile_dag, describe
 from dagflow.dag.graph import build_graph
 from dagflow.dag.rules import DEFAULT_RULE
@@ -44,8 +45,9 @@ def check_dag(spec: DagSpec, source: str, known_workflows: list[str] | None = No
         graph = build_graph(spec, source=source, workflows=names)
     except SpecError as exc:
         raise DagValidationError.collect([exc, *hooks]) from None
-    if hooks:
-        raise DagValidationError.collect(hooks)
+    problems = [*hooks, *secret_problems(spec, source)]
+    if problems:
+        raise DagValidationError.collect(problems)
     return Dag(source=source, spec=spec, compiled=compile_dag(spec, graph))
 
 

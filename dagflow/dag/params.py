@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from dagflow.dag.budget import check_run_params
 from dagflow.dag.spec import SAFE_LOADER
 from dagflow.errors import DagValidationError
 
@@ -58,9 +59,10 @@ def resolve_params(
 
     Raises:
         DagValidationError: ``given`` holds keys the DAG's ``params:`` does not declare
-            (each names ``source`` and the key).
+            (each names ``source`` and the key), or a malformed ``{secret: NAME}``.
     """
     given = dict(given or {})
+    check_run_params(given, source)
     unknown = sorted(k for k in given if k not in defaults)
     if unknown:
         known = ", ".join(sorted(defaults)) or "none: the DAG has no params: block"

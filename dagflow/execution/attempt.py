@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from dagflow.dag.plan import RunPlan, TaskPlan
 from dagflow.events.log import Event
 from dagflow.execution.runtime import Runtime
+from dagflow.execution.secrets import NO_SECRETS, Redactor
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -28,6 +29,8 @@ class Attempt:
         fence: The lease's fencing number: the store refuses this attempt's end once
             another delivery holds a larger one.
         worker: The worker's node name, or None.
+        redactor: Masks the secrets resolved for this attempt in what it stores (its
+            output, error and traceback); set once they are resolved.
     """
 
     app: Celery
@@ -38,6 +41,7 @@ class Attempt:
     number: int
     fence: int
     worker: str | None
+    redactor: Redactor = NO_SECRETS
 
     @property
     def spec(self) -> TaskPlan:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dagflow.dag.mapping import map_length, split_instance
@@ -112,11 +112,20 @@ def claim_parents(plan: RunPlan, run_id: str, task_id: str) -> tuple[str, ...]:
 
 
 def upstream_values(
-    plan: RunPlan, run_id: str, task_id: str, outputs: Mapping[str, str]
+    plan: RunPlan,
+    run_id: str,
+    task_id: str,
+    outputs: Mapping[str, str],
+    load: Callable[[str], Any] = json.loads,
 ) -> dict[str, Any]:
     """The parents' parsed outputs for ``task_id``, the map parent's from :data:`SOURCES`
-    when the claim did not read it (and kept there when it did)."""
-    values = {p: json.loads(v) for p, v in outputs.items()}
+    when the claim did not read it (and kept there when it did).
+
+    ``load`` parses one stored output: :meth:`dagflow.execution.outputs.Outputs.load`
+    resolves references, so a map parent's list kept here is the resolved one, read from
+    the output store once per process, not once per instance.
+    """
+    values = {p: load(v) for p, v in outputs.items()}
     source = plan.task(task_id).map_from
     if source is None or split_instance(task_id)[1] is None:
         return values

@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dagflow.dag.alerts import Alerts
+from dagflow.dag.budget import check_params_size
 from dagflow.dag.load import Dag
 from dagflow.dag.params import resolve_params
 from dagflow.dag.plan import RunPlan
@@ -69,11 +70,13 @@ def start_run(
             ``deadline_s`` counts from the run's ``scheduled_minute`` label.
 
     Raises:
-        DagValidationError: ``params`` holds a key the DAG's ``params:`` does not declare.
+        DagValidationError: ``params`` holds a key the DAG's ``params:`` does not declare,
+            or the inline params are over the budget (:mod:`dagflow.dag.budget`).
     """
     compiled = dag.compiled
     spec = compiled.spec
     run_params = resolve_params(spec.params, params, dag.source)
+    check_params_size(spec, run_params, dag.source)  # the params' share of the Redis budget
     labels = dict(labels or {})
     plan = compiled.plan(run_params, {k: str(labels[k]) for k in CONTEXT_LABELS if k in labels})
     meta: dict[str, Any] = {"source": dag.source, "labels": labels, "params": run_params}

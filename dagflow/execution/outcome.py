@@ -15,7 +15,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dagflow.dag.plan import RunPlan
-from dagflow.errors import RunnerError, UnknownWorkflowError, WorkflowOutputError
+from dagflow.errors import (
+    OutputMissingError,
+    RunnerError,
+    SecretError,
+    UnknownWorkflowError,
+    WorkflowOutputError,
+)
 from dagflow.execution import pools
 from dagflow.execution.attempt import Attempt
 from dagflow.execution.fanout import finish_gates, map_events
@@ -32,8 +38,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Errors that another attempt cannot fix: they fail the task at once.
-PERMANENT_ERRORS = (UnknownWorkflowError, WorkflowOutputError)
+#: Errors that another attempt cannot fix: they fail the task at once (an output over
+#: DAGFLOW_OUTPUT_MAX is a WorkflowOutputError; a parent's object that is gone, a secret
+#: that is not set).
+PERMANENT_ERRORS = (UnknownWorkflowError, WorkflowOutputError, OutputMissingError, SecretError)
 #: Retries due within this many seconds are also sent as a Celery ETA message (the fast
 #: path); later ones are sent by the sweeper alone, so no worker holds them in memory.
 ETA_MAX_S = 600.0
@@ -106,6 +114,8 @@ def succeeded(
         request = replace(request, links=spec.links, joins=spec.joins, push=push)
     result = with_store(rt, "finish", lambda: rt.store.finish(request))
     pools.release(app, rt, plan, run_id, task_id)  # pools: the end is committed
+    if result.lost or result.cancelled:
+        rt.outputs.discard(output)  # the object of an output nobody will read
     if result.lost:
         _lease_lost(rt, run_id, plan, attempt.fields())
         return
@@ -140,8 +150,9 @@ def _skipped(rt: Runtime, run_id: str, plan: RunPlan, task_id: str, result: Fini
 
 def failed(attempt: Attempt, exc: Exception, duration: float) -> None:
     rt, plan, run_id, task_id = attempt.rt, attempt.plan, attempt.run_id, attempt.task_id
-    error = f"{type(exc).__name__}: {exc}"
-    trace = user_traceback(exc)
+    redactor = attempt.redactor
+    error = redactor.redact(f"{type(exc).__name__}: {exc}")
+    trace = redactor.redact_opt(user_traceback(exc))
     if attempt.number <= attempt.spec.retries and not isinstance(exc, PERMANENT_ERRORS):
         delay = rt.retry.delay(attempt.number)
         event = attempt.event(
@@ -173,6 +184,9 @@ def failed(attempt: Attempt, exc: Exception, duration: float) -> None:
     failure = f"RunnerError: {message}: {error}"
     fields = {**attempt.fields(), "duration_s": duration, "traceback": trace}
     fail_step(rt, run_id, plan, task_id, attempt.fence, failure, fields)
+    if redactor and error != f"{type(exc).__name__}: {exc}":
+        # Celery logs the raised error with its cause: keep a secret out of both.
+        raise RunnerError(f"{message}: {error}") from None
     raise RunnerError(f"{message}: {error}") from exc
 
 

@@ -1,7 +1,8 @@
 """Retrying a run (``dagflow retry``, :meth:`RunHandle.retry`): Airflow's "clear failed".
 
 A retry is a new run of the same plan. Tasks that succeeded in the old run are **reused**:
-they start ``ok`` in the new run with their outputs copied, their workflows do not run
+they start ``ok`` in the new run with their outputs copied (an output kept in the output
+store is copied there into the new run's folder), their workflows do not run
 again, and each gets a ``task_reused`` event (``reused_from``: the old run) instead of
 ``task_ok``, so the event log never claims a workflow ran when it did not. The failed,
 skipped and cancelled tasks run again (and, under trigger rules, branch tasks, so they
@@ -13,6 +14,7 @@ is not read again.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -66,7 +68,10 @@ def retry_run(app: Celery, rt: Runtime, run_id: str, new_run_id: str | None = No
     expanded = _expanded(old, states, set(ok))
     instances = [i for ids in expanded.values() for i in ids]
     ok += [i for i in instances if states.get(i) == "ok"]
-    reused = rt.store.outputs(run_id, ok)
+    new_run_id = new_run_id or uuid.uuid4().hex
+    # Objects of reused outputs are copied into the new run's folder: it owns them, and
+    # they expire with it, not with the old run.
+    reused = rt.outputs.copy_reused(rt.store.outputs(run_id, ok), new_run_id)
     labels: dict[str, Any] = {
         k: v for k, v in dict(snap.meta.get("labels") or {}).items() if k not in SCHEDULE_LABELS
     }

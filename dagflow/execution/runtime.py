@@ -22,6 +22,7 @@ from dagflow.events.jsonl import ReadStats
 from dagflow.events.log import Event
 from dagflow.execution.backoff import RetryPolicy
 from dagflow.execution.heartbeat import Heartbeat
+from dagflow.execution.outputs import Outputs
 from dagflow.settings import Settings
 from dagflow.stores import RunStore
 from dagflow.stores.jobs import JobStore, MemoryJobStore
@@ -113,6 +114,9 @@ class Runtime:
     #: The Celery app this runtime is attached to (set by :func:`runtime_for`): what ends a
     #: run uses it to start the waiting runs its slots were freed for.
     app: Any = field(default=None, repr=False)
+    #: Large outputs by reference (:mod:`dagflow.execution.outputs`); built from the
+    #: settings, with an in-memory index, when not given (``__post_init__``).
+    outputs: Outputs = None  # type: ignore[assignment]
     _plans: OrderedDict[str, RunPlan] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -135,6 +139,8 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.heartbeat = Heartbeat(self.store, self.settings.lease_s)
+        if self.outputs is None:
+            self.outputs = Outputs.from_settings(self.settings)
         _runtimes[id(self)] = self
 
     def run_started(self, started: RunStarted) -> None:

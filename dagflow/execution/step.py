@@ -28,6 +28,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dagflow import workflows
@@ -43,7 +44,9 @@ from dagflow.execution.message import READY_HEADER
 from dagflow.execution.outcome import abort_step, cancelled, fail_step, failed, succeeded
 from dagflow.execution.publish import default_queue, send_steps
 from dagflow.execution.runtime import Runtime, runtime_for
-from dagflow.execution.step_io import encode_output, with_store
+from dagflow.execution.secrets import provider as secret_provider
+from dagflow.execution.secrets import resolve_attempt
+from dagflow.execution.step_io import with_store
 from dagflow.execution.timeouts import call_with_timeout
 from dagflow.stores import TERMINAL, FinishResult
 from dagflow.stores.base import COUNTED
@@ -134,17 +137,23 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
         )  # fmt: skip
     attempt = Attempt(app, rt, plan, run_id, task_id, claim.attempt, claim.fence, worker or None)
     # The claim read the parents' outputs before the attempt starts: an unreachable store
-    # is not a failure of the workflow and must not use up one of its attempts.
-    upstream = upstream_values(plan, run_id, task_id, claim.outputs)
+    # is not a failure of the workflow and must not use up one of its attempts. (Objects
+    # in the output store are read below, inside the attempt: a missing one fails it.)
     if start is None:
         rt.events.emit(attempt.event("task_start", **waited))
     started = time.perf_counter()
     with rt.heartbeat.hold(run_id, task_id, attempt.fence):
         try:
-            call = _workflow_call(attempt)
-            params = _params(attempt, upstream)
+            upstream = upstream_values(plan, run_id, task_id, claim.outputs, rt.outputs.load)
+            # Secrets are read here, just before the call, and only the call sees them.
+            found = resolve_attempt(secret_provider(rt.settings.secrets), spec.params, plan.params)
+            attempt = replace(attempt, redactor=found.redactor)
+            call = _workflow_call(attempt, found.run_params)
+            params = _params(attempt, upstream, found.task_params)
             value = call_with_timeout(lambda: call(params), spec.timeout_s, f"Task '{task_id}'")
-            output: str | None = encode_output(task_id, value)
+            output: str | None = rt.outputs.encode(
+                run_id, task_id, attempt.fence, value, attempt.redactor
+            )
             chosen = branch_choice(task_id, value, spec.children) if spec.branch else None
             # What each child mapped over this output gets, committed with the output.
             lengths = map_lengths(plan, task_id, value, rt.settings.map_max) if plan.mapped else {}
@@ -157,11 +166,13 @@ def execute_step(app: Celery, task: Task, run_id: str, task_id: str) -> Any:
     return failed(attempt, error, duration)
 
 
-def _params(attempt: Attempt, upstream: Mapping[str, Any]) -> dict[str, Any]:
-    """The workflow's params: its own, its parents' outputs under namespaced keys and, for
-    an instance of a mapped task, its ``item``."""
+def _params(
+    attempt: Attempt, upstream: Mapping[str, Any], own: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The workflow's params: its own (``own``: with their secrets resolved), its parents'
+    outputs under namespaced keys and, for an instance of a mapped task, its ``item``."""
     spec = attempt.spec
-    params = merge_params(spec.params, upstream)
+    params = merge_params(own, upstream)
     index = split_instance(attempt.task_id)[1]
     if spec.map_from is not None and index is not None:
         parent, key = spec.map_from
@@ -179,8 +190,11 @@ def _waited(app: Celery, task: Task, plan: RunPlan, task_id: str) -> dict[str, A
     return fields
 
 
-def _workflow_call(attempt: Attempt) -> Callable[[Mapping[str, Any]], Any]:
-    """The task's workflow as a one-argument call, given its run context if it takes one."""
+def _workflow_call(
+    attempt: Attempt, run_params: Mapping[str, Any]
+) -> Callable[[Mapping[str, Any]], Any]:
+    """The task's workflow as a one-argument call, given its run context (with the run's
+    ``params``, their secrets resolved) if it takes one."""
     ref = attempt.spec.workflow_ref
     func = workflows.get(ref)
     if not workflows.takes_context(ref):
@@ -193,7 +207,7 @@ def _workflow_call(attempt: Attempt) -> Callable[[Mapping[str, Any]], Any]:
         attempt.fence,
         dag_name=plan.dag_name,
         tenant_id=plan.tenant_id,
-        params=plan.params,
+        params=run_params,
         labels=plan.labels,
         map_index=split_instance(attempt.task_id)[1],
     )

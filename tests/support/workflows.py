@@ -294,3 +294,51 @@ def hook_kill_once(params: Mapping[str, Any]) -> None:
         marker.write_text(str(os.getpid()))
         os.killpg(os.getpgrp(), signal.SIGKILL)
     hook_record(params)
+
+
+def _digest(value: Any) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+@dagflow.workflow("test.big")
+def big(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Return about ``mb`` MB of JSON: ``rows``, a list of ``mb * 1000`` strings of ~1 kB
+    (``items``: that many short strings instead, a list to map over)."""
+    if "items" in params:
+        return {"rows": [f"item-{i:06d}-" + "y" * 40 for i in range(int(params["items"]))]}
+    tag = str(params.get("tag", "x"))
+    rows = [f"{i:08d}" + tag * (1000 - 8) for i in range(int(float(params["mb"]) * 1000))]
+    return {"rows": rows}
+
+
+@dagflow.workflow("test.digest")
+def digest(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the length and SHA-256 of the param named by ``key`` (a parent's output)."""
+    value = params[params["key"]]
+    return {"n": len(value), "sha256": _digest(value)}
+
+
+@dagflow.workflow("test.secret_use")
+def secret_use(params: Mapping[str, Any], ctx: dagflow.RunContext) -> dict[str, Any]:
+    """Use ``password`` (a task param) and ``token`` (a run-level param), both secrets:
+    return their digests, and the password itself (which dagflow must redact). With
+    ``raise``, fail with an error that holds the password."""
+    password, token = params["password"], ctx.params["token"]
+    if params.get("raise"):
+        raise PermissionError(f"login refused for password {password}")
+    return {
+        "password_sha256": _digest(password),
+        "token_sha256": _digest(token),
+        "leak": f"the password is {password}",
+    }
+
+
+@dagflow.workflow("test.flaky_gate")
+def flaky_gate(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Fail while the file ``gate`` exists; then return how many rows its parent gave."""
+    if Path(params["gate"]).exists():
+        raise RuntimeError("the gate file is still there")
+    return {"n": len(params.get("big__rows") or ())}
