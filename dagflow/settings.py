@@ -7,11 +7,23 @@ environment is a field here, with its unit and default. Nothing else calls ``os.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from dagflow.env import (
+    DEFAULT_TENANT_MAX_ACTIVE_RUNS,
+    RUN_BUCKETS_S,
+    TASK_BUCKETS_S,
+    WAIT_BUCKETS_S,
+    buckets,
+    env_float,
+    env_int,
+    output_store,
+    pools,
+    secrets,
+    tenant_limits,
+)
 from dagflow.errors import ConfigError
 from dagflow.keys import is_redis_url
 from dagflow.redis_url import DEFAULT_MASTER_NAME, check_master_name, check_redis_url
@@ -20,128 +32,6 @@ from dagflow.redis_url import DEFAULT_MASTER_NAME, check_master_name, check_redi
 #: delivered again. dagflow does not rely on it (leases and the sweeper recover steps), but a
 #: low value would deliver long steps again and again, so it stays high.
 VISIBILITY_TIMEOUT_S = 4 * 3600
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} must be >= {minimum}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} must be >= {minimum}")
-    return value
-
-
-def _tenant_limits(raw: str) -> tuple[tuple[str, int], ...]:
-    """Parse ``acme=4,beta=16`` (``DAGFLOW_TENANT_LIMITS``)."""
-    out: list[tuple[str, int]] = []
-    for item in (part.strip() for part in raw.split(",")):
-        if not item:
-            continue
-        tenant, sep, value = item.partition("=")
-        if not sep or not tenant.strip() or not value.strip().isdigit():
-            raise ConfigError(
-                f"DAGFLOW_TENANT_LIMITS: {item!r} is not tenant=N (e.g. acme=4,beta=16)"
-            )
-        out.append((tenant.strip(), int(value)))
-    return tuple(out)
-
-
-#: Runs of one tenant that run at once when ``DAGFLOW_TENANT_MAX_ACTIVE_RUNS`` is not set:
-#: fair by default. Without a cap, a tenant's burst of runs puts all their first steps in
-#: the broker queue, and another tenant's run waits behind every one of them (18.5 s behind
-#: 1,000 runs in bench/README.md); with it, behind at most this many runs' steps. One
-#: tenant alone still fills about this many worker processes with chains (raise it for
-#: bigger clusters; 0 turns the cap off).
-DEFAULT_TENANT_MAX_ACTIVE_RUNS = 64
-
-#: Pool names (``pool:`` in a DAG file, ``DAGFLOW_POOLS``): they are Redis key parts.
-POOL_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-POOL_RULE = "1-64 letters, digits, '_', '-' or '.', not starting with '-' or '.'"
-
-
-def _pools(raw: str) -> tuple[tuple[str, int], ...]:
-    """Parse ``warehouse=4,api=2`` (``DAGFLOW_POOLS``): each pool's size, at least 1."""
-    out: dict[str, int] = {}
-    for item in (part.strip() for part in raw.split(",")):
-        if not item:
-            continue
-        name, sep, value = (p.strip() for p in item.partition("="))
-        if not sep or not POOL_PATTERN.match(name) or not value.isdigit() or int(value) < 1:
-            raise ConfigError(
-                f"DAGFLOW_POOLS: {item!r} is not pool=N with N >= 1 and a pool name of "
-                f"{POOL_RULE} (e.g. warehouse=4,api=2)"
-            )
-        out[name] = int(value)
-    return tuple(out.items())
-
-
-def _buckets(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
-    """Parse ``1,5,60,3600`` (seconds, ascending, positive) of a ``DAGFLOW_METRICS_*_BUCKETS``."""
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        bounds = tuple(float(part) for part in raw.split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a list of seconds (e.g. 1,60,3600)") from None
-    if not bounds or any(b <= 0 for b in bounds) or list(bounds) != sorted(set(bounds)):
-        raise ConfigError(f"{name}={raw!r} must list positive seconds in increasing order")
-    return bounds
-
-
-#: Histogram bounds in seconds when DAGFLOW_METRICS_*_BUCKETS are not set (the run's reach a
-#: day; see dagflow.metrics.catalog, which keeps the same values).
-RUN_BUCKETS_S: tuple[float, ...] = (
-    1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400,
-)  # fmt: skip
-TASK_BUCKETS_S: tuple[float, ...] = (
-    0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
-)  # fmt: skip
-WAIT_BUCKETS_S: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
-)  # fmt: skip
-
-
-def _output_store(raw: str | None) -> str | None:
-    """Check ``DAGFLOW_OUTPUT_STORE``: an fsspec URL (``scheme://...``), or an absolute path
-    (taken as ``file://``)."""
-    if raw is None:
-        return None
-    raw = raw.strip().rstrip("/")
-    if raw.startswith("/"):
-        return Path(raw).as_uri()
-    scheme, sep, rest = raw.partition("://")
-    if not sep or not scheme or not rest:
-        raise ConfigError(
-            f"DAGFLOW_OUTPUT_STORE={raw!r} is not a URL (file:///srv/dagflow/outputs, "
-            "s3://bucket/prefix, or any fsspec URL)"
-        )
-    return raw
-
-
-def _secrets(raw: str) -> str:
-    """Check ``DAGFLOW_SECRETS``: ``env`` or ``file:///a/folder``."""
-    raw = raw.strip()
-    if raw == "env" or (raw.startswith("file:///") and len(raw) > len("file:///")):
-        return raw
-    raise ConfigError(f"DAGFLOW_SECRETS={raw!r} must be 'env' or a folder as file:///run/secrets")
 
 
 @dataclass(frozen=True)
@@ -361,17 +251,17 @@ class Settings:
             backend = broker
         master_name = check_master_name(env.get("DAGFLOW_REDIS_MASTER_NAME") or DEFAULT_MASTER_NAME)
         modules = tuple(m.strip() for m in env.get("DAGFLOW_WORKFLOWS", "").split(",") if m.strip())
-        jitter = _float(env, "DAGFLOW_RETRY_JITTER", 0.1)
+        jitter = env_float(env, "DAGFLOW_RETRY_JITTER", 0.1)
         if jitter > 1:
             raise ConfigError(f"DAGFLOW_RETRY_JITTER={jitter} must be between 0 and 1")
-        retry_max = _float(env, "DAGFLOW_RETRY_MAX_S", 300.0)
-        lease = _float(env, "DAGFLOW_LEASE_S", 30.0, minimum=0.5)
+        retry_max = env_float(env, "DAGFLOW_RETRY_MAX_S", 300.0)
+        lease = env_float(env, "DAGFLOW_LEASE_S", 30.0, minimum=0.5)
         sink = (env.get("DAGFLOW_EVENTS") or ("stream" if broker else "file")).lower()
         if sink not in ("stream", "file"):
             raise ConfigError(f"DAGFLOW_EVENTS={sink!r} must be 'stream' or 'file'")
         if broker is None:
             sink = "file"  # the embedded mode writes the log itself
-        sweep = _float(env, "DAGFLOW_SWEEP_S", 5.0, minimum=0.1)
+        sweep = env_float(env, "DAGFLOW_SWEEP_S", 5.0, minimum=0.1)
         return cls(
             broker_url=broker,
             result_backend=backend,
@@ -381,45 +271,45 @@ class Settings:
             state_path=Path(env.get("STATE_STORE_PATH") or "logs/orchestrator_state.jsonl"),
             schedules_dir=Path(env.get("DAGFLOW_SCHEDULES_DIR") or "schedules"),
             dags_dir=Path(env.get("DAGFLOW_DAGS_DIR") or "dags"),
-            sched_tick_ms=_int(env, "SCHED_TICK_MS", 1000, minimum=1),
-            sched_max_parallel=_int(env, "SCHED_MAX_PARALLEL", 3, minimum=1),
-            tenant_max_active_runs=_int(
+            sched_tick_ms=env_int(env, "SCHED_TICK_MS", 1000, minimum=1),
+            sched_max_parallel=env_int(env, "SCHED_MAX_PARALLEL", 3, minimum=1),
+            tenant_max_active_runs=env_int(
                 env, "DAGFLOW_TENANT_MAX_ACTIVE_RUNS", DEFAULT_TENANT_MAX_ACTIVE_RUNS
             ),
-            tenant_limits=_tenant_limits(env.get("DAGFLOW_TENANT_LIMITS") or ""),
-            pools=_pools(env.get("DAGFLOW_POOLS") or ""),
-            sched_max_jobs_per_drain=_int(env, "SCHED_MAX_JOBS_PER_DRAIN", 100, minimum=1),
-            job_retry_base_s=_float(env, "DAGFLOW_JOB_RETRY_BASE_S", 30.0),
-            job_retry_max_s=_float(env, "DAGFLOW_JOB_RETRY_MAX_S", 600.0),
-            panel_window_h=_int(env, "ORCH_PANEL_WINDOW_H", 24, minimum=1),
-            retry_base_s=_float(env, "DAGFLOW_RETRY_BASE_S", 1.0),
+            tenant_limits=tenant_limits(env.get("DAGFLOW_TENANT_LIMITS") or ""),
+            pools=pools(env.get("DAGFLOW_POOLS") or ""),
+            sched_max_jobs_per_drain=env_int(env, "SCHED_MAX_JOBS_PER_DRAIN", 100, minimum=1),
+            job_retry_base_s=env_float(env, "DAGFLOW_JOB_RETRY_BASE_S", 30.0),
+            job_retry_max_s=env_float(env, "DAGFLOW_JOB_RETRY_MAX_S", 600.0),
+            panel_window_h=env_int(env, "ORCH_PANEL_WINDOW_H", 24, minimum=1),
+            retry_base_s=env_float(env, "DAGFLOW_RETRY_BASE_S", 1.0),
             retry_max_s=retry_max,
             retry_jitter=jitter,
-            run_ttl_s=_int(env, "DAGFLOW_RUN_TTL_S", 7 * 24 * 3600, minimum=60),
+            run_ttl_s=env_int(env, "DAGFLOW_RUN_TTL_S", 7 * 24 * 3600, minimum=60),
             events_sink=sink,
-            events_maxlen=_int(env, "DAGFLOW_EVENTS_MAXLEN", 200_000, minimum=1000),
-            collector_claim_s=_float(env, "DAGFLOW_COLLECTOR_CLAIM_S", 30.0, minimum=0.1),
+            events_maxlen=env_int(env, "DAGFLOW_EVENTS_MAXLEN", 200_000, minimum=1000),
+            collector_claim_s=env_float(env, "DAGFLOW_COLLECTOR_CLAIM_S", 30.0, minimum=0.1),
             lease_s=lease,
             sweep_s=sweep,
-            store_retry_s=_float(env, "DAGFLOW_STORE_RETRY_S", 60.0),
-            notify_timeout_s=_float(env, "DAGFLOW_NOTIFY_TIMEOUT_S", 10.0, minimum=0.1),
-            notify_attempts=_int(env, "DAGFLOW_NOTIFY_ATTEMPTS", 5, minimum=1),
-            notify_retry_s=_float(env, "DAGFLOW_NOTIFY_RETRY_S", 5.0, minimum=0.01),
-            embedded_concurrency=_int(env, "DAGFLOW_EMBEDDED_CONCURRENCY", 4, minimum=1),
-            map_max=_int(env, "DAGFLOW_MAP_MAX", 10_000, minimum=1),
+            store_retry_s=env_float(env, "DAGFLOW_STORE_RETRY_S", 60.0),
+            notify_timeout_s=env_float(env, "DAGFLOW_NOTIFY_TIMEOUT_S", 10.0, minimum=0.1),
+            notify_attempts=env_int(env, "DAGFLOW_NOTIFY_ATTEMPTS", 5, minimum=1),
+            notify_retry_s=env_float(env, "DAGFLOW_NOTIFY_RETRY_S", 5.0, minimum=0.01),
+            embedded_concurrency=env_int(env, "DAGFLOW_EMBEDDED_CONCURRENCY", 4, minimum=1),
+            map_max=env_int(env, "DAGFLOW_MAP_MAX", 10_000, minimum=1),
             dashboard_host=env.get("DAGFLOW_DASHBOARD_HOST") or "127.0.0.1",
-            dashboard_port=_int(env, "DAGFLOW_DASHBOARD_PORT", 8050, minimum=1),
+            dashboard_port=env_int(env, "DAGFLOW_DASHBOARD_PORT", 8050, minimum=1),
             dashboard_auth=env.get("DAGFLOW_DASHBOARD_AUTH") or None,
             metrics_host=env.get("DAGFLOW_METRICS_HOST") or "127.0.0.1",
-            metrics_port=_int(env, "DAGFLOW_METRICS_PORT", 9810, minimum=1),
-            metrics_run_buckets=_buckets(env, "DAGFLOW_METRICS_RUN_BUCKETS", RUN_BUCKETS_S),
-            metrics_task_buckets=_buckets(env, "DAGFLOW_METRICS_TASK_BUCKETS", TASK_BUCKETS_S),
-            metrics_wait_buckets=_buckets(env, "DAGFLOW_METRICS_WAIT_BUCKETS", WAIT_BUCKETS_S),
+            metrics_port=env_int(env, "DAGFLOW_METRICS_PORT", 9810, minimum=1),
+            metrics_run_buckets=buckets(env, "DAGFLOW_METRICS_RUN_BUCKETS", RUN_BUCKETS_S),
+            metrics_task_buckets=buckets(env, "DAGFLOW_METRICS_TASK_BUCKETS", TASK_BUCKETS_S),
+            metrics_wait_buckets=buckets(env, "DAGFLOW_METRICS_WAIT_BUCKETS", WAIT_BUCKETS_S),
             api_host=env.get("DAGFLOW_API_HOST") or "127.0.0.1",
-            api_port=_int(env, "DAGFLOW_API_PORT", 8060, minimum=1),
-            idempotency_ttl_s=_int(env, "DAGFLOW_API_IDEMPOTENCY_TTL_S", 24 * 3600, minimum=1),
-            output_store=_output_store(env.get("DAGFLOW_OUTPUT_STORE") or None),
-            output_inline_max=_int(env, "DAGFLOW_OUTPUT_INLINE_MAX", 65_536, minimum=256),
-            output_max=_int(env, "DAGFLOW_OUTPUT_MAX", 268_435_456, minimum=256),
-            secrets=_secrets(env.get("DAGFLOW_SECRETS") or "env"),
+            api_port=env_int(env, "DAGFLOW_API_PORT", 8060, minimum=1),
+            idempotency_ttl_s=env_int(env, "DAGFLOW_API_IDEMPOTENCY_TTL_S", 24 * 3600, minimum=1),
+            output_store=output_store(env.get("DAGFLOW_OUTPUT_STORE") or None),
+            output_inline_max=env_int(env, "DAGFLOW_OUTPUT_INLINE_MAX", 65_536, minimum=256),
+            output_max=env_int(env, "DAGFLOW_OUTPUT_MAX", 268_435_456, minimum=256),
+            secrets=secrets(env.get("DAGFLOW_SECRETS") or "env"),
         )

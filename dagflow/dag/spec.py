@@ -43,8 +43,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dagflow.dag.alerts import ALERT_FIELDS, AlertFields
 from dagflow.dag.field_errors import describe, field_errors
 from dagflow.dag.rules import DEFAULT_RULE, TRIGGER_RULES, unknown_rule
+from dagflow.env import POOL_PATTERN, POOL_RULE
 from dagflow.errors import DagValidationError, SpecError
-from dagflow.settings import POOL_PATTERN, POOL_RULE
 
 #: Task ids become key prefixes (``sweep__summary``) and Redis key parts: keep them plain.
 TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")

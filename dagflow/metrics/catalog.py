@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from dagflow.settings import RUN_BUCKETS_S, TASK_BUCKETS_S, WAIT_BUCKETS_S
+from dagflow.env import RUN_BUCKETS_S, TASK_BUCKETS_S, WAIT_BUCKETS_S
 
 Kind = Literal["counter", "histogram", "gauge"]
 
