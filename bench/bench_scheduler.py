@@ -30,7 +30,7 @@ from bench.redis_service import redis_base
 from dagflow.events.state_store import JsonlStateStore
 from dagflow.scheduling.cron import floor_minute
 from dagflow.scheduling.firing import Firing
-from dagflow.scheduling.schedules import ScheduleDir
+from dagflow.scheduling.schedule_dir import ScheduleDir
 from dagflow.scheduling.ticker import Clock, Ticker, serve
 from dagflow.stores.minute_claims import MemoryMinuteClaims, MinuteClaims, RedisMinuteClaims
 

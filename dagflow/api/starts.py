@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from dagflow.api.auth import Caller, Context
 from dagflow.client.triggers import trigger_event
 from dagflow.errors import ApiError, ScheduleError
-from dagflow.scheduling.backfill import find_schedule, parse_instant, start_backfill
+from dagflow.scheduling.backfill import find_schedule, start_backfill
+from dagflow.scheduling.backfill_window import parse_instant
 
 router = APIRouter()
 

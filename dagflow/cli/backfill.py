@@ -46,7 +46,8 @@ def backfill(
     --max-active. --cancel BACKFILL_ID stops a backfill as a whole: its waiting and running
     runs are cancelled. Needs DAGFLOW_BROKER_URL (and workers to run the runs).
     """
-    from dagflow.scheduling.backfill import cancel_backfill, parse_instant, start_backfill
+    from dagflow.scheduling.backfill import cancel_backfill, start_backfill
+    from dagflow.scheduling.backfill_window import parse_instant
 
     if cancel_id is not None:
         if schedule_id or start or end:

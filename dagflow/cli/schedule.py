@@ -30,7 +30,7 @@ from dagflow.errors import ScheduleError
 
 if TYPE_CHECKING:
     from dagflow.events.state_store import StateRecorder
-    from dagflow.scheduling.schedules import ScheduleDir
+    from dagflow.scheduling.schedule_dir import ScheduleDir
     from dagflow.settings import Settings
 
 logger = logging.getLogger("dagflow.scheduler")
@@ -97,7 +97,7 @@ def schedule(
     """
     if once == serve:
         raise click.UsageError("give exactly one of --once and --serve")
-    from dagflow.scheduling.schedules import ScheduleDir
+    from dagflow.scheduling.schedule_dir import ScheduleDir
     from dagflow.settings import Settings
     from dagflow.wiring import state_recorder
 

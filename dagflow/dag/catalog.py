@@ -8,7 +8,7 @@ cannot be read, its file name without the suffix) with its error, so asking for 
 what is wrong instead of "unknown DAG". Two files with one ``name``: the first by file name
 wins and the other is reported as an error of that name.
 
-Like :class:`dagflow.scheduling.schedules.ScheduleDir`, the folder is looked at again on
+Like :class:`dagflow.scheduling.schedule_dir.ScheduleDir`, the folder is looked at again on
 each use and a file is re-read only when its (mtime, size, inode) changed, so a DAG added or
 fixed is seen without a restart at the cost of one ``stat`` per file.
 """

@@ -21,7 +21,7 @@ from dagflow.clock import utc_now
 from dagflow.execution.runtime import runtime_for
 from dagflow.execution.sweeper import Sweeper
 from dagflow.scheduling.firing import START_TASK
-from dagflow.scheduling.schedules import ScheduleDir
+from dagflow.scheduling.schedule_dir import ScheduleDir
 from dagflow.scheduling.ticker import Clock, Ticker, drain, next_sleep
 from dagflow.settings import Settings
 from dagflow.wiring import minute_claims, state_recorder

@@ -23,7 +23,7 @@ from dagflow.events.state_store import StateRecorder
 from dagflow.scheduling.firing import Firing
 from dagflow.scheduling.job import JobStatus
 from dagflow.scheduling.run_pool import RunQueue
-from dagflow.scheduling.schedules import ScheduleDir
+from dagflow.scheduling.schedule_dir import ScheduleDir
 from dagflow.scheduling.starter import start_firing
 from dagflow.scheduling.ticker import Clock, Ticker, drain, serve
 from dagflow.settings import Settings

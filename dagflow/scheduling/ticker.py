@@ -51,7 +51,8 @@ from dagflow.scheduling.cron import (
     wall_minute,
 )
 from dagflow.scheduling.firing import Firing
-from dagflow.scheduling.schedules import Schedule, ScheduleDir, minute_key, parse_minute_key
+from dagflow.scheduling.schedule_dir import ScheduleDir
+from dagflow.scheduling.schedules import Schedule, minute_key, parse_minute_key
 from dagflow.stores.jobs import JobStore
 from dagflow.stores.minute_claims import MinuteClaims
 

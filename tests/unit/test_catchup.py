@@ -11,7 +11,7 @@ import pytest
 
 from dagflow.errors import ScheduleError
 from dagflow.events.state_store import JsonlStateStore
-from dagflow.scheduling.backfill import backfill_minutes
+from dagflow.scheduling.backfill_window import backfill_minutes
 from dagflow.scheduling.catchup import (
     DEFAULT_WINDOW_S,
     CatchupPolicy,
@@ -20,7 +20,8 @@ from dagflow.scheduling.catchup import (
     parse_window,
 )
 from dagflow.scheduling.cron import parse_cron
-from dagflow.scheduling.schedules import Schedule, ScheduleDir, load_schedule_file, minute_key
+from dagflow.scheduling.schedule_dir import ScheduleDir
+from dagflow.scheduling.schedules import Schedule, load_schedule_file, minute_key
 from dagflow.scheduling.ticker import Ticker
 from dagflow.stores.minute_claims import MemoryMinuteClaims
 

@@ -10,13 +10,8 @@ import pytest
 
 from dagflow.errors import ScheduleError
 from dagflow.events.state_store import JsonlStateStore
-from dagflow.scheduling.schedules import (
-    ScheduleDir,
-    load_schedule_dir,
-    load_schedule_file,
-    minute_key,
-    parse_minute_key,
-)
+from dagflow.scheduling.schedule_dir import ScheduleDir, load_schedule_dir
+from dagflow.scheduling.schedules import load_schedule_file, minute_key, parse_minute_key
 from dagflow.scheduling.ticker import Ticker
 from dagflow.stores.minute_claims import MemoryMinuteClaims
 
