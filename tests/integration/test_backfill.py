@@ -126,8 +126,10 @@ def test_three_days_start_72_jobs_once_twice_run_and_alongside_beat(deploy: Depl
     assert sorted(minutes) == expected and set(minutes.values()) == {1}
     started = [m["minute"] for r in results for m in r["minutes"] if m["state"] == "started"]
     assert len(started) == len(set(started))
+    # Beat's catch-up (catchup: all, 6h) may take some of the latest hours, or none when the
+    # backfills claim them before Beat's first tick: either way each minute ran once
     by_beat = [j for j in jobs if j.scheduled_minute not in started]
-    assert 1 <= len(by_beat) <= 7, "Beat's catch-up (catchup: all, 6h) took the latest hours"
+    assert len(by_beat) <= 7, "Beat made up only hours of its 6 h window"
     assert all(j.scheduled_minute >= minute_key(top - timedelta(hours=6)) for j in by_beat)
 
     # And a third run, later, starts nothing: every minute is listed as claimed
