@@ -272,6 +272,7 @@ def test_bad_environment_is_one_line_and_exit_3(env: dict[str, str], expected: s
 
 
 COMMANDS = (
+    "api",
     "backfill",
     "cancel",
     "dashboard",
@@ -286,6 +287,7 @@ COMMANDS = (
     "runs",
     "schedule",
     "status",
+    "tokens",
     "trigger",
     "validate",
     "wait",
@@ -378,6 +380,8 @@ def test_console_script_entry_point_is_the_same_command() -> None:
         (["outputs", "0" * 32], {}, "ConfigError: dagflow keeps run state in Redis"),
         (["trigger", "e", "--id", "1"], {}, "ConfigError: event triggers need Redis"),
         (["backfill", "--cancel", "x"], {}, "ConfigError: backfills need Redis"),
+        (["api"], {}, "ConfigError: dagflow api needs workers and Redis"),
+        (["tokens", "list"], {}, "ConfigError: dagflow keeps run state in Redis"),
         (
             ["dashboard"],
             {"DAGFLOW_DASHBOARD_PORT": "x"},
