@@ -63,6 +63,8 @@ class Runner:
         self.app = app or make_app(self.settings)
         self.runtime: Runtime = runtime_for(self.app)
         self._worker: tuple[Any, threading.Thread] | None = None
+        #: Celery's default app before this runner's embedded worker made its own the one.
+        self._previous_app: Any = None
         self._queues: set[str] = set()
 
     @property
@@ -93,7 +95,12 @@ class Runner:
 
         workflows.load(self.settings.workflow_modules)
         self.app.finalize()
-        # The thread pool looks tasks up in Celery's *current* app.
+        # The thread pool looks tasks up in Celery's *current* app (a process-wide default):
+        # remember the one before, so close() can give it back to another embedded runner
+        # of this process. Two embedded runners of one process must not run at once.
+        from celery import _state
+
+        self._previous_app = _state.default_app
         self.app.set_current()
         self.app.set_default()
         self.app.log.setup(loglevel=loglevel)
@@ -153,9 +160,20 @@ class Runner:
             if wait:
                 worker.stop(in_sighandler=False)
                 thread.join(30)
+            self._give_back_current_app()
         if self.embedded:
             # The embedded run store dies with this process: so do its runs' large outputs.
             self.runtime.outputs.purge()
+
+    def _give_back_current_app(self) -> None:
+        """Make the app that was Celery's current one before this embedded worker started
+        current again (another embedded runner of this process goes on working)."""
+        from celery import _state
+
+        previous = self._previous_app
+        if previous is not None and _state.default_app is self.app:
+            previous.set_default()
+            previous.set_current()
 
     def __enter__(self) -> Runner:
         return self

@@ -84,7 +84,10 @@ def test_step_message_does_not_grow_with_the_dag(redis_runner: Runner, redis_db:
     # Given a 3-task run and a 10,000-task run (root -> 9,998 -> sink) on the session worker
     small = make_dag([task("r"), task("m0", deps=("r",)), task("s", deps=("m0",))])
     mids = [task(f"m{i}", deps=("r",)) for i in range(WIDTH)]
-    big = make_dag([task("r"), *mids, task("s", deps=tuple(m["id"] for m in mids))])
+    # (the sink returns a small value: echoing its 9,998 parents' outputs would be an output
+    # over DAGFLOW_OUTPUT_INLINE_MAX, which fails without an output store)
+    sink = task("s", "test.value", deps=tuple(m["id"] for m in mids), params={"value": {"n": 1}})
+    big = make_dag([task("r"), *mids, sink])
     # When both run while every message pushed to the broker is measured
     with PublishedSteps(redis_db) as seen:
         first = redis_runner.submit(small)
