@@ -43,7 +43,15 @@ class MotoServer:
 
     @classmethod
     def start(cls, log: Path) -> MotoServer:
-        """Start the server and wait until it accepts connections."""
+        """Start the server and wait until it accepts connections.
+
+        fsspec keeps one S3 filesystem per set of options, and the endpoint comes from the
+        environment (``AWS_ENDPOINT_URL``), which is not one of them: a filesystem made for
+        an earlier test's server (now stopped) would be reused. So the cache is cleared here.
+        """
+        from s3fs import S3FileSystem
+
+        S3FileSystem.clear_instance_cache()
         exe = require_executable("moto_server", "the S3 output store tests need moto[server]")
         port = free_port()
         with log.open("wb") as out:
