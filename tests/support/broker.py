@@ -23,6 +23,8 @@ QUEUE = "celery"
 STEP_NAME = r"(?:dagflow\.step|[^\s\[\]]+:[^\s\[\]]+)"
 _RECEIVED = re.compile(rf"Task {STEP_NAME}\[([0-9a-f-]+)\] received")
 _ENDED = re.compile(rf"Task {STEP_NAME}\[([0-9a-f-]+)\] (?:succeeded|raised|retry)")
+#: A step terminated by ``dagflow cancel`` (revoke with terminate) logs no end of its own.
+_TERMINATED = re.compile(r"Terminating ([0-9a-f-]+) \(")
 _STEP_LINE = re.compile(rf"Task {STEP_NAME}\[")
 
 
@@ -61,13 +63,13 @@ def steps_seen(log: Path, offset: int = 0) -> tuple[int, int]:
 
     Returns:
         (received, still open): how many it received, and how many of those have not
-        ended yet (succeeded, raised or retried).
+        ended yet (succeeded, raised, retried or terminated by a cancel).
     """
     with log.open("rb") as handle:
         handle.seek(offset)
         text = handle.read().decode(errors="replace")
     received = _RECEIVED.findall(text)
-    ended = set(_ENDED.findall(text))
+    ended = set(_ENDED.findall(text)) | set(_TERMINATED.findall(text))
     return len(received), len(set(received) - ended)
 
 
