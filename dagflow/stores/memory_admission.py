@@ -21,8 +21,9 @@ class MemoryAdmission:
     _lock: threading.Lock
     _clock: Callable[[], float]
 
-    def _start(self, run_id: str, run: MemoryRun, roots: Sequence[str], due: float) -> None:
-        raise NotImplementedError  # MemoryRunStore's
+    #: The store's own (declared here so this half type-checks; a stub method here would
+    #: shadow a sibling half's real one in the store's MRO).
+    _start: Callable[[str, MemoryRun, Sequence[str], float], None]
 
     def _init_admission(self) -> None:
         self._slots: dict[str, dict[str, float]] = {}

@@ -9,7 +9,7 @@ Due times use the Redis server's clock, like leases.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -86,11 +86,10 @@ class RedisNotices:
     writes_events: bool
     events_maxlen: int | None
 
-    def _now_ms(self) -> int:
-        raise NotImplementedError  # RedisRunStore's
-
-    def _event_line(self, event: Mapping[str, Any] | None) -> str:
-        raise NotImplementedError  # RedisRunStore's
+    #: The store's own (declared here so this half type-checks; a stub method here would
+    #: shadow a sibling half's real one in the store's MRO).
+    _now_ms: Callable[[], int]
+    _event_line: Callable[[Mapping[str, Any] | None], str]
 
     def _notice_scripts(self) -> None:
         self._miss_deadline = self.client.register_script(MISS_DEADLINE)
