@@ -171,6 +171,17 @@ def redis_queue_stats(
     return QueueStats(queues=queues, results=results, truncated=truncated)
 
 
+def _store_client(url: str, master_name: str) -> redis.Redis:
+    """A client of the run store with the panel's short timeouts, decoding replies."""
+    return redis_client(
+        url,
+        master_name=master_name,
+        decode_responses=True,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=SOCKET_TIMEOUT_S,
+    )
+
+
 def with_collector_lag(
     stats: QueueStats | None, store_url: str, master_name: str = DEFAULT_MASTER_NAME
 ) -> QueueStats | None:
@@ -183,13 +194,7 @@ def with_collector_lag(
     from dagflow.keys import PENDING_TENANT_PREFIX, PENDING_TENANTS
 
     try:
-        client = redis_client(
-            store_url,
-            master_name=master_name,
-            decode_responses=True,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=SOCKET_TIMEOUT_S,
-        )
+        client = _store_client(store_url, master_name)
         try:
             lag = collector_lag(client, int(time.time() * 1000))
             tenants = [str(t) for t in client.lrange(PENDING_TENANTS, 0, -1)]
@@ -219,13 +224,7 @@ def with_pools(
     from dagflow.stores.redis_pools import RedisPools
 
     try:
-        client = redis_client(
-            store_url,
-            master_name=master_name,
-            decode_responses=True,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=SOCKET_TIMEOUT_S,
-        )
+        client = _store_client(store_url, master_name)
         try:
             usage = RedisPools(client).usage()
         finally:
