@@ -31,6 +31,7 @@ from dagflow.errors import (
     RunnerError,
     ScheduleError,
     SpecError,
+    StoreUnavailable,
     UnknownWorkflowError,
     UnreachableError,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "RunnerError",
     "ScheduleError",
     "SpecError",
+    "StoreUnavailable",
     "UnknownWorkflowError",
     "UnreachableError",
     # the Celery app

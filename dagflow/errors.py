@@ -233,6 +233,13 @@ class UnreachableError(DagflowError):
         self.cause = str(cause)
 
 
+class StoreUnavailable(UnreachableError):
+    """Raised by dagflow's Redis clients (every store's) when Redis cannot be reached or does
+    not answer in time: redis-py's ``ConnectionError`` or ``TimeoutError``, kept as
+    ``__cause__``. Stores keep their transport to themselves: a caller that rides out an
+    outage (a step, ``RunHandle.wait``) catches this, never a redis-py error."""
+
+
 class ApiError(DagflowError):
     """Raised when the HTTP API refuses a request: carries the HTTP status, a stable ``code``
     and the request ``field`` at fault, which the API returns as its error body.

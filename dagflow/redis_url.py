@@ -48,6 +48,8 @@ SENTINEL_PORT = 26379
 #: The primary's name when ``DAGFLOW_REDIS_MASTER_NAME`` is not set (the name in Redis's
 #: sample ``sentinel.conf``).
 DEFAULT_MASTER_NAME = "mymaster"
+#: What stands for a password in a transport error's URL (kombu's ``maybe_sanitize_url``'s).
+URL_MASK = "**"
 #: Separator of the sentinels in a Sentinel URL (kombu's and Celery's).
 SEPARATOR = ";"
 
@@ -179,11 +181,11 @@ def same_redis(a: str | None, b: str | None) -> bool:
     return left.db == right.db and bool(set(left.sentinels) & set(right.sentinels))
 
 
-def _hide_password(text: str) -> str:
+def _hide_password(text: str, mask: str = "***") -> str:
     parts = urlsplit(text)
     if not parts.password:
         return text
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    netloc = parts.netloc.replace(f":{parts.password}@", f":{mask}@", 1)
     return parts._replace(netloc=netloc).geturl()
 
 
@@ -212,7 +214,6 @@ def redis_client(
     """
     # redis-py is imported here, not at the top: Settings.from_env checks URLs with this
     # module, and `dagflow plan` should not pay for importing redis-py.
-    import redis
     from redis.sentinel import Sentinel
 
     if not is_sentinel_url(url):
@@ -222,15 +223,17 @@ def redis_client(
                 "sentinel://)"
             )
         try:
-            return redis.Redis.from_url(url, **options)
+            client: redis.Redis = _sealed_classes()[0].from_url(url, **options)
         except ValueError as exc:  # a bad port, db or query option
             raise ConfigError(f"{_hide_password(url)!r}: {exc}") from None
+        client.dagflow_url = _hide_password(url, URL_MASK)  # type: ignore[attr-defined]
+        return client
     parsed = parse_sentinel_url(url)
     sentinel = Sentinel(
         parsed.sentinels,
         **{k: v for k, v in options.items() if k.startswith("socket_")},
     )
-    client: redis.Redis = sentinel.master_for(
+    client = sentinel.master_for(
         check_master_name(master_name),
         redis_class=_sentinel_redis_class(),
         db=parsed.db,
@@ -238,14 +241,63 @@ def redis_client(
         password=parsed.password,
         **options,
     )
+    client.dagflow_url = _hide_password(url, URL_MASK)  # type: ignore[attr-defined]
     return client
 
 
 @functools.cache
-def _sentinel_redis_class() -> type[redis.Redis]:
-    import redis
+def _sealed_classes() -> tuple[type[redis.Redis], type[redis.client.Pipeline]]:
+    """The client and pipeline classes of every dagflow Redis client: redis-py's, except that
+    an unreachable or silent server raises :class:`~dagflow.errors.StoreUnavailable` (naming
+    the URL, password hidden) instead of redis-py's ``ConnectionError``/``TimeoutError``.
 
-    class SentinelRedis(redis.Redis):
+    Sealing the client, not each store method, covers every command, script and pipeline of
+    every store at one point, so no caller outside the stores needs redis-py's exceptions.
+    """
+    import redis
+    from redis.client import Pipeline
+
+    from dagflow.errors import StoreUnavailable
+
+    lost = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+    class SealedPipeline(Pipeline):
+        dagflow_url = "redis"
+
+        def execute(self, raise_on_error: bool = True) -> list[Any]:
+            try:
+                return super().execute(raise_on_error)
+            except lost as exc:
+                raise StoreUnavailable(self.dagflow_url, exc) from exc
+
+        def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
+            try:
+                return super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
+            except lost as exc:
+                raise StoreUnavailable(self.dagflow_url, exc) from exc
+
+    class SealedRedis(redis.Redis):
+        dagflow_url = "redis"
+
+        def execute_command(self, *args: Any, **options: Any) -> Any:
+            try:
+                return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+            except lost as exc:
+                raise StoreUnavailable(self.dagflow_url, exc) from exc
+
+        def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
+            pipe = SealedPipeline(
+                self.connection_pool, self.response_callbacks, transaction, shard_hint
+            )
+            pipe.dagflow_url = self.dagflow_url
+            return pipe
+
+    return SealedRedis, SealedPipeline
+
+
+@functools.cache
+def _sentinel_redis_class() -> type[redis.Redis]:
+    class SentinelRedis(_sealed_classes()[0]):  # type: ignore[misc]
         """A client of a Sentinel primary that also closes its sentinel connections."""
 
         def close(self) -> None:

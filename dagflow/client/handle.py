@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from dagflow.client.consumers import INSPECT_TIMEOUT_S, unconsumed
 from dagflow.client.status import RunResult, RunStatus
 from dagflow.dag.plan import RunPlan
-from dagflow.errors import PlanVersionError, RunnerError
+from dagflow.errors import PlanVersionError, RunnerError, StoreUnavailable
 from dagflow.execution.cancel import CancelOutcome, cancel_run
 from dagflow.execution.outputs import Outputs
 from dagflow.execution.pools import waiting_lines
@@ -25,7 +25,6 @@ from dagflow.execution.rerun import retry_run
 from dagflow.settings import Settings
 from dagflow.stores import RunSnapshot, RunStore
 from dagflow.stores.base import TaskInfo
-from dagflow.stores.redis import STORE_ERRORS
 from dagflow.stores.transport import Backoff, sealing
 from dagflow.wiring import pool_store
 
@@ -226,7 +225,7 @@ class RunHandle:
             try:
                 done = store.wait_done(self.run_id, step if left is None else min(step, left))
                 snap = store.snapshot(self.run_id, with_states=on_progress is not None)
-            except STORE_ERRORS as exc:
+            except StoreUnavailable as exc:
                 log = logger.warning if backoff.first else logger.debug
                 log("dagflow: run store unreachable while waiting (%s); retrying", exc)
                 pause = backoff.pause()
@@ -248,7 +247,7 @@ class RunHandle:
         if snap.counts["failed"]:
             try:
                 failures = tuple(self.status().failures)
-            except (*STORE_ERRORS, RunnerError) as exc:  # the result is known: do not lose it
+            except (StoreUnavailable, RunnerError) as exc:  # the result is known: do not lose it
                 logger.warning(
                     "dagflow: could not read the failed tasks of %s: %s", self.run_id, exc
                 )

@@ -32,6 +32,7 @@ import redis
 
 from dagflow.events.jsonl import append_records, read_tail
 from dagflow.keys import COLLECTOR_GROUP, EVENTS_STREAM
+from dagflow.stores.transport import BACKEND_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ class Collector:
         while not stop.is_set():
             try:
                 self.collect_once()
-            except (redis.RedisError, OSError) as exc:
+            except BACKEND_ERRORS as exc:
                 logger.warning("dagflow: collector: %s; retrying in 1 s", exc)
                 self._recover_at = 0.0
                 stop.wait(1.0)

@@ -44,15 +44,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import redis
 from celery.utils.nodenames import anon_nodename
-from kombu.exceptions import KombuError
 
 from dagflow.dag.compile import STEP_TASK, step_name, steps_canvas
 from dagflow.dag.mapping import base_task_id
 from dagflow.execution.message import READY_HEADER, Sender, step_message
 from dagflow.redis_url import DEFAULT_MASTER_NAME, is_sentinel_url, redis_client, same_redis
 from dagflow.stores.base import Push, RunStore
+from dagflow.stores.transport import BACKEND_ERRORS
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -326,7 +325,7 @@ def send_later(
             headers={READY_HEADER: time.time() + countdown},
             **options,
         )
-    except (KombuError, OSError, redis.exceptions.RedisError) as exc:
+    except BACKEND_ERRORS as exc:
         logger.warning("dagflow: retry of %s not sent (%s); the sweeper will", task_id, exc)
         return False
     return True
@@ -360,7 +359,7 @@ def send_steps(
                 direct.send(run_id, group, dag_name, front, queue)
             else:
                 _send_with_celery(app, run_id, group, dag_name, queue)
-    except (KombuError, OSError, redis.exceptions.RedisError) as exc:
+    except BACKEND_ERRORS as exc:
         logger.warning(
             "dagflow: could not send %s of run %s (%s); the sweeper will", task_ids, run_id, exc
         )

@@ -9,8 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dagflow.errors import WorkflowOutputError
-from dagflow.stores.redis import STORE_ERRORS
+from dagflow.errors import StoreUnavailable, WorkflowOutputError
 from dagflow.stores.transport import Backoff, retry_unreachable
 
 if TYPE_CHECKING:
@@ -53,6 +52,6 @@ def with_store(rt: Runtime, what: str, call: Callable[[], T]) -> T:
         return retry_unreachable(
             call, rt.settings.store_retry_s, Backoff(*STEP_BACKOFF_S), retrying
         )
-    except STORE_ERRORS as exc:
+    except StoreUnavailable as exc:
         logger.error("dagflow: run store unreachable for %s; giving up: %s", what, exc)
         raise

@@ -29,6 +29,7 @@ from dagflow.events.jsonl import ReadStats
 from dagflow.events.log import Event
 from dagflow.keys import EVENTS_STREAM
 from dagflow.redis_url import DEFAULT_MASTER_NAME, redis_client
+from dagflow.stores.transport import BACKEND_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class RedisEventStream:
                 fields: dict[str, str] = {"log": log, "data": encode(record)}
                 pipe.xadd(EVENTS_STREAM, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
             pipe.execute()
-        except (redis.RedisError, OSError) as exc:
+        except BACKEND_ERRORS as exc:
             logger.warning("dagflow: could not append %d %s lines: %s", len(records), log, exc)
             return False
         return True

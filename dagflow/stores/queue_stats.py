@@ -21,6 +21,10 @@ import redis
 from dagflow.errors import ConfigError
 from dagflow.keys import is_dagflow_key, is_redis_url
 from dagflow.redis_url import DEFAULT_MASTER_NAME, redis_client
+from dagflow.stores.transport import BACKEND_ERRORS
+
+#: What a panel shows as "Redis error" instead of failing: the store is down or misconfigured.
+PANEL_ERRORS: tuple[type[BaseException], ...] = (*BACKEND_ERRORS, ValueError, ConfigError)
 
 #: Keys asked for per SCAN call, and the most SCAN calls one refresh makes per database.
 SCAN_COUNT = 500
@@ -166,7 +170,7 @@ def redis_queue_stats(
             backend = broker if backend_url == broker_url else connector(backend_url)
             results, more = result_states(backend)
             truncated = truncated or more
-    except (redis.RedisError, OSError, ValueError, ConfigError) as exc:
+    except PANEL_ERRORS as exc:
         return QueueStats(error=f"Redis error: {type(exc).__name__}: {exc}")
     return QueueStats(queues=queues, results=results, truncated=truncated)
 
@@ -204,7 +208,7 @@ def with_collector_lag(
             waiting = dict(zip(tenants, (int(n) for n in pipe.execute()), strict=True))
         finally:
             client.close()
-    except (redis.RedisError, OSError, ConfigError):
+    except PANEL_ERRORS:
         return stats
     base = stats if stats is not None else QueueStats(error=NO_BROKER)
     return dataclasses.replace(
@@ -229,7 +233,7 @@ def with_pools(
             usage = RedisPools(client).usage()
         finally:
             client.close()
-    except (redis.RedisError, OSError, ConfigError):
+    except PANEL_ERRORS:
         return stats
     base = stats if stats is not None else QueueStats(error=NO_BROKER)
     pools = {name: (u.in_use, u.size, u.waiting) for name, u in usage.items()}

@@ -69,10 +69,6 @@ def run_index(meta: Mapping[str, Any]) -> str:
     return f"{meta.get('dag_name', '')}\t{meta.get('tenant_id', '')}"
 
 
-#: Errors of an unreachable run store: retried (a step, a waiting client), never a failure.
-STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-
-
 class RedisRunStore(RedisAdmission, RedisRunViews, RedisNotices, RedisRecovery, RedisFinish):
     """A :class:`~dagflow.stores.base.RunStore` on a Redis server.
 

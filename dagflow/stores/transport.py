@@ -21,8 +21,7 @@ import redis
 from kombu.exceptions import KombuError, OperationalError
 from kombu.utils.url import maybe_sanitize_url
 
-from dagflow.errors import UnreachableError
-from dagflow.stores.redis import STORE_ERRORS
+from dagflow.errors import StoreUnavailable, UnreachableError
 
 #: Errors that mean "the server is not there" (never a bug of the caller or of dagflow).
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
@@ -35,6 +34,7 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 #: Any failure of Redis or the broker, an error reply included: what a caller that must not
 #: fail on the backend (a run that already ended, a command's last line) catches.
 BACKEND_ERRORS: tuple[type[BaseException], ...] = (
+    UnreachableError,
     redis.exceptions.RedisError,
     KombuError,
     OSError,
@@ -92,7 +92,7 @@ def retry_unreachable(
     while True:
         try:
             return call()
-        except STORE_ERRORS as exc:
+        except StoreUnavailable as exc:
             pause = backoff.pause()
             if time.monotonic() + pause > deadline:
                 raise
