@@ -9,8 +9,8 @@ what is wrong instead of "unknown DAG". Two files with one ``name``: the first b
 wins and the other is reported as an error of that name.
 
 Like :class:`dagflow.scheduling.schedule_dir.ScheduleDir`, the folder is looked at again on
-each use and a file is re-read only when its (mtime, size, inode) changed, so a DAG added or
-fixed is seen without a restart at the cost of one ``stat`` per file.
+each use and a file is re-read only when it changed (:mod:`dagflow.dag.folder`), so a DAG
+added or fixed is seen without a restart at the cost of one ``stat`` per file.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dagflow.dag.folder import Signature, changes, scan
 from dagflow.dag.load import Dag, dag_from_data
 from dagflow.dag.spec import read_yaml
 from dagflow.errors import DagValidationError, SpecError
@@ -80,7 +81,7 @@ class DagCatalog:
 
     directory: Path
     settings: Settings
-    _files: dict[Path, tuple[tuple[int, int, int], CatalogEntry]] = field(
+    _files: dict[Path, tuple[Signature, CatalogEntry]] = field(
         default_factory=dict, init=False, repr=False
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -88,23 +89,15 @@ class DagCatalog:
     def refresh(self) -> None:
         """Re-read added or changed files and forget removed ones."""
         try:
-            paths = sorted(
-                p for p in self.directory.iterdir() if p.suffix in DAG_SUFFIXES and p.is_file()
-            )
+            found = scan(self.directory, DAG_SUFFIXES)
         except OSError:
-            paths = []
+            found = {}
         with self._lock:
-            for gone in set(self._files) - set(paths):
+            diff = changes({p: sig for p, (sig, _) in self._files.items()}, found)
+            for gone in diff.gone:
                 del self._files[gone]
-            for path in paths:
-                try:
-                    st = path.stat()
-                except OSError:
-                    continue
-                signature = (st.st_mtime_ns, st.st_size, st.st_ino)
-                known = self._files.get(path)
-                if known is None or known[0] != signature:
-                    self._files[path] = (signature, load_entry(path, self.settings))
+            for path, signature in diff.changed:
+                self._files[path] = (signature, load_entry(path, self.settings))
 
     def entries(self) -> list[CatalogEntry]:
         """Every file's entry, by file name; a second file with a taken ``name`` becomes an

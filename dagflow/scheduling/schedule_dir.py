@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dagflow.dag.folder import Signature, changes, scan
 from dagflow.errors import ScheduleError, SpecError
 from dagflow.scheduling.schedules import SCHEDULE_SUFFIXES, Schedule, load_schedule_file
 
@@ -20,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class _LoadedFile:
-    signature: tuple[int, int, int]
+    signature: Signature
     schedules: list[Schedule]
     error: ScheduleError | None = None
 
@@ -57,27 +58,16 @@ class ScheduleDir:
     def refresh(self) -> bool:
         """Re-read added or changed files and forget removed ones; True if anything changed."""
         try:
-            paths = sorted(
-                p for p in self.directory.iterdir() if p.suffix in SCHEDULE_SUFFIXES and p.is_file()
-            )
+            found = scan(self.directory, SCHEDULE_SUFFIXES)
         except OSError as exc:
             logger.error("dagflow: cannot read schedules directory %s: %s", self.directory, exc)
             return False
-        changed = False
-        for gone in set(self._files) - set(paths):
+        diff = changes({p: f.signature for p, f in self._files.items()}, found)
+        for gone in diff.gone:
             logger.info("dagflow: schedule file %s was removed", gone)
             del self._files[gone]
-            changed = True
-        for path in paths:
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            signature = (st.st_mtime_ns, st.st_size, st.st_ino)
+        for path, signature in diff.changed:
             known = self._files.get(path)
-            if known is not None and known.signature == signature:
-                continue
-            changed = True
             try:
                 loaded = load_schedule_file(path, self.root)
             except ScheduleError as exc:
@@ -92,6 +82,7 @@ class ScheduleDir:
                 continue
             self._files[path] = _LoadedFile(signature, loaded)
             logger.info("dagflow: loaded %d schedules from %s", len(loaded), path)
+        changed = bool(diff.gone or diff.changed)
         if changed:
             self._merge()
             # The schedules live as long as the process: move them out of the garbage
