@@ -1,5 +1,12 @@
 """A firing: one claimed ``{schedule_id, minute}`` whose DAG run is to start.
 
+Firing and :class:`~dagflow.scheduling.job.Job` are two views of one due execution, split on
+purpose: a :class:`Firing` is the order to start one try, a frozen message (what Beat's task
+and a drain hand a worker, with ``catch_up``, which only the ticker knows); a ``Job`` is the
+durable record of the execution across its tries (status, runs, next try), which only the
+job store changes. :meth:`Firing.job` records a new firing; :meth:`Firing.from_job` turns a
+pending job into the order to start it. Nothing else converts between them.
+
 The claim winner makes a :class:`Firing` (the run id is chosen at claim time, so
 ``schedule_enqueued`` already names the run). Whoever starts it, the scheduler CLI or a
 worker running Beat's ``dagflow.start_scheduled_run``, loads its DAG with
@@ -11,7 +18,6 @@ worker running Beat's ``dagflow.start_scheduled_run``, loads its DAG with
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -93,23 +99,6 @@ class Firing(BaseModel):
             alerts=self.alerts,
         )
 
-    @classmethod
-    def from_labels(
-        cls, labels: Mapping[str, Any], tenant: str, run_id: str, dag_name: str
-    ) -> Firing:
-        """The firing a scheduled run came from, rebuilt from its run labels (see below).
-
-        ``dag_name`` stands in for the DAG file when the labels do not name one.
-        """
-        return cls.model_construct(
-            schedule_id=str(labels["schedule_id"]),
-            dag=str(labels.get("dag", dag_name)),
-            tenant=tenant,
-            scheduled_minute=str(labels.get("scheduled_minute", "")),
-            run_id=run_id,
-            job_id=str(labels.get(JOB_LABEL, "")),
-        )
-
     @property
     def labels(self) -> dict[str, str]:
         """The run labels that make :func:`run_finished_hook` write ``run_finished`` and link
@@ -151,15 +140,31 @@ def firing_dag(firing: Firing, settings: Settings, root: Path | None = None) -> 
     return dag
 
 
+def finished_event(ended: RunEnded) -> dict[str, Any] | None:
+    """The ``run_finished`` state event of a scheduled run that ended, from its run labels
+    (:attr:`Firing.labels`); None for a run no schedule started."""
+    labels = ended.labels
+    if not labels.get("schedule_id"):
+        return None
+    return {
+        "timestamp": now_iso(),
+        "event": "run_finished",
+        "schedule_id": str(labels["schedule_id"]),
+        "tenant_id": ended.tenant_id,
+        "dag": str(labels.get("dag", ended.dag_name)),
+        "run_id": ended.run_id,
+        "scheduled_minute": str(labels.get("scheduled_minute", "")),
+        "status": ended.status,
+        "duration_s": ended.duration_s,
+    }
+
+
 def run_finished_hook(state: StateRecorder) -> RunFinishedHook:
     """A hook that writes ``run_finished`` to ``state`` when a scheduled run ends."""
 
     def record(ended: RunEnded) -> None:
-        if not ended.labels.get("schedule_id"):
-            return  # not a scheduled run
-        firing = Firing.from_labels(ended.labels, ended.tenant_id, ended.run_id, ended.dag_name)
-        state.record_event(
-            firing.state_event("run_finished", status=ended.status, duration_s=ended.duration_s)
-        )
+        event = finished_event(ended)
+        if event is not None:
+            state.record_event(event)
 
     return record

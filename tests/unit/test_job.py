@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dagflow.errors import ScheduleError
-from dagflow.scheduling.firing import Firing
+from dagflow.execution.runtime import RunEnded
+from dagflow.scheduling.firing import Firing, finished_event
 from dagflow.scheduling.job import (
     Job,
     JobStatus,
@@ -164,6 +165,31 @@ def test_a_firing_and_its_job_round_trip() -> None:
     assert job.status == JobStatus.PENDING and job.max_retries == 2 and job.run_id == "r1"
     assert Firing.from_job(job) == firing
     assert firing.labels["job_id"] == "j1"
+
+
+def test_a_scheduled_runs_end_is_a_run_finished_event_named_from_its_labels() -> None:
+    firing = Firing(
+        schedule_id="s1",
+        dag="dags/d.yaml",
+        tenant="acme",
+        scheduled_minute="2026-11-26T10:05:00Z",
+        run_id="r1",
+        job_id="j1",
+    )
+    ended = RunEnded("r1", "d", "acme", "failed", 2.5, firing.labels)
+    event = finished_event(ended)
+    assert event is not None and event.pop("timestamp")
+    assert event == {
+        "event": "run_finished",
+        "schedule_id": "s1",
+        "tenant_id": "acme",
+        "dag": "dags/d.yaml",
+        "run_id": "r1",
+        "scheduled_minute": "2026-11-26T10:05:00Z",
+        "status": "failed",
+        "duration_s": 2.5,
+    }
+    assert finished_event(RunEnded("r2", "d", "acme", "success", 1.0, {})) is None
 
 
 @pytest.mark.parametrize("value", [-1, "2", 1.5, True])
