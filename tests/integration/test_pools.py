@@ -138,7 +138,7 @@ def test_a_killed_holders_slot_comes_back(cluster: Cluster, tmp_path: Path) -> N
     # either of them could take the slot first)
     cluster.worker("w1", concurrency=2)
     holder = [
-        task("holder", "test.where_sleep", params={"dir": str(tmp_path), "seconds": 30},
+        task("holder", "test.where_sleep", params={"dir": str(tmp_path), "seconds": 30, "again_seconds": 0.2},
              pool="single"),
     ]  # fmt: skip
     held = cluster.runner.submit(make_dag(holder, "killed"))

@@ -127,9 +127,11 @@ def network_namespace() -> str:
 
 @dagflow.workflow("test.where_sleep")
 def where_sleep(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Record ``<pid> <network namespace>`` (one line per attempt), then sleep ``seconds``."""
-    _trace(params, "where.txt", f"{os.getpid()} {network_namespace()}")
-    time.sleep(float(params.get("seconds", 1.0)))
+    """Record ``<pid> <network namespace>`` (one line per attempt), then sleep ``seconds``
+    (``again_seconds`` on a later attempt, when given)."""
+    attempt = _trace(params, "where.txt", f"{os.getpid()} {network_namespace()}")
+    seconds = params.get("again_seconds") if attempt > 1 else None
+    time.sleep(float(seconds if seconds is not None else params.get("seconds", 1.0)))
     return {"pid": os.getpid(), "netns": network_namespace()}
 
 
