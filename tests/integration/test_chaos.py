@@ -83,6 +83,7 @@ def test_each_task_ends_once(report: ChaosReport) -> None:
 def test_each_mapped_task_expands_once_and_ends_once(report: ChaosReport) -> None:
     # Every other run maps: a run where none was checked would make this test vacuous.
     assert report.maps["mapped tasks"] >= 5, f"seed {report.seed}\n{report.summary()}"
+    assert report.maps["instance retries"] >= 1, f"seed {report.seed}\n{report.summary()}"
     _assert_none_failed(report, "each map expands once")
 
 

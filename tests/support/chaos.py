@@ -15,7 +15,8 @@ sees every kind; the same seed gives the same sequence of kinds, while targets a
 times depend on what is up when the fault is due):
 
 * ``worker_kill``: SIGKILL a worker's process group, start a new worker after a pause;
-* ``pool_kill``: SIGKILL one pool process (a psutil child of a worker's main process);
+* ``pool_kill``: SIGKILL one pool process (a psutil child of a worker's main process), one
+  running a step if any (every other time one running a map instance, if any);
 * ``freeze``: SIGSTOP a worker's group, SIGCONT it 0.5-2.5 leases later (some outlast the lease);
 * ``redis_kill``: SIGKILL Redis, start it again 1-4 s later on the same port and AOF;
 * ``client_kill``: ``CLIENT KILL TYPE normal`` (every client connection dropped, Redis up);
@@ -54,6 +55,7 @@ import redis
 
 from dagflow.client.runner import RunHandle
 from dagflow.dag.load import Dag
+from dagflow.dag.mapping import split_instance
 from dagflow.events.collector import collector_lag
 from tests.support.cluster import Cluster
 from tests.support.dags import make_dag, task
@@ -530,33 +532,39 @@ class ChaosRun:
         if not children:
             return
         # Prefer a pool process that is running a step: killing an idle one tests little.
+        # Instances are a tenth of the steps: one pool kill in two takes one if it can.
         busy = self._busy_pids()
-        child = self.rng.choice([c for c in children if c.pid in busy] or children)
+        running = [c for c in children if c.pid in busy]
+        instances = [c for c in running if split_instance(busy[c.pid])[1] is not None]
+        if instances and self.rng.random() < 0.5:
+            running = instances
+        child = self.rng.choice(running or children)
         at = time.time()
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
         self._record(Fault("pool_kill", at, slot.node, pid=child.pid, detail=f"pid {child.pid}"))
 
-    def _busy_pids(self) -> set[int]:
-        """Pids with an execution of ``test.chaos`` started and not ended (spans file tail)."""
+    def _busy_pids(self) -> dict[int, str]:
+        """Pids with an execution of ``test.chaos`` started and not ended (spans file tail),
+        with the task id it runs."""
         path = self.spans_dir / "spans.txt"
         try:
             with path.open("rb") as handle:
                 handle.seek(max(0, path.stat().st_size - SPANS_TAIL_BYTES))
                 lines = handle.read().decode(errors="replace").splitlines()[1:]
         except OSError:
-            return set()
-        open_keys: dict[str, int] = {}
+            return {}
+        open_keys: dict[str, tuple[int, str]] = {}
         for line in lines:
             parts = line.split()
             if len(parts) != 6:
                 continue
             key = " ".join(parts[1:5])
             if parts[0] == "start":
-                open_keys[key] = int(parts[4])
+                open_keys[key] = (int(parts[4]), parts[2])
             elif parts[0] == "end":
                 open_keys.pop(key, None)
-        return set(open_keys.values())
+        return dict(open_keys.values())
 
     def _freeze(self, up: list[Slot]) -> None:
         slot = self.rng.choice(up)

@@ -43,6 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from dagflow.dag.mapping import split_instance
 from tests.support.chaos import (
     FROZEN_LEASES_TO_LOSE,
     POOL_KILL_S,
@@ -158,8 +159,9 @@ class ChaosReport:
             the end of the load window (the submit rate when the system keeps up).
         run_seconds: Durations (``dag_done``) of the successful runs.
         exits: The worker exits, one line each.
-        maps: Mapped tasks checked, their instances, and their ``map_expand``/``map_done``
-            lines that a fault excused for missing.
+        maps: Mapped tasks checked, their instances, their ``map_expand``/``map_done``
+            lines that a fault excused for missing, instances among the recoveries and
+            retries.
     """
 
     seed: int
@@ -396,6 +398,9 @@ def analyse(obs: Observations) -> ChaosReport:
         report.recoveries += _recoveries(
             fault, executions, by_step, spans, logs, dag_of, timeline, bound, retries
         )
+    report.maps["instances taken by a fault"] = sum(
+        split_instance(r.task_id)[1] is not None for r in report.recoveries
+    )
     for r in report.recoveries:
         if r.late:
             moved = "never" if r.recovered_at is None else f"{r.seconds:.1f} s after the anchor"
@@ -420,6 +425,8 @@ def analyse(obs: Observations) -> ChaosReport:
         deadline = timeline.deadline(due, bound + SLACK_S)
         if nxt is not None:
             report.retry_lateness.append(nxt - due)
+        if split_instance(e["task_id"])[1] is not None:
+            report.maps["instance retries"] += 1
         if nxt is None or nxt > deadline:
             late = "never" if nxt is None else f"{nxt - due:.1f} s after due"
             fail(

@@ -209,7 +209,12 @@ def test_a_clean_run_with_a_map_passes_every_check(tmp_path: Path) -> None:
     events, sub = _mapped_run()
     report = analyse(_observe(tmp_path, events, submission=sub))
     assert report.failures == []
-    assert report.maps == {"mapped tasks": 1, "instances": 4, "lines lost to a fault": 0}
+    assert report.maps == {
+        "mapped tasks": 1,
+        "instances": 4,
+        "lines lost to a fault": 0,
+        "instances taken by a fault": 0,
+    }
 
 
 def test_a_map_expanded_twice_or_to_the_wrong_size_is_named(tmp_path: Path) -> None:
