@@ -189,8 +189,7 @@ def chaos_dag(
     index: int, spans_dir: Path, rng: random.Random
 ) -> tuple[Dag, dict[str, Any], dict[str, Mapped]]:
     """The ``index``-th run's DAG (name ``chaos_<index>``), the output each task must have
-    (every instance of a mapped task included, as ``each[3]``) and its mapped tasks with
-    their number of instances.
+    (every instance of a mapped task included, as ``each[3]``) and its mapped tasks.
 
     Each DAG has its own name so that a worker's log line ``Task chaos_0007:flaky1[...]
     received`` says which run's message that worker holds (see :func:`held_retries`).
