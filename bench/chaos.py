@@ -8,11 +8,12 @@ Not a test: run it by hand and paste the table into ``bench/README.md``::
 It uses the harness of ``tests/integration/test_chaos.py`` (:mod:`tests.support.chaos`): a
 private ``redis-server`` per phase (AOF ``appendfsync always``, a free port, a temporary
 folder), ``--workers`` real ``celery -A dagflow worker`` processes ``-c --concurrency``, the
-event collector, a 25-task DAG (fan-outs, joins, two flaky tasks, payload passing) every
-``--every`` seconds. First a **baseline**: the same load without faults, to get runs/min
-and run times without chaos; then the **chaos** run: a fault every 3-6 s (whole-worker
-SIGKILL, pool-process SIGKILL, SIGSTOP of a worker for 0.5-2.5 leases, Redis SIGKILL and
-restart 1-4 s later, ``CLIENT KILL TYPE normal``, collector SIGKILL). Both are judged by
+event collector, a 25-task DAG (fan-outs, joins, two flaky tasks, payload passing; every
+other run also maps over 4-6 items and joins them) every ``--every`` seconds. First a
+**baseline**: the same load without faults, to get runs/min and run times without chaos;
+then the **chaos** run: a fault every 3-6 s (whole-worker SIGKILL, pool-process SIGKILL,
+SIGSTOP of a worker for 0.5-2.5 leases, Redis SIGKILL and restart 1-4 s later, ``CLIENT
+KILL TYPE normal``, collector SIGKILL). Both are judged by
 :func:`tests.support.chaos_analysis.analyse`; the script prints markdown tables and the
 failed checks, and exits 0 either way (it measures, it does not gate).
 """
@@ -59,7 +60,8 @@ def machine(config: ChaosConfig) -> list[str]:
         f"- {platform.platform()}",
         f"- {config.workers} workers prefork -c {config.concurrency}, DAGFLOW_LEASE_S="
         f"{config.lease_s:g}, DAGFLOW_SWEEP_S={config.sweep_s:g}, retries after "
-        f"{config.retry_base_s:g} s then {2 * config.retry_base_s:g} s; a 25-task DAG every "
+        f"{config.retry_base_s:g} s then {2 * config.retry_base_s:g} s; a 25-task DAG (every "
+        f"other one with a map of 4-6) every "
         f"{config.submit_every_s:g} s; a fault every {config.fault_every_s[0]:g}-"
         f"{config.fault_every_s[1]:g} s; recovery slack {SLACK_S:g} s",
     ]
@@ -89,6 +91,13 @@ def tables(baseline: ChaosReport | None, chaos: ChaosReport, minutes: float) -> 
     both(
         "steps run more than once (extra starts)",
         lambda r: f"{r.rerun_steps} ({r.extra_executions})",
+    )
+    both(
+        "mapped tasks (instances; taken by a fault; map lines lost to a fault)",
+        lambda r: (
+            f"{r.maps['mapped tasks']} ({r.maps['instances']}; "
+            f"{r.maps['instances taken by a fault']}; {r.maps['lines lost to a fault']})"
+        ),
     )
     both("worker exits (not killed by the harness)", lambda r: len(r.exits))
     both(

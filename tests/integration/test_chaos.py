@@ -2,7 +2,8 @@
 
 One run of :class:`tests.support.chaos.ChaosRun` per module (about 75 s of chaos, then a
 bounded drain): three workers ``-c 2``, a lease of 3 s and a sweep of 0.5 s, a 25-task DAG
-(fan-outs, joins, two flaky tasks with retries, payload passing) submitted every 2 s, and a
+(fan-outs, joins, two flaky tasks with retries, payload passing; every other run also maps
+over a list of 4-6 items, one instance flaky, and joins them) submitted every 2 s, and a
 fault every 3-6 s: whole-worker SIGKILL, pool-process SIGKILL, SIGSTOP of a worker (0.5-2.5
 leases), Redis SIGKILL and restart (AOF ``appendfsync always``) 1-4 s later, ``CLIENT KILL
 TYPE normal``, collector SIGKILL. Each test below asserts one promise of the README's
@@ -77,6 +78,13 @@ def test_every_output_is_computed_from_the_right_parents(report: ChaosReport) ->
 
 def test_each_task_ends_once(report: ChaosReport) -> None:
     _assert_none_failed(report, "one task_ok per task")
+
+
+def test_each_mapped_task_expands_once_and_ends_once(report: ChaosReport) -> None:
+    # Every other run maps: a run where none was checked would make this test vacuous.
+    assert report.maps["mapped tasks"] >= 5, f"seed {report.seed}\n{report.summary()}"
+    assert report.maps["instance retries"] >= 1, f"seed {report.seed}\n{report.summary()}"
+    _assert_none_failed(report, "each map expands once")
 
 
 def test_no_step_runs_twice_at_once_unless_its_holder_lost_the_lease(report: ChaosReport) -> None:

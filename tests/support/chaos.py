@@ -6,7 +6,8 @@ Used by ``tests/integration/test_chaos.py`` (a short run with assertions) and
 One :class:`ChaosRun` owns a :class:`tests.support.cluster.Cluster` (a private
 ``redis-server`` with AOF ``appendfsync always`` on a free port), ``workers`` real
 ``celery -A dagflow worker`` processes, optionally ``dagflow events collect``, a load thread
-that submits a 25-task DAG (fan-outs, joins, two flaky tasks with retries, payload passing)
+that submits a 25-task DAG (fan-outs, joins, two flaky tasks with retries, payload passing;
+every other run also a ``map`` over 4-6 items, one instance flaky, and a join of them)
 every ``submit_every_s`` through :meth:`dagflow.client.runner.Runner.submit`, and, in the main
 thread, a fault injector driven by ``random.Random(seed)``: every ``fault_every_s`` it takes
 the next kind from rounds of all kinds, each round in a seeded order (a short run still
@@ -14,7 +15,8 @@ sees every kind; the same seed gives the same sequence of kinds, while targets a
 times depend on what is up when the fault is due):
 
 * ``worker_kill``: SIGKILL a worker's process group, start a new worker after a pause;
-* ``pool_kill``: SIGKILL one pool process (a psutil child of a worker's main process);
+* ``pool_kill``: SIGKILL one pool process (a psutil child of a worker's main process), one
+  running a step if any (every other time one running a map instance, if any);
 * ``freeze``: SIGSTOP a worker's group, SIGCONT it 0.5-2.5 leases later (some outlast the lease);
 * ``redis_kill``: SIGKILL Redis, start it again 1-4 s later on the same port and AOF;
 * ``client_kill``: ``CLIENT KILL TYPE normal`` (every client connection dropped, Redis up);
@@ -53,6 +55,7 @@ import redis
 
 from dagflow.client.runner import RunHandle
 from dagflow.dag.load import Dag
+from dagflow.dag.mapping import split_instance
 from dagflow.events.collector import collector_lag
 from tests.support.cluster import Cluster
 from tests.support.dags import make_dag, task
@@ -161,25 +164,78 @@ DAG_SHAPE: tuple[tuple[str, tuple[str, ...], int], ...] = (
 )
 #: Range of one step's run time, in seconds.
 STEP_SECONDS = (0.05, 0.5)
+#: The map branch, in every other run (odd index): ``(task id, parents, failures)`` as in
+#: :data:`DAG_SHAPE`. ``list`` returns :data:`MAP_ITEMS` items, ``each`` maps over them (one
+#: instance fails its first attempt) and ``join``, a parent of ``end``, gets
+#: ``each__results``. Every other run only: a plan with a map takes the store's rule path
+#: for all its tasks, so the runs without one keep the links-and-joins path under chaos.
+MAP_BRANCH: tuple[tuple[str, tuple[str, ...], int], ...] = (
+    ("list", ("a3",), 0),
+    ("each", ("list",), 1),
+    ("join", ("each",), 0),
+)
+#: The mapped task of :data:`MAP_BRANCH` and the parent's key it maps over.
+MAPPED, MAP_REF = "each", "list.items"
+#: How many items ``list`` returns: from the run's index, in turn.
+MAP_ITEMS = (4, 5, 6)
 
 
-def chaos_dag(index: int, spans_dir: Path, rng: random.Random) -> tuple[Dag, dict[str, Any]]:
-    """The ``index``-th run's DAG (name ``chaos_<index>``) and the output each task must have.
+def has_map(index: int) -> bool:
+    """The ``index``-th run has the map branch (every other run, the first one included)."""
+    return index % 2 == 1
+
+
+def chaos_dag(
+    index: int, spans_dir: Path, rng: random.Random
+) -> tuple[Dag, dict[str, Any], dict[str, Mapped]]:
+    """The ``index``-th run's DAG (name ``chaos_<index>``), the output each task must have
+    (every instance of a mapped task included, as ``each[3]``) and its mapped tasks.
 
     Each DAG has its own name so that a worker's log line ``Task chaos_0007:flaky1[...]
     received`` says which run's message that worker holds (see :func:`held_retries`).
     """
+    shape = list(DAG_SHAPE)
+    mapped: dict[str, Mapped] = {}
+    parent, key = MAP_REF.split(".")
+    if has_map(index):
+        end_id, end_parents, end_failures = shape.pop()
+        shape += [*MAP_BRANCH, (end_id, (*end_parents, MAP_BRANCH[-1][0]), end_failures)]
+        n = MAP_ITEMS[(index // 2) % len(MAP_ITEMS)]
+        mapped[MAPPED] = Mapped(parent, n, tuple(t for t, ps, _ in MAP_BRANCH if MAPPED in ps))
     tasks = []
     expected: dict[str, Any] = {}
-    for i, (task_id, parents, failures) in enumerate(DAG_SHAPE):
+    for i, (task_id, parents, failures) in enumerate(shape):
         v = index * 100 + i
-        params = {"dir": str(spans_dir), "v": v, "seconds": round(rng.uniform(*STEP_SECONDS), 3)}
+        params: dict[str, Any] = {
+            "dir": str(spans_dir),
+            "v": v,
+            "seconds": round(rng.uniform(*STEP_SECONDS), 3),
+        }
         if failures:
             params["failures"] = failures
-        tasks.append(task(task_id, "test.chaos", deps=parents, params=params, retries=failures + 2))
-        value = v + sum(expected[p]["value"] for p in parents)
+        extra: dict[str, Any] = {}
+        joined = [r for p in parents if p in mapped for r in expected[p]["results"]]
+        value = v + sum(expected[p]["value"] for p in parents if p not in mapped)
+        value += sum(r["value"] for r in joined)
         expected[task_id] = {"value": value, "parents": sorted(parents)}
-    return make_dag(tasks, name=f"chaos_{index:04d}", tenant="chaos"), expected
+        if joined:
+            expected[task_id]["indexes"] = [r["index"] for r in joined]
+        if task_id == parent and mapped:
+            items = [index * 1000 + 7 * k for k in range(mapped[MAPPED].instances)]
+            params[key] = expected[task_id][key] = items
+        elif task_id in mapped:
+            params["flaky_indexes"] = [index % mapped[task_id].instances]
+            extra["map"] = MAP_REF
+            instances = [
+                {"value": value + item, "parents": sorted(parents), "item": item, "index": k}
+                for k, item in enumerate(expected[parent][key])
+            ]
+            expected.update({f"{task_id}[{k}]": out for k, out in enumerate(instances)})
+            expected[task_id] = {"results": instances}
+        tasks.append(
+            task(task_id, "test.chaos", deps=parents, params=params, retries=failures + 2, **extra)
+        )
+    return make_dag(tasks, name=f"chaos_{index:04d}", tenant="chaos"), expected, mapped
 
 
 # --------------------------------------------------------------------------- records
@@ -206,8 +262,22 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class Mapped:
+    """A mapped task of a submitted run: the parent whose end expands it, into how many
+    instances, and the children that start once they all ended."""
+
+    parent: str
+    instances: int
+    children: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Submission:
-    """One run the load generator submitted (or tried to)."""
+    """One run the load generator submitted (or tried to).
+
+    ``expected`` holds every task's output (each instance's too, as ``each[3]``); ``mapped``
+    the run's mapped tasks.
+    """
 
     index: int
     run_id: str
@@ -215,6 +285,7 @@ class Submission:
     at: float
     expected: Mapping[str, Any]
     error: str | None = None
+    mapped: Mapping[str, Mapped] = field(default_factory=dict)
 
 
 @dataclass
@@ -460,33 +531,39 @@ class ChaosRun:
         if not children:
             return
         # Prefer a pool process that is running a step: killing an idle one tests little.
+        # Instances are a tenth of the steps: one pool kill in two takes one if it can.
         busy = self._busy_pids()
-        child = self.rng.choice([c for c in children if c.pid in busy] or children)
+        running = [c for c in children if c.pid in busy]
+        instances = [c for c in running if split_instance(busy[c.pid])[1] is not None]
+        if instances and self.rng.random() < 0.5:
+            running = instances
+        child = self.rng.choice(running or children)
         at = time.time()
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
         self._record(Fault("pool_kill", at, slot.node, pid=child.pid, detail=f"pid {child.pid}"))
 
-    def _busy_pids(self) -> set[int]:
-        """Pids with an execution of ``test.chaos`` started and not ended (spans file tail)."""
+    def _busy_pids(self) -> dict[int, str]:
+        """Pids with an execution of ``test.chaos`` started and not ended (spans file tail),
+        with the task id it runs."""
         path = self.spans_dir / "spans.txt"
         try:
             with path.open("rb") as handle:
                 handle.seek(max(0, path.stat().st_size - SPANS_TAIL_BYTES))
                 lines = handle.read().decode(errors="replace").splitlines()[1:]
         except OSError:
-            return set()
-        open_keys: dict[str, int] = {}
+            return {}
+        open_keys: dict[str, tuple[int, str]] = {}
         for line in lines:
             parts = line.split()
             if len(parts) != 6:
                 continue
             key = " ".join(parts[1:5])
             if parts[0] == "start":
-                open_keys[key] = int(parts[4])
+                open_keys[key] = (int(parts[4]), parts[2])
             elif parts[0] == "end":
                 open_keys.pop(key, None)
-        return set(open_keys.values())
+        return dict(open_keys.values())
 
     def _freeze(self, up: list[Slot]) -> None:
         slot = self.rng.choice(up)
@@ -562,7 +639,7 @@ class ChaosRun:
         next_at = time.monotonic()
         while not self.stop_load.is_set():
             index += 1
-            dag, expected = chaos_dag(index, self.spans_dir, self.load_rng)
+            dag, expected, mapped = chaos_dag(index, self.spans_dir, self.load_rng)
             run_id = uuid.uuid4().hex
             at = time.time()
             error = None
@@ -570,7 +647,9 @@ class ChaosRun:
                 self.cluster.runner.submit(dag, run_id=run_id)
             except Exception as exc:  # Redis down or cut off: the client is told, goes on
                 error = f"{type(exc).__name__}: {exc}"
-            self.submissions.append(Submission(index, run_id, dag.name, at, expected, error))
+            self.submissions.append(
+                Submission(index, run_id, dag.name, at, expected, error, mapped)
+            )
             next_at += self.config.submit_every_s
             self.stop_load.wait(max(0.0, next_at - time.monotonic()))
 
@@ -666,7 +745,7 @@ class ChaosRun:
         for sub in self.submissions:
             try:
                 outputs[sub.run_id] = RunHandle(self.cluster.runner, sub.run_id).outputs(
-                    [t for t, _, _ in DAG_SHAPE]
+                    list(sub.expected)
                 )
             except Exception as exc:  # recorded; the analysis reports the missing outputs
                 self._note(f"outputs of {sub.run_id} unreadable: {exc}")

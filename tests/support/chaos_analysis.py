@@ -8,8 +8,15 @@ evidence, recovery times per fault kind, and tables for the benchmark.
 What it checks, and where each promise comes from (the README's "Guarantees"):
 
 * every run the store knows ended ``success``, with one ``dag_done``, and every task's
-  output is the one computed from the DAG (payload passing through fan-outs and joins);
-* exactly one ``task_ok`` per task per run ("each task ends once");
+  output is the one computed from the DAG (payload passing through fan-outs and joins, and
+  through a map: each instance's from its item, the join's from every instance's output,
+  in item order);
+* exactly one ``task_ok`` per task per run, each instance of a mapped task counting as a
+  task (``each[3]``) and the mapped task itself as none ("each task ends once");
+* a mapped task expanded once, into as many instances as its parent's list has items, and
+  ended once ("a mapped task expands once and joins once"): one ``map_expand`` with the
+  right ``instances`` and one ``map_done`` ``success``, never two; a missing line only where
+  a fault cut the worker that made the commit (the README allows that line to be lost);
 * no two executions of a step were alive at the same time, unless the earlier holder had
   lost its lease: its worker was frozen for long enough (SIGSTOP), or Redis was down;
 * no worker process exited on its own;
@@ -36,19 +43,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from dagflow.dag.mapping import split_instance
 from tests.support.chaos import (
-    DAG_SHAPE,
     FROZEN_LEASES_TO_LOSE,
     POOL_KILL_S,
     SLACK_S,
     WORKER_EXIT,
     Fault,
+    Mapped,
     Observations,
     WorkerLife,
 )
 
 #: Events that end one execution (one fence) of a step.
 END_EVENTS = ("task_ok", "task_fail", "task_retry", "task_lease_lost")
+#: Faults that can cut a worker between a commit and the event line it writes just after
+#: (``map_expand``, ``map_done``: the README allows that line to be lost, never doubled).
+LINE_CUTTERS = ("worker_kill", "pool_kill", WORKER_EXIT, "redis_kill", "client_kill")
+#: Seconds after the next step's start during which such a fault may still have cut the line.
+LINE_CUT_S = 1.0
 #: Resolution of the "blocked" measure (Redis down or no worker able to run), in seconds.
 BLOCKED_STEP_S = 0.05
 _RECEIVED = re.compile(
@@ -146,6 +159,9 @@ class ChaosReport:
             the end of the load window (the submit rate when the system keeps up).
         run_seconds: Durations (``dag_done``) of the successful runs.
         exits: The worker exits, one line each.
+        maps: Mapped tasks checked, their instances, their ``map_expand``/``map_done``
+            lines that a fault excused for missing, instances among the recoveries and
+            retries.
     """
 
     seed: int
@@ -160,6 +176,7 @@ class ChaosReport:
     run_seconds: list[float] = field(default_factory=list)
     exits: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    maps: Counter[str] = field(default_factory=Counter)
 
     def failed(self, check: str) -> list[str]:
         """The failure lines of one check."""
@@ -184,6 +201,7 @@ class ChaosReport:
             f"chaos seed {self.seed} (replay: DAGFLOW_CHAOS_SEED={self.seed})",
             "faults: " + ", ".join(f"{k} {n}" for k, n in sorted(self.faults.items())),
             "runs: " + ", ".join(f"{k} {n}" for k, n in self.runs.items()),
+            "maps: " + ", ".join(f"{k} {n}" for k, n in sorted(self.maps.items())),
             f"steps run more than once: {self.rerun_steps} ({self.extra_executions} extra starts)",
             "recovery (s from the fault, or from a held retry's due time if later):",
         ]
@@ -311,7 +329,9 @@ def analyse(obs: Observations) -> ChaosReport:
             succeeded += 1
             report.run_seconds.append(float(done[0].get("duration_s") or 0.0))
         oks = Counter(e["task_id"] for e in run_events if e["event"] == "task_ok")
-        wrong = {t: n for t, _, _ in DAG_SHAPE if (n := oks.get(t, 0)) != 1}
+        # A mapped task ends through its instances (``each[3]``): it has no task_ok itself.
+        steps = {t for t in sub.expected if t not in sub.mapped}
+        wrong = {t: n for t in sorted(steps | set(oks)) if (n := oks.get(t, 0)) != (t in steps)}
         if wrong:
             fail(f"one task_ok per task: {sub.dag_name} {sub.run_id}: {wrong}")
         got = obs.outputs.get(sub.run_id, {})
@@ -322,6 +342,13 @@ def analyse(obs: Observations) -> ChaosReport:
                 f"outputs right: {sub.dag_name} {sub.run_id}: {len(bad)} wrong, e.g. {task_id} "
                 f"{have} != {want}"
             )
+        for task_id, mapped in sub.mapped.items():
+            problems, lost = _map_lines(task_id, mapped, run_events, obs.faults, bound)
+            report.maps["mapped tasks"] += 1
+            report.maps["instances"] += mapped.instances
+            report.maps["lines lost to a fault"] += lost
+            for problem in problems:
+                fail(f"each map expands once: {sub.dag_name} {sub.run_id}/{task_id}: {problem}")
     refused = len(obs.submissions) - len(known)
     # From the first run's end (the load's warm-up is one run time long) to the end of the
     # load window: with a steady load, a system that keeps up ends runs at the submit rate.
@@ -371,6 +398,9 @@ def analyse(obs: Observations) -> ChaosReport:
         report.recoveries += _recoveries(
             fault, executions, by_step, spans, logs, dag_of, timeline, bound, retries
         )
+    report.maps["instances taken by a fault"] = sum(
+        split_instance(r.task_id)[1] is not None for r in report.recoveries
+    )
     for r in report.recoveries:
         if r.late:
             moved = "never" if r.recovered_at is None else f"{r.seconds:.1f} s after the anchor"
@@ -395,6 +425,8 @@ def analyse(obs: Observations) -> ChaosReport:
         deadline = timeline.deadline(due, bound + SLACK_S)
         if nxt is not None:
             report.retry_lateness.append(nxt - due)
+        if split_instance(e["task_id"])[1] is not None:
+            report.maps["instance retries"] += 1
         if nxt is None or nxt > deadline:
             late = "never" if nxt is None else f"{nxt - due:.1f} s after due"
             fail(
@@ -405,6 +437,73 @@ def analyse(obs: Observations) -> ChaosReport:
     if obs.collector_check:
         fail(f"collector wrote every event once: {obs.collector_check}")
     return report
+
+
+def _map_lines(
+    task_id: str,
+    mapped: Mapped,
+    run_events: Sequence[dict[str, Any]],
+    faults: Sequence[Fault],
+    bound: float,
+) -> tuple[list[str], int]:
+    """What is wrong with one mapped task's ``map_expand`` and ``map_done`` lines, and how
+    many of them a fault excuses for missing.
+
+    Exactly one ``map_expand`` with the right ``instances`` and one ``map_done`` ``success``
+    once the task ended; never two. A missing line is allowed only when a fault could have
+    cut the worker that made the commit from the line it writes just after (README,
+    "Dynamic fan-out"): that worker killed, or Redis killed or its clients dropped, between
+    the committing step's ``task_ok`` and the next step's start (+ :data:`LINE_CUT_S`).
+    """
+    prefix = f"{task_id}["
+    ok = [e for e in run_events if e["event"] == "task_ok"]
+    parent_ok = [e for e in ok if e["task_id"] == mapped.parent]
+    instance_ok = [e for e in ok if str(e["task_id"]).startswith(prefix)]
+    starts = [e for e in run_events if e["event"] == "task_start"]
+    instance_starts = [event_time(e) for e in starts if str(e["task_id"]).startswith(prefix)]
+    child_starts = [event_time(e) for e in starts if e["task_id"] in mapped.children]
+    expands = [
+        e.get("instances")
+        for e in run_events
+        if e["event"] == "map_expand" and e.get("task_id") == task_id
+    ]
+    dones = [
+        e.get("status")
+        for e in run_events
+        if e["event"] == "map_done" and e.get("task_id") == task_id
+    ]
+    problems: list[str] = []
+    lost = 0
+
+    def cut(commit: dict[str, Any], next_start: float | None) -> bool:
+        at = event_time(commit)
+        until = (next_start if next_start is not None else at + bound) + LINE_CUT_S
+        worker = commit.get("worker")
+        return any(
+            f.kind in LINE_CUTTERS
+            and at <= f.at <= until
+            and (f.kind in ("redis_kill", "client_kill") or f.target == worker)
+            for f in faults
+        )
+
+    if len(expands) > 1 or any(n != mapped.instances for n in expands):
+        problems.append(f"map_expand instances {expands}, want [{mapped.instances}]")
+    elif not expands and parent_ok:
+        if cut(parent_ok[-1], min(instance_starts, default=None)):
+            lost += 1
+        else:
+            problems.append(f"no map_expand after {mapped.parent}'s task_ok, and no fault")
+    if len(dones) > 1 or any(d != "success" for d in dones):
+        problems.append(f"map_done statuses {dones}, want ['success']")
+    elif not dones and len({e["task_id"] for e in instance_ok}) == mapped.instances:
+        # The last instance end committed (in stream order) is the one that ended the task.
+        last = instance_ok[-1]
+        after = [t for t in child_starts if t >= event_time(last)]
+        if cut(last, min(after, default=None)):
+            lost += 1
+        else:
+            problems.append("no map_done after its last instance's task_ok, and no fault")
+    return problems, lost
 
 
 def _executions(

@@ -211,6 +211,12 @@ def chaos_step(params: Mapping[str, Any], ctx: dagflow.RunContext) -> dict[str, 
     number comes from the run store, so a crashed execution does not count as a failure.
     Its output is ``v`` plus the sum of its parents' ``value`` outputs and the sorted list
     of parents it heard from: a lost, stale or misrouted payload changes it.
+
+    The same workflow plays the three parts of the chaos DAG's map: with ``items`` it
+    returns them (the list its child maps over); as an instance (``ctx.map_index`` set) it
+    adds its ``item`` to the value, returns ``item`` and ``index``, and fails only if its
+    index is in ``flaky_indexes``; as the child of a mapped task it adds the values of every
+    ``P__results`` entry and returns their ``index`` list (which says they came in order).
     """
     spans = Path(params["dir"]) / "spans.txt"
     key = f"{ctx.run_id} {ctx.task_id} {ctx.fence} {os.getpid()}"
@@ -219,13 +225,27 @@ def chaos_step(params: Mapping[str, Any], ctx: dagflow.RunContext) -> dict[str, 
     while (left := until - time.monotonic()) > 0:
         time.sleep(min(0.1, left))
         _append(spans, f"tick {key} {time.time()}")
-    suffix = "__value"
-    parents = sorted(k[: -len(suffix)] for k in params if k.endswith(suffix))
-    total = int(params["v"]) + sum(int(params[f"{p}{suffix}"]) for p in parents)
+    value, results = "__value", "__results"
+    parents = sorted(k[: -len(value)] for k in params if k.endswith(value))
+    total = int(params["v"]) + sum(int(params[f"{p}{value}"]) for p in parents)
+    out: dict[str, Any] = {}
+    for mapped in sorted(k[: -len(results)] for k in params if k.endswith(results)):
+        got = params[f"{mapped}{results}"]
+        total += sum(int(r["value"]) for r in got)
+        out["indexes"] = [r["index"] for r in got]
+        parents = sorted([*parents, mapped])
+    if ctx.map_index is not None:
+        total += int(params["item"])
+        out.update(item=params["item"], index=ctx.map_index)
+    if "items" in params:
+        out["items"] = list(params["items"])
     _append(spans, f"end {key} {time.time()}")
-    if ctx.attempt <= int(params.get("failures", 0)):
+    failures = int(params.get("failures", 0))
+    if ctx.map_index is not None and ctx.map_index not in params.get("flaky_indexes", ()):
+        failures = 0
+    if ctx.attempt <= failures:
         raise ConnectionError(f"transient failure on attempt {ctx.attempt}")
-    return {"value": total, "parents": parents}
+    return {"value": total, "parents": parents, **out}
 
 
 @dagflow.workflow("test.list")

@@ -7,11 +7,20 @@ same record without the defect must pass. No services: the analysis is pure.
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.support.chaos import DAG_SHAPE, ChaosConfig, Fault, Observations, Submission, WorkerLife
+from tests.support.chaos import (
+    DAG_SHAPE,
+    ChaosConfig,
+    Fault,
+    Observations,
+    Submission,
+    WorkerLife,
+    chaos_dag,
+)
 from tests.support.chaos_analysis import analyse
 
 T0 = 1_800_000_000.0
@@ -55,6 +64,7 @@ def _observe(
     spans: list[str] = (),  # type: ignore[assignment]
     logs: dict[str, str] | None = None,
     outputs: dict[str, Any] | None = None,
+    submission: Submission | None = None,
 ) -> Observations:
     spans_path = tmp_path / "spans.txt"
     spans_path.write_text("".join(line + "\n" for line in spans))
@@ -63,7 +73,7 @@ def _observe(
         log = tmp_path / f"{node}.log"
         log.write_text((logs or {}).get(node, ""))
         lives.append(WorkerLife(node, log, T0 - 10, None))
-    expected = _expected()
+    sub = submission or Submission(1, RUN, DAG, T0, _expected())
     return Observations(
         config=ChaosConfig(seed=7, lease_s=LEASE, sweep_s=SWEEP),
         started_at=T0,
@@ -71,10 +81,10 @@ def _observe(
         drained_at=T0 + 70,
         events=events,
         spans_path=spans_path,
-        submissions=[Submission(1, RUN, DAG, T0, expected)],
+        submissions=[sub],
         faults=list(faults),
         lives=lives,
-        outputs={RUN: outputs if outputs is not None else expected},
+        outputs={RUN: outputs if outputs is not None else dict(sub.expected)},
         not_ended={},
     )
 
@@ -172,3 +182,95 @@ def test_a_worker_that_exited_by_itself_fails_the_run(tmp_path: Path) -> None:
     assert report.failed("no worker exited on its own") == [
         "no worker exited on its own: w1@h at +5.0 s: rc 1: AttributeError"
     ]
+
+
+def _mapped_run() -> tuple[list[dict[str, Any]], Submission]:
+    """Run 1 of the load, with its map (``list`` -> ``each[0..3]`` -> ``join``): every step
+    once on w1, one after the other, with its ``map_expand`` and ``map_done`` lines."""
+    _dag, expected, mapped = chaos_dag(1, Path("spans"), random.Random(0))
+    assert {t: m.instances for t, m in mapped.items()} == {"each": 4}
+    events = [_ev(0, "dag_start")]
+    at = 1.0
+    for task_id in expected:
+        if task_id in mapped:
+            continue
+        events.append(_ev(at, "task_start", task_id, attempt=1, fence=1, worker="w1@h"))
+        events.append(_ev(at + 0.1, "task_ok", task_id, attempt=1, fence=1, worker="w1@h"))
+        if task_id == "list":
+            events.append(_ev(at + 0.11, "map_expand", "each", instances=4))
+        if task_id == "each[3]":
+            events.append(_ev(at + 0.11, "map_done", "each", status="success"))
+        at += 0.2
+    events.append(_ev(at + 1, "dag_done", status="success", duration_s=at + 1))
+    return events, Submission(1, RUN, DAG, T0, expected, None, mapped)
+
+
+def test_a_clean_run_with_a_map_passes_every_check(tmp_path: Path) -> None:
+    events, sub = _mapped_run()
+    report = analyse(_observe(tmp_path, events, submission=sub))
+    assert report.failures == []
+    assert report.maps == {
+        "mapped tasks": 1,
+        "instances": 4,
+        "lines lost to a fault": 0,
+        "instances taken by a fault": 0,
+    }
+
+
+def test_a_map_expanded_twice_or_to_the_wrong_size_is_named(tmp_path: Path) -> None:
+    events, sub = _mapped_run()
+    twice = [*events, _ev(9, "map_expand", "each", instances=4)]
+    report = analyse(_observe(tmp_path, twice, submission=sub))
+    assert report.failed("each map expands once") == [
+        f"each map expands once: {DAG} {RUN}/each: map_expand instances [4, 4], want [4]"
+    ]
+    wrong = [{**e, "instances": 5} if e["event"] == "map_expand" else e for e in events]
+    done_twice = [*wrong, _ev(9, "map_done", "each", status="success")]
+    report = analyse(_observe(tmp_path, done_twice, submission=sub))
+    assert len(report.failed("each map expands once")) == 2
+
+
+def test_an_instance_missing_or_extra_is_named_once_per_task(tmp_path: Path) -> None:
+    events, sub = _mapped_run()
+    events = [e for e in events if not (e["event"] == "task_ok" and e["task_id"] == "each[2]")]
+    events.append(_ev(9, "task_ok", "each[4]", attempt=1, fence=1, worker="w1@h"))
+    events.append(_ev(9, "task_ok", "each", attempt=1, fence=1, worker="w1@h"))
+    report = analyse(_observe(tmp_path, events, submission=sub))
+    assert report.failed("one task_ok per task") == [
+        f"one task_ok per task: {DAG} {RUN}: {{'each': 1, 'each[2]': 0, 'each[4]': 1}}"
+    ]
+
+
+def test_results_out_of_order_or_misrouted_are_wrong_outputs(tmp_path: Path) -> None:
+    events, sub = _mapped_run()
+    swapped = dict(sub.expected)
+    swapped["join"] = {**swapped["join"], "indexes": [1, 0, 2, 3]}
+    swapped["each[1]"] = {**swapped["each[1]"], "item": swapped["each[2]"]["item"]}
+    report = analyse(_observe(tmp_path, events, outputs=swapped, submission=sub))
+    assert report.failed("outputs right") == [
+        f"outputs right: {DAG} {RUN}: 2 wrong, e.g. each[1] {swapped['each[1]']} != "
+        f"{sub.expected['each[1]']}"
+    ]
+
+
+def test_a_lost_map_line_is_allowed_only_where_a_fault_cut_its_worker(tmp_path: Path) -> None:
+    # Given a run whose map_expand line is missing
+    events, sub = _mapped_run()
+    events = [e for e in events if e["event"] != "map_expand"]
+    list_ok = next(e for e in events if e["event"] == "task_ok" and e["task_id"] == "list")
+    ok_at = datetime.fromisoformat(list_ok["timestamp"]).timestamp() - T0
+    # Then with no fault it fails
+    report = analyse(_observe(tmp_path, events, submission=sub))
+    assert report.failed("each map expands once") == [
+        f"each map expands once: {DAG} {RUN}/each: no map_expand after list's task_ok, and no fault"
+    ]
+    # And a kill of another worker does not explain it, a kill of list's worker just after
+    # its end does
+    other = Fault("worker_kill", T0 + ok_at + 0.01, "w2@h", until=T0 + ok_at + 2)
+    assert analyse(_observe(tmp_path, events, [other], submission=sub)).failed(
+        "each map expands once"
+    )
+    holder = Fault("pool_kill", T0 + ok_at + 0.01, "w1@h", pid=11)
+    report = analyse(_observe(tmp_path, events, [holder], submission=sub))
+    assert not report.failed("each map expands once")
+    assert report.maps["lines lost to a fault"] == 1
