@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
@@ -293,7 +293,8 @@ class AttemptEnd:
 
     def to_json(self) -> str:
         """The JSON stored for the task (null fields left out)."""
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
+        fields = {"duration_s": self.duration_s, "error": self.error, "traceback": self.traceback}
+        return json.dumps({k: v for k, v in fields.items() if v is not None})
 
     @classmethod
     def from_json(cls, raw: str | None) -> AttemptEnd:
