@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_core import (  # noqa: E402
+from bench.bench_core import (
     Bench,
     interleaved,
     machine,
@@ -33,7 +33,7 @@ from bench.bench_core import (  # noqa: E402
     start_worker,
     stop_worker,
 )
-from bench.bench_dags import fan_tasks, make_dag, map_tasks  # noqa: E402
+from bench.bench_dags import fan_tasks, make_dag, map_tasks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     plain_bytes = traffic["dagflow fan-out (plain tasks)"] / (n + 2)
     print(f"### map of {n:,} no-op instances vs a raw group ({datetime.now():%Y-%m-%d %H:%M})")
     print()
-    print("| shape | median s | tasks/s | vs raw group | bytes into Redis per task | vs plain task |")
+    print(
+        "| shape | median s | tasks/s | vs raw group | bytes into Redis per task | vs plain task |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for name, timing in timings.items():
         if timing is None:

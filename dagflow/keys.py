@@ -14,6 +14,10 @@ slot and its Lua scripts may touch all of them::
     dagflow:run:{<run_id>}:info      hash    task -> how its last attempt ended (JSON: duration,
                                              error, traceback; see stores.base.AttemptEnd)
     dagflow:run:{<run_id>}:arr:<t>   set     parents of join task t that have finished
+                                             (with trigger rules: parents of a wide task t
+                                             that ended, however; rules.READ_ALL_MAX)
+    dagflow:run:{<run_id>}:parents   hash    task -> its parents (JSON), for tasks with more
+                                             than rules.READ_ALL_MAX (read by the finish)
     dagflow:run:{<run_id>}:done      list    pushed once when the run ends (wakes waiters)
     dagflow:run:{<run_id>}:notices   hash    notice -> its delivery (JSON: state, attempts,
                                              error; see stores.notifications.NoticeState)

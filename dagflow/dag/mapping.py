@@ -14,6 +14,7 @@ instance id never names a task of the DAG. Each instance gets its item as the pa
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,8 +34,11 @@ def instance_id(task_id: str, index: int) -> str:
     return f"{task_id}[{index}]"
 
 
+@functools.lru_cache(maxsize=1024)
 def split_instance(task_id: str) -> tuple[str, int | None]:
-    """``(task, index)`` of an instance id; ``(task_id, None)`` for any other task id."""
+    """``(task, index)`` of an instance id; ``(task_id, None)`` for any other task id.
+
+    Kept for the ids seen last: one step asks for its own some twenty times."""
     found = _INSTANCE.match(task_id)
     if found is None:
         return task_id, None

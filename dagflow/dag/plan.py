@@ -9,7 +9,7 @@ of a version it does not know, with an error that says which, instead of misread
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -274,9 +274,30 @@ class RunPlan:
         return plan
 
     def descendants(self, task_id: str) -> list[str]:
-        """Every task downstream of ``task_id`` (of its mapped task for an instance), sorted."""
-        children = {tid: task.children for tid, task in self.tasks.items()}
-        return sorted(reachable(children, split_instance(task_id)[0]))
+        """Every task downstream of ``task_id`` (of its mapped task for an instance), sorted.
+
+        Found once per task per plan (a plan never changes), from the task's own subgraph:
+        every step of a ruled run asks for its own, and reading the whole plan each time made
+        a step's cost grow with the plan's size.
+        """
+        base = split_instance(task_id)[0]
+        found = self.derived.get(("descendants", base))
+        if found is None:
+            found = tuple(sorted(reachable(self._children, base)))
+            self.derived[("descendants", base)] = found
+        return list(found)
+
+    @cached_property
+    def _children(self) -> dict[str, tuple[str, ...]]:
+        return {tid: task.children for tid, task in self.tasks.items()}
+
+    @cached_property
+    def derived(self) -> dict[Hashable, Any]:
+        """Values derived from this plan, kept as long as the plan is (it never changes):
+        what a step would otherwise compute again at every step of the run, such as
+        :meth:`descendants` and a task's finish gates
+        (:func:`dagflow.execution.fanout.finish_gates`). Keys are tuples naming the value."""
+        return {}
 
 
 def _task(

@@ -35,6 +35,12 @@ Decision = Literal["ready", "skip", "wait"]
 
 _ENDED = frozenset({"ok", "failed", "skipped", "cancelled"})
 
+#: A task with more parents than this is decided from all its parents' states only when a
+#: parent's end can decide it (:func:`decisive`) or every parent has ended (counted in the
+#: set of its ended parents): reading a wide join's every parent at each parent's end made
+#: each step's cost grow with the join's width. The Lua copy of the finish script uses it.
+READ_ALL_MAX = 8
+
 
 def decide(rule: str, states: Sequence[str]) -> Decision:
     """Whether a task with ``rule`` runs, given its parents' current ``states``.
@@ -65,6 +71,23 @@ def decide(rule: str, states: Sequence[str]) -> Decision:
     if ok == len(states):
         return "ready"
     return "skip" if done > ok else "wait"
+
+
+def decisive(rule: str, state: str) -> bool:
+    """Whether a parent ending as ``state`` can decide a task with ``rule`` that waits while
+    some of its other parents have not ended (every parent ended decides it anyway).
+
+    Before that, :func:`decide` gives ``wait`` whatever the ended parents' states, unless
+    one of them is decisive: a task is decided at its first decisive parent's end, so a
+    later parent that is not decisive cannot change its ``wait``.
+    """
+    if rule == "all_done":
+        return False
+    if rule == "one_success":
+        return state == "ok"
+    if rule in ("one_failed", "none_failed"):
+        return state == "failed"
+    return state != "ok"  # all_success: any other end skips it
 
 
 def skip_reason(rule: str, parents: Sequence[str], states: Sequence[str]) -> str:

@@ -15,6 +15,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dagflow.dag.mapping import map_length, split_instance
@@ -37,9 +38,15 @@ def finish_gates(plan: RunPlan, task_id: str, unchosen: Sequence[str] = ()) -> G
     of the last instance ends that task and decides its children.
     """
     base, index = split_instance(task_id)
-    below = plan.descendants(base)
-    nodes = tuple(_gate(plan, t) for t in ([base, *below] if index is not None else below))
-    return Gates(plan.tasks[base].children, nodes, tuple(unchosen))
+    # The same for every step of the task (and every instance of a mapped one): built once
+    # per plan, with its JSON (a wide join's gate lists every parent).
+    key = ("gates", base, index is not None)
+    found: Gates | None = plan.derived.get(key)
+    if found is None:
+        below = plan.descendants(base)
+        nodes = tuple(_gate(plan, t) for t in ([base, *below] if index is not None else below))
+        found = plan.derived[key] = Gates(plan.tasks[base].children, nodes)
+    return replace(found, unchosen=tuple(unchosen)) if unchosen else found
 
 
 def _gate(plan: RunPlan, task_id: str) -> Gate:

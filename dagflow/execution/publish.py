@@ -106,12 +106,20 @@ def _master_name(app: Celery) -> str | None:
 
 def default_queue(app: Celery) -> str:
     """The queue a step without a ``queue`` goes to: ``dagflow.step``'s route in ``app``
-    (``task_routes``), else Celery's ``task_default_queue``."""
-    try:
-        route = app.amqp.router.route({}, STEP_TASK, (), {}, app.tasks[STEP_TASK])
-        return str(route["queue"].name)
-    except (KeyError, AttributeError):
-        return str(app.conf.task_default_queue)
+    (``task_routes``), else Celery's ``task_default_queue``.
+
+    Found once per app, like the sender (:func:`_direct`): every step's ``task_start`` names
+    its queue, and routing costs more than the rest of that event.
+    """
+    found: str | None = getattr(app, "dagflow_default_queue", None)
+    if found is None:
+        try:
+            route = app.amqp.router.route({}, STEP_TASK, (), {}, app.tasks[STEP_TASK])
+            found = str(route["queue"].name)
+        except (KeyError, AttributeError):
+            found = str(app.conf.task_default_queue)
+        app.dagflow_default_queue = found
+    return found
 
 
 def _plain_queue(queue: Any) -> bool:

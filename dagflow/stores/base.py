@@ -17,7 +17,10 @@ and safe to repeat:
   counter), and puts the children it made ready into the **outbox**; it reports whether
   this call completed the run, exactly once per run. For a plan with trigger rules or
   branches (:class:`Gates`) it instead decides each child from its parents' states: ready,
-  skipped (which decides that task's children in turn) or waiting.
+  skipped (which decides that task's children in turn) or waiting. A child with more than
+  ``READ_ALL_MAX`` parents keeps the set of its ended parents and reads their states only
+  when an end can decide it (:func:`dagflow.dag.rules.decisive`) or all have ended: the
+  end of each of a wide join's parents does not read every other parent's state.
 * :meth:`RunStore.retry` ends a failed attempt that will be tried again: the lease is
   released and the step goes into the outbox with its due time (a **durable retry**: it
   does not live only in a worker's memory as a Celery ETA).

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from dagflow.dag.mapping import instance_id, results_json, split_instance
-from dagflow.dag.rules import decide, skip_reason, unchosen_reason
+from dagflow.dag.rules import READ_ALL_MAX, decide, decisive, skip_reason, unchosen_reason
 from dagflow.stores.base import AttemptEnd, Gates, MapChanges
 from dagflow.stores.memory_views import MemoryRun
 
@@ -92,19 +92,32 @@ def decide_children(
     queue: list[str] = []
     ready: list[str] = []
     decided: set[str] = set()
+    hot: set[str] = set()
     expanded: dict[str, int] = {}
-    ended: dict[str, str] = {}
+    closed: dict[str, str] = {}
     errors: dict[str, str] = {}
 
     def is_open(node: str) -> bool:
         return run.states.get(node) == "pending" and not queued(node)
+
+    def ended(parent: str, state: str, children: tuple[str, ...]) -> None:
+        # A child with more than READ_ALL_MAX parents counts the end in its set of ended
+        # parents; it reads all its parents' states only when this end is decisive or
+        # every parent has ended.
+        for child in children:
+            gate = nodes[child]
+            if len(gate.parents) > READ_ALL_MAX:
+                run.arrivals.setdefault(child, set()).add(parent)
+                if decisive(gate.rule, state):
+                    hot.add(child)
+            queue.append(child)
 
     def skip(node: str, why: str) -> None:
         run.states[node] = "skipped"
         run.counts["skipped"] += 1
         reasons[node] = why
         decided.add(node)
-        queue.extend(nodes[node].children)
+        ended(node, "skipped", nodes[node].children)
 
     def close(node: str, state: str, output: str | None, error: str | None) -> None:
         run.states[node] = state
@@ -114,9 +127,9 @@ def decide_children(
         if error is not None:
             run.ends[node] = AttemptEnd(error=error)
             errors[node] = error
-        ended[node] = state
+        closed[node] = state
         decided.add(node)
-        queue.extend(nodes[node].children)
+        ended(node, state, nodes[node].children)
 
     def expand(node: str, parent: str, most: int) -> None:
         state = maps.tasks.get(node)
@@ -142,9 +155,7 @@ def decide_children(
         ready.extend(instance_id(node, i) for i in range(start))
 
     base, index = split_instance(task_id)
-    seeds: tuple[str, ...] = gates.children
     if index is not None:
-        seeds = ()
         state = maps.tasks[base]
         n = state.length or 0
         state.left -= 1
@@ -165,12 +176,16 @@ def decide_children(
     for child in gates.unchosen:
         if is_open(child):
             skip(child, unchosen_reason(task_id))
-    queue.extend(seeds)
+    if index is None:
+        ended(task_id, final, gates.children)
     while queue:
         node = queue.pop(0)
         if node in decided or not is_open(node):
             continue
         gate = nodes[node]
+        wide = len(gate.parents) > READ_ALL_MAX
+        if wide and node not in hot and len(run.arrivals.get(node, ())) < len(gate.parents):
+            continue  # no parent's end decides it yet: its verdict is still wait
         states = [run.states.get(p, "pending") for p in gate.parents]
         verdict = decide(gate.rule, states)
         if verdict == "ready" and gate.map_from:
@@ -180,4 +195,4 @@ def decide_children(
             ready.append(node)
         elif verdict == "skip":
             skip(node, skip_reason(gate.rule, gate.parents, states))
-    return ready, MapChanges(expanded, ended, errors)
+    return ready, MapChanges(expanded, closed, errors)

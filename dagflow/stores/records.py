@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
+
+from dagflow.dag.rules import READ_ALL_MAX
 
 ClaimResult = Literal["run", "busy", "gone", "ok", "failed", "skipped", "cancelled", "mapped"]
 
@@ -146,10 +149,18 @@ class Gates:
     unchosen: tuple[str, ...] = ()
 
     def to_json(self) -> str:
-        """The compact JSON the Redis finish script decodes (``cjson``)."""
+        """The compact JSON the Redis finish script decodes (``cjson``); encoded once per
+        value (:func:`~dagflow.execution.fanout.finish_gates` keeps one per task)."""
+        return self._json
+
+    @cached_property
+    def _json(self) -> str:
         nodes: dict[str, dict[str, Any]] = {}
         for g in self.nodes:
-            nodes[g.task_id] = {"r": g.rule, "p": g.parents, "c": g.children}
+            # A wide task's parents are stored with the run; its number of parents is sent.
+            many = len(g.parents) > READ_ALL_MAX
+            parents = {"k": len(g.parents)} if many else {"p": g.parents}
+            nodes[g.task_id] = {"r": g.rule, **parents, "c": g.children}
             if g.map_from:
                 nodes[g.task_id]["m"] = [g.map_from, g.max_parallel]
         return json.dumps({"c": self.children, "n": nodes, "u": self.unchosen})
@@ -282,7 +293,8 @@ class AttemptEnd:
 
     def to_json(self) -> str:
         """The JSON stored for the task (null fields left out)."""
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
+        fields = {"duration_s": self.duration_s, "error": self.error, "traceback": self.traceback}
+        return json.dumps({k: v for k, v in fields.items() if v is not None})
 
     @classmethod
     def from_json(cls, raw: str | None) -> AttemptEnd:

@@ -41,7 +41,7 @@ from dagflow.stores.base import (
 from dagflow.stores.event_stream import encode
 from dagflow.stores.notifications import NoticeBatch
 from dagflow.stores.redis_admission import RedisAdmission
-from dagflow.stores.redis_finish import RedisFinish
+from dagflow.stores.redis_finish import RedisFinish, wide_parents
 from dagflow.stores.redis_notifications import RedisNotices
 from dagflow.stores.redis_recovery import RedisRecovery
 from dagflow.stores.redis_scripts import CANCEL, CLAIM, RELEASE, RENEW, RETRY
@@ -149,6 +149,10 @@ class RedisRunStore(RedisAdmission, RedisRunViews, RedisNotices, RedisRecovery, 
         outputs: dict[FieldT, EncodableT] = {"_": ""}
         outputs.update(reused)
         pipe.hset(run_key(run_id, "out"), mapping=outputs)
+        wide = wide_parents(plan)
+        if wide:
+            pipe.hset(run_key(run_id, "parents"), mapping=cast(dict[FieldT, EncodableT], wide))
+            pipe.expire(run_key(run_id, "parents"), self.ttl)
         for child, parents in (arrivals or {}).items():
             if parents:
                 pipe.sadd(run_key(run_id, f"arr:{child}"), *parents)

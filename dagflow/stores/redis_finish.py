@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from dagflow.dag.rules import READ_ALL_MAX
 from dagflow.keys import EVENTS_STREAM, LEASES, OUTBOX, RUNS, run_key
 from dagflow.stores.base import FinishRequest, FinishResult, MapChanges
 from dagflow.stores.redis_scripts import LIB
@@ -25,7 +26,10 @@ from dagflow.stores.redis_scripts import LIB
 #       map lengths (JSON {child: "N" or "!error"}, '' for none),
 #       gates (JSON of records.Gates, '' for none: the links and joins path)
 # With gates, the call that records the end decides the children by their trigger rules
-# (unchosen children of a branch first, then each skipped task's children in turn).
+# (unchosen children of a branch first, then each skipped task's children in turn). A task
+# with more than READ_ALL_MAX parents comes with their number (k), not their names: it is
+# decided only when an end can decide it or all its parents ended (its arr: set), and then
+# reads their names from the run's parents hash (written with the run: wide_parents).
 # A mapped child whose rule is met is expanded into its instances (TASK[i], pending, the
 # first max_parallel of them ready) from the length its map parent's end recorded in the
 # maps hash; the end of its last instance ends it (results in item order) and decides its
@@ -36,6 +40,7 @@ from dagflow.stores.redis_scripts import LIB
 # messages, each link made ready has its step message pushed onto the broker queue here too.
 FINISH = (
     LIB
+    + f"local READ_ALL_MAX = {READ_ALL_MAX}\n"
     + """
 local task = ARGV[1]
 local now = now_ms()
@@ -87,10 +92,57 @@ local reasons, gated = {}, {}
 local mapped = {e = {}, d = {}, x = {}}
 if gates ~= '' and first == 1 and not cancelled then
   local g = cjson.decode(gates)
-  local queue, decided = {}, {}
+  local queue, decided, hot = {}, {}, {}
+  -- The run's other keys, beside its maps key: a wide task's set of ended parents
+  -- (arr:<task>), the wide tasks' parents, and the plan.
+  local run_prefix = string.sub(maps, 1, #maps - 4)
+  local ended_prefix, wide_key = run_prefix .. 'arr:', run_prefix .. 'parents'
   local function open(node)
     return redis.call('HGET', KEYS[1], node) == 'pending'
       and not redis.call('ZSCORE', KEYS[6], ARGV[8] .. '\\t' .. node)
+  end
+  local function width(gate) return gate.k or #gate.p end
+  -- A run stored before wide tasks' parents were: its ended parents were not all counted.
+  local function ends_counted(node, gate)
+    return gate.p or redis.call('HEXISTS', wide_key, node) == 1
+  end
+  -- A task's parents and their states (HMGET in batches: unpack takes at most ~8,000).
+  local function parents_of(node, gate)
+    local names = gate.p
+    if not names then
+      local raw = redis.call('HGET', wide_key, node)
+      if raw then
+        names = cjson.decode(raw)
+      else
+        names = cjson.decode(redis.call('GET', run_prefix .. 'plan')).tasks[node].parents
+      end
+    end
+    local states, batch = {}, {}
+    for i, name in ipairs(names) do
+      table.insert(batch, name)
+      if #batch >= 1000 or i == #names then
+        for _, s in ipairs(redis.call('HMGET', KEYS[1], unpack(batch))) do
+          table.insert(states, s or 'pending')
+        end
+        batch = {}
+      end
+    end
+    return names, states
+  end
+  -- parent ended as state: its children are decided next. A child with more than
+  -- READ_ALL_MAX parents counts the end in its set of ended parents, and is hot when this
+  -- end can decide it (rules.decisive); it reads all its parents' states only then or once
+  -- every parent has ended (rules.READ_ALL_MAX).
+  local function ended(parent, state, children)
+    for _, c in ipairs(children) do
+      local gate = g.n[c]
+      if width(gate) > READ_ALL_MAX then
+        redis.call('SADD', ended_prefix .. c, parent)
+        redis.call('EXPIRE', ended_prefix .. c, ARGV[5])
+        if decisive(gate.r, state) then hot[c] = true end
+      end
+      table.insert(queue, c)
+    end
   end
   local function skip(node, why)
     redis.call('HSET', KEYS[1], node, 'skipped')
@@ -98,7 +150,7 @@ if gates ~= '' and first == 1 and not cancelled then
     table.insert(newly, node)
     table.insert(reasons, why)
     decided[node] = true
-    for _, c in ipairs(g.n[node].c) do table.insert(queue, c) end
+    ended(node, 'skipped', g.n[node].c)
   end
   -- A mapped task ends with no attempt of its own (all its instances ended, none, or its
   -- parent's list was unusable): its children are decided next.
@@ -112,7 +164,7 @@ if gates ~= '' and first == 1 and not cancelled then
     end
     mapped.d[node] = state
     decided[node] = true
-    for _, c in ipairs(g.n[node].c) do table.insert(queue, c) end
+    ended(node, state, g.n[node].c)
   end
   local function expand(node, gate)
     local raw = redis.call('HGET', maps, node .. '\\tn')
@@ -152,10 +204,8 @@ if gates ~= '' and first == 1 and not cancelled then
     for i = 0, start - 1 do table.insert(gated, node .. '[' .. i .. ']') end
   end
   local base = string.match(task, '^(.+)%[%d+%]$')
-  local seeds = g.c
   if base then
     -- An instance ended: start the next one under max_parallel; the last one ends its task.
-    seeds = {}
     local n = tonumber(redis.call('HGET', maps, base .. '\\tn') or '0')
     local left = redis.call('HINCRBY', maps, base .. '\\tleft', -1)
     if final == 'failed' then redis.call('HINCRBY', maps, base .. '\\tfail', 1) end
@@ -192,15 +242,16 @@ if gates ~= '' and first == 1 and not cancelled then
   for _, c in ipairs(g.u) do
     if open(c) then skip(c, "skipped: not chosen by branch '" .. task .. "'") end
   end
-  for _, c in ipairs(seeds) do table.insert(queue, c) end
+  if not base then ended(task, final, g.c) end
   local head = 1
   while head <= #queue do
     local node = queue[head]
     head = head + 1
-    if not decided[node] and open(node) then
-      local gate = g.n[node]
-      local states = redis.call('HMGET', KEYS[1], unpack(gate.p))
-      for i = 1, #gate.p do states[i] = states[i] or 'pending' end
+    local gate = g.n[node]
+    if not decided[node] and open(node) and (width(gate) <= READ_ALL_MAX or hot[node]
+        or redis.call('SCARD', ended_prefix .. node) >= width(gate)
+        or not ends_counted(node, gate)) then
+      local names, states = parents_of(node, gate)
       local verdict = decide(gate.r, states)
       if verdict == 'ready' and gate.m then
         expand(node, gate)
@@ -208,7 +259,7 @@ if gates ~= '' and first == 1 and not cancelled then
         decided[node] = true
         table.insert(gated, node)
       elseif verdict == 'skip' then
-        skip(node, skip_reason(gate.r, gate.p, states))
+        skip(node, skip_reason(gate.r, names, states))
       end
     end
   end
@@ -270,6 +321,22 @@ return result
 
 def _ms(seconds: float) -> int:
     return max(int(seconds * 1000), 1)
+
+
+def wide_parents(plan: str) -> dict[str, str]:
+    """The parents (a JSON list each) of the stored plan's tasks with more than
+    :data:`~dagflow.dag.rules.READ_ALL_MAX` of them: written with the run, read by the finish
+    script when it decides such a task, so that the gates it gets at every step need not
+    list them. The store keeps any other text as it is (none: no task is wide)."""
+    try:
+        tasks = json.loads(plan)["tasks"]
+        return {
+            task_id: json.dumps(task["parents"])
+            for task_id, task in tasks.items()
+            if len(task["parents"]) > READ_ALL_MAX
+        }
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return {}
 
 
 class RedisFinish:

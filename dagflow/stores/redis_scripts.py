@@ -70,6 +70,13 @@ local function decide(rule, states)
   if ok == n then return 'ready' elseif done > ok then return 'skip' end
   return 'wait'
 end
+-- dagflow.dag.rules.decisive: can a parent's end as s decide a task with rule early?
+local function decisive(rule, s)
+  if rule == 'all_done' then return false end
+  if rule == 'one_success' then return s == 'ok' end
+  if rule == 'one_failed' or rule == 'none_failed' then return s == 'failed' end
+  return s ~= 'ok'
+end
 -- dagflow.dag.rules.skip_reason.
 local function skip_reason(rule, parents, states)
   if rule == 'all_success' then

@@ -7,14 +7,17 @@ still waiting.
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Sequence
 
 import pytest
 
 from dagflow.dag.plan import RunPlan
+from dagflow.dag.rules import READ_ALL_MAX, TRIGGER_RULES, decide, skip_reason
 from dagflow.execution.fanout import finish_gates
-from dagflow.stores import FinishResult, RunStore
+from dagflow.keys import run_key
+from dagflow.stores import FinishResult, RedisRunStore, RunStore
 from dagflow.stores.base import FinishRequest
 
 pytestmark = pytest.mark.integration
@@ -119,6 +122,110 @@ def test_each_rule_decides_from_its_parents_ends_in_any_order(
         else:
             assert "c" not in result.ready and state == "pending"
             assert store.unsent(run_id, ["c"]) == []
+
+
+#: A join wider than READ_ALL_MAX: c is decided from its set of ended parents.
+WIDE = READ_ALL_MAX + 3
+WIDE_JOIN = {
+    **{f"x{i}": () for i in range(WIDE)},
+    **{f"p{i}": (f"x{i}",) for i in range(WIDE)},
+    "c": tuple(f"p{i}" for i in range(WIDE)),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(TRIGGER_RULES))
+@pytest.mark.parametrize("seed", range(4))
+def test_a_wide_join_is_decided_as_its_parents_states_say_at_each_end(
+    store: RunStore, rule: str, seed: int
+) -> None:
+    # Given c with rule `rule` under more than READ_ALL_MAX parents, which end in a random
+    # order and way (mostly ok, so that the rule is not decided at the first end)
+    rng = random.Random(f"{rule}-{seed}")
+    plan = make_plan(WIDE_JOIN, {"c": rule})
+    run_id = start(store, plan)
+    order = rng.sample(range(WIDE), WIDE)
+    ways = rng.choices(["ok", "failed", "skipped"], weights=[8, 1, 1], k=WIDE)
+    if seed == 0:
+        ways = ["ok"] * WIDE  # every parent succeeds
+    parents = WIDE_JOIN["c"]
+    ended: dict[str, str] = {}
+    decided = "wait"
+    for i, how in zip(order, ways, strict=True):
+        # When a parent ends
+        result = end_parent(store, plan, run_id, f"p{i}", how)
+        ended[f"p{i}"] = how
+        # Then c is decided by the call whose end lets the rule decide it (as the pure
+        # table says from every parent's state), and only by that call
+        now = [ended.get(p, "pending") for p in parents]
+        verdict = decide(rule, now) if decided == "wait" else "done"
+        if verdict == "ready":
+            assert result.ready == ("c",)
+            decided = "ready"
+        elif verdict == "skip":
+            assert result.skip_reasons.get("c") == skip_reason(rule, parents, now)
+            decided = "skip"
+        else:
+            assert "c" not in result.ready and "c" not in result.newly_skipped
+    assert decided != "wait"  # every parent ended: c is never left waiting
+    assert states(store, run_id)["c"] == ("skipped" if decided == "skip" else "pending")
+
+
+def test_a_retried_wide_join_counts_the_reused_parents_as_ended(store: RunStore) -> None:
+    # Given a retry of a run in which all but one parent of a wide all_done join ended ok
+    # (they are reused: ok from the start, and arrived at c)
+    plan = make_plan(WIDE_JOIN, {"c": "all_done"})
+    run_id = uuid.uuid4().hex
+    reused = {t: "1" for t in WIDE_JOIN if t not in ("x0", "p0", "c")}
+    store.create_run(
+        run_id,
+        plan.to_json(),
+        {"dag_name": "d", "tenant_id": "t"},
+        list(plan.tasks),
+        reused=reused,
+        arrivals={"c": [p for p in WIDE_JOIN["c"] if p in reused]},
+    )
+    # When the last parent ends
+    result = end_parent(store, plan, run_id, "p0", "failed")
+    # Then c is ready
+    assert result.ready == ("c",)
+
+
+def test_a_join_of_more_parents_than_lua_can_unpack_is_decided(store: RunStore) -> None:
+    # Given a retry of a run with an all_done join of 9,000 parents, all but one reused
+    # (Lua's unpack takes about 8,000 values at most: the states are read in batches)
+    width = 9_000
+    parents = {"x": (), **{f"p{i}": () for i in range(width)}, "c": ()}
+    parents["c"] = tuple(p for p in parents if p.startswith("p"))
+    parents["p0"] = ("x",)
+    plan = make_plan(parents, {"c": "all_done"})
+    run_id = uuid.uuid4().hex
+    reused = {p: "1" for p in parents["c"][1:]}
+    meta = {"dag_name": "d", "tenant_id": "t"}
+    store.create_run(
+        run_id, plan.to_json(), meta, list(plan.tasks), reused=reused, arrivals={"c": [*reused]}
+    )
+    end(store, plan, run_id, "x", "ok")
+    # When the last parent ends
+    result = end(store, plan, run_id, "p0", "failed")
+    # Then c is ready
+    assert result.ready == ("c",)
+
+
+def test_a_wide_join_of_a_run_stored_before_its_parents_were_is_decided(store: RunStore) -> None:
+    if not isinstance(store, RedisRunStore):
+        pytest.skip("a Redis run written by an older dagflow")
+    # Given a run stored by an older dagflow: no wide tasks' parents, no ended parents
+    # counted for c
+    plan = make_plan(WIDE_JOIN, {"c": "all_done"})
+    run_id = start(store, plan)
+    store.client.delete(run_key(run_id, "parents"))
+    for i in range(WIDE - 1):
+        end_parent(store, plan, run_id, f"p{i}", "ok")
+    store.client.delete(run_key(run_id, "arr:c"))
+    # When the last parent ends
+    result = end_parent(store, plan, run_id, f"p{WIDE - 1}", "ok")
+    # Then c is decided from every parent's state, named in the stored plan
+    assert result.ready == ("c",)
 
 
 def test_skip_reasons_name_the_parent_or_the_rule(store: RunStore) -> None:

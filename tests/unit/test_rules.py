@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
 
 from dagflow.dag.load import plan_text
-from dagflow.dag.rules import TRIGGER_RULES, branch_choice, decide, skip_reason
+from dagflow.dag.rules import TRIGGER_RULES, branch_choice, decide, decisive, skip_reason
 from dagflow.errors import BranchOutputError, DagValidationError, SpecError
 from tests.support.dags import make_dag, task
 
@@ -147,3 +148,23 @@ def test_the_plan_shows_rules_and_branches() -> None:
 def test_the_plan_of_a_dag_without_rules_does_not_mention_them() -> None:
     text = plan_text(make_dag([task("a"), task("b", deps=("a",), trigger_rule="all_success")]))
     assert "trigger" not in text.lower() and "branch" not in text
+
+
+@pytest.mark.parametrize("rule", sorted(TRIGGER_RULES))
+def test_an_end_that_is_not_decisive_never_decides_a_waiting_task_before_all_ended(
+    rule: str,
+) -> None:
+    # Every way three of four parents can stand (the fourth not ended yet), and every way
+    # the next one can end: the run store skips reading a wide join's parents on this rule.
+    ways = ["pending", "ok", "failed", "skipped", "cancelled"]
+    for before in itertools.product(ways, repeat=3):
+        if decide(rule, [*before, "pending"]) != "wait":
+            continue
+        for i, state in itertools.product(range(3), ways[1:]):
+            if before[i] != "pending":
+                continue
+            after = [*before[:i], state, *before[i + 1 :], "pending"]
+            if not decisive(rule, state):
+                assert decide(rule, after) == "wait", (before, i, state)
+            elif rule != "all_done":
+                assert decide(rule, after) != "wait", (before, i, state)
