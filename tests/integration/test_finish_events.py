@@ -306,7 +306,7 @@ def test_a_store_that_writes_no_events_writes_no_decided_line(scratch_redis: str
     # Given the Redis store without an events cap (the JSONL-only mode)
     store = RedisRunStore(scratch_redis, ttl=600)
     plan = plan_of(MAPPED, maps=MAP)
-    # When a map expands and fails
+    # When a map fails at its parent's end (an unusable list) and skips its child
     lines = by_redis(store, plan, [End("list", output={"files": "nope"})])
     # Then the stream holds nothing of it: the Python path writes those lines
     assert lines == []
