@@ -93,10 +93,10 @@ def tables(baseline: ChaosReport | None, chaos: ChaosReport, minutes: float) -> 
         lambda r: f"{r.rerun_steps} ({r.extra_executions})",
     )
     both(
-        "mapped tasks (instances; taken by a fault; map lines lost to a fault)",
+        "mapped tasks (instances; taken by a fault)",
         lambda r: (
             f"{r.maps['mapped tasks']} ({r.maps['instances']}; "
-            f"{r.maps['instances taken by a fault']}; {r.maps['lines lost to a fault']})"
+            f"{r.maps['instances taken by a fault']})"
         ),
     )
     both("worker exits (not killed by the harness)", lambda r: len(r.exits))

@@ -6,7 +6,7 @@
   why it fails, committed with the parent's output.
 * :class:`MapSources`: the map parent's parsed output, kept once per worker process, so
   an instance's claim does not read a 10,000-item list again for each of 10,000 instances.
-* :func:`map_events`: ``map_expand`` and ``map_done`` lines for what a finish did.
+* :func:`map_events`: the ``map_expand`` and ``map_done`` lines of what a finish did.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from dagflow.dag.plan import RunPlan
 from dagflow.stores.base import Gate, Gates, MapChanges
 
 if TYPE_CHECKING:
+    from dagflow.events.log import Event
     from dagflow.execution.runtime import Runtime
 
 #: Map parents' outputs a worker process keeps (the most recently used).
@@ -59,6 +60,7 @@ def _gate(plan: RunPlan, task_id: str) -> Gate:
         task.children,
         source,
         task.max_parallel or 0,
+        task.workflow_ref,
     )
 
 
@@ -146,11 +148,15 @@ def upstream_values(
     return values
 
 
-def map_events(rt: Runtime, run_id: str, plan: RunPlan, changes: MapChanges) -> None:
-    """Write ``map_expand`` for each mapped task a finish expanded and ``map_done`` for
-    each it ended (``status`` ok or failed, with the error of a failed one)."""
+def map_events(rt: Runtime, run_id: str, plan: RunPlan, changes: MapChanges) -> Iterator[Event]:
+    """The ``map_expand`` line of each mapped task a finish expanded and the ``map_done``
+    line of each it ended (``status`` ok or failed, with the error of a failed one).
+
+    Built only when iterated: a store that writes events appended them in the finish
+    (:meth:`~dagflow.execution.runtime.Runtime.emit_with_commit`).
+    """
     for task_id, count in changes.expanded.items():
-        rt.emit(
+        yield rt.event(
             "map_expand",
             run_id,
             plan,
@@ -159,7 +165,7 @@ def map_events(rt: Runtime, run_id: str, plan: RunPlan, changes: MapChanges) -> 
             instances=count,
         )
     for task_id, status in changes.ended.items():
-        rt.emit(
+        yield rt.event(
             "map_done",
             run_id,
             plan,

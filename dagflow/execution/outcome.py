@@ -2,15 +2,17 @@
 
 Each end is one atomic write to the run store (:meth:`RunStore.finish` or
 :meth:`RunStore.retry`) under the attempt's fencing number; only after it does the step write
-its event (``task_ok``, ``task_retry``, ``task_fail``, ``task_skip`` lines) and send the
-children the write made ready. A holder that lost its lease is told so and writes
-``task_lease_lost`` instead; in a cancelled run the end is recorded ``cancelled``.
+its event (``task_ok``, ``task_retry``, ``task_fail``, and the ``task_skip``, ``map_expand``
+and ``map_done`` lines of what the finish decided; a store that writes events appended them
+in that write already) and send the children the write made ready. A holder that lost its
+lease is told so and writes ``task_lease_lost`` instead; in a cancelled run the end is
+recorded ``cancelled``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,7 @@ from dagflow.errors import (
     UnknownWorkflowError,
     WorkflowOutputError,
 )
+from dagflow.events.log import Event
 from dagflow.execution import pools
 from dagflow.execution.attempt import Attempt
 from dagflow.execution.fanout import finish_gates, map_events
@@ -124,9 +127,7 @@ def succeeded(
         if result.recorded:
             cancelled(rt, run_id, plan, task_id, result.complete, why, attempt.fields())
         return
-    rt.emit_with_commit(event)
-    _skipped(rt, run_id, plan, task_id, result)
-    map_events(rt, run_id, plan, result.mapped)
+    rt.emit_with_commit(event, implied_events(rt, run_id, plan, task_id, result))
     pushed = set(result.pushed)
     unsent = [child for child in result.ready if child not in pushed]
     send_steps(app, run_id, unsent, plan.dag_name, queues=plan.queues)
@@ -134,11 +135,14 @@ def succeeded(
         finish_run(rt, run_id, plan, result)
 
 
-def _skipped(rt: Runtime, run_id: str, plan: RunPlan, task_id: str, result: FinishResult) -> None:
-    """Write a ``task_skip`` line for each task the finish of ``task_id`` skipped."""
+def implied_events(
+    rt: Runtime, run_id: str, plan: RunPlan, task_id: str, result: FinishResult
+) -> Iterator[Event]:
+    """The lines of what the finish of ``task_id`` decided: a ``task_skip`` for each task it
+    skipped, then its ``map_expand`` and ``map_done`` lines (built only when iterated)."""
     for skipped in result.newly_skipped:
         why = result.skip_reasons.get(skipped, f"skipped: upstream task '{task_id}' failed")
-        rt.emit(
+        yield rt.event(
             "task_skip",
             run_id,
             plan,
@@ -146,6 +150,7 @@ def _skipped(rt: Runtime, run_id: str, plan: RunPlan, task_id: str, result: Fini
             workflow_ref=plan.task(skipped).workflow_ref,
             error=why,
         )
+    yield from map_events(rt, run_id, plan, result.mapped)
 
 
 def failed(attempt: Attempt, exc: Exception, duration: float) -> None:
@@ -209,6 +214,7 @@ def fail_step(
     # Without rules every descendant is skipped at once; with them the store decides each
     # child (an all_done cleanup below a failure runs).
     ruled = plan.ruled
+    skip = () if ruled else plan.descendants(task_id)
     result = with_store(
         rt,
         "finish",
@@ -219,7 +225,8 @@ def fail_step(
                 fence,
                 "failed",
                 None,
-                skip=() if ruled else plan.descendants(task_id),
+                skip=skip,
+                skip_refs={t: plan.task(t).workflow_ref for t in skip},
                 total=len(plan.tasks),
                 grace_s=rt.settings.lease_s,
                 token=token,
@@ -240,9 +247,7 @@ def fail_step(
         why = "the run was cancelled while it ran"
         cancelled(rt, run_id, plan, task_id, result.complete, why, fields)
         return True
-    rt.emit_with_commit(event)
-    _skipped(rt, run_id, plan, task_id, result)
-    map_events(rt, run_id, plan, result.mapped)
+    rt.emit_with_commit(event, implied_events(rt, run_id, plan, task_id, result))
     if result.ready and rt.app is not None:
         # Children whose rule a failure meets (one_failed, all_done): in the outbox already,
         # so the sweeper sends them if this does not.

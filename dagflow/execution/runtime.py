@@ -11,7 +11,7 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -178,12 +178,19 @@ class Runtime:
             except Exception:
                 logger.exception("dagflow: sweep-report hook %r failed", hook)
 
-    def emit_with_commit(self, event: Event) -> None:
-        """Write the event of a store commit (``task_ok``, ``dag_start``...): a store that
-        writes events appended it inside that commit, so only another store's goes to the
-        event sink here. The one place that rule lives."""
+    def emit_with_commit(self, event: Event, implied: Iterable[Event] = ()) -> None:
+        """Write the event of a store commit (``task_ok``, ``dag_start``...) and the events
+        its decisions imply (a finish's ``task_skip``, ``map_expand`` and ``map_done``): a
+        store that writes events appended them all inside that commit, so only another
+        store's go to the event sink here. The one place that rule lives.
+
+        ``implied`` is iterated only then: given a generator, they are not even built when
+        the store wrote them.
+        """
         if not self.store.writes_events:
             self.events.emit(event)
+            for line in implied:
+                self.events.emit(line)
 
     def emit(self, name: str, run_id: str, plan: RunPlan, **fields: Any) -> None:
         """Write one event for ``run_id``; never raises for an I/O problem."""

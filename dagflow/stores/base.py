@@ -134,7 +134,9 @@ class RunStore(Protocol):
     Attributes:
         writes_events: True when the store appends the ``event`` given to ``create_run``,
             ``retry``, ``finish`` and ``mark_done`` to the event stream in the same atomic
-            step (so the caller must not write it again); False when the caller writes it.
+            step (so the caller must not write it again), and with a finish's event the
+            ``task_skip``, ``map_expand`` and ``map_done`` lines of what it decided; False
+            when the caller writes them all.
     """
 
     writes_events: bool

@@ -118,6 +118,8 @@ class Gate:
         map_from: For a mapped task: the parent whose list it maps over (expanded instead
             of made ready), else "".
         max_parallel: For a mapped task: instances ready at once (0: all).
+        workflow_ref: Its workflow, for the ``task_skip``, ``map_expand`` and ``map_done``
+            lines a store that writes events appends in the finish ("": none).
     """
 
     task_id: str
@@ -126,6 +128,7 @@ class Gate:
     children: tuple[str, ...]
     map_from: str = ""
     max_parallel: int = 0
+    workflow_ref: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,8 @@ class Gates:
             nodes[g.task_id] = {"r": g.rule, **parents, "c": g.children}
             if g.map_from:
                 nodes[g.task_id]["m"] = [g.map_from, g.max_parallel]
+            if g.workflow_ref:
+                nodes[g.task_id]["w"] = g.workflow_ref
         return json.dumps({"c": self.children, "n": nodes, "u": self.unchosen})
 
 
@@ -236,13 +241,18 @@ class FinishRequest:
         state: ``ok`` or ``failed``.
         output: The output JSON of an ``ok`` task.
         skip: Descendants to mark skipped (when ``state`` is ``failed``).
+        skip_refs: The workflow of each task of ``skip``, for the ``task_skip`` lines a
+            store that writes events appends with them.
         total: How many tasks the run has.
         links: Children with this task as their only parent (ready when it is ``ok``).
         joins: ``(child, number of parents)`` for each child with several parents.
         grace_s: Seconds the outbox waits before the sweeper re-sends a ready child.
         token: With ``fence`` 0: the delivery that is allowed to end it.
         event: The ``task_ok``/``task_fail`` record, written only by the call that records
-            the end (see :attr:`RunStore.writes_events`).
+            the end (see :attr:`RunStore.writes_events`); a store that writes it also
+            appends, after it, a ``task_skip`` line for each task the call skipped and a
+            ``map_expand``/``map_done`` line for each mapped task it expanded or ended,
+            with the record's ``timestamp``, ``run_id``, ``dag_name`` and ``tenant_id``.
         end: How the attempt ended, kept with the task if this call records its end.
         push: Messages for the links, pushed onto the broker queue with the links this call
             makes ready (a store that cannot ignores it; see ``FinishResult.pushed``).
@@ -260,6 +270,7 @@ class FinishRequest:
     state: Literal["ok", "failed"]
     output: str | None = None
     skip: Sequence[str] = ()
+    skip_refs: Mapping[str, str] = field(default_factory=dict)
     total: int = 0
     links: Sequence[str] = ()
     joins: Sequence[tuple[str, int]] = ()

@@ -18,12 +18,26 @@ from dagflow.keys import EVENTS_STREAM, LEASES, OUTBOX, RUNS, run_key
 from dagflow.stores.base import FinishRequest, FinishResult, MapChanges
 from dagflow.stores.redis_scripts import LIB
 
+# A string as Python's json.dumps(ensure_ascii=False) writes it: '"', '\' and the control
+# characters below 0x20 escaped (\n, \t... or \u00XX), everything else as it is. cjson
+# would also escape '/', so a line built with it would not be the one Python writes.
+JSON_STRING = r"""
+local JSON_ESCAPES = {['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
+  ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t'}
+local function jstr(s)
+  local out = string.gsub(s, '[%z\1-\31"\\]', function(c)
+    return JSON_ESCAPES[c] or string.format('\\u%04x', string.byte(c))
+  end)
+  return '"' .. out .. '"'
+end
+"""
+
 # KEYS: states, out, meta, claims, LEASES, OUTBOX, RUNS, EVENTS_STREAM, info, broker queue,
 #       maps, arr:<join child>...
 # ARGV: task, state, output, total, ttl, fence, token, run_id, grace_ms, n_links, n_joins,
 #       event line ('' for none), stream maxlen, end ('' for none), n_messages (0 or
-#       n_links), links..., join children..., join needs..., link messages..., skips...,
-#       map lengths (JSON {child: "N" or "!error"}, '' for none),
+#       n_links), links..., join children..., join needs..., link messages...,
+#       (skip, its workflow_ref)..., map lengths (JSON {child: "N" or "!error"}, '' for none),
 #       gates (JSON of records.Gates, '' for none: the links and joins path)
 # With gates, the call that records the end decides the children by their trigger rules
 # (unchosen children of a branch first, then each skipped task's children in turn). A task
@@ -35,11 +49,16 @@ from dagflow.stores.redis_scripts import LIB
 # maps hash; the end of its last instance ends it (results in item order) and decides its
 # children. Only the call that records an end does any of this: a duplicate does nothing.
 # The event line (task_ok/task_fail) is appended to the stream, and the attempt's end to the
-# info hash, only by the call that records the end, in the same atomic step. In a cancelled
-# run the task ends 'cancelled' (no output, no event, no skips, no ready children). With
+# info hash, only by the call that records the end, in the same atomic step; after it, the
+# lines of what the call decided: a task_skip for each task it skipped, a map_expand for each
+# mapped task it expanded and a map_done for each it ended, built here as the Event model
+# writes them (its field order, json.dumps' escapes), with the event line's timestamp, run,
+# DAG and tenant, and each task's workflow_ref from its gate ('w') or the skip list. In a
+# cancelled run the task ends 'cancelled' (no output, no event, no skips, no ready children). With
 # messages, each link made ready has its step message pushed onto the broker queue here too.
 FINISH = (
     LIB
+    + JSON_STRING
     + f"local READ_ALL_MAX = {READ_ALL_MAX}\n"
     + """
 local task = ARGV[1]
@@ -73,12 +92,16 @@ local newly = {}
 local n_msgs = tonumber(ARGV[15])
 local skip_from = 16 + n_links + 2 * n_joins + n_msgs
 if cancelled then skip_from = #ARGV end
-for i = skip_from, #ARGV - 2 do
+-- Why each of newly was skipped, and its workflow_ref, for its task_skip line.
+local why, refs = {}, {}
+for i = skip_from, #ARGV - 3, 2 do
   if not terminal(redis.call('HGET', KEYS[1], ARGV[i])) then
     redis.call('HSET', KEYS[1], ARGV[i], 'skipped')
     redis.call('HINCRBY', KEYS[3], 'n_skipped', 1)
     redis.call('ZREM', KEYS[6], ARGV[8] .. '\\t' .. ARGV[i])
     table.insert(newly, ARGV[i])
+    why[ARGV[i]] = "skipped: upstream task '" .. task .. "' failed"
+    refs[ARGV[i]] = ARGV[i + 1]
   end
 end
 local maps = KEYS[11]
@@ -90,6 +113,8 @@ end
 local gates = ARGV[#ARGV]
 local reasons, gated = {}, {}
 local mapped = {e = {}, d = {}, x = {}}
+-- Mapped tasks expanded and ended, in the order it happened (for their lines).
+local expanded, closed = {}, {}
 if gates ~= '' and first == 1 and not cancelled then
   local g = cjson.decode(gates)
   local queue, decided, hot = {}, {}, {}
@@ -144,11 +169,12 @@ if gates ~= '' and first == 1 and not cancelled then
       table.insert(queue, c)
     end
   end
-  local function skip(node, why)
+  local function skip(node, reason)
     redis.call('HSET', KEYS[1], node, 'skipped')
     redis.call('HINCRBY', KEYS[3], 'n_skipped', 1)
     table.insert(newly, node)
-    table.insert(reasons, why)
+    table.insert(reasons, reason)
+    why[node], refs[node] = reason, g.n[node].w
     decided[node] = true
     ended(node, 'skipped', g.n[node].c)
   end
@@ -163,6 +189,8 @@ if gates ~= '' and first == 1 and not cancelled then
       mapped.x[node] = err
     end
     mapped.d[node] = state
+    table.insert(closed, node)
+    refs[node] = g.n[node].w
     decided[node] = true
     ended(node, state, g.n[node].c)
   end
@@ -178,6 +206,8 @@ if gates ~= '' and first == 1 and not cancelled then
     end
     local n = tonumber(raw)
     mapped.e[node] = n
+    table.insert(expanded, node)
+    refs[node] = g.n[node].w
     if n == 0 then
       close(node, 'ok', '{"results":[]}', nil)
       return
@@ -303,6 +333,39 @@ local written = 0
 if first == 1 and ARGV[12] ~= '' and not cancelled then
   redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[13], '*', 'log', 'events', 'data', ARGV[12])
   written = 1
+  if #newly > 0 or #expanded > 0 or #closed > 0 then
+    local ev = cjson.decode(ARGV[12])
+    -- The common fields, in the Event model's order: timestamp, event, run, DAG, tenant.
+    local head = '{'
+    if type(ev.timestamp) == 'string' then head = '{"timestamp":' .. jstr(ev.timestamp) .. ',' end
+    local common = ''
+    for _, k in ipairs({'run_id', 'dag_name', 'tenant_id'}) do
+      if type(ev[k]) == 'string' then common = common .. ',"' .. k .. '":' .. jstr(ev[k]) end
+    end
+    local function emit(name, node, rest)
+      local ref = ''
+      if type(refs[node]) == 'string' and refs[node] ~= '' then
+        ref = ',"workflow_ref":' .. jstr(refs[node])
+      end
+      local line = head .. '"event":"' .. name .. '"' .. common .. ',"task_id":' .. jstr(node)
+        .. ref .. rest .. '}'
+      redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[13], '*', 'log', 'events', 'data', line)
+    end
+    for _, node in ipairs(newly) do emit('task_skip', node, ',"error":' .. jstr(why[node])) end
+    for _, node in ipairs(expanded) do
+      emit('map_expand', node, ',"instances":' .. string.format('%d', mapped.e[node]))
+    end
+    for _, node in ipairs(closed) do
+      local rest = ''
+      if mapped.x[node] then rest = ',"error":' .. jstr(mapped.x[node]) end
+      if mapped.d[node] == 'ok' then
+        rest = rest .. ',"status":"success"'
+      else
+        rest = rest .. ',"status":"failed"'
+      end
+      emit('map_done', node, rest)
+    end
+  end
 end
 local tag = 'done'
 if cancelled then tag = 'cancelled' end
@@ -404,7 +467,8 @@ class RedisFinish:
         args += [child for child, _ in request.joins]
         args += [need for _, need in request.joins]
         args += messages
-        args += list(request.skip)
+        for skipped in request.skip:
+            args += [skipped, request.skip_refs.get(skipped, "")]
         args.append(json.dumps(dict(request.maps)) if request.maps else "")
         args.append(request.gates.to_json() if request.gates else "")
         raw = self._finish(keys=keys, args=args)

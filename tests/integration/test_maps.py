@@ -238,9 +238,9 @@ def test_a_worker_killed_right_after_the_parents_commit_loses_no_instance(
     assert sorted(spans(tmp_path)) == sorted(f"process[{i}]" for i in range(20))
     assert (tmp_path / "collect.txt").read_text().count("\n") == 1
     events = cluster.events(handle.run_id)
-    # (map_expand is written after the commit, by the worker that was killed: it may be lost
-    # with it, as a task_skip line can be; it is never written twice)
-    assert count(events, "map_expand") <= 1
+    # (map_expand is written in the parent's commit, before the worker that made it was
+    # killed: exactly one, neither lost with it nor written twice)
+    assert count(events, "map_expand") == 1
     assert all(count(events, "task_ok", f"process[{i}]") == 1 for i in range(20))
 
 

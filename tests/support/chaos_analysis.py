@@ -15,8 +15,8 @@ What it checks, and where each promise comes from (the README's "Guarantees"):
   task (``each[3]``) and the mapped task itself as none ("each task ends once");
 * a mapped task expanded once, into as many instances as its parent's list has items, and
   ended once ("a mapped task expands once and joins once"): one ``map_expand`` with the
-  right ``instances`` and one ``map_done`` ``success``, never two; a missing line only where
-  a fault cut the worker that made the commit (the README allows that line to be lost);
+  right ``instances`` and one ``map_done`` ``success``, never two and never missing (the
+  finish script writes them in the commit that expands or ends the task);
 * no two executions of a step were alive at the same time, unless the earlier holder had
   lost its lease: its worker was frozen for long enough (SIGSTOP), or Redis was down;
 * no worker process exited on its own;
@@ -57,11 +57,6 @@ from tests.support.chaos import (
 
 #: Events that end one execution (one fence) of a step.
 END_EVENTS = ("task_ok", "task_fail", "task_retry", "task_lease_lost")
-#: Faults that can cut a worker between a commit and the event line it writes just after
-#: (``map_expand``, ``map_done``: the README allows that line to be lost, never doubled).
-LINE_CUTTERS = ("worker_kill", "pool_kill", WORKER_EXIT, "redis_kill", "client_kill")
-#: Seconds after the next step's start during which such a fault may still have cut the line.
-LINE_CUT_S = 1.0
 #: Resolution of the "blocked" measure (Redis down or no worker able to run), in seconds.
 BLOCKED_STEP_S = 0.05
 _RECEIVED = re.compile(
@@ -343,10 +338,9 @@ def analyse(obs: Observations) -> ChaosReport:
                 f"{have} != {want}"
             )
         for task_id, mapped in sub.mapped.items():
-            problems, lost = _map_lines(task_id, mapped, run_events, obs.faults, bound)
+            problems = _map_lines(task_id, mapped, run_events)
             report.maps["mapped tasks"] += 1
             report.maps["instances"] += mapped.instances
-            report.maps["lines lost to a fault"] += lost
             for problem in problems:
                 fail(f"each map expands once: {sub.dag_name} {sub.run_id}/{task_id}: {problem}")
     refused = len(obs.submissions) - len(known)
@@ -439,29 +433,18 @@ def analyse(obs: Observations) -> ChaosReport:
     return report
 
 
-def _map_lines(
-    task_id: str,
-    mapped: Mapped,
-    run_events: Sequence[dict[str, Any]],
-    faults: Sequence[Fault],
-    bound: float,
-) -> tuple[list[str], int]:
-    """What is wrong with one mapped task's ``map_expand`` and ``map_done`` lines, and how
-    many of them a fault excuses for missing.
+def _map_lines(task_id: str, mapped: Mapped, run_events: Sequence[dict[str, Any]]) -> list[str]:
+    """What is wrong with one mapped task's ``map_expand`` and ``map_done`` lines.
 
-    Exactly one ``map_expand`` with the right ``instances`` and one ``map_done`` ``success``
-    once the task ended; never two. A missing line is allowed only when a fault could have
-    cut the worker that made the commit from the line it writes just after (README,
-    "Dynamic fan-out"): that worker killed, or Redis killed or its clients dropped, between
-    the committing step's ``task_ok`` and the next step's start (+ :data:`LINE_CUT_S`).
+    Exactly one ``map_expand`` with the right ``instances`` once its parent's ``task_ok`` is
+    in, and one ``map_done`` ``success`` once every instance's is; never two. The finish
+    script appends them in the commit that expands or ends the task, right after that
+    commit's ``task_ok``, so no fault excuses a missing one.
     """
     prefix = f"{task_id}["
     ok = [e for e in run_events if e["event"] == "task_ok"]
-    parent_ok = [e for e in ok if e["task_id"] == mapped.parent]
-    instance_ok = [e for e in ok if str(e["task_id"]).startswith(prefix)]
-    starts = [e for e in run_events if e["event"] == "task_start"]
-    instance_starts = [event_time(e) for e in starts if str(e["task_id"]).startswith(prefix)]
-    child_starts = [event_time(e) for e in starts if e["task_id"] in mapped.children]
+    parent_ok = any(e["task_id"] == mapped.parent for e in ok)
+    instances_ok = {e["task_id"] for e in ok if str(e["task_id"]).startswith(prefix)}
     expands = [
         e.get("instances")
         for e in run_events
@@ -473,37 +456,15 @@ def _map_lines(
         if e["event"] == "map_done" and e.get("task_id") == task_id
     ]
     problems: list[str] = []
-    lost = 0
-
-    def cut(commit: dict[str, Any], next_start: float | None) -> bool:
-        at = event_time(commit)
-        until = (next_start if next_start is not None else at + bound) + LINE_CUT_S
-        worker = commit.get("worker")
-        return any(
-            f.kind in LINE_CUTTERS
-            and at <= f.at <= until
-            and (f.kind in ("redis_kill", "client_kill") or f.target == worker)
-            for f in faults
-        )
-
     if len(expands) > 1 or any(n != mapped.instances for n in expands):
         problems.append(f"map_expand instances {expands}, want [{mapped.instances}]")
     elif not expands and parent_ok:
-        if cut(parent_ok[-1], min(instance_starts, default=None)):
-            lost += 1
-        else:
-            problems.append(f"no map_expand after {mapped.parent}'s task_ok, and no fault")
+        problems.append(f"no map_expand after {mapped.parent}'s task_ok")
     if len(dones) > 1 or any(d != "success" for d in dones):
         problems.append(f"map_done statuses {dones}, want ['success']")
-    elif not dones and len({e["task_id"] for e in instance_ok}) == mapped.instances:
-        # The last instance end committed (in stream order) is the one that ended the task.
-        last = instance_ok[-1]
-        after = [t for t in child_starts if t >= event_time(last)]
-        if cut(last, min(after, default=None)):
-            lost += 1
-        else:
-            problems.append("no map_done after its last instance's task_ok, and no fault")
-    return problems, lost
+    elif not dones and len(instances_ok) == mapped.instances:
+        problems.append("no map_done after its last instance's task_ok")
+    return problems
 
 
 def _executions(
