@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from dagflow.errors import ScheduleError
@@ -150,17 +152,20 @@ def test_to_dict_has_tries_and_last_run() -> None:
     assert data["status"] == "RUNNING" and data["tries"] == 1 and data["last_run_id"] == "r1"
 
 
-def test_a_firing_and_its_job_round_trip() -> None:
-    firing = Firing(
+def new_firing(**extra: Any) -> Firing:
+    return Firing(
         schedule_id="s1",
         dag="dags/d.yaml",
         tenant="acme",
         scheduled_minute="2026-11-26T10:05:00Z",
         run_id="r1",
-        params={"n": 1},
         job_id="j1",
-        max_retries=2,
+        **extra,
     )
+
+
+def test_a_firing_and_its_job_round_trip() -> None:
+    firing = new_firing(params={"n": 1}, max_retries=2)
     job = firing.job(100.0)
     assert job.status == JobStatus.PENDING and job.max_retries == 2 and job.run_id == "r1"
     assert Firing.from_job(job) == firing
@@ -168,14 +173,7 @@ def test_a_firing_and_its_job_round_trip() -> None:
 
 
 def test_a_scheduled_runs_end_is_a_run_finished_event_named_from_its_labels() -> None:
-    firing = Firing(
-        schedule_id="s1",
-        dag="dags/d.yaml",
-        tenant="acme",
-        scheduled_minute="2026-11-26T10:05:00Z",
-        run_id="r1",
-        job_id="j1",
-    )
+    firing = new_firing()
     ended = RunEnded("r1", "d", "acme", "failed", 2.5, firing.labels)
     event = finished_event(ended)
     assert event is not None and event.pop("timestamp")
