@@ -248,8 +248,9 @@ def redis_client(
 @functools.cache
 def _sealed_classes() -> tuple[type[redis.Redis], type[redis.client.Pipeline]]:
     """The client and pipeline classes of every dagflow Redis client: redis-py's, except that
-    an unreachable or silent server raises :class:`~dagflow.errors.StoreUnavailable` (naming
-    the URL, password hidden) instead of redis-py's ``ConnectionError``/``TimeoutError``.
+    an unreachable or silent server, or a primary refusing writes for want of replicas
+    (``NOREPLICAS``), raises :class:`~dagflow.errors.StoreUnavailable` (naming the URL,
+    password hidden) instead of redis-py's ``ConnectionError``/``TimeoutError``/``ResponseError``.
 
     Sealing the client, not each store method, covers every command, script and pipeline of
     every store at one point, so no caller outside the stores needs redis-py's exceptions.
@@ -261,6 +262,13 @@ def _sealed_classes() -> tuple[type[redis.Redis], type[redis.client.Pipeline]]:
 
     lost = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
+    def refusing(exc: redis.exceptions.ResponseError) -> bool:
+        # NOREPLICAS: a primary with min-replicas-to-write and no replica in sync refuses
+        # writes for now (a command's, a script's first write, a queued MULTI command's):
+        # nothing was written, so it is waited out like an outage, never a failure.
+        text = str(exc)
+        return text.startswith("NOREPLICAS") or "error: NOREPLICAS" in text
+
     class SealedPipeline(Pipeline):
         dagflow_url = "redis"
 
@@ -269,12 +277,20 @@ def _sealed_classes() -> tuple[type[redis.Redis], type[redis.client.Pipeline]]:
                 return super().execute(raise_on_error)
             except lost as exc:
                 raise StoreUnavailable(self.dagflow_url, exc) from exc
+            except redis.exceptions.ResponseError as exc:
+                if refusing(exc):
+                    raise StoreUnavailable(self.dagflow_url, exc) from exc
+                raise
 
         def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
             try:
                 return super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
             except lost as exc:
                 raise StoreUnavailable(self.dagflow_url, exc) from exc
+            except redis.exceptions.ResponseError as exc:
+                if refusing(exc):
+                    raise StoreUnavailable(self.dagflow_url, exc) from exc
+                raise
 
     class SealedRedis(redis.Redis):
         dagflow_url = "redis"
@@ -284,6 +300,10 @@ def _sealed_classes() -> tuple[type[redis.Redis], type[redis.client.Pipeline]]:
                 return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
             except lost as exc:
                 raise StoreUnavailable(self.dagflow_url, exc) from exc
+            except redis.exceptions.ResponseError as exc:
+                if refusing(exc):
+                    raise StoreUnavailable(self.dagflow_url, exc) from exc
+                raise
 
         def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
             pipe = SealedPipeline(

@@ -74,6 +74,47 @@ def test_steps_wait_out_a_store_outage(
         stop_worker(proc)
 
 
+def test_steps_wait_out_a_primary_refusing_writes_for_want_of_replicas(
+    store_server: RedisServer, scratch_redis: str, tmp_path: Path
+) -> None:
+    env = worker_env(
+        scratch_redis,
+        tmp_path / "events.jsonl",
+        tmp_path / "state.jsonl",
+        DAGFLOW_RESULT_BACKEND=store_server.url(),
+    )
+    proc = start_worker(env, tmp_path / "worker.log", concurrency=2)
+    admin = store_server.client()
+    try:
+        runner = Runner(Settings.from_env(env))
+        # Given a run whose first task is running
+        dag = make_dag(
+            [
+                task("slow", "test.pid_sleep", params={"dir": str(tmp_path), "seconds": 1.0}),
+                task("next", deps=("slow",)),
+            ]
+        )
+        handle = runner.submit(dag)
+        wait_for_file(tmp_path / "pids.txt")
+        # When the store's primary refuses writes (min-replicas-to-write 1, no replica:
+        # NOREPLICAS) before the task finishes, and takes them again 3 s later
+        admin.config_set("min-replicas-to-write", 1)
+        time.sleep(3)
+        admin.config_set("min-replicas-to-write", 0)
+        # Then the run completes, each task succeeded on its first attempt
+        result = handle.wait(timeout=60)
+        assert (result.status, result.succeeded, result.failed) == ("success", 2, 0)
+        events = [e for e in runner.runtime.events.read() if e.get("run_id") == handle.run_id]
+        assert not [e for e in events if e["event"] in ("task_fail", "task_retry")]
+        assert all(e["attempt"] == 1 for e in events if e["event"] == "task_ok")
+        assert len((tmp_path / "pids.txt").read_text().splitlines()) == 1  # ran once
+        log = (tmp_path / "worker.log").read_text()
+        assert "run store unreachable" in log and "NOREPLICAS" in log
+    finally:
+        admin.config_set("min-replicas-to-write", 0)
+        stop_worker(proc)
+
+
 def test_a_waiting_cli_rides_out_a_redis_outage_until_its_timeout(
     store_server: RedisServer, tmp_path: Path
 ) -> None:
