@@ -31,7 +31,7 @@ from dagflow.execution.fanout import finish_gates, map_events
 from dagflow.execution.lifecycle import finish_run
 from dagflow.execution.publish import link_push, send_later, send_steps
 from dagflow.execution.runtime import Runtime, runtime_for
-from dagflow.execution.step_io import with_store
+from dagflow.execution.store_retry import with_store
 from dagflow.execution.tracebacks import user_traceback
 from dagflow.stores import FinishResult
 from dagflow.stores.base import AttemptEnd, FinishRequest

@@ -36,9 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dagflow.errors import OutputStoreError, OutputTooLargeError
+from dagflow.errors import OutputStoreError, OutputTooLargeError, WorkflowOutputError
 from dagflow.execution.secrets import NO_SECRETS, Redactor
-from dagflow.execution.step_io import encode_output
 from dagflow.stores.output_index import MemoryOutputIndex, OutputIndex
 from dagflow.stores.output_store import OutputStore, read_object
 
@@ -51,6 +50,20 @@ logger = logging.getLogger(__name__)
 REF_KEY = "__dagflow_ref__"
 #: Runs one sweep deletes the objects of, at most.
 SWEEP_RUNS = 100
+
+
+def encode_output(task_id: str, value: Any) -> str:
+    """Serialize a workflow's return value to JSON.
+
+    Raises:
+        WorkflowOutputError: The value holds something JSON cannot encode.
+    """
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise WorkflowOutputError(
+            f"Task '{task_id}' returned a value that is not JSON-serializable: {exc}"
+        ) from None
 
 
 def is_ref(value: Any) -> bool:

@@ -35,7 +35,7 @@ from dagflow.dag.mapping import base_task_id
 from dagflow.dag.plan import RunPlan
 from dagflow.execution.publish import send_steps
 from dagflow.execution.runtime import Runtime
-from dagflow.execution.step_io import with_store
+from dagflow.execution.store_retry import with_store
 from dagflow.stores.base import TaskInfo
 from dagflow.stores.pools import PoolStore, PoolSweep, Step
 from dagflow.stores.transport import BACKEND_ERRORS

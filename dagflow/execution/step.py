@@ -46,7 +46,7 @@ from dagflow.execution.publish import default_queue, send_steps
 from dagflow.execution.runtime import Runtime, runtime_for
 from dagflow.execution.secrets import provider as secret_provider
 from dagflow.execution.secrets import resolve_attempt
-from dagflow.execution.step_io import with_store
+from dagflow.execution.store_retry import with_store
 from dagflow.execution.timeouts import call_with_timeout
 from dagflow.stores import TERMINAL, FinishResult
 from dagflow.stores.base import COUNTED

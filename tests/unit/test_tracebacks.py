@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from dagflow.errors import WorkflowOutputError
-from dagflow.execution.step_io import encode_output
+from dagflow.execution.outputs import encode_output
 from dagflow.execution.timeouts import call_with_timeout
 from dagflow.execution.tracebacks import user_traceback
 

@@ -1,15 +1,15 @@
-"""The run-store side of a step's I/O: riding out a store that is briefly unreachable, and
-encoding outputs. Sending steps is :mod:`dagflow.execution.publish`.
+"""A step's calls to the run store, retried in the step's process while the store is briefly
+unreachable (:class:`~dagflow.errors.StoreUnavailable`). Sending steps is
+:mod:`dagflow.execution.publish`; encoding outputs, :mod:`dagflow.execution.outputs`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from dagflow.errors import StoreUnavailable, WorkflowOutputError
+from dagflow.errors import StoreUnavailable
 from dagflow.stores.transport import Backoff, retry_unreachable
 
 if TYPE_CHECKING:
@@ -20,20 +20,6 @@ T = TypeVar("T")
 
 #: A step's first and largest pause between two tries of an unreachable run store, in seconds.
 STEP_BACKOFF_S = (0.1, 2.0)
-
-
-def encode_output(task_id: str, value: Any) -> str:
-    """Serialize a workflow's return value to JSON.
-
-    Raises:
-        WorkflowOutputError: The value holds something JSON cannot encode.
-    """
-    try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise WorkflowOutputError(
-            f"Task '{task_id}' returned a value that is not JSON-serializable: {exc}"
-        ) from None
 
 
 def with_store(rt: Runtime, what: str, call: Callable[[], T]) -> T:
