@@ -114,6 +114,7 @@ class Recovery:
         deadline: Anchor + bound + slack + time blocked inside it.
         recovered_at: The next ``task_start`` of the step (or its holder's own end), if any.
         how: What moved it.
+        holder: The worker that held it when the fault hit, when known.
     """
 
     kind: str
@@ -125,6 +126,7 @@ class Recovery:
     deadline: float
     recovered_at: float | None
     how: str
+    holder: str | None = None
 
     @property
     def seconds(self) -> float:
@@ -404,7 +406,7 @@ def analyse(obs: Observations) -> ChaosReport:
                 f"deadline was {r.deadline - r.anchor:.1f} s ({r.how})"
             )
         taken = r.recovered_at is not None and r.how != "its holder ended it"
-        if r.kind == "client_kill" and taken and not _confounded(r, obs.faults):
+        if r.kind == "client_kill" and taken and not _confounded(r, obs.faults, obs.config.lease_s):
             fail(
                 f"a blip keeps steps with their holder: at +{r.fault_at - obs.started_at:.1f} s"
                 f" {dag_of.get(r.run_id, r.run_id)}/{r.task_id}: {r.how}"
@@ -548,7 +550,18 @@ def _recoveries(
             at, how = _progress(x, by_step[(x.run_id, x.task_id)], t)
             deadline = timeline.deadline(anchor, limit + SLACK_S)
             out.append(
-                Recovery(kind, "running step", x.run_id, x.task_id, t, anchor, deadline, at, how)
+                Recovery(
+                    kind,
+                    "running step",
+                    x.run_id,
+                    x.task_id,
+                    t,
+                    anchor,
+                    deadline,
+                    at,
+                    how,
+                    x.worker,
+                )
             )
 
     def add_retries(holder: str | None, after: float) -> None:
@@ -572,7 +585,9 @@ def _recoveries(
                 deadline = timeline.deadline(anchor, bound + SLACK_S)
                 how = "retry started" if nxt is not None else "the retry never started"
                 out.append(
-                    Recovery(kind, "held retry", run_id, task_id, t, anchor, deadline, nxt, how)
+                    Recovery(
+                        kind, "held retry", run_id, task_id, t, anchor, deadline, nxt, how, holder
+                    )
                 )
 
     if kind in ("worker_kill", WORKER_EXIT, "freeze"):
@@ -613,12 +628,17 @@ def _retry_times(
     return out
 
 
-def _confounded(r: Recovery, faults: Sequence[Fault]) -> bool:
-    """Another fault between the blip and the step's move could have taken the step."""
+def _confounded(r: Recovery, faults: Sequence[Fault], lease_s: float) -> bool:
+    """Another fault could have taken the step: a Redis kill, or a kill or freeze of the
+    step's holder (any worker's when the holder is not known), whose effect overlaps the
+    time from the blip to the step's move. A holder killed or frozen up to a lease before
+    the blip still loses its leases after it, so each fault's effect lasts a lease longer."""
     end = r.recovered_at or r.deadline
     return any(
         f.kind in ("worker_kill", WORKER_EXIT, "freeze", "pool_kill", "redis_kill")
-        and r.fault_at - 0.5 <= f.at <= end
+        and (f.kind == "redis_kill" or r.holder is None or r.holder in f.target)
+        and f.at <= end
+        and (f.until if f.until is not None else f.at) + lease_s >= r.fault_at - 0.5
         for f in faults
     )
 

@@ -132,6 +132,28 @@ def test_two_live_executions_of_a_step_fail_unless_the_first_holder_was_frozen(
     )
 
 
+def test_a_step_moved_after_a_blip_fails_unless_its_holder_was_frozen_across_it(
+    tmp_path: Path,
+) -> None:
+    # Given d0 started on w1 at 2 s, a CLIENT KILL at 4 s, and d0 started again on w2 at 6 s
+    events = [e for e in _clean_run() if e.get("task_id") != "d0"]
+    events.append(_ev(2, "task_start", "d0", attempt=1, fence=1, worker="w1@h"))
+    events.append(_ev(6, "task_start", "d0", attempt=1, fence=2, worker="w2@h"))
+    events.append(_ev(6.1, "task_ok", "d0", attempt=1, fence=2, worker="w2@h"))
+    blip = Fault("client_kill", T0 + 4, "redis", until=T0 + 4)
+
+    def moved(*more: Fault) -> list[str]:
+        return analyse(_observe(tmp_path, events, [blip, *more])).failed(
+            "a blip keeps steps with their holder"
+        )
+
+    # Then the blip alone took it, and so it did beside a freeze of another worker
+    assert len(moved()) == 1
+    assert len(moved(Fault("freeze", T0 + 3, "w2@h", until=T0 + 5))) == 1
+    # But a freeze of its holder that began before the blip and outlasted the lease took it
+    assert moved(Fault("freeze", T0 + 2.5, "w1@h", until=T0 + 7)) == []
+
+
 def test_a_step_of_a_killed_worker_is_late_past_lease_plus_sweep_plus_slack(
     tmp_path: Path,
 ) -> None:
