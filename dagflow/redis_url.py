@@ -262,12 +262,15 @@ def _sealed_classes() -> tuple[type[redis.Redis], type[redis.client.Pipeline]]:
 
     lost = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
-    def refusing(exc: redis.exceptions.ResponseError) -> bool:
-        # NOREPLICAS: a primary with min-replicas-to-write and no replica in sync refuses
-        # writes for now (a command's, a script's first write, a queued MULTI command's):
-        # nothing was written, so it is waited out like an outage, never a failure.
-        text = str(exc)
-        return text.startswith("NOREPLICAS") or "error: NOREPLICAS" in text
+    def seal(exc: redis.exceptions.RedisError, url: str) -> None:
+        """Raise StoreUnavailable from ``exc`` when it means the store cannot be used now:
+        unreachable, silent, or refusing writes (NOREPLICAS: a primary with
+        min-replicas-to-write and no replica in sync refuses a command, a script's first
+        write or a queued MULTI command, so nothing was written and it is waited out like
+        an outage). Return for any other error, which the caller raises as it is."""
+        text = str(exc) if isinstance(exc, redis.exceptions.ResponseError) else ""
+        if isinstance(exc, lost) or text.startswith("NOREPLICAS") or "error: NOREPLICAS" in text:
+            raise StoreUnavailable(url, exc) from exc
 
     class SealedPipeline(Pipeline):
         dagflow_url = "redis"
@@ -275,21 +278,15 @@ def _sealed_classes() -> tuple[type[redis.Redis], type[redis.client.Pipeline]]:
         def execute(self, raise_on_error: bool = True) -> list[Any]:
             try:
                 return super().execute(raise_on_error)
-            except lost as exc:
-                raise StoreUnavailable(self.dagflow_url, exc) from exc
-            except redis.exceptions.ResponseError as exc:
-                if refusing(exc):
-                    raise StoreUnavailable(self.dagflow_url, exc) from exc
+            except redis.exceptions.RedisError as exc:
+                seal(exc, self.dagflow_url)
                 raise
 
         def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
             try:
                 return super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
-            except lost as exc:
-                raise StoreUnavailable(self.dagflow_url, exc) from exc
-            except redis.exceptions.ResponseError as exc:
-                if refusing(exc):
-                    raise StoreUnavailable(self.dagflow_url, exc) from exc
+            except redis.exceptions.RedisError as exc:
+                seal(exc, self.dagflow_url)
                 raise
 
     class SealedRedis(redis.Redis):
@@ -298,11 +295,8 @@ def _sealed_classes() -> tuple[type[redis.Redis], type[redis.client.Pipeline]]:
         def execute_command(self, *args: Any, **options: Any) -> Any:
             try:
                 return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-            except lost as exc:
-                raise StoreUnavailable(self.dagflow_url, exc) from exc
-            except redis.exceptions.ResponseError as exc:
-                if refusing(exc):
-                    raise StoreUnavailable(self.dagflow_url, exc) from exc
+            except redis.exceptions.RedisError as exc:
+                seal(exc, self.dagflow_url)
                 raise
 
         def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:

@@ -38,8 +38,32 @@ def store_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
+def _stop_for_3_s(server: RedisServer) -> None:
+    server.stop()
+    time.sleep(3)
+    server.restart()
+
+
+def _refuse_writes_for_3_s(server: RedisServer) -> None:
+    """A primary with ``min-replicas-to-write 1`` and no replica refuses writes (NOREPLICAS)."""
+    admin = server.client()
+    admin.config_set("min-replicas-to-write", 1)
+    try:
+        time.sleep(3)
+    finally:
+        admin.config_set("min-replicas-to-write", 0)
+
+
+#: How the store's Redis is made unusable, and what the worker's log then names.
+OUTAGES = {
+    "stopped": (_stop_for_3_s, "run store unreachable"),
+    "refusing writes": (_refuse_writes_for_3_s, "NOREPLICAS"),
+}
+
+
+@pytest.mark.parametrize("outage", list(OUTAGES))
 def test_steps_wait_out_a_store_outage(
-    store_server: RedisServer, scratch_redis: str, tmp_path: Path
+    outage: str, store_server: RedisServer, scratch_redis: str, tmp_path: Path
 ) -> None:
     env = worker_env(
         scratch_redis,
@@ -59,59 +83,19 @@ def test_steps_wait_out_a_store_outage(
         )
         handle = runner.submit(dag)
         wait_for_file(tmp_path / "pids.txt")
-        # When the store's Redis stops before the task finishes, and comes back 3 s later
-        store_server.stop()
-        time.sleep(3)
-        store_server.restart()
-        # Then the run completes, each task succeeded on its first attempt
+        # When the store's Redis stops, or refuses writes, before the task finishes, for 3 s
+        interrupt, named = OUTAGES[outage]
+        interrupt(store_server)
+        # Then the run completes, each task succeeded on its first attempt, run once
         result = handle.wait(timeout=60)
         assert (result.status, result.succeeded, result.failed) == ("success", 2, 0)
         events = [e for e in runner.runtime.events.read() if e.get("run_id") == handle.run_id]
         assert not [e for e in events if e["event"] in ("task_fail", "task_retry")]
         assert all(e["attempt"] == 1 for e in events if e["event"] == "task_ok")
-        assert "run store unreachable" in (tmp_path / "worker.log").read_text()
-    finally:
-        stop_worker(proc)
-
-
-def test_steps_wait_out_a_primary_refusing_writes_for_want_of_replicas(
-    store_server: RedisServer, scratch_redis: str, tmp_path: Path
-) -> None:
-    env = worker_env(
-        scratch_redis,
-        tmp_path / "events.jsonl",
-        tmp_path / "state.jsonl",
-        DAGFLOW_RESULT_BACKEND=store_server.url(),
-    )
-    proc = start_worker(env, tmp_path / "worker.log", concurrency=2)
-    admin = store_server.client()
-    try:
-        runner = Runner(Settings.from_env(env))
-        # Given a run whose first task is running
-        dag = make_dag(
-            [
-                task("slow", "test.pid_sleep", params={"dir": str(tmp_path), "seconds": 1.0}),
-                task("next", deps=("slow",)),
-            ]
-        )
-        handle = runner.submit(dag)
-        wait_for_file(tmp_path / "pids.txt")
-        # When the store's primary refuses writes (min-replicas-to-write 1, no replica:
-        # NOREPLICAS) before the task finishes, and takes them again 3 s later
-        admin.config_set("min-replicas-to-write", 1)
-        time.sleep(3)
-        admin.config_set("min-replicas-to-write", 0)
-        # Then the run completes, each task succeeded on its first attempt
-        result = handle.wait(timeout=60)
-        assert (result.status, result.succeeded, result.failed) == ("success", 2, 0)
-        events = [e for e in runner.runtime.events.read() if e.get("run_id") == handle.run_id]
-        assert not [e for e in events if e["event"] in ("task_fail", "task_retry")]
-        assert all(e["attempt"] == 1 for e in events if e["event"] == "task_ok")
-        assert len((tmp_path / "pids.txt").read_text().splitlines()) == 1  # ran once
+        assert len((tmp_path / "pids.txt").read_text().splitlines()) == 1
         log = (tmp_path / "worker.log").read_text()
-        assert "run store unreachable" in log and "NOREPLICAS" in log
+        assert "run store unreachable" in log and named in log
     finally:
-        admin.config_set("min-replicas-to-write", 0)
         stop_worker(proc)
 
 
